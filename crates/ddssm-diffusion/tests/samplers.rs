@@ -1,0 +1,212 @@
+//! Every sampler, driven by the exact denoiser of a Gaussian mixture, must reproduce the mixture.
+//! This tests the samplers independently of any training.
+
+use ddssm_diffusion::{
+    sample, GaussianMixtureDenoiser, LatentShape, NoiseScheduleConfig, ReverseVariance, Sampler,
+};
+use ddssm_tensor_ops::SeededNoise;
+
+const N: usize = 20_000;
+const BINS: usize = 40;
+const LO: f64 = -4.0;
+const HI: f64 = 4.0;
+
+fn target() -> GaussianMixtureDenoiser {
+    GaussianMixtureDenoiser::new(&[0.3, 0.7], &[-2.0, 1.5], &[0.3, 0.5]).unwrap()
+}
+
+/// Bin probabilities of the exact mixture; the two outermost bins absorb the tails.
+fn exact_bins(t: &GaussianMixtureDenoiser) -> Vec<f64> {
+    let w = (HI - LO) / BINS as f64;
+    (0..BINS)
+        .map(|b| {
+            let lo = if b == 0 {
+                f64::NEG_INFINITY
+            } else {
+                LO + b as f64 * w
+            };
+            let hi = if b == BINS - 1 {
+                f64::INFINITY
+            } else {
+                LO + (b + 1) as f64 * w
+            };
+            let cdf = |x: f64| {
+                if x.is_infinite() {
+                    if x > 0.0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    t.cdf(x)
+                }
+            };
+            cdf(hi) - cdf(lo)
+        })
+        .collect()
+}
+
+fn histogram(samples: &[f64]) -> Vec<f64> {
+    let w = (HI - LO) / BINS as f64;
+    let mut h = vec![0.0; BINS];
+    for &x in samples {
+        let b = (((x - LO) / w).floor().max(0.0) as usize).min(BINS - 1);
+        h[b] += 1.0;
+    }
+    h.iter().map(|c| c / samples.len() as f64).collect()
+}
+
+fn jsd(p: &[f64], q: &[f64]) -> f64 {
+    let kl = |a: &[f64], m: &[f64]| -> f64 {
+        a.iter()
+            .zip(m)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(x, y)| x * (x / y).ln())
+            .sum()
+    };
+    let m: Vec<f64> = p.iter().zip(q).map(|(a, b)| 0.5 * (a + b)).collect();
+    0.5 * kl(p, &m) + 0.5 * kl(q, &m)
+}
+
+/// For N exact draws the histogram JSD has expectation ≈ (B − 1)/(8N) (a second-order expansion:
+/// JSD ≈ ⅛ Σ (p̂ − p)²/p and E Σ (p̂ − p)²/p = (B − 1)/N), here 2.4e-4, with a standard deviation
+/// of the same order. A sampler passes when its JSD is below 5× that expectation, so what is
+/// left after sampling noise (the sampler's discretisation error) must be small on this scale.
+fn tolerance() -> f64 {
+    5.0 * (BINS as f64 - 1.0) / (8.0 * N as f64)
+}
+
+fn check(sampler: Sampler, seed: u64) {
+    let schedule = NoiseScheduleConfig::default().build().unwrap();
+    let t = target();
+    let mut noise = SeededNoise::new(seed);
+    let z = sample(
+        &t,
+        &schedule,
+        &sampler,
+        &(),
+        &LatentShape::cpu_f32(N, 1),
+        &mut noise,
+    )
+    .unwrap();
+    let z: Vec<f64> = z
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let j = jsd(&histogram(&z), &exact_bins(&t));
+    // Mode weight: the left mode's share below the valley at −0.4 is 0.3 (to 1e-6); its
+    // standard error for N draws is √(0.21/N) ≈ 0.0032; tolerance 4 standard errors.
+    let left = z.iter().filter(|x| **x < -0.4).count() as f64 / N as f64;
+    let expected_left = t.cdf(-0.4);
+    eprintln!("{sampler:?}: JSD {j:.2e} (tolerance {:.2e}), left-mode share {left:.4} (exact {expected_left:.4})", tolerance());
+    assert!(j < tolerance(), "{sampler:?}: JSD {j} ≥ {}", tolerance());
+    assert!(
+        (left - expected_left).abs() < 4.0 * (0.21 / N as f64).sqrt(),
+        "{sampler:?}: left-mode share {left}"
+    );
+}
+
+#[test]
+fn ancestral_with_beta_reproduces_the_mixture() {
+    check(
+        Sampler::Ancestral {
+            variance: ReverseVariance::Beta,
+        },
+        1,
+    );
+}
+
+#[test]
+fn ancestral_with_beta_tilde_reproduces_the_mixture() {
+    check(
+        Sampler::Ancestral {
+            variance: ReverseVariance::BetaTilde,
+        },
+        2,
+    );
+}
+
+// The deterministic samplers' discretisation error on this sharp mixture (modes of width 0.3–0.5,
+// 3.5 apart) is what limits them; `cargo run --release -p ddssm-diffusion --example
+// sampler_tradeoff` prints JSD against network calls. The levels below are the fewest at which
+// each stays inside the sampling-noise tolerance.
+
+#[test]
+fn ddim_reproduces_the_mixture() {
+    check(Sampler::Ddim { steps: 96 }, 3);
+}
+
+#[test]
+fn edm_heun_reproduces_the_mixture_in_32_levels() {
+    check(Sampler::EdmHeun { steps: 32 }, 4);
+}
+
+#[test]
+fn dpm_solver_2m_reproduces_the_mixture_in_32_calls() {
+    check(Sampler::DpmSolver2M { steps: 32 }, 5);
+}
+
+/// Second-order solvers must converge: the JSD falls as the number of levels grows.
+#[test]
+fn few_step_error_falls_with_the_number_of_levels() {
+    let schedule = NoiseScheduleConfig::default().build().unwrap();
+    let t = target();
+    for make in [
+        |s| Sampler::EdmHeun { steps: s },
+        |s| Sampler::DpmSolver2M { steps: s },
+    ] {
+        let errors: Vec<f64> = [8, 16, 32]
+            .iter()
+            .map(|&steps| {
+                let z = sample(
+                    &t,
+                    &schedule,
+                    &make(steps),
+                    &(),
+                    &LatentShape::cpu_f32(N, 1),
+                    &mut SeededNoise::new(9),
+                )
+                .unwrap();
+                let z: Vec<f64> = z
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(candle_core::DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                jsd(&histogram(&z), &exact_bins(&t))
+            })
+            .collect();
+        assert!(
+            errors[0] > 2.0 * errors[1] && errors[1] > errors[2],
+            "{:?}: {errors:?}",
+            make(0)
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_samples() {
+    let schedule = NoiseScheduleConfig::default().build().unwrap();
+    let shape = LatentShape::cpu_f32(64, 2);
+    let draw = |seed| {
+        sample(
+            &target(),
+            &schedule,
+            &Sampler::default(),
+            &(),
+            &shape,
+            &mut SeededNoise::new(seed),
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+    };
+    assert_eq!(draw(5), draw(5));
+    assert_ne!(draw(5), draw(6));
+}

@@ -1,0 +1,185 @@
+//! Noise-schedule identities and the golden table of the paper's schedule.
+
+use std::path::PathBuf;
+
+use ddssm_diffusion::{
+    few_step_levels, BetaSchedule, EdmCoefficients, NoiseSchedule, NoiseScheduleConfig,
+};
+
+fn paper() -> NoiseSchedule {
+    NoiseScheduleConfig::default().build().unwrap()
+}
+
+fn cosine() -> NoiseSchedule {
+    NoiseScheduleConfig {
+        num_steps: 128,
+        betas: BetaSchedule::Cosine {
+            offset: 0.008,
+            max_beta: 0.999,
+        },
+    }
+    .build()
+    .unwrap()
+}
+
+#[test]
+fn default_is_the_scaled_linear_schedule_with_k_128() {
+    let s = paper();
+    assert_eq!(s.num_steps(), 128);
+    assert!((s.beta[0] - 0.1 / 128.0).abs() < 1e-15);
+    assert!((s.beta[127] - 20.0 / 128.0).abs() < 1e-15);
+    // z^K ≈ N(0, I): ᾱ_K ≈ 2e-5 (the unscaled DDPM range would leave ≈ 0.27).
+    let ab = s.alpha_bar_final();
+    assert!(ab > 1e-5 && ab < 4e-5, "ᾱ_K = {ab}");
+    let unscaled = NoiseScheduleConfig {
+        num_steps: 128,
+        betas: BetaSchedule::Linear {
+            beta_start: Some(1e-4),
+            beta_end: Some(0.02),
+        },
+    }
+    .build()
+    .unwrap();
+    assert!(
+        (unscaled.alpha_bar_final() - 0.27).abs() < 0.01,
+        "{}",
+        unscaled.alpha_bar_final()
+    );
+}
+
+#[test]
+fn derived_quantities_satisfy_their_definitions() {
+    for s in [paper(), cosine()] {
+        let mut prod = 1.0;
+        let mut prev_sigma = 0.0;
+        for i in 0..s.num_steps() {
+            assert!((s.alpha[i] - (1.0 - s.beta[i])).abs() < 1e-15);
+            prod *= s.alpha[i];
+            assert!((s.alpha_bar[i] - prod).abs() <= 1e-14 * prod.max(1e-300));
+            // Eq. (36).
+            assert!((s.sigma[i] - ((1.0 - prod) / prod).sqrt()).abs() <= 1e-12 * s.sigma[i]);
+            assert!(s.sigma[i] > prev_sigma, "σ_k must increase");
+            prev_sigma = s.sigma[i];
+            assert!(s.beta_tilde[i] <= s.beta[i] + 1e-15);
+            // Eq. (42) = Eq. (43) = Eq. (44).
+            let c = EdmCoefficients::at_sigma(s.sigma[i]);
+            let eq42 = s.w[i] * c.c_out * c.c_out / (s.sigma[i] * s.sigma[i]);
+            let eq43 = s.w[i] * s.alpha_bar[i];
+            let eq44 = s.beta[i] * s.alpha_bar[i] / (2.0 * s.alpha[i] * (1.0 - s.alpha_bar[i]));
+            assert!(
+                (eq42 - eq44).abs() <= 1e-12 * eq44,
+                "k={} {eq42} {eq44}",
+                i + 1
+            );
+            assert!((eq43 - eq44).abs() <= 1e-12 * eq44);
+            assert!((s.w_tilde[i] - eq44).abs() <= 1e-12 * eq44);
+        }
+        assert_eq!(s.beta_tilde[0], 0.0);
+        // w̃_1 = ½ exactly (ᾱ_1 = α_1).
+        assert!((s.w_tilde[0] - 0.5).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn edm_coefficients_match_karras_table_1() {
+    for sigma in [0.01, 0.5, 1.0, 3.0, 200.0] {
+        let c = EdmCoefficients::at_sigma(sigma);
+        assert!((c.c_skip - 1.0 / (sigma * sigma + 1.0)).abs() < 1e-15);
+        assert!((c.c_out - sigma / (sigma * sigma + 1.0).sqrt()).abs() < 1e-15);
+        assert!((c.c_in - 1.0 / (sigma * sigma + 1.0).sqrt()).abs() < 1e-15);
+        assert!((c.c_noise - 0.25 * sigma.ln()).abs() < 1e-15);
+        // c_skip + c_out²... the EDM identity c_skip·σ² + ... : c_out² + c_skip = 1 for σ_data = 1.
+        assert!((c.c_out * c.c_out + c.c_skip - 1.0).abs() < 1e-14);
+    }
+}
+
+/// The golden table of the paper's schedule (K = 128, scaled linear range). Regenerate with
+/// `UPDATE_GOLDEN=1 cargo test -p ddssm-diffusion --test schedule` only after a deliberate change.
+#[test]
+fn paper_schedule_matches_the_golden_table() {
+    let s = paper();
+    let mut text = String::from("# k beta alpha_bar sigma beta_tilde w w_tilde\n");
+    for i in 0..s.num_steps() {
+        text.push_str(&format!(
+            "{} {:.12e} {:.12e} {:.12e} {:.12e} {:.12e} {:.12e}\n",
+            i + 1,
+            s.beta[i],
+            s.alpha_bar[i],
+            s.sigma[i],
+            s.beta_tilde[i],
+            s.w[i],
+            s.w_tilde[i]
+        ));
+    }
+    text.push_str(&format!(
+        "# bound_constant_per_dim {:.12e}\n",
+        s.bound_constant_per_dim()
+    ));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/linear_k128.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(&path).expect("golden file exists (UPDATE_GOLDEN=1 writes it)");
+    let nums = |t: &str| -> Vec<f64> {
+        t.split_whitespace()
+            .filter_map(|w| w.parse::<f64>().ok())
+            .collect()
+    };
+    let (got, want) = (nums(&text), nums(&golden));
+    assert_eq!(got.len(), want.len(), "table length changed");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-10 * w.abs().max(1e-300),
+            "{g} vs golden {w}"
+        );
+    }
+}
+
+#[test]
+fn few_step_levels_descend_from_k_to_1_without_repeats() {
+    let s = paper();
+    for steps in [2, 5, 10, 18, 40, 127] {
+        let l = few_step_levels(&s, steps);
+        assert_eq!(l[0], 128);
+        assert_eq!(*l.last().unwrap(), 1);
+        assert!(l.windows(2).all(|w| w[0] > w[1]), "{steps}: {l:?}");
+        assert!(l.len() <= steps);
+    }
+    assert_eq!(few_step_levels(&s, 500).len(), 128);
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let err = NoiseScheduleConfig {
+        num_steps: 1,
+        betas: BetaSchedule::default(),
+    }
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("num_steps"), "{err}");
+    let err = NoiseScheduleConfig {
+        num_steps: 10,
+        betas: BetaSchedule::Linear {
+            beta_start: Some(0.5),
+            beta_end: Some(0.1),
+        },
+    }
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("beta_end"), "{err}");
+    let err = toml::from_str::<NoiseScheduleConfig>(
+        "num_steps = 128\n[betas]\nkind = \"linear\"\nbeta_begin = 0.1\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("beta_begin"), "{err}");
+    let err =
+        toml::from_str::<NoiseScheduleConfig>("num_steps = 128\n[betas]\nkind = \"quadratic\"\n")
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("linear") && err.to_string().contains("cosine"),
+        "{err}"
+    );
+    let ok = toml::from_str::<NoiseScheduleConfig>("num_steps = 64\n").unwrap();
+    assert_eq!(ok.betas, BetaSchedule::default());
+}

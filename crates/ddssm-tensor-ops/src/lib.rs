@@ -1,0 +1,28 @@
+//! # ddssm-tensor-ops
+//!
+//! The numerics every layer of ddssm needs, on candle-core alone:
+//!
+//! - [`DiagGaussian`]: reparameterised sampling, log-density, entropy and KL divergences of
+//!   diagonal Gaussians, batched over leading dimensions, with a soft clamp on log-variances
+//!   ([`LogVarBounds`]) so extreme network outputs cannot produce inf or NaN;
+//! - [`sinusoidal_embedding`] for diffusion levels and absolute time;
+//! - [`history_windows`]: the zero-padded `j`-step windows and padding masks behind the encoder,
+//!   decoder, transition and VHP of App. H.3–H.6, and [`reverse_time`];
+//! - [`SeededNoise`]: one seed drives every random draw, and its state can be saved;
+//! - [`parse_device`]: `"cpu"`, `"cuda:0"`, `"metal"` with a clear error when a device was not
+//!   compiled in;
+//! - [`Error`]: this crate's typed errors.
+
+mod device;
+mod embedding;
+mod error;
+mod gaussian;
+mod noise;
+mod window;
+
+pub use device::{available_devices, parse_device};
+pub use embedding::{sinusoidal_embedding, time_embedding};
+pub use error::{Error, Result};
+pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
+pub use noise::{NoiseState, SeededNoise};
+pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};

@@ -1,0 +1,126 @@
+//! `cargo xtask <command>`: the project's experiments and tools.
+//!
+//! - `bimodal-experiment`: the paper's Section 4 end to end (data, DKF and DDSSM training, LOCF,
+//!   metrics, figures, report);
+//! - `tune`: the paper's hyperparameter search (App. F.1.1);
+//! - `bench`: benchmarks against the PyTorch peer.
+//!
+//! Each command validates its options (device, output folder) before any work starts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// ddssm's experiments and tools.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which model a command works on.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModelKind {
+    /// The diffusion-driven state space model.
+    Ddssm,
+    /// The deep Kalman filter baseline (Gaussian transitions).
+    Dkf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The paper's Section 4: bimodal random walk, DKF vs DDSSM vs LOCF, metrics, figures, report.
+    BimodalExperiment {
+        /// Results folder (config copies, checkpoints, results.json, report.md, figures).
+        #[arg(long, default_value = "results/bimodal")]
+        out: PathBuf,
+        /// The one seed that drives data, initialisation and every noise draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Training steps per model (the paper: 3000).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// A one-minute smoke version of the whole pipeline.
+        #[arg(long)]
+        quick: bool,
+        /// Continue an interrupted run from its last checkpoints.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Hyperparameter search with TPE (App. F.1.1).
+    Tune {
+        /// Which model to tune.
+        #[arg(long, value_enum, default_value = "ddssm")]
+        model: ModelKind,
+        /// Number of trials (the paper: 50).
+        #[arg(long, default_value_t = 50)]
+        trials: usize,
+        /// Training steps per trial (the paper: 1500).
+        #[arg(long, default_value_t = 1500)]
+        steps: usize,
+        /// A small, fast study.
+        #[arg(long)]
+        quick: bool,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Benchmarks: training steps and the one-step predictive sampler, optionally against the
+    /// PyTorch peer.
+    Bench {
+        /// Also run the PyTorch peer and print ratios.
+        #[arg(long)]
+        peer: bool,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+/// The crates a command needs that this version of ddssm does not have yet.
+fn missing_pieces(command: &Command) -> &'static str {
+    match command {
+        Command::BimodalExperiment { .. } => {
+            "the state space model (ddssm-model) and its training loop (ddssm-train)"
+        }
+        Command::Tune { .. } => "the training loop (ddssm-train) and the bimodal experiment",
+        Command::Bench { .. } => "the full model (ddssm-model) to time",
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = match &cli.command {
+        Command::BimodalExperiment { device, .. }
+        | Command::Tune { device, .. }
+        | Command::Bench { device, .. } => device,
+    };
+    ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
+    bail!(
+        "this version of ddssm cannot run this command yet: it needs {}. \
+         See README.md, section \"What works today\".",
+        missing_pieces(&cli.command)
+    )
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -15,57 +15,8 @@ fn target() -> GaussianMixtureDenoiser {
     GaussianMixtureDenoiser::new(&[0.3, 0.7], &[-2.0, 1.5], &[0.3, 0.5]).unwrap()
 }
 
-/// Bin probabilities of the exact mixture; the two outermost bins absorb the tails.
-fn exact_bins(t: &GaussianMixtureDenoiser) -> Vec<f64> {
-    let w = (HI - LO) / BINS as f64;
-    (0..BINS)
-        .map(|b| {
-            let lo = if b == 0 {
-                f64::NEG_INFINITY
-            } else {
-                LO + b as f64 * w
-            };
-            let hi = if b == BINS - 1 {
-                f64::INFINITY
-            } else {
-                LO + (b + 1) as f64 * w
-            };
-            let cdf = |x: f64| {
-                if x.is_infinite() {
-                    if x > 0.0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                } else {
-                    t.cdf(x)
-                }
-            };
-            cdf(hi) - cdf(lo)
-        })
-        .collect()
-}
-
-fn histogram(samples: &[f64]) -> Vec<f64> {
-    let w = (HI - LO) / BINS as f64;
-    let mut h = vec![0.0; BINS];
-    for &x in samples {
-        let b = (((x - LO) / w).floor().max(0.0) as usize).min(BINS - 1);
-        h[b] += 1.0;
-    }
-    h.iter().map(|c| c / samples.len() as f64).collect()
-}
-
-fn jsd(p: &[f64], q: &[f64]) -> f64 {
-    let kl = |a: &[f64], m: &[f64]| -> f64 {
-        a.iter()
-            .zip(m)
-            .filter(|(x, _)| **x > 0.0)
-            .map(|(x, y)| x * (x / y).ln())
-            .sum()
-    };
-    let m: Vec<f64> = p.iter().zip(q).map(|(a, b)| 0.5 * (a + b)).collect();
-    0.5 * kl(p, &m) + 0.5 * kl(q, &m)
+fn jsd_of(samples: &[f64], t: &GaussianMixtureDenoiser) -> f64 {
+    t.histogram_jsd(samples, LO, HI, BINS)
 }
 
 /// For N exact draws the histogram JSD has expectation ≈ (B − 1)/(8N) (a second-order expansion:
@@ -96,7 +47,7 @@ fn check(sampler: Sampler, seed: u64) {
         .unwrap()
         .to_vec1()
         .unwrap();
-    let j = jsd(&histogram(&z), &exact_bins(&t));
+    let j = jsd_of(&z, &t);
     // Mode weight: the left mode's share below the valley at −0.4 is 0.3 (to 1e-6); its
     // standard error for N draws is √(0.21/N) ≈ 0.0032; tolerance 4 standard errors.
     let left = z.iter().filter(|x| **x < -0.4).count() as f64 / N as f64;
@@ -177,7 +128,7 @@ fn few_step_error_falls_with_the_number_of_levels() {
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                jsd(&histogram(&z), &exact_bins(&t))
+                jsd_of(&z, &t)
             })
             .collect();
         assert!(

@@ -90,7 +90,7 @@ impl Standardization {
             let n = vals.len() as f64;
             let m = vals.iter().sum::<f64>() / n;
             let s = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-            if !(s > 0.0) {
+            if s.is_nan() || s <= 0.0 {
                 return Err(Error::InvalidData(format!(
                     "dimension {k} is constant ({m}); it cannot be standardised"
                 )));

@@ -19,7 +19,7 @@ use crate::{Error, Result};
 /// [`Error::InvalidArgument`] when `dim` is odd or zero or `max_period ≤ 1`, [`Error::Shape`] when
 /// `positions` is not 1-D.
 pub fn sinusoidal_embedding(positions: &Tensor, dim: usize, max_period: f64) -> Result<Tensor> {
-    if dim == 0 || dim % 2 != 0 {
+    if dim == 0 || !dim.is_multiple_of(2) {
         return Err(Error::InvalidArgument {
             name: "embedding dim",
             value: dim.to_string(),

@@ -1,0 +1,168 @@
+//! CSDI's residual block (Tashiro et al. 2021; App. H.1), channels-last.
+//!
+//! For input `x` (`[B, H, L, C]`):
+//! `y = x (+ diffusion_projection(e_diff))` → time mixer → feature mixer → `mid_projection`
+//! (`C → 2C`) `+ cond_projection(S)` (`E_side → 2C`) → `σ(gate) ⊙ tanh(filter)` →
+//! `output_projection` (`C → 2C`) split into `residual, skip`; the block returns
+//! `((x + residual)/√2, skip)`. A stack sums its skips and scales by `1/√(number of blocks)`.
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    chunk2, fast_tanh, Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer,
+    TimeMixerConfig,
+};
+
+/// Configuration of a stack of residual blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResidualStackConfig {
+    /// Number of blocks.
+    pub layers: usize,
+    /// Channels `C`.
+    pub channels: usize,
+    /// Mixer along time.
+    pub time_mixer: TimeMixerConfig,
+    /// Mixer along features.
+    pub feature_mixer: FeatureMixerConfig,
+}
+
+/// One residual block; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct ResidualBlock {
+    diffusion_projection: Option<Dense>,
+    time_mixer: TimeMixer,
+    feature_mixer: FeatureMixer,
+    mid_projection: Dense,
+    cond_temporal: Option<Dense>,
+    cond_static: Option<Dense>,
+    output_projection: Dense,
+}
+
+impl ResidualBlock {
+    /// A block with `channels` channels, side information of widths `temporal_dim` and
+    /// `static_dim` (0 = absent), and a diffusion-embedding projection from `diffusion_dim`
+    /// (0 = no diffusion embedding, as in the context producer).
+    pub fn new(
+        config: &ResidualStackConfig,
+        temporal_dim: usize,
+        static_dim: usize,
+        diffusion_dim: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let c = config.channels;
+        let cond = vb.pp("cond_projection");
+        Ok(Self {
+            diffusion_projection: if diffusion_dim > 0 {
+                Some(Dense::new(diffusion_dim, c, vb.pp("diffusion_projection"))?)
+            } else {
+                None
+            },
+            time_mixer: TimeMixer::new(&config.time_mixer, c, vb.pp("time_mixer"))?,
+            feature_mixer: FeatureMixer::new(&config.feature_mixer, c, vb.pp("feature_mixer"))?,
+            mid_projection: Dense::new(c, 2 * c, vb.pp("mid_projection"))?,
+            cond_temporal: if temporal_dim > 0 {
+                Some(Dense::new(temporal_dim, 2 * c, cond.pp("temporal"))?)
+            } else {
+                None
+            },
+            cond_static: if static_dim > 0 {
+                Some(Dense::no_bias(static_dim, 2 * c, cond.pp("static"))?)
+            } else {
+                None
+            },
+            output_projection: Dense::new(c, 2 * c, vb.pp("output_projection"))?,
+        })
+    }
+
+    /// `x`: `[B, H, L, C]`; `diffusion_emb`: `[B, E_diff]` when the block has a diffusion
+    /// projection. Returns `(next x, skip)`, both `[B, H, L, C]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        side: &SideInfo,
+        diffusion_emb: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let mut y = x.clone();
+        if let (Some(proj), Some(e)) = (&self.diffusion_projection, diffusion_emb) {
+            y = y.broadcast_add(&proj.forward(e)?.unsqueeze(1)?.unsqueeze(1)?)?;
+        }
+        let y = self.feature_mixer.forward(&self.time_mixer.forward(&y)?)?;
+        let mut y = self.mid_projection.forward(&y)?;
+        if let (Some(proj), Some(t)) = (&self.cond_temporal, &side.temporal) {
+            y = y.broadcast_add(&proj.forward(t)?.unsqueeze(1)?)?;
+        }
+        if let (Some(proj), Some(s)) = (&self.cond_static, &side.static_) {
+            y = y.broadcast_add(&proj.forward(s)?.unsqueeze(2)?)?;
+        }
+        let (gate, filter) = chunk2(&y)?;
+        let y = (candle_nn::ops::sigmoid(&gate)? * fast_tanh(&filter)?)?;
+        let (residual, skip) = chunk2(&self.output_projection.forward(&y)?)?;
+        Ok((((x + residual)? * std::f64::consts::FRAC_1_SQRT_2)?, skip))
+    }
+}
+
+/// A stack of residual blocks whose skips are summed and scaled by `1/√layers`.
+#[derive(Debug, Clone)]
+pub struct ResidualStack {
+    blocks: Vec<ResidualBlock>,
+}
+
+impl ResidualStack {
+    /// `config.layers` blocks named `block0`, `block1`, ….
+    pub fn new(
+        config: &ResidualStackConfig,
+        temporal_dim: usize,
+        static_dim: usize,
+        diffusion_dim: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        crate::check_config(
+            config.layers >= 1,
+            "layers",
+            config.layers,
+            "an integer ≥ 1",
+        )?;
+        crate::check_config(
+            config.channels >= 1,
+            "channels",
+            config.channels,
+            "an integer ≥ 1",
+        )?;
+        let blocks = (0..config.layers)
+            .map(|i| {
+                ResidualBlock::new(
+                    config,
+                    temporal_dim,
+                    static_dim,
+                    diffusion_dim,
+                    vb.pp(format!("block{i}")),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { blocks })
+    }
+
+    /// The scaled sum of the blocks' skips, `[B, H, L, C]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        side: &SideInfo,
+        diffusion_emb: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let mut x = x.clone();
+        let mut skip_sum: Option<Tensor> = None;
+        for block in &self.blocks {
+            let (next, skip) = block.forward(&x, side, diffusion_emb)?;
+            x = next;
+            skip_sum = Some(match skip_sum {
+                Some(s) => (s + skip)?,
+                None => skip,
+            });
+        }
+        let total = skip_sum.expect("at least one block");
+        Ok((total / (self.blocks.len() as f64).sqrt())?)
+    }
+}

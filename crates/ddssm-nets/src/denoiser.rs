@@ -1,0 +1,200 @@
+//! The CSDI denoiser — the paper's "U-Net" of the diffusion transition (App. H.1).
+//!
+//! `Z ∈ R^{M×(j+1)}` holds the clean history `z_{t−j:t−1}` in its first `j` steps and the noisy
+//! target in the last. The static mask `m_hist = (1, …, 1, 0)` splits it into two channels
+//! (`Z ⊙ m_hist`, `Z ⊙ (1 − m_hist)`), a 1×1 projection + ReLU lifts them to `C` channels
+//! (`[B, M, j+1, C]`, channels-last), the diffusion level is embedded (sinusoidal, 64 → two-layer
+//! MLP with SiLU → 128, projected to `C` in every block), the residual blocks take side
+//! information (covariates `u_{t−j:t}`, time embeddings, the embedded `m_hist`), and the output
+//! projections (`C → C` + ReLU, then `C → 1`, zero-initialised as in CSDI so the network starts
+//! at exactly zero) give one value per `(m, step)`, of which only the target step is kept: `[B, M]`.
+//!
+//! The noise level arrives as EDM's `c_noise = ¼ ln σ` (about −0.9 … 1.3 for the default
+//! schedule) and is multiplied by `noise_embedding_scale` before the sinusoidal embedding, so that
+//! the embedding's frequencies (periods 2π … 2π·10⁴) resolve neighbouring levels.
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use ddssm_tensor_ops::sinusoidal_embedding;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    check_config, check_shape, Dense, FeatureMixerConfig, ResidualStack, ResidualStackConfig,
+    Result, SideInfo, TemporalSide, TemporalSideConfig, TimeMixerConfig,
+};
+
+/// Configuration; the defaults are the paper's (Table 2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsdiDenoiserConfig {
+    /// The residual stack (3 layers, 16 channels, Conv(k = 2) mixers).
+    pub stack: ResidualStackConfig,
+    /// Width of the sinusoidal diffusion-level embedding (64).
+    pub diffusion_embedding_dim: usize,
+    /// Width after the embedding MLP (128).
+    pub diffusion_projection_dim: usize,
+    /// Factor applied to `c_noise` before the embedding.
+    pub noise_embedding_scale: f64,
+    /// Temporal side information (time embeddings off, mask embedding 8).
+    pub side: TemporalSideConfig,
+}
+
+impl Default for CsdiDenoiserConfig {
+    fn default() -> Self {
+        Self {
+            stack: ResidualStackConfig {
+                layers: 3,
+                channels: 16,
+                time_mixer: TimeMixerConfig::Conv { kernel: 2 },
+                feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
+            },
+            diffusion_embedding_dim: 64,
+            diffusion_projection_dim: 128,
+            noise_embedding_scale: 100.0,
+            side: TemporalSideConfig::default(),
+        }
+    }
+}
+
+/// The built denoiser for latent dimension `M`, Markov order `j` and `V` covariates.
+#[derive(Debug, Clone)]
+pub struct CsdiDenoiser {
+    config: CsdiDenoiserConfig,
+    latent_dim: usize,
+    order: usize,
+    input_projection: Dense,
+    embedding_projection1: Dense,
+    embedding_projection2: Dense,
+    side: TemporalSide,
+    stack: ResidualStack,
+    output_projection1: Dense,
+    output_projection2: Dense,
+}
+
+impl CsdiDenoiser {
+    /// Builds the network.
+    pub fn new(
+        config: &CsdiDenoiserConfig,
+        latent_dim: usize,
+        order: usize,
+        covariate_dim: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        check_config(latent_dim >= 1, "latent_dim", latent_dim, "an integer ≥ 1")?;
+        check_config(order >= 1, "order (j)", order, "an integer ≥ 1")?;
+        check_config(
+            config.diffusion_embedding_dim >= 2 && config.diffusion_embedding_dim.is_multiple_of(2),
+            "diffusion_embedding_dim",
+            config.diffusion_embedding_dim,
+            "an even integer ≥ 2",
+        )?;
+        check_config(
+            config.diffusion_projection_dim >= 1,
+            "diffusion_projection_dim",
+            config.diffusion_projection_dim,
+            "an integer ≥ 1",
+        )?;
+        check_config(
+            config.noise_embedding_scale.is_finite() && config.noise_embedding_scale > 0.0,
+            "noise_embedding_scale",
+            config.noise_embedding_scale,
+            "a finite number > 0",
+        )?;
+        let c = config.stack.channels;
+        let side = TemporalSide::new(&config.side, covariate_dim, 1, vb.pp("side"))?;
+        let emb = vb.pp("diffusion_embedding");
+        Ok(Self {
+            config: *config,
+            latent_dim,
+            order,
+            input_projection: Dense::new(2, c, vb.pp("input_projection"))?,
+            embedding_projection1: Dense::new(
+                config.diffusion_embedding_dim,
+                config.diffusion_projection_dim,
+                emb.pp("projection1"),
+            )?,
+            embedding_projection2: Dense::new(
+                config.diffusion_projection_dim,
+                config.diffusion_projection_dim,
+                emb.pp("projection2"),
+            )?,
+            stack: ResidualStack::new(
+                &config.stack,
+                side.dim(),
+                0,
+                config.diffusion_projection_dim,
+                vb.clone(),
+            )?,
+            side,
+            output_projection1: Dense::new(c, c, vb.pp("output_projection1"))?,
+            output_projection2: Dense::zeros(c, 1, vb.pp("output_projection2"))?,
+        })
+    }
+
+    /// `F`: `history` `[B, j, M]` (oldest first), `noisy` `[B, M]` (the scaled noisy target
+    /// `c_in ẑ`), `c_noise` `[B]`, `times` `[B, j+1]` (absolute time of each step; needed only with
+    /// time embeddings) and `covariates` `[B, j+1, V]`. Returns `[B, M]`.
+    pub fn forward(
+        &self,
+        history: &Tensor,
+        noisy: &Tensor,
+        c_noise: &Tensor,
+        times: Option<&Tensor>,
+        covariates: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (m, j) = (self.latent_dim, self.order);
+        let b = noisy.dim(0)?;
+        check_shape(
+            noisy.dims() == [b, m],
+            "denoiser noisy target",
+            format!("[B, {m}]"),
+            noisy.dims(),
+        )?;
+        check_shape(
+            history.dims() == [b, j, m],
+            "denoiser history",
+            format!("[{b}, {j}, {m}]"),
+            history.dims(),
+        )?;
+        check_shape(
+            c_noise.dims() == [b],
+            "denoiser c_noise",
+            format!("[{b}]"),
+            c_noise.dims(),
+        )?;
+        // Two channels over (M, j+1): clean history (target slot zero) and noisy target (history
+        // slots zero).
+        let hist = history.transpose(1, 2)?.pad_with_zeros(2, 0, 1)?;
+        let target = noisy.unsqueeze(2)?.pad_with_zeros(2, j, 0)?;
+        let z = Tensor::stack(&[hist, target], 3)?;
+        let h0 = self.input_projection.forward(&z)?.relu()?;
+
+        let emb = sinusoidal_embedding(
+            &(c_noise * self.config.noise_embedding_scale)?,
+            self.config.diffusion_embedding_dim,
+            10_000.0,
+        )?;
+        let emb = self
+            .embedding_projection2
+            .forward(&self.embedding_projection1.forward(&emb)?.silu()?)?
+            .silu()?;
+
+        let mut m_hist = vec![1f32; j + 1];
+        m_hist[j] = 0.0;
+        let m_hist = Tensor::from_vec(m_hist, (1, j + 1, 1), noisy.device())?
+            .to_dtype(noisy.dtype())?
+            .broadcast_as((b, j + 1, 1))?
+            .contiguous()?;
+        let side = SideInfo {
+            temporal: self
+                .side
+                .build(b, j + 1, times, covariates, Some(&m_hist))?,
+            static_: None,
+        };
+
+        let y = self.stack.forward(&h0, &side, Some(&emb))?;
+        let y = self.output_projection1.forward(&y)?.relu()?;
+        let out = self.output_projection2.forward(&y)?.squeeze(3)?;
+        Ok(out.narrow(2, j, 1)?.squeeze(2)?)
+    }
+}

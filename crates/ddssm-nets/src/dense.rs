@@ -1,0 +1,111 @@
+//! A fully connected layer applied to the last axis of a tensor of any rank (a 1×1 convolution in
+//! channels-last layout).
+
+use candle_core::{Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+use crate::Result;
+
+/// `y = x Wᵀ + b` on the last axis; leading axes are flattened into one matmul.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    weight_t: Tensor,
+    bias: Option<Tensor>,
+    out_dim: usize,
+}
+
+impl Dense {
+    /// PyTorch's default initialisation: `W, b ~ U(−1/√in, 1/√in)`; parameters `weight`
+    /// (`[out, in]`) and `bias` (`[out]`).
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (in_dim.max(1) as f64).sqrt();
+        Self::with_init(
+            in_dim,
+            out_dim,
+            true,
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            vb,
+        )
+    }
+
+    /// Without a bias.
+    pub fn no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (in_dim.max(1) as f64).sqrt();
+        Self::with_init(
+            in_dim,
+            out_dim,
+            false,
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            Init::Const(0.0),
+            vb,
+        )
+    }
+
+    /// Weight and bias initialised to exactly zero (CSDI's last output projection).
+    pub fn zeros(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_init(
+            in_dim,
+            out_dim,
+            true,
+            Init::Const(0.0),
+            Init::Const(0.0),
+            vb,
+        )
+    }
+
+    fn with_init(
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        w_init: Init,
+        b_init: Init,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let weight = vb.get_with_hints((out_dim, in_dim), "weight", w_init)?;
+        let bias = if bias {
+            Some(vb.get_with_hints(out_dim, "bias", b_init)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight_t: weight.t()?,
+            bias,
+            out_dim,
+        })
+    }
+
+    /// Applies the layer to the last axis of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut out_shape = x.dims().to_vec();
+        let in_dim = *out_shape.last().unwrap_or(&0);
+        *out_shape.last_mut().expect("rank ≥ 1") = self.out_dim;
+        let flat = x.reshape(((), in_dim))?.matmul(&self.weight_t)?;
+        let flat = match &self.bias {
+            Some(b) => flat.broadcast_add(b)?,
+            None => flat,
+        };
+        Ok(flat.reshape(out_shape)?)
+    }
+}
+
+/// `tanh(x) = 2σ(2x) − 1`: candle's CPU `tanh` is scalar and ~5× slower than its sigmoid
+/// (CANDLE-NOTES), and both have exact gradients.
+pub fn fast_tanh(x: &Tensor) -> Result<Tensor> {
+    Ok(candle_nn::ops::sigmoid(&(x * 2.0)?)?.affine(2.0, -1.0)?)
+}
+
+/// Splits the last axis into two equal halves.
+pub fn chunk2(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let n = x.dim(D::Minus1)? / 2;
+    Ok((x.narrow(D::Minus1, 0, n)?, x.narrow(D::Minus1, n, n)?))
+}

@@ -1,0 +1,196 @@
+//! Time and feature mixers of the residual block (App. H.1: CSDI's two transformer layers,
+//! abstracted so that cheaper operations can replace attention when the sequence is short).
+//!
+//! All tensors are channels-last: `[B, H, L, C]` (batch, feature axis, time axis, channels).
+//!
+//! - A **convolution** of kernel `k` along an axis is written as one matmul on the `k` shifted
+//!   copies concatenated along the channels (`[…, k·C] → […, C]`): exact, with plain-op
+//!   gradients, and fast for the paper's tiny channel counts (CANDLE-NOTES). Along time it is
+//!   causal (position `l` sees `l−k+1 … l`, zero-padded on the left), so in the denoiser the target
+//!   step — the last one — sees its history; along features it pads like PyTorch's `'same'`
+//!   (`⌊(k−1)/2⌋` before, the rest after).
+//! - The **GRU** time mixer runs one GRU over `L` for every `(b, h)` row.
+//! - **Identity** passes the input through.
+
+use candle_core::Tensor;
+use candle_nn::{rnn::GRUConfig, VarBuilder, RNN};
+use serde::{Deserialize, Serialize};
+
+use crate::{check_config, Dense, Result};
+
+/// The time mixer (along `L`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TimeMixerConfig {
+    /// A causal, length-preserving convolution over time.
+    Conv {
+        /// Kernel size (the paper: 2).
+        kernel: usize,
+    },
+    /// A GRU over time.
+    Gru,
+    /// No mixing.
+    Identity,
+}
+
+/// The feature mixer (along `H`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FeatureMixerConfig {
+    /// A length-preserving convolution over features.
+    Conv {
+        /// Kernel size (the paper: 2).
+        kernel: usize,
+    },
+    /// No mixing.
+    Identity,
+}
+
+impl TimeMixerConfig {
+    /// Checks the kernel size.
+    pub fn validate(&self) -> Result<()> {
+        if let Self::Conv { kernel } = self {
+            check_config(*kernel >= 1, "time_mixer.kernel", kernel, "an integer ≥ 1")?;
+        }
+        Ok(())
+    }
+}
+
+impl FeatureMixerConfig {
+    /// Checks the kernel size.
+    pub fn validate(&self) -> Result<()> {
+        if let Self::Conv { kernel } = self {
+            check_config(
+                *kernel >= 1,
+                "feature_mixer.kernel",
+                kernel,
+                "an integer ≥ 1",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A length-preserving convolution along one axis of a channels-last tensor.
+#[derive(Debug, Clone)]
+pub struct AxisConv {
+    axis: usize,
+    kernel: usize,
+    pad_before: usize,
+    proj: Dense,
+}
+
+impl AxisConv {
+    /// A convolution along `axis` (1 = H, 2 = L) with `pad_before` zeros before the sequence and
+    /// `kernel − 1 − pad_before` after; parameters `proj.weight` `[C, k·C]`, `proj.bias`.
+    pub fn new(
+        axis: usize,
+        kernel: usize,
+        pad_before: usize,
+        channels: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            axis,
+            kernel,
+            pad_before,
+            proj: Dense::new(kernel * channels, channels, vb.pp("proj"))?,
+        })
+    }
+
+    /// Applies the convolution to `x` (`[B, H, L, C]`).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.kernel == 1 {
+            return self.proj.forward(x);
+        }
+        let n = x.dim(self.axis)?;
+        let padded = x.pad_with_zeros(
+            self.axis,
+            self.pad_before,
+            self.kernel - 1 - self.pad_before,
+        )?;
+        let shifted = (0..self.kernel)
+            .map(|i| padded.narrow(self.axis, i, n))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        self.proj.forward(&Tensor::cat(&shifted, 3)?)
+    }
+}
+
+/// A built time mixer.
+#[derive(Debug, Clone)]
+pub enum TimeMixer {
+    /// See [`TimeMixerConfig::Conv`].
+    Conv(AxisConv),
+    /// See [`TimeMixerConfig::Gru`].
+    Gru(candle_nn::GRU),
+    /// See [`TimeMixerConfig::Identity`].
+    Identity,
+}
+
+impl TimeMixer {
+    /// Builds the mixer for `channels` channels.
+    pub fn new(config: &TimeMixerConfig, channels: usize, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        Ok(match *config {
+            TimeMixerConfig::Conv { kernel } => {
+                Self::Conv(AxisConv::new(2, kernel, kernel - 1, channels, vb)?)
+            }
+            TimeMixerConfig::Gru => Self::Gru(candle_nn::gru(
+                channels,
+                channels,
+                GRUConfig::default(),
+                vb.pp("gru"),
+            )?),
+            TimeMixerConfig::Identity => Self::Identity,
+        })
+    }
+
+    /// Mixes `x` (`[B, H, L, C]`) along `L`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Conv(c) => c.forward(x),
+            Self::Gru(gru) => {
+                let (b, h, l, c) = x.dims4()?;
+                Ok(gru_sequence(gru, &x.reshape((b * h, l, c))?)?.reshape((b, h, l, c))?)
+            }
+            Self::Identity => Ok(x.clone()),
+        }
+    }
+}
+
+/// Runs `gru` over `x` (`[N, L, C_in]`, batch first) and returns every hidden state, `[N, L, C]`.
+pub fn gru_sequence(gru: &candle_nn::GRU, x: &Tensor) -> Result<Tensor> {
+    let states = gru.seq(x)?;
+    let hs: Vec<Tensor> = states.into_iter().map(|s| s.h).collect();
+    Ok(Tensor::stack(&hs, 1)?)
+}
+
+/// A built feature mixer.
+#[derive(Debug, Clone)]
+pub enum FeatureMixer {
+    /// See [`FeatureMixerConfig::Conv`].
+    Conv(AxisConv),
+    /// See [`FeatureMixerConfig::Identity`].
+    Identity,
+}
+
+impl FeatureMixer {
+    /// Builds the mixer for `channels` channels.
+    pub fn new(config: &FeatureMixerConfig, channels: usize, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        Ok(match *config {
+            FeatureMixerConfig::Conv { kernel } => {
+                Self::Conv(AxisConv::new(1, kernel, (kernel - 1) / 2, channels, vb)?)
+            }
+            FeatureMixerConfig::Identity => Self::Identity,
+        })
+    }
+
+    /// Mixes `x` (`[B, H, L, C]`) along `H`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Conv(c) => c.forward(x),
+            Self::Identity => Ok(x.clone()),
+        }
+    }
+}

@@ -7,8 +7,6 @@
 //! therefore depends only on `(seed, name)` — not on the order in which layers are built — and
 //! the parameters land in an ordinary [`VarMap`] for optimisers and checkpoints.
 
-use std::sync::{Arc, Mutex};
-
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{init::NormalOrUniform, Init, VarBuilder, VarMap};
@@ -19,7 +17,6 @@ use ddssm_tensor_ops::SeededNoise;
 pub struct SeededVarMap {
     varmap: VarMap,
     root: SeededNoise,
-    lock: Arc<Mutex<()>>,
 }
 
 impl SeededVarMap {
@@ -28,7 +25,6 @@ impl SeededVarMap {
         Self {
             varmap,
             root: SeededNoise::new(seed),
-            lock: Arc::new(Mutex::new(())),
         }
     }
 
@@ -98,7 +94,6 @@ impl SimpleBackend for SeededVarMap {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let _guard = self.lock.lock().expect("init lock");
         let mut data = self.varmap.data().lock().expect("varmap lock");
         if let Some(existing) = data.get(name) {
             let t = existing.as_tensor();

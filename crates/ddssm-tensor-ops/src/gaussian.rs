@@ -139,11 +139,12 @@ impl DiagGaussian {
     }
 
     /// `log N(x; μ, σ²)` per event dimension, shape `[…, M]` (no sum): useful when some
-    /// coordinates must be masked out, e.g. missing observations.
+    /// coordinates must be masked out, e.g. missing observations. `x` may carry extra leading
+    /// dimensions (e.g. samples) that broadcast against the distribution's.
     pub fn log_prob_elementwise(&self, x: &Tensor) -> Result<Tensor> {
         let sq = x.broadcast_sub(&self.mean)?.sqr()?;
-        let mahalanobis = (sq * self.logvar.neg()?.exp()?)?;
-        Ok(((mahalanobis + &self.logvar)? + LN_2PI)?.affine(-0.5, 0.0)?)
+        let mahalanobis = sq.broadcast_mul(&self.logvar.neg()?.exp()?)?;
+        Ok((mahalanobis.broadcast_add(&self.logvar)? + LN_2PI)?.affine(-0.5, 0.0)?)
     }
 
     /// `log N(x; μ, σ²)` summed over the event dimension: shape `[…]`.

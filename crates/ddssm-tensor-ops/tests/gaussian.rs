@@ -246,3 +246,22 @@ fn invalid_bounds_are_rejected() {
     .is_err());
     assert!(LogVarBounds::default().validate().is_ok());
 }
+
+#[test]
+fn log_prob_broadcasts_extra_leading_sample_dimensions() {
+    // Five samples of a [2, 3]-shaped Gaussian at once: [5, 2, 3] against [2, 3].
+    let g = DiagGaussian::new(
+        t(&[0.1, 0.2, 0.3, -0.1, -0.2, -0.3], &[2, 3]),
+        t(&[0.0, 0.5, -0.5, 0.1, 0.2, 0.3], &[2, 3]),
+    )
+    .unwrap();
+    let x = SeededNoise::new(8)
+        .randn((5, 2, 3), DType::F64, &Device::Cpu)
+        .unwrap();
+    let all = vec1(&g.log_prob(&x).unwrap());
+    assert_eq!(all.len(), 10);
+    for s in 0..5 {
+        let one = vec1(&g.log_prob(&x.get(s).unwrap()).unwrap());
+        assert!((all[2 * s] - one[0]).abs() < 1e-12 && (all[2 * s + 1] - one[1]).abs() < 1e-12);
+    }
+}

@@ -29,6 +29,19 @@ pub struct ResidualStackConfig {
     pub feature_mixer: FeatureMixerConfig,
 }
 
+impl ResidualStackConfig {
+    /// `layers` blocks of 16 channels with Conv(k = 2) time and feature mixers: the paper's
+    /// encoder, decoder and denoiser stacks (App. F, Tables 1–2).
+    pub fn paper(layers: usize) -> Self {
+        Self {
+            layers,
+            channels: 16,
+            time_mixer: TimeMixerConfig::Conv { kernel: 2 },
+            feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
+        }
+    }
+}
+
 /// One residual block; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct ResidualBlock {

@@ -12,10 +12,7 @@ use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    check_shape, Dense, FeatureMixerConfig, ResidualStack, ResidualStackConfig, Result, SideInfo,
-    TimeMixerConfig,
-};
+use crate::{check_shape, Dense, ResidualStack, ResidualStackConfig, Result, SideInfo};
 
 /// Configuration of a context producer; the default is the paper's encoder/decoder context
 /// (Table 1: 2 layers, 16 channels, Conv(k = 2) time and feature mixers).
@@ -30,12 +27,7 @@ pub struct ContextProducerConfig {
 impl Default for ContextProducerConfig {
     fn default() -> Self {
         Self {
-            stack: ResidualStackConfig {
-                layers: 2,
-                channels: 16,
-                time_mixer: TimeMixerConfig::Conv { kernel: 2 },
-                feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
-            },
+            stack: ResidualStackConfig::paper(2),
         }
     }
 }

@@ -19,8 +19,8 @@ use ddssm_tensor_ops::sinusoidal_embedding;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check_config, check_shape, Dense, FeatureMixerConfig, ResidualStack, ResidualStackConfig,
-    Result, SideInfo, TemporalSide, TemporalSideConfig, TimeMixerConfig,
+    check_config, check_shape, Dense, ResidualStack, ResidualStackConfig, Result, SideInfo,
+    TemporalSide, TemporalSideConfig,
 };
 
 /// Configuration; the defaults are the paper's (Table 2).
@@ -42,12 +42,7 @@ pub struct CsdiDenoiserConfig {
 impl Default for CsdiDenoiserConfig {
     fn default() -> Self {
         Self {
-            stack: ResidualStackConfig {
-                layers: 3,
-                channels: 16,
-                time_mixer: TimeMixerConfig::Conv { kernel: 2 },
-                feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
-            },
+            stack: ResidualStackConfig::paper(3),
             diffusion_embedding_dim: 64,
             diffusion_projection_dim: 128,
             noise_embedding_scale: 100.0,

@@ -88,11 +88,16 @@ impl<'a, N: Denoiser + ?Sized> EdmPreconditioning<'a, N> {
         cond: &N::Cond,
     ) -> Result<Tensor> {
         let x_in = z_hat.broadcast_mul(&cols.c_in)?;
-        let out = self.net.forward(&x_in, &cols.c_noise, cond)?;
-        if out.dims() != z_hat.dims() {
+        self.call(&x_in, &cols.c_noise, cond)
+    }
+
+    /// `F_ψ(x_in, c_noise, cond)`, checked to keep the input's shape.
+    fn call(&self, x_in: &Tensor, c_noise: &Tensor, cond: &N::Cond) -> Result<Tensor> {
+        let out = self.net.forward(x_in, c_noise, cond)?;
+        if out.dims() != x_in.dims() {
             return Err(Error::Shape {
                 what: "denoiser output",
-                expected: format!("the input's shape {:?}", z_hat.dims()),
+                expected: format!("the input's shape {:?}", x_in.dims()),
                 got: out.dims().to_vec(),
             });
         }
@@ -121,14 +126,7 @@ impl<'a, N: Denoiser + ?Sized> EdmPreconditioning<'a, N> {
         let c = EdmCoefficients::at_sigma(sigma);
         let x_in = (z_hat * c.c_in)?;
         let c_noise = Tensor::full(c.c_noise, n, z_hat.device())?.to_dtype(z_hat.dtype())?;
-        let f = self.net.forward(&x_in, &c_noise, cond)?;
-        if f.dims() != z_hat.dims() {
-            return Err(Error::Shape {
-                what: "denoiser output",
-                expected: format!("the input's shape {:?}", z_hat.dims()),
-                got: f.dims().to_vec(),
-            });
-        }
+        let f = self.call(&x_in, &c_noise, cond)?;
         Ok(((z_hat * c.c_skip)? + (f * c.c_out)?)?)
     }
 

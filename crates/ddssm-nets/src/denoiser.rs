@@ -61,6 +61,8 @@ pub struct CsdiDenoiser {
     embedding_projection1: Dense,
     embedding_projection2: Dense,
     side: TemporalSide,
+    /// `m_hist = (1, …, 1, 0)` as `[1, j+1, 1]`.
+    m_hist: Tensor,
     stack: ResidualStack,
     output_projection1: Dense,
     output_projection2: Dense,
@@ -98,6 +100,10 @@ impl CsdiDenoiser {
         let c = config.stack.channels;
         let side = TemporalSide::new(&config.side, covariate_dim, 1, vb.pp("side"))?;
         let emb = vb.pp("diffusion_embedding");
+        let mut m_hist = vec![1f32; order + 1];
+        m_hist[order] = 0.0;
+        let m_hist =
+            Tensor::from_vec(m_hist, (1, order + 1, 1), vb.device())?.to_dtype(vb.dtype())?;
         Ok(Self {
             config: *config,
             latent_dim,
@@ -121,14 +127,34 @@ impl CsdiDenoiser {
                 vb.clone(),
             )?,
             side,
+            m_hist,
             output_projection1: Dense::new(c, c, vb.pp("output_projection1"))?,
             output_projection2: Dense::zeros(c, 1, vb.pp("output_projection2"))?,
         })
     }
 
-    /// `F`: `history` `[B, j, M]` (oldest first), `noisy` `[B, M]` (the scaled noisy target
-    /// `c_in ẑ`), `c_noise` `[B]`, `times` `[B, j+1]` (absolute time of each step; needed only with
-    /// time embeddings) and `covariates` `[B, j+1, V]`. Returns `[B, M]`.
+    /// The side information of a batch of `batch` conditionings: the embedded `m_hist`, plus
+    /// `times` `[B, j+1]` (absolute time of each step; needed only with time embeddings) and
+    /// `covariates` `[B, j+1, V]`. It does not depend on the noise level, so a sampler builds it
+    /// once for all of its network calls and passes it to [`CsdiDenoiser::forward_with_side`].
+    pub fn side_info(
+        &self,
+        batch: usize,
+        times: Option<&Tensor>,
+        covariates: Option<&Tensor>,
+    ) -> Result<SideInfo> {
+        let len = self.order + 1;
+        let m_hist = self.m_hist.broadcast_as((batch, len, 1))?.contiguous()?;
+        Ok(SideInfo {
+            temporal: self
+                .side
+                .build(batch, len, times, covariates, Some(&m_hist))?,
+            static_: None,
+        })
+    }
+
+    /// `F` with its side information built anew: see [`CsdiDenoiser::side_info`] and
+    /// [`CsdiDenoiser::forward_with_side`].
     pub fn forward(
         &self,
         history: &Tensor,
@@ -136,6 +162,19 @@ impl CsdiDenoiser {
         c_noise: &Tensor,
         times: Option<&Tensor>,
         covariates: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let side = self.side_info(noisy.dim(0)?, times, covariates)?;
+        self.forward_with_side(history, noisy, c_noise, &side)
+    }
+
+    /// `F`: `history` `[B, j, M]` (oldest first), `noisy` `[B, M]` (the scaled noisy target
+    /// `c_in ẑ`), `c_noise` `[B]` and the batch's side information. Returns `[B, M]`.
+    pub fn forward_with_side(
+        &self,
+        history: &Tensor,
+        noisy: &Tensor,
+        c_noise: &Tensor,
+        side: &SideInfo,
     ) -> Result<Tensor> {
         let (m, j) = (self.latent_dim, self.order);
         let b = noisy.dim(0)?;
@@ -174,20 +213,7 @@ impl CsdiDenoiser {
             .forward(&self.embedding_projection1.forward(&emb)?.silu()?)?
             .silu()?;
 
-        let mut m_hist = vec![1f32; j + 1];
-        m_hist[j] = 0.0;
-        let m_hist = Tensor::from_vec(m_hist, (1, j + 1, 1), noisy.device())?
-            .to_dtype(noisy.dtype())?
-            .broadcast_as((b, j + 1, 1))?
-            .contiguous()?;
-        let side = SideInfo {
-            temporal: self
-                .side
-                .build(b, j + 1, times, covariates, Some(&m_hist))?,
-            static_: None,
-        };
-
-        let y = self.stack.forward(&h0, &side, Some(&emb))?;
+        let y = self.stack.forward(&h0, side, Some(&emb))?;
         let y = self.output_projection1.forward(&y)?.relu()?;
         let out = self.output_projection2.forward(&y)?.squeeze(3)?;
         Ok(out.narrow(2, j, 1)?.squeeze(2)?)

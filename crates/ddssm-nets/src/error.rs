@@ -70,3 +70,20 @@ pub(crate) fn check_shape(
         })
     }
 }
+
+/// `tensor`, which must be present with exactly the shape `dims` (a missing tensor is reported
+/// with an empty shape).
+pub(crate) fn require<'a>(
+    what: &'static str,
+    tensor: Option<&'a candle_core::Tensor>,
+    dims: &[usize],
+) -> Result<&'a candle_core::Tensor> {
+    match tensor {
+        Some(t) if t.dims() == dims => Ok(t),
+        other => Err(Error::Shape {
+            what,
+            expected: format!("{dims:?}"),
+            got: other.map(|t| t.dims().to_vec()).unwrap_or_default(),
+        }),
+    }
+}

@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 use ddssm_tensor_ops::sinusoidal_embedding;
 use serde::{Deserialize, Serialize};
 
-use crate::{check_shape, Dense, Result};
+use crate::{require, Dense, Result};
 
 /// Side information for one batch, unexpanded.
 #[derive(Debug, Clone, Default)]
@@ -143,48 +143,25 @@ impl TemporalSide {
     ) -> Result<Option<Tensor>> {
         let mut parts = Vec::new();
         if self.config.time_embedding_dim > 0 {
-            let times = times.ok_or_else(|| crate::Error::Shape {
-                what: "side information times",
-                expected: format!("[{batch}, {len}] time indices (time embeddings are on)"),
-                got: vec![],
-            })?;
-            check_shape(
-                times.dims() == [batch, len],
-                "side information times",
-                format!("[{batch}, {len}]"),
-                times.dims(),
+            let times = require("side information times", times, &[batch, len])?;
+            let emb = sinusoidal_embedding(
+                &times.flatten_all()?,
+                self.config.time_embedding_dim,
+                10_000.0,
             )?;
-            let flat = times.flatten_all()?;
-            let emb = sinusoidal_embedding(&flat, self.config.time_embedding_dim, 10_000.0)?;
             parts.push(emb.reshape((batch, len, self.config.time_embedding_dim))?);
         }
         if self.covariate_dim > 0 {
-            let u = covariates.ok_or_else(|| crate::Error::Shape {
-                what: "covariates",
-                expected: format!("[{batch}, {len}, {}]", self.covariate_dim),
-                got: vec![],
-            })?;
-            check_shape(
-                u.dims() == [batch, len, self.covariate_dim],
-                "covariates",
-                format!("[{batch}, {len}, {}]", self.covariate_dim),
-                u.dims(),
-            )?;
-            parts.push(u.clone());
+            parts.push(
+                require("covariates", covariates, &[batch, len, self.covariate_dim])?.clone(),
+            );
         }
         if let Some(embed) = &self.mask_embedding {
-            let m = masks.ok_or_else(|| crate::Error::Shape {
-                what: "masks",
-                expected: format!("[{batch}, {len}, {}]", self.mask_channels),
-                got: vec![],
-            })?;
-            check_shape(
-                m.dims() == [batch, len, self.mask_channels],
+            parts.push(embed.forward(require(
                 "masks",
-                format!("[{batch}, {len}, {}]", self.mask_channels),
-                m.dims(),
-            )?;
-            parts.push(embed.forward(m)?);
+                masks,
+                &[batch, len, self.mask_channels],
+            )?)?);
         }
         Ok(match parts.len() {
             0 => None,

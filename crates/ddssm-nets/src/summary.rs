@@ -6,10 +6,10 @@
 
 use candle_core::{Tensor, D};
 use candle_nn::{rnn::GRUConfig, VarBuilder};
-use ddssm_tensor_ops::{reverse_time, sinusoidal_embedding};
+use ddssm_tensor_ops::{reverse_time, time_embedding};
 use serde::{Deserialize, Serialize};
 
-use crate::{check_config, check_shape, gru_sequence, Dense, Result};
+use crate::{check_config, check_shape, gru_sequence, require, Dense, Result};
 
 /// Configuration; the defaults are the paper's (Table 1: 3 GRU layers × 16, no time embedding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,26 +113,12 @@ impl FutureSummary {
         };
         let mut parts = vec![(x * &mask)?, mask];
         if self.config.time_embedding_dim > 0 {
-            let times = Tensor::arange(0u32, t as u32, x.device())?.to_dtype(x.dtype())?;
-            let emb = sinusoidal_embedding(&times, self.config.time_embedding_dim, 10_000.0)?;
-            parts.push(
-                emb.unsqueeze(0)?
-                    .broadcast_as((b, t, self.config.time_embedding_dim))?
-                    .contiguous()?,
-            );
+            let dim = self.config.time_embedding_dim;
+            let emb = time_embedding(t, dim, 10_000.0, x.dtype(), x.device())?;
+            parts.push(emb.unsqueeze(0)?.broadcast_as((b, t, dim))?.contiguous()?);
         }
         if self.static_dim > 0 {
-            let s = statics.ok_or_else(|| crate::Error::Shape {
-                what: "static covariates",
-                expected: format!("[{b}, {}]", self.static_dim),
-                got: vec![],
-            })?;
-            check_shape(
-                s.dims() == [b, self.static_dim],
-                "static covariates",
-                format!("[{b}, {}]", self.static_dim),
-                s.dims(),
-            )?;
+            let s = require("static covariates", statics, &[b, self.static_dim])?;
             parts.push(
                 s.unsqueeze(1)?
                     .broadcast_as((b, t, self.static_dim))?

@@ -26,6 +26,15 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// The paper's future summary with a 4-wide time embedding switched on.
+fn summary_with_time_embedding(obs_dim: usize, static_dim: usize, vb: VarBuilder) -> FutureSummary {
+    let config = FutureSummaryConfig {
+        time_embedding_dim: 4,
+        ..Default::default()
+    };
+    FutureSummary::new(&config, obs_dim, static_dim, vb).unwrap()
+}
+
 fn ctx_config(
     layers: usize,
     channels: usize,
@@ -139,16 +148,7 @@ fn summary_and_head_shapes() {
     let mut noise = SeededNoise::new(5);
     for (d, s) in [(1, 0), (3, 2)] {
         let (_, vb) = builder(6);
-        let fs = FutureSummary::new(
-            &FutureSummaryConfig {
-                time_embedding_dim: 4,
-                ..Default::default()
-            },
-            d,
-            s,
-            vb,
-        )
-        .unwrap();
+        let fs = summary_with_time_embedding(d, s, vb);
         let statics = (s > 0).then(|| randn(&mut noise, &[2, s]));
         let h = fs
             .forward(&randn(&mut noise, &[2, 7, d]), None, statics.as_ref())
@@ -366,16 +366,7 @@ fn every_parameter_gets_a_gradient() {
     }
     // Future summary with statics and time embedding.
     let (varmap, vb) = builder(15);
-    let fs = FutureSummary::new(
-        &FutureSummaryConfig {
-            time_embedding_dim: 4,
-            ..Default::default()
-        },
-        2,
-        3,
-        vb,
-    )
-    .unwrap();
+    let fs = summary_with_time_embedding(2, 3, vb);
     let h = fs
         .forward(
             &randn(&mut noise, &[4, 6, 2]),
@@ -484,4 +475,28 @@ fn initialisation_depends_only_on_seed_and_name() {
         "creation order must not matter"
     );
     assert_ne!(build(1, false), build(2, false));
+}
+
+#[test]
+fn denoiser_side_information_built_once_gives_the_same_output() {
+    let (varmap, vb) = builder(20);
+    let net = CsdiDenoiser::new(&CsdiDenoiserConfig::default(), 2, 3, 1, vb).unwrap();
+    randomise(&varmap, "output_projection2", 21);
+    let mut noise = SeededNoise::new(22);
+    let u = randn(&mut noise, &[4, 4, 1]);
+    let side = net.side_info(4, None, Some(&u)).unwrap();
+    for _ in 0..2 {
+        let (hist, target, c_noise) = (
+            randn(&mut noise, &[4, 3, 2]),
+            randn(&mut noise, &[4, 2]),
+            randn(&mut noise, &[4]),
+        );
+        let fresh = net
+            .forward(&hist, &target, &c_noise, None, Some(&u))
+            .unwrap();
+        let reused = net
+            .forward_with_side(&hist, &target, &c_noise, &side)
+            .unwrap();
+        assert_eq!(max_abs_diff(&fresh, &reused), 0.0);
+    }
 }

@@ -6,84 +6,78 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device};
-use candle_nn::VarMap;
+use candle_nn::{VarBuilder, VarMap};
 use ddssm_nets::*;
 
 fn count(varmap: &VarMap) -> usize {
     varmap.all_vars().iter().map(|v| v.elem_count()).sum()
 }
 
+/// A paper-sized context producer over `[B, 16, len]` whose side information is `mask_channels`
+/// embedded masks (none when 0), as the encoder, decoder, transition and VHP build theirs.
+fn context(vb: VarBuilder, stack: ResidualStackConfig, len: usize, mask_channels: usize) {
+    let side = TemporalSide::new(
+        &TemporalSideConfig::default(),
+        0,
+        mask_channels,
+        vb.pp("side"),
+    )
+    .unwrap();
+    ContextProducer::new(&ContextProducerConfig { stack }, 16, len, side.dim(), 0, vb).unwrap();
+}
+
+/// Builds one module into the given `VarBuilder`.
+type Build = Box<dyn Fn(VarBuilder)>;
+
 fn counts() -> Vec<(&'static str, usize)> {
-    let dev = Device::Cpu;
-    let h_seq = 16;
-    let side = TemporalSideConfig::default();
-    let mut rows = Vec::new();
-    let mut add = |name: &'static str, build: &dyn Fn(candle_nn::VarBuilder)| {
-        let (vm, vb) = SeededVarMap::builder(0, DType::F32, &dev);
-        build(vb);
-        rows.push((name, count(&vm)));
+    let identity_time = |layers| ResidualStackConfig {
+        time_mixer: TimeMixerConfig::Identity,
+        ..ResidualStackConfig::paper(layers)
     };
-    add("future summary (3 GRU layers × 16)", &|vb| {
-        FutureSummary::new(&FutureSummaryConfig::default(), 1, 0, vb).unwrap();
-    });
-    add(
-        "encoder context producer (2 layers, 16 ch, L = j + 1 = 2, role + padding masks)",
-        &|vb| {
-            let t = TemporalSide::new(&side, 0, 2, vb.pp("side")).unwrap();
-            ContextProducer::new(&ContextProducerConfig::default(), h_seq, 2, t.dim(), 0, vb)
-                .unwrap();
-        },
-    );
-    add(
-        "decoder context producer (2 layers, 16 ch, L = j = 1, padding mask)",
-        &|vb| {
-            let t = TemporalSide::new(&side, 0, 1, vb.pp("side")).unwrap();
-            ContextProducer::new(&ContextProducerConfig::default(), h_seq, 1, t.dim(), 0, vb)
-                .unwrap();
-        },
-    );
-    add(
-        "Gaussian transition context producer (3 layers, identity time mixer, no masks)",
-        &|vb| {
-            let cfg = ContextProducerConfig {
-                stack: ResidualStackConfig {
-                    layers: 3,
-                    channels: 16,
-                    time_mixer: TimeMixerConfig::Identity,
-                    feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
-                },
-            };
-            ContextProducer::new(&cfg, h_seq, 1, 0, 0, vb).unwrap();
-        },
-    );
-    add(
-        "initialisation context producer (2 layers, identity time mixer, padding mask)",
-        &|vb| {
-            let t = TemporalSide::new(&side, 0, 1, vb.pp("side")).unwrap();
-            let cfg = ContextProducerConfig {
-                stack: ResidualStackConfig {
-                    layers: 2,
-                    channels: 16,
-                    time_mixer: TimeMixerConfig::Identity,
-                    feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
-                },
-            };
-            ContextProducer::new(&cfg, h_seq, 1, t.dim(), 0, vb).unwrap();
-        },
-    );
-    add(
-        "Gaussian head (256 → 1, hidden 16, 2 layers per MLP)",
-        &|vb| {
-            GaussianHead::new(&GaussianHeadConfig::default(), h_seq * 16, 1, vb).unwrap();
-        },
-    );
-    add(
-        "CSDI denoiser (3 layers, 16 ch, embedding 64 → 128, M = 1, j = 1)",
-        &|vb| {
-            CsdiDenoiser::new(&CsdiDenoiserConfig::default(), 1, 1, 0, vb).unwrap();
-        },
-    );
-    rows
+    let builds: Vec<(&'static str, Build)> = vec![
+        (
+            "future summary (3 GRU layers × 16)",
+            Box::new(|vb| {
+                FutureSummary::new(&FutureSummaryConfig::default(), 1, 0, vb).unwrap();
+            }),
+        ),
+        (
+            "encoder context producer (2 layers, 16 ch, L = j + 1 = 2, role + padding masks)",
+            Box::new(|vb| context(vb, ResidualStackConfig::paper(2), 2, 2)),
+        ),
+        (
+            "decoder context producer (2 layers, 16 ch, L = j = 1, padding mask)",
+            Box::new(|vb| context(vb, ResidualStackConfig::paper(2), 1, 1)),
+        ),
+        (
+            "Gaussian transition context producer (3 layers, identity time mixer, no masks)",
+            Box::new(move |vb| context(vb, identity_time(3), 1, 0)),
+        ),
+        (
+            "initialisation context producer (2 layers, identity time mixer, padding mask)",
+            Box::new(move |vb| context(vb, identity_time(2), 1, 1)),
+        ),
+        (
+            "Gaussian head (256 → 1, hidden 16, 2 layers per MLP)",
+            Box::new(|vb| {
+                GaussianHead::new(&GaussianHeadConfig::default(), 16 * 16, 1, vb).unwrap();
+            }),
+        ),
+        (
+            "CSDI denoiser (3 layers, 16 ch, embedding 64 → 128, M = 1, j = 1)",
+            Box::new(|vb| {
+                CsdiDenoiser::new(&CsdiDenoiserConfig::default(), 1, 1, 0, vb).unwrap();
+            }),
+        ),
+    ];
+    builds
+        .into_iter()
+        .map(|(name, build)| {
+            let (vm, vb) = SeededVarMap::builder(0, DType::F32, &Device::Cpu);
+            build(vb);
+            (name, count(&vm))
+        })
+        .collect()
 }
 
 #[test]

@@ -22,6 +22,10 @@ pub enum Error {
         allowed: String,
     },
 
+    /// An error raised by the network behind a [`crate::Denoiser`] (its own error type, boxed).
+    #[error("denoiser network: {0}")]
+    Network(Box<dyn std::error::Error + Send + Sync>),
+
     /// A tensor argument with the wrong shape.
     #[error("{what}: expected {expected}, got shape {got:?}")]
     Shape {

@@ -1,0 +1,286 @@
+//! The model's configuration: sizes, every module's network, and the transition. Serde structs with
+//! the paper's defaults (App. F, Tables 1–2), `deny_unknown_fields`, validated when a model is
+//! built; stored in TOML under `configs/` and copied into every checkpoint.
+
+use ddssm_diffusion::{DiffusionLossConfig, NoiseScheduleConfig, Sampler};
+use ddssm_nets::{
+    ContextProducerConfig, CsdiDenoiserConfig, FeatureMixerConfig, FutureSummaryConfig,
+    GaussianHeadConfig, ResidualStackConfig, TemporalSideConfig, TimeMixerConfig,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{check_config, Error, Result};
+
+/// The whole model. The defaults are the paper's Section 4 model (M = D = j = 1, no covariates,
+/// the DDSSM transition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Latent dimension `M`.
+    pub latent_dim: usize,
+    /// Observation dimension `D`.
+    pub obs_dim: usize,
+    /// Markov order `j` of the latent chain (and the emission window).
+    pub order: usize,
+    /// Dynamic covariates `V` per step (0 = none).
+    pub covariate_dim: usize,
+    /// Static covariates `P` per sequence (0 = none).
+    pub static_dim: usize,
+    /// The spatial width `H_seq` every context producer works at (App. H.2).
+    pub h_seq: usize,
+    /// The encoder (App. H.4).
+    pub encoder: EncoderConfig,
+    /// The decoder (App. H.3).
+    pub decoder: DecoderConfig,
+    /// The variational hierarchical prior (App. H.6).
+    pub vhp: VhpConfig,
+    /// The transition: Gaussian (DKF) or diffusion (DDSSM).
+    pub transition: TransitionConfig,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            latent_dim: 1,
+            obs_dim: 1,
+            order: 1,
+            covariate_dim: 0,
+            static_dim: 0,
+            h_seq: 16,
+            encoder: EncoderConfig::default(),
+            decoder: DecoderConfig::default(),
+            vhp: VhpConfig::default(),
+            transition: TransitionConfig::default(),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The paper's DKF of Section 4: the default model with [`TransitionConfig::Gaussian`].
+    pub fn paper_dkf() -> Self {
+        Self {
+            transition: TransitionConfig::Gaussian(GaussianTransitionConfig::default()),
+            ..Self::default()
+        }
+    }
+
+    /// The paper's DDSSM of Section 4 (the default).
+    pub fn paper_ddssm() -> Self {
+        Self::default()
+    }
+
+    /// Checks the sizes; each network checks its own section when it is built.
+    pub fn validate(&self) -> Result<()> {
+        check_config(
+            self.latent_dim >= 1,
+            "latent_dim",
+            self.latent_dim,
+            "an integer ≥ 1",
+        )?;
+        check_config(self.obs_dim >= 1, "obs_dim", self.obs_dim, "an integer ≥ 1")?;
+        check_config(self.order >= 1, "order", self.order, "an integer ≥ 1")?;
+        check_config(self.h_seq >= 1, "h_seq", self.h_seq, "an integer ≥ 1")?;
+        for (name, stack) in [
+            ("encoder.context", &self.encoder.context.stack),
+            ("decoder.context", &self.decoder.context.stack),
+            ("vhp.prior", &self.vhp.prior.stack),
+            ("vhp.posterior", &self.vhp.posterior.stack),
+        ] {
+            check_config(
+                stack.layers >= 1,
+                &format!("{name}.layers"),
+                stack.layers,
+                "an integer ≥ 1",
+            )?;
+            check_config(
+                stack.channels >= 1,
+                &format!("{name}.channels"),
+                stack.channels,
+                "an integer ≥ 1",
+            )?;
+        }
+        if let TransitionConfig::Diffusion(d) = &self.transition {
+            check_config(
+                d.loss.s_k >= 1,
+                "transition.loss.s_k",
+                d.loss.s_k,
+                "an integer ≥ 1",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Parses a TOML document (unknown fields are errors).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::InvalidConfig {
+            field: "model config".into(),
+            value: "(TOML)".into(),
+            allowed: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as a TOML document.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::InvalidData(format!("config to TOML: {e}")))
+    }
+
+    /// The config as one line of JSON (how checkpoints store it).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::InvalidData(format!("config to JSON: {e}")))
+    }
+
+    /// Parses the JSON written by [`ModelConfig::to_json`].
+    pub fn from_json(text: &str) -> Result<Self> {
+        let config: Self = serde_json::from_str(text).map_err(|e| Error::InvalidConfig {
+            field: "model config".into(),
+            value: "(JSON)".into(),
+            allowed: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The encoder (App. H.4, Table 1: summary = 3-layer GRU of width 16; context = 2 layers, 16
+/// channels, Conv(k = 2) mixers).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderConfig {
+    /// The future summary `h_t` of `x_{t:T}`.
+    pub summary: FutureSummaryConfig,
+    /// The autoregressive context producer over `[summary slot, j history slots]`.
+    pub context: ContextProducerConfig,
+    /// Its temporal side information (role and padding masks, time embeddings).
+    pub side: TemporalSideConfig,
+    /// The Gaussian head giving `q(z_t | …)`.
+    pub head: GaussianHeadConfig,
+}
+
+/// The decoder (App. H.3, Table 1: 2 layers, 16 channels, Conv(k = 2) mixers).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecoderConfig {
+    /// The context producer over the window `z_{t−j+1:t}`.
+    pub context: ContextProducerConfig,
+    /// Its temporal side information (padding mask, time embeddings).
+    pub side: TemporalSideConfig,
+    /// The Gaussian head giving `p(x_t | …)`.
+    pub head: GaussianHeadConfig,
+}
+
+/// A stack of the paper's "Initialization Context" / Gaussian transition (Table 1): `layers`
+/// blocks, 16 channels, identity time mixer, Conv(k = 2) feature mixer.
+fn identity_time_context(layers: usize) -> ContextProducerConfig {
+    ContextProducerConfig {
+        stack: ResidualStackConfig {
+            layers,
+            channels: 16,
+            time_mixer: TimeMixerConfig::Identity,
+            feature_mixer: FeatureMixerConfig::Conv { kernel: 2 },
+        },
+    }
+}
+
+/// The variational hierarchical prior (App. G, H.6; Table 1 "Initialization Context").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VhpConfig {
+    /// The conditional prior `p_η(z_t | z_{t−j:t−1})`, `t ≤ j`.
+    pub prior: ContextProducerConfig,
+    /// The auxiliary posterior `q_Φ(z_{−j+1:0} | z_{1:j})`.
+    pub posterior: ContextProducerConfig,
+    /// Temporal side information of both (time embeddings; no masks, see docs/paper-notes.md).
+    pub side: TemporalSideConfig,
+    /// The Gaussian heads of both.
+    pub head: GaussianHeadConfig,
+}
+
+impl Default for VhpConfig {
+    fn default() -> Self {
+        Self {
+            prior: identity_time_context(2),
+            posterior: identity_time_context(2),
+            side: TemporalSideConfig::default(),
+            head: GaussianHeadConfig::default(),
+        }
+    }
+}
+
+/// Which transition density `p_ψ(z_t | z_{t−j:t−1}, u)` the model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TransitionConfig {
+    /// A diagonal Gaussian (App. H.5): the DKF.
+    Gaussian(GaussianTransitionConfig),
+    /// A conditional diffusion model (App. D, E, H.1): the DDSSM.
+    Diffusion(DiffusionTransitionConfig),
+}
+
+impl Default for TransitionConfig {
+    fn default() -> Self {
+        Self::Diffusion(DiffusionTransitionConfig::default())
+    }
+}
+
+impl TransitionConfig {
+    /// `"gaussian"` or `"diffusion"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Gaussian(_) => "gaussian",
+            Self::Diffusion(_) => "diffusion",
+        }
+    }
+}
+
+/// The DKF's Gaussian transition (App. H.5; Table 1: 3 layers, 16 channels, identity time mixer,
+/// Conv(k = 2) feature mixer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GaussianTransitionConfig {
+    /// The context producer over the `j` history slots.
+    pub context: ContextProducerConfig,
+    /// Its temporal side information (time embeddings only: no masks, App. H.5).
+    pub side: TemporalSideConfig,
+    /// The Gaussian head.
+    pub head: GaussianHeadConfig,
+}
+
+impl Default for GaussianTransitionConfig {
+    fn default() -> Self {
+        Self {
+            context: identity_time_context(3),
+            side: TemporalSideConfig::default(),
+            head: GaussianHeadConfig::default(),
+        }
+    }
+}
+
+/// The DDSSM's diffusion transition (App. D, E, H.1; Table 2).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiffusionTransitionConfig {
+    /// The CSDI-style denoiser `F_ψ`.
+    pub denoiser: CsdiDenoiserConfig,
+    /// The noise schedule (K = 128, linear).
+    pub schedule: NoiseScheduleConfig,
+    /// The loss of Eq. 52 (`S_k`, weighting).
+    pub loss: DiffusionLossConfig,
+    /// The sampler used when the model generates (forecasts, predictive).
+    pub sampler: Sampler,
+}
+
+/// How an expectation over `z_t ~ q(z_t | history)` is estimated where a closed form exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimator {
+    /// Closed form given the sampled history (Rao–Blackwellised; App. I.3.3 "may be computed in
+    /// closed form"): the negative entropy `−½ Σ(log 2π + 1 + log σ²)` and, for the Gaussian
+    /// transition, the cross-entropy `E_q[−log p_ψ(z_t | c_t)]`.
+    #[default]
+    Analytic,
+    /// The single-sample Monte Carlo terms of Eq. 47, 51: `log q(z_t)` and `−log p_ψ(z_t | c_t)`
+    /// at the sampled `z_t`.
+    Sample,
+}

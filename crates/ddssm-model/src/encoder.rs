@@ -1,0 +1,399 @@
+//! The encoder `q_φ(z_{1:T} | x_{1:T}, u_{1:T}) = Π_t q_φ(z_t | z_{t−j:t−1}, h_t, u_{t−j:t})`
+//! (Eq. 3, 19–21; App. H.4, Algorithm 2).
+//!
+//! Two stages:
+//! 1. [`Encoder::prepare`], once per sequence: the future summary `h_{1:T}` of `x` (with its
+//!    observation mask and the static covariates), projected to `H_seq`; the side information of
+//!    every step (role mask, padding mask, time embeddings, covariates) and the static part.
+//! 2. [`Encoder::sample`], autoregressive in `t` over `S·B` chains: the context producer sees
+//!    `[h_t, z_{t−j}, …, z_{t−1}]` (summary at slot 0, the history left-padded with zero vectors at
+//!    slots `1…j`), the Gaussian head gives `q(z_t | …)`, and `z_t = μ + σ ε`. This is the only
+//!    part of the model that is sequential in `t`.
+//!
+//! [`Encoder::posteriors`] evaluates `q(z_t | z_{t−j:t−1}, h_t, u)` for a *given* trajectory at all
+//! `t` in one batched call (teacher forcing); on the trajectory that [`Encoder::sample`] drew it
+//! returns the same Gaussians.
+
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+use ddssm_nets::{ContextProducer, Dense, FutureSummary, GaussianHead, SideInfo, TemporalSide};
+use ddssm_tensor_ops::{history_windows, DiagGaussian, SeededNoise, WindowKind};
+
+use crate::model::section;
+use crate::{check_shape, EncoderConfig, ModelConfig, Result};
+
+/// The encoder's networks; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    latent_dim: usize,
+    order: usize,
+    covariate_dim: usize,
+    static_dim: usize,
+    h_seq: usize,
+    summary: FutureSummary,
+    summary_projection: Dense,
+    history_projection: Dense,
+    side: TemporalSide,
+    static_projection: Option<Dense>,
+    context: ContextProducer,
+    head: GaussianHead,
+}
+
+/// What the encoder computes once per sequence (batch `B`), before any sampling.
+#[derive(Debug, Clone)]
+pub struct EncoderInputs {
+    /// `[B, T, H_seq]`: the projected future summaries.
+    summary: Tensor,
+    /// `[B, T, j+1, E]`: the temporal side information of every step's slots.
+    temporal: Option<Tensor>,
+    /// `[B, H_seq, 1]`: the projected static covariates.
+    static_: Option<Tensor>,
+}
+
+impl EncoderInputs {
+    /// Batch size `B`.
+    pub fn batch(&self) -> usize {
+        self.summary.dims()[0]
+    }
+
+    /// Sequence length `T`.
+    pub fn len(&self) -> usize {
+        self.summary.dims()[1]
+    }
+
+    /// Whether the sequences are empty (`T = 0`; never true for prepared inputs).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `times` copies along the batch axis (copy `s` of sequence `b` at row `s·B + b`), for `S`
+    /// trajectories per sequence.
+    pub fn repeat(&self, times: usize) -> Result<Self> {
+        let rep = |t: &Tensor| -> Result<Tensor> {
+            Ok(if times == 1 {
+                t.clone()
+            } else {
+                Tensor::cat(&vec![t.clone(); times], 0)?
+            })
+        };
+        Ok(Self {
+            summary: rep(&self.summary)?,
+            temporal: self.temporal.as_ref().map(rep).transpose()?,
+            static_: self.static_.as_ref().map(rep).transpose()?,
+        })
+    }
+}
+
+/// `S` latent trajectories per sequence and the Gaussian each step was drawn from; row `s·B + b`
+/// is trajectory `s` of sequence `b`.
+#[derive(Debug, Clone)]
+pub struct Trajectories {
+    /// `[S·B, T, M]`: the sampled `z_{1:T}`.
+    pub z: Tensor,
+    /// `[S·B, T, M]`: `q(z_t | z_{t−j:t−1}, h_t, u)` at every step.
+    pub posterior: DiagGaussian,
+}
+
+/// `[T, len]`: 1 where slot `i` of step `t` (0-based) holds a real time index, i.e. where
+/// `t + first + i ≥ len` — the left-padding rule of `history_windows`.
+pub(crate) fn padding_mask(t_len: usize, len: usize, first: usize) -> Vec<f32> {
+    let mut mask = Vec::with_capacity(t_len * len);
+    for t in 0..t_len {
+        for i in 0..len {
+            mask.push(if t + first + i >= len { 1.0 } else { 0.0 });
+        }
+    }
+    mask
+}
+
+/// `[T, len]` absolute (1-based) time indices `t + first + i − len + 1` of the slots.
+pub(crate) fn slot_times(t_len: usize, len: usize, first: usize) -> Vec<f32> {
+    let mut times = Vec::with_capacity(t_len * len);
+    for t in 0..t_len {
+        for i in 0..len {
+            times.push((t + first + i) as f32 - len as f32 + 1.0);
+        }
+    }
+    times
+}
+
+/// Broadcasts a `[T, …]` tensor built once to `[B·T, …]`.
+pub(crate) fn per_row(table: &Tensor, batch: usize) -> Result<Tensor> {
+    let mut dims = table.dims().to_vec();
+    let t = dims[0];
+    dims.insert(0, batch);
+    let mut flat = dims[1..].to_vec();
+    flat[0] = batch * t;
+    Ok(table
+        .unsqueeze(0)?
+        .broadcast_as(dims)?
+        .contiguous()?
+        .reshape(flat)?)
+}
+
+impl Encoder {
+    /// Builds the encoder of `config` under `vb` (tensor names `summary.*`, `context.*`, …).
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let EncoderConfig {
+            summary,
+            context,
+            side,
+            head,
+        } = &config.encoder;
+        let (m, j, h) = (config.latent_dim, config.order, config.h_seq);
+        let summary_net = section(
+            "encoder",
+            FutureSummary::new(summary, config.obs_dim, config.static_dim, vb.pp("summary")),
+        )?;
+        // Two mask channels per slot: the role (0 = summary, 1 = history) and the padding
+        // (1 = a real state or the summary, 0 = a left-padded zero vector).
+        let side = section(
+            "encoder.side",
+            TemporalSide::new(side, config.covariate_dim, 2, vb.pp("side")),
+        )?;
+        let static_projection = if config.static_dim > 0 {
+            Some(Dense::new(
+                config.static_dim,
+                h,
+                vb.pp("static_projection"),
+            )?)
+        } else {
+            None
+        };
+        let context = section(
+            "encoder.context",
+            ContextProducer::new(
+                context,
+                h,
+                j + 1,
+                side.dim(),
+                usize::from(config.static_dim > 0),
+                vb.pp("context"),
+            ),
+        )?;
+        let head = section(
+            "encoder",
+            GaussianHead::new(head, context.output_dim(), m, vb.pp("head")),
+        )?;
+        Ok(Self {
+            latent_dim: m,
+            order: j,
+            covariate_dim: config.covariate_dim,
+            static_dim: config.static_dim,
+            h_seq: h,
+            summary: summary_net,
+            summary_projection: Dense::new(summary.hidden, h, vb.pp("summary_projection"))?,
+            history_projection: Dense::new(m, h, vb.pp("history_projection"))?,
+            side,
+            static_projection,
+            context,
+            head,
+        })
+    }
+
+    /// Stage 1, once per sequence: `x` `[B, T, D]` (entries where `mask` is 0 must be finite; they
+    /// are ignored), `mask` `[B, T, D]` (1 = observed), `covariates` `[B, T, V]`, `statics`
+    /// `[B, P]`.
+    pub fn prepare(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        covariates: Option<&Tensor>,
+        statics: Option<&Tensor>,
+    ) -> Result<EncoderInputs> {
+        let (b, t_len, _) = x.dims3()?;
+        let j = self.order;
+        let summary = self
+            .summary_projection
+            .forward(&self.summary.forward(x, mask, statics)?)?;
+
+        // Slot 0 is step t itself (the summary), slots 1..j are t−j..t−1.
+        let mut times = Vec::with_capacity(t_len * (j + 1));
+        let mut masks = Vec::with_capacity(t_len * (j + 1) * 2);
+        let hist_times = slot_times(t_len, j, 0);
+        let hist_valid = padding_mask(t_len, j, 0);
+        for t in 0..t_len {
+            times.push((t + 1) as f32);
+            masks.extend([0.0, 1.0]);
+            for i in 0..j {
+                times.push(hist_times[t * j + i]);
+                masks.extend([1.0, hist_valid[t * j + i]]);
+            }
+        }
+        let (dev, dtype) = (x.device(), x.dtype());
+        let times = Tensor::from_vec(times, (t_len, j + 1), dev)?.to_dtype(dtype)?;
+        let masks = Tensor::from_vec(masks, (t_len, j + 1, 2), dev)?.to_dtype(dtype)?;
+        let covariates = match covariates {
+            Some(u) => {
+                check_shape(
+                    u.dims() == [b, t_len, self.covariate_dim],
+                    "covariates",
+                    format!("[{b}, {t_len}, {}]", self.covariate_dim),
+                    u.dims(),
+                )?;
+                let hist = history_windows(u, j, WindowKind::Previous)?.values;
+                let slots = Tensor::cat(&[u.unsqueeze(2)?, hist], 2)?;
+                Some(slots.reshape((b * t_len, j + 1, self.covariate_dim))?)
+            }
+            None => None,
+        };
+        let temporal = self
+            .side
+            .build(
+                b * t_len,
+                j + 1,
+                Some(&per_row(&times, b)?),
+                covariates.as_ref(),
+                Some(&per_row(&masks, b)?),
+            )?
+            .map(|s| {
+                let e = s.dim(D::Minus1)?;
+                s.reshape((b, t_len, j + 1, e))
+            })
+            .transpose()?;
+        let static_ = self.project_statics(statics, b)?;
+        Ok(EncoderInputs {
+            summary,
+            temporal,
+            static_,
+        })
+    }
+
+    fn project_statics(&self, statics: Option<&Tensor>, b: usize) -> Result<Option<Tensor>> {
+        match (&self.static_projection, statics) {
+            (Some(proj), Some(s)) => {
+                check_shape(
+                    s.dims() == [b, self.static_dim],
+                    "static covariates",
+                    format!("[{b}, {}]", self.static_dim),
+                    s.dims(),
+                )?;
+                Ok(Some(proj.forward(s)?.unsqueeze(2)?))
+            }
+            (Some(_), None) => Err(crate::Error::InvalidData(format!(
+                "the model expects {} static covariates per sequence, none were given",
+                self.static_dim
+            ))),
+            (None, _) => Ok(None),
+        }
+    }
+
+    /// `q(z_t | history, h_t)` for `R` rows: `summary` `[R, H_seq]`, `history` `[R, j, M]`.
+    fn posterior(
+        &self,
+        summary: &Tensor,
+        history: &Tensor,
+        side: &SideInfo,
+    ) -> Result<DiagGaussian> {
+        let hist = self.history_projection.forward(history)?;
+        let input = Tensor::cat(&[summary.unsqueeze(1)?, hist], 1)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let context = self.context.forward(&input, side)?;
+        Ok(self.head.forward(&context)?)
+    }
+
+    /// Stage 2 (Algorithm 2): `samples` trajectories per sequence, drawing one `ε_t` of shape
+    /// `[S·B, M]` per step from `noise`.
+    pub fn sample(
+        &self,
+        inputs: &EncoderInputs,
+        samples: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<Trajectories> {
+        let inputs = inputs.repeat(samples)?;
+        self.sample_repeated(&inputs, noise)
+    }
+
+    /// [`Encoder::sample`] on inputs already repeated to `N` chains.
+    pub(crate) fn sample_repeated(
+        &self,
+        inputs: &EncoderInputs,
+        noise: &mut SeededNoise,
+    ) -> Result<Trajectories> {
+        let (n, t_len) = (inputs.batch(), inputs.len());
+        let (m, j) = (self.latent_dim, self.order);
+        let (dtype, dev) = (inputs.summary.dtype(), inputs.summary.device().clone());
+        let zero = Tensor::zeros((n, m), dtype, &dev)?;
+        let mut zs: Vec<Tensor> = Vec::with_capacity(t_len);
+        let mut means = Vec::with_capacity(t_len);
+        let mut logvars = Vec::with_capacity(t_len);
+        for t in 0..t_len {
+            let history: Vec<Tensor> = (0..j)
+                .map(|i| {
+                    let idx = t as isize - j as isize + i as isize;
+                    if idx < 0 {
+                        zero.clone()
+                    } else {
+                        zs[idx as usize].clone()
+                    }
+                })
+                .collect();
+            let history = Tensor::stack(&history, 1)?;
+            let side = SideInfo {
+                temporal: inputs
+                    .temporal
+                    .as_ref()
+                    .map(|s| s.narrow(1, t, 1)?.squeeze(1)?.contiguous())
+                    .transpose()?,
+                static_: inputs.static_.clone(),
+            };
+            let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
+            let q = self.posterior(&summary, &history, &side)?;
+            let eps = noise.randn((n, m), dtype, &dev)?;
+            zs.push(q.sample_with(&eps)?);
+            means.push(q.mean().clone());
+            logvars.push(q.logvar().clone());
+        }
+        Ok(Trajectories {
+            z: Tensor::stack(&zs, 1)?,
+            posterior: DiagGaussian::new(Tensor::stack(&means, 1)?, Tensor::stack(&logvars, 1)?)?,
+        })
+    }
+
+    /// `q(z_t | z_{t−j:t−1}, h_t, u)` for every `t` of a given trajectory `z` (`[N, T, M]`, with
+    /// `inputs` repeated to `N` rows), in one batched call: `[N, T, M]`.
+    pub fn posteriors(&self, inputs: &EncoderInputs, z: &Tensor) -> Result<DiagGaussian> {
+        let (n, t_len) = (inputs.batch(), inputs.len());
+        let (m, j, h) = (self.latent_dim, self.order, self.h_seq);
+        check_shape(
+            z.dims() == [n, t_len, m],
+            "encoder trajectory",
+            format!("[{n}, {t_len}, {m}]"),
+            z.dims(),
+        )?;
+        let history = history_windows(z, j, WindowKind::Previous)?
+            .values
+            .reshape((n * t_len, j, m))?;
+        let summary = inputs.summary.reshape((n * t_len, h))?;
+        let side = SideInfo {
+            temporal: inputs
+                .temporal
+                .as_ref()
+                .map(|s| {
+                    let e = s.dim(D::Minus1)?;
+                    s.reshape((n * t_len, j + 1, e))
+                })
+                .transpose()?,
+            static_: inputs
+                .static_
+                .as_ref()
+                .map(|s| {
+                    s.unsqueeze(1)?
+                        .broadcast_as((n, t_len, h, 1))?
+                        .reshape((n * t_len, h, 1))
+                })
+                .transpose()?,
+        };
+        let q = self.posterior(&summary, &history, &side)?;
+        Ok(DiagGaussian::new(
+            q.mean().reshape((n, t_len, m))?,
+            q.logvar().reshape((n, t_len, m))?,
+        )?)
+    }
+
+    /// The latent dimension `M`.
+    pub fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+}

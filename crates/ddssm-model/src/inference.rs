@@ -1,0 +1,174 @@
+//! Inference with a trained model: reconstruction, forecasting and the one-step predictive of
+//! Sec. 4. Nothing here builds a gradient: every result is detached.
+
+use candle_core::Tensor;
+use ddssm_tensor_ops::SeededNoise;
+
+use crate::model::repeat_rows;
+use crate::{check_shape, Batch, Model, Result, TransitionInput};
+
+/// `n` reconstructions of each of `B` sequences: `z ~ q_φ(z_{1:T} | x)`, then the emission.
+#[derive(Debug, Clone)]
+pub struct Reconstruction {
+    /// `[n, B, T, M]`: the encoder's trajectories.
+    pub z: Tensor,
+    /// `[n, B, T, D]`: the emission means `μ_θ(z_{t−j+1:t})`.
+    pub mean: Tensor,
+    /// `[n, B, T, D]`: draws `x_t ~ p_θ(x_t | z_{t−j+1:t})`.
+    pub samples: Tensor,
+}
+
+/// `n` forecast paths of each of `B` sequences over `horizon` steps.
+#[derive(Debug, Clone)]
+pub struct Forecast {
+    /// `[n, B, horizon, M]`: the latent path rolled forward by the transition.
+    pub z: Tensor,
+    /// `[n, B, horizon, D]`: the emission means.
+    pub mean: Tensor,
+    /// `[n, B, horizon, D]`: draws from the emissions.
+    pub samples: Tensor,
+}
+
+fn split(t: &Tensor, n: usize, b: usize) -> Result<Tensor> {
+    let mut dims = t.dims().to_vec();
+    dims[0] = b;
+    dims.insert(0, n);
+    Ok(t.reshape(dims)?.detach())
+}
+
+impl Model {
+    /// Reconstructs `batch` `n` times: encoder trajectories, then the decoder.
+    pub fn reconstruct(
+        &self,
+        batch: &Batch,
+        n: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<Reconstruction> {
+        let x = batch.checked(self.config())?;
+        let (b, t_len, _) = x.dims3()?;
+        let covariates = batch.covariates_upto(t_len)?;
+        let inputs = self.encoder().prepare(
+            &x,
+            batch.mask.as_ref(),
+            covariates.as_ref(),
+            batch.statics.as_ref(),
+        )?;
+        let traj = self.encoder().sample(&inputs, n, noise)?;
+        let z = traj.z.detach();
+        let covariates = covariates.map(|u| repeat_rows(&u, n)).transpose()?;
+        let statics = batch
+            .statics
+            .as_ref()
+            .map(|s| repeat_rows(s, n))
+            .transpose()?;
+        let emission = self
+            .decoder()
+            .forward(&z, covariates.as_ref(), statics.as_ref())?;
+        let samples = emission.sample(noise)?;
+        Ok(Reconstruction {
+            z: split(&z, n, b)?,
+            mean: split(emission.mean(), n, b)?,
+            samples: split(&samples, n, b)?,
+        })
+    }
+
+    /// Forecasts `horizon` steps past the end of `batch.x` (`t₀ = T ≥ j` observed steps), `n`
+    /// paths per sequence: `z_{1:t₀} ~ q_φ(· | x_{1:t₀})` (the encoder sees only the observed
+    /// steps), then `z_t ~ p_ψ(z_t | z_{t−j:t−1})` and `x_t ~ p_θ(x_t | z_{t−j+1:t})` for
+    /// `t = t₀+1 … t₀+horizon`. With covariates, `batch.covariates` must cover `t₀ + horizon`
+    /// steps.
+    pub fn forecast(
+        &self,
+        batch: &Batch,
+        horizon: usize,
+        n: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<Forecast> {
+        let x = batch.checked(self.config())?;
+        let (b, t0, _) = x.dims3()?;
+        let (j, m) = (self.config().order, self.config().latent_dim);
+        check_shape(
+            t0 >= j,
+            "forecast history x",
+            format!("at least j = {j} observed steps"),
+            x.dims(),
+        )?;
+        check_shape(horizon >= 1, "forecast horizon", "≥ 1 step", &[horizon])?;
+        let total = t0 + horizon;
+        if let Some(u) = &batch.covariates {
+            check_shape(
+                u.dims()[1] >= total,
+                "covariates",
+                format!("at least t₀ + horizon = {total} steps"),
+                u.dims(),
+            )?;
+        }
+        let inputs = self.encoder().prepare(
+            &x,
+            batch.mask.as_ref(),
+            batch.covariates_upto(t0)?.as_ref(),
+            batch.statics.as_ref(),
+        )?;
+        let traj = self.encoder().sample(&inputs, n, noise)?;
+        let rows = n * b;
+        let covariates = batch
+            .covariates_upto(total)?
+            .map(|u| repeat_rows(&u, n))
+            .transpose()?;
+        let statics = batch
+            .statics
+            .as_ref()
+            .map(|s| repeat_rows(s, n))
+            .transpose()?;
+
+        let (dtype, device) = (x.dtype(), x.device());
+        let mut path: Vec<Tensor> = (0..t0)
+            .map(|t| traj.z.narrow(1, t, 1)?.squeeze(1)?.detach().contiguous())
+            .collect::<candle_core::Result<_>>()?;
+        for t in t0..total {
+            // Step t (0-based) = time t + 1; its history is times t + 1 − j … t.
+            let history = Tensor::stack(&path[t - j..t], 1)?;
+            let times: Vec<f32> = (0..=j).map(|i| (t + 1 + i - j) as f32).collect();
+            let times = Tensor::from_vec(times, (1, j + 1), device)?
+                .to_dtype(dtype)?
+                .broadcast_as((rows, j + 1))?
+                .contiguous()?;
+            let covariates = covariates
+                .as_ref()
+                .map(|u| u.narrow(1, t - j, j + 1))
+                .transpose()?;
+            let input = TransitionInput {
+                history,
+                times,
+                covariates,
+            };
+            path.push(self.transition().sample(&input, noise)?.detach());
+        }
+        let z = Tensor::stack(&path, 1)?;
+        let emission = self
+            .decoder()
+            .forward(&z, covariates.as_ref(), statics.as_ref())?;
+        let mean = emission.mean().narrow(1, t0, horizon)?;
+        let logvar = emission.logvar().narrow(1, t0, horizon)?;
+        let future = ddssm_tensor_ops::DiagGaussian::new(mean, logvar)?;
+        let samples = future.sample(noise)?;
+        debug_assert_eq!(z.dims3()?, (rows, total, m));
+        Ok(Forecast {
+            z: split(&z.narrow(1, t0, horizon)?, n, b)?,
+            mean: split(future.mean(), n, b)?,
+            samples: split(&samples, n, b)?,
+        })
+    }
+
+    /// The one-step predictive of Sec. 4, `p(x_{T+1} | x_{1:T})`: `n` draws per sequence of
+    /// `batch` (`[n, B, D]`).
+    pub fn one_step_predictive(
+        &self,
+        batch: &Batch,
+        n: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<Tensor> {
+        let f = self.forecast(batch, 1, n, noise)?;
+        Ok(f.samples.squeeze(2)?)
+    }
+}

@@ -1,0 +1,494 @@
+//! [`Model`]: encoder, decoder, VHP and a [`Transition`], with the ELBO of one batch (DESIGN.md
+//! §2, App. I.3–I.4).
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::VarMap;
+use ddssm_nets::SeededVarMap;
+use ddssm_tensor_ops::{history_windows, DiagGaussian, SeededNoise, WindowKind};
+
+use crate::encoder::{per_row, slot_times};
+use crate::{
+    check_shape, Decoder, DiffusionTransition, ElboOptions, ElboTerms, Encoder, Error, Estimator,
+    GaussianTransition, ModelConfig, Result, Standardization, Transition, TransitionConfig,
+    TransitionInput, Vhp,
+};
+
+/// Maps a network's configuration error to one naming the field by its full path in the model
+/// config (`encoder.context.layers`, …).
+pub(crate) fn section<T>(name: &str, r: ddssm_nets::Result<T>) -> Result<T> {
+    r.map_err(|e| match e {
+        ddssm_nets::Error::InvalidConfig {
+            field,
+            value,
+            allowed,
+        } => Error::InvalidConfig {
+            field: format!("{name}.{field}"),
+            value,
+            allowed,
+        },
+        other => other.into(),
+    })
+}
+
+/// One batch of `B` sequences of length `T`, in the model's observation space.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[B, T, D]` observations (entries where `mask` is 0 are ignored, and may be NaN).
+    pub x: Tensor,
+    /// `[B, T, D]`: 1 = observed, 0 = missing (None: all observed).
+    pub mask: Option<Tensor>,
+    /// `[B, T', V]` dynamic covariates, `T' ≥ T` (forecasts read the steps beyond `T`).
+    pub covariates: Option<Tensor>,
+    /// `[B, P]` static covariates.
+    pub statics: Option<Tensor>,
+}
+
+impl Batch {
+    /// Fully observed sequences without covariates.
+    pub fn new(x: Tensor) -> Self {
+        Self {
+            x,
+            mask: None,
+            covariates: None,
+            statics: None,
+        }
+    }
+
+    /// `B`.
+    pub fn batch(&self) -> usize {
+        self.x.dims().first().copied().unwrap_or(0)
+    }
+
+    /// `T`.
+    pub fn len(&self) -> usize {
+        self.x.dims().get(1).copied().unwrap_or(0)
+    }
+
+    /// Whether the sequences have no steps.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks every shape against `config`, and returns the observations with missing entries set
+    /// to 0 (so that no NaN reaches a network).
+    pub(crate) fn checked(&self, config: &ModelConfig) -> Result<Tensor> {
+        let dims = self.x.dims();
+        check_shape(
+            dims.len() == 3 && dims[1] >= 1 && dims[2] == config.obs_dim,
+            "observations x",
+            format!("[B, T ≥ 1, {}]", config.obs_dim),
+            dims,
+        )?;
+        let (b, t) = (dims[0], dims[1]);
+        match &self.covariates {
+            Some(u) => check_shape(
+                config.covariate_dim > 0
+                    && u.rank() == 3
+                    && u.dims()[0] == b
+                    && u.dims()[1] >= t
+                    && u.dims()[2] == config.covariate_dim,
+                "covariates",
+                format!("[{b}, ≥ {t}, {}] (covariate_dim)", config.covariate_dim),
+                u.dims(),
+            )?,
+            None if config.covariate_dim > 0 => {
+                return Err(Error::InvalidData(format!(
+                    "the model expects {} covariates per step, none were given",
+                    config.covariate_dim
+                )))
+            }
+            None => {}
+        }
+        match &self.statics {
+            Some(s) => check_shape(
+                config.static_dim > 0 && s.dims() == [b, config.static_dim],
+                "static covariates",
+                format!("[{b}, {}] (static_dim)", config.static_dim),
+                s.dims(),
+            )?,
+            None if config.static_dim > 0 => {
+                return Err(Error::InvalidData(format!(
+                    "the model expects {} static covariates per sequence, none were given",
+                    config.static_dim
+                )))
+            }
+            None => {}
+        }
+        match &self.mask {
+            Some(m) => {
+                check_shape(
+                    m.dims() == dims,
+                    "observation mask",
+                    format!("{dims:?}"),
+                    m.dims(),
+                )?;
+                let zeros = self.x.zeros_like()?;
+                Ok(m.ne(0.0)?.where_cond(&self.x, &zeros)?)
+            }
+            None => Ok(self.x.clone()),
+        }
+    }
+
+    /// The covariates of the first `t` steps.
+    pub(crate) fn covariates_upto(&self, t: usize) -> Result<Option<Tensor>> {
+        Ok(self
+            .covariates
+            .as_ref()
+            .map(|u| u.narrow(1, 0, t))
+            .transpose()?)
+    }
+}
+
+/// Rows repeated `times` times along the batch axis (copy `s` of row `b` at `s·B + b`).
+pub(crate) fn repeat_rows(t: &Tensor, times: usize) -> Result<Tensor> {
+    Ok(if times == 1 {
+        t.clone()
+    } else {
+        Tensor::cat(&vec![t.clone(); times], 0)?
+    })
+}
+
+/// The parameters of each group of App. I.1, each with its own learning rate (Table 3).
+#[derive(Debug, Clone)]
+pub struct ParameterGroups {
+    /// φ: future summary, context producer and head of the encoder.
+    pub encoder: Vec<(String, Var)>,
+    /// θ: the decoder.
+    pub decoder: Vec<(String, Var)>,
+    /// ψ: the transition.
+    pub transition: Vec<(String, Var)>,
+    /// η and Φ: the VHP's conditional prior and auxiliary posterior ("zinit").
+    pub vhp: Vec<(String, Var)>,
+}
+
+/// The state space model of Eq. 1/12: DDSSM or DKF depending on its [`Transition`].
+pub struct Model {
+    config: ModelConfig,
+    varmap: VarMap,
+    encoder: Encoder,
+    decoder: Decoder,
+    vhp: Vhp,
+    transition: Box<dyn Transition>,
+    standardization: Option<Standardization>,
+    dtype: DType,
+    device: Device,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("transition", &self.transition.kind())
+            .field("parameters", &self.parameter_count())
+            .field("dtype", &self.dtype)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Builds the model of `config` with parameters initialised from `seed` (each parameter's
+    /// initial value depends only on the seed and its name).
+    pub fn new(config: &ModelConfig, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let (varmap, vb) = SeededVarMap::builder(seed, dtype, device);
+        let encoder = Encoder::new(config, vb.pp("encoder"))?;
+        let decoder = Decoder::new(config, vb.pp("decoder"))?;
+        let vhp = Vhp::new(config, vb.pp("vhp"))?;
+        let tvb = vb.pp("transition");
+        let transition: Box<dyn Transition> = match &config.transition {
+            TransitionConfig::Gaussian(c) => Box::new(GaussianTransition::new(config, c, tvb)?),
+            TransitionConfig::Diffusion(c) => Box::new(DiffusionTransition::new(config, c, tvb)?),
+        };
+        Ok(Self {
+            config: config.clone(),
+            varmap,
+            encoder,
+            decoder,
+            vhp,
+            transition,
+            standardization: None,
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// All parameters, by name (`encoder.context.block0.mid_projection.weight`, …).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Floating-point type of the parameters.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Where the parameters live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The variational hierarchical prior.
+    pub fn vhp(&self) -> &Vhp {
+        &self.vhp
+    }
+
+    /// The transition.
+    pub fn transition(&self) -> &dyn Transition {
+        self.transition.as_ref()
+    }
+
+    /// The observation standardisation stored with the model, if any.
+    pub fn standardization(&self) -> Option<&Standardization> {
+        self.standardization.as_ref()
+    }
+
+    /// Stores the map between raw and model-space observations (saved in checkpoints).
+    pub fn set_standardization(&mut self, s: Option<Standardization>) -> Result<()> {
+        if let Some(s) = &s {
+            if s.mean.len() != self.config.obs_dim {
+                return Err(Error::InvalidData(format!(
+                    "standardization has {} dimensions, the model observes {}",
+                    s.mean.len(),
+                    self.config.obs_dim
+                )));
+            }
+        }
+        self.standardization = s;
+        Ok(())
+    }
+
+    /// Parameters sorted by name.
+    pub fn named_parameters(&self) -> Vec<(String, Var)> {
+        let data = self.varmap.data().lock().expect("varmap lock poisoned");
+        let mut vars: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// The parameters split into the groups of App. I.1.
+    pub fn parameter_groups(&self) -> ParameterGroups {
+        let mut groups = ParameterGroups {
+            encoder: Vec::new(),
+            decoder: Vec::new(),
+            transition: Vec::new(),
+            vhp: Vec::new(),
+        };
+        for (name, var) in self.named_parameters() {
+            let group = match name.split('.').next() {
+                Some("encoder") => &mut groups.encoder,
+                Some("decoder") => &mut groups.decoder,
+                Some("transition") => &mut groups.transition,
+                _ => &mut groups.vhp,
+            };
+            group.push((name, var));
+        }
+        groups
+    }
+
+    /// The number of scalar parameters.
+    pub fn parameter_count(&self) -> usize {
+        self.named_parameters()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+
+    /// The transition inputs `(history, times, covariates)` and targets of every `t > j` of the
+    /// trajectories `z` (`[N, T, M]`), flattened to `N·(T − j)` rows (row `n·(T−j) + t − j − 1`).
+    pub(crate) fn transition_pairs(
+        &self,
+        z: &Tensor,
+        covariates: Option<&Tensor>,
+    ) -> Result<(TransitionInput, Tensor)> {
+        let (n, t_len, m) = z.dims3()?;
+        let j = self.config.order;
+        let steps = t_len - j;
+        let rows = n * steps;
+        let history = history_windows(z, j, WindowKind::Previous)?
+            .values
+            .narrow(1, j, steps)?
+            .reshape((rows, j, m))?;
+        let target = z.narrow(1, j, steps)?.reshape((rows, m))?;
+        let times = Tensor::from_vec(slot_times(t_len, j + 1, 1), (t_len, j + 1), z.device())?
+            .to_dtype(z.dtype())?
+            .narrow(0, j, steps)?;
+        let covariates = covariates
+            .map(|u| -> Result<Tensor> {
+                let v = u.dim(D::Minus1)?;
+                Ok(history_windows(u, j + 1, WindowKind::Current)?
+                    .values
+                    .narrow(1, j, steps)?
+                    .reshape((rows, j + 1, v))?)
+            })
+            .transpose()?;
+        Ok((
+            TransitionInput {
+                history,
+                times: per_row(&times, n)?,
+                covariates,
+            },
+            target,
+        ))
+    }
+
+    /// The ELBO terms of `batch` (App. I.3–I.4): `S` encoder trajectories per sequence, the
+    /// decoder, the VHP and the transition each in one batched call, averaged over `S`. Every
+    /// random draw comes from `noise`, in this order: the encoder's `ε_t` (`[S·B, M]` per step),
+    /// the VHP's auxiliary latents, the transition's draws (for the DDSSM, Eq. 52's `k` and `ε`).
+    pub fn elbo(
+        &self,
+        batch: &Batch,
+        options: &ElboOptions,
+        noise: &mut SeededNoise,
+    ) -> Result<ElboTerms> {
+        let x = batch.checked(&self.config)?;
+        let s = options.samples;
+        crate::check_config(s >= 1, "samples (S)", s, "an integer ≥ 1")?;
+        let (b, t_len, _) = x.dims3()?;
+        let j = self.config.order;
+        check_shape(
+            t_len > j,
+            "observations x",
+            format!("T > j = {j} steps"),
+            x.dims(),
+        )?;
+        let covariates = batch.covariates_upto(t_len)?;
+        let inputs = self.encoder.prepare(
+            &x,
+            batch.mask.as_ref(),
+            covariates.as_ref(),
+            batch.statics.as_ref(),
+        )?;
+        let traj = self.encoder.sample(&inputs, s, noise)?;
+        let n = s * b;
+        let covariates = covariates.map(|u| repeat_rows(&u, s)).transpose()?;
+        let statics = batch
+            .statics
+            .as_ref()
+            .map(|u| repeat_rows(u, s))
+            .transpose()?;
+
+        // Eq. 50, over observed entries only.
+        let emission = self
+            .decoder
+            .forward(&traj.z, covariates.as_ref(), statics.as_ref())?;
+        let mut log_px = emission.log_prob_elementwise(&repeat_rows(&x, s)?)?;
+        if let Some(mask) = &batch.mask {
+            log_px = (log_px * repeat_rows(mask, s)?)?;
+        }
+        let recon = log_px.sum(D::Minus1)?.sum(D::Minus1)?.neg()?;
+
+        // Eq. 47 and 51: log q(z_t | …), per step.
+        let log_q = match options.estimator {
+            Estimator::Analytic => traj.posterior.entropy()?.neg()?,
+            Estimator::Sample => traj.posterior.log_prob(&traj.z)?,
+        };
+        let init_entropy = log_q.narrow(1, 0, j)?.sum(1)?;
+        let entropy = log_q.narrow(1, j, t_len - j)?.sum(1)?;
+
+        // Eq. 48.
+        let cov_init = covariates.as_ref().map(|u| u.narrow(1, 0, j)).transpose()?;
+        let vhp = self
+            .vhp
+            .loss(&traj.z.narrow(1, 0, j)?, cov_init.as_ref(), noise)?;
+
+        // Eq. 52 (DDSSM) or the Gaussian cross-entropy (DKF), all t > j at once.
+        let (input, target) = self.transition_pairs(&traj.z, covariates.as_ref())?;
+        let m = self.config.latent_dim;
+        let steps = t_len - j;
+        let posterior = DiagGaussian::new(
+            traj.posterior
+                .mean()
+                .narrow(1, j, steps)?
+                .reshape((n * steps, m))?,
+            traj.posterior
+                .logvar()
+                .narrow(1, j, steps)?
+                .reshape((n * steps, m))?,
+        )?;
+        let loss = self
+            .transition
+            .loss(&input, &target, &posterior, options.estimator, noise)?;
+        let transition = loss.objective.reshape((n, steps))?.sum(1)?;
+
+        let per_sequence = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?.mean(0)?) };
+        Ok(ElboTerms {
+            recon: per_sequence(recon)?,
+            init_entropy: per_sequence(init_entropy)?,
+            vhp: per_sequence(vhp)?,
+            transition: per_sequence(transition)?,
+            entropy: per_sequence(entropy)?,
+            transition_constant: loss.constant * steps as f64,
+        })
+    }
+
+    /// Copies parameter values from `tensors` (as read from a checkpoint), which must hold exactly
+    /// this model's parameter names with the same shapes.
+    pub(crate) fn assign(&self, tensors: &HashMap<String, Tensor>, source: &str) -> Result<()> {
+        let bad = |reason: String| Error::Checkpoint {
+            path: source.to_string(),
+            reason,
+        };
+        let params = self.named_parameters();
+        let missing: Vec<&str> = params
+            .iter()
+            .filter(|(name, _)| !tensors.contains_key(name))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(bad(format!(
+                "{} parameter(s) of the model are missing, e.g. {}",
+                missing.len(),
+                missing[..missing.len().min(3)].join(", ")
+            )));
+        }
+        let mut extra: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !params.iter().any(|(name, _)| name == *k))
+            .collect();
+        extra.sort();
+        if !extra.is_empty() {
+            return Err(bad(format!(
+                "{} tensor(s) the model does not have, e.g. {:?}",
+                extra.len(),
+                &extra[..extra.len().min(3)]
+            )));
+        }
+        for (name, var) in &params {
+            let t = &tensors[name];
+            if t.dims() != var.dims() {
+                return Err(bad(format!(
+                    "tensor {name} has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+        }
+        for (name, var) in &params {
+            var.set(
+                &tensors[name]
+                    .to_dtype(self.dtype)?
+                    .to_device(&self.device)?,
+            )?;
+        }
+        Ok(())
+    }
+}

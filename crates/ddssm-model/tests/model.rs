@@ -1,0 +1,442 @@
+//! The model end to end: shapes, the ELBO's bookkeeping, causality of the encoder, general shapes
+//! with covariates and missing data, the transition swap, determinism, checkpoints.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, D};
+use ddssm_model::{
+    checkpoint, Batch, ElboOptions, ElboTerms, Estimator, Model, ModelConfig, Standardization,
+    TransitionConfig,
+};
+use ddssm_tensor_ops::SeededNoise;
+
+fn dev() -> Device {
+    Device::Cpu
+}
+
+fn scalars(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}
+
+/// `b` random sequences of length `t` for `config` (with covariates / statics when it has them).
+fn batch(config: &ModelConfig, b: usize, t: usize, seed: u64) -> Result<Batch> {
+    let mut noise = SeededNoise::new(seed);
+    let x = noise.randn((b, t, config.obs_dim), DType::F32, &dev())?;
+    let covariates = (config.covariate_dim > 0)
+        .then(|| noise.randn((b, t, config.covariate_dim), DType::F32, &dev()))
+        .transpose()?;
+    let statics = (config.static_dim > 0)
+        .then(|| noise.randn((b, config.static_dim), DType::F32, &dev()))
+        .transpose()?;
+    Ok(Batch {
+        x,
+        mask: None,
+        covariates,
+        statics,
+    })
+}
+
+fn general_config(transition: TransitionConfig) -> ModelConfig {
+    ModelConfig {
+        latent_dim: 2,
+        obs_dim: 3,
+        order: 2,
+        covariate_dim: 2,
+        static_dim: 2,
+        transition,
+        ..ModelConfig::default()
+    }
+}
+
+fn check_terms(terms: &ElboTerms, b: usize) -> Result<()> {
+    let sum = (((terms.recon.clone() + &terms.init_entropy)? + &terms.vhp)?
+        + (&terms.transition + &terms.entropy)?)?;
+    let neg = terms.negative_elbo()?;
+    for (a, c) in scalars(&sum)?.iter().zip(scalars(&neg)?) {
+        assert!((a + terms.transition_constant - c).abs() < 1e-3 * c.abs().max(1.0));
+    }
+    for t in [
+        &terms.recon,
+        &terms.init_entropy,
+        &terms.vhp,
+        &terms.transition,
+        &terms.entropy,
+    ] {
+        assert_eq!(t.dims(), [b]);
+        assert!(scalars(t)?.iter().all(|v| v.is_finite()));
+    }
+    Ok(())
+}
+
+#[test]
+fn paper_models_give_finite_terms_that_add_up() -> Result<()> {
+    for config in [ModelConfig::paper_ddssm(), ModelConfig::paper_dkf()] {
+        let model = Model::new(&config, 1, DType::F32, &dev())?;
+        let data = batch(&config, 4, 8, 2)?;
+        let terms = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(3))?;
+        check_terms(&terms, 4)?;
+        match config.transition {
+            TransitionConfig::Diffusion(d) => {
+                let c = d.schedule.build()?.bound_constant_per_dim();
+                assert!((terms.transition_constant - 7.0 * c).abs() < 1e-9);
+            }
+            TransitionConfig::Gaussian(_) => assert_eq!(terms.transition_constant, 0.0),
+        }
+        // The λ-weighted objective: D + λR, averaged over the batch.
+        let lambda = 0.37;
+        let expect = (scalars(&terms.recon)?.iter().sum::<f64>()
+            + lambda * scalars(&terms.rate()?)?.iter().sum::<f64>())
+            / 4.0;
+        let got = terms
+            .objective(lambda)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
+        assert!((got - expect).abs() < 1e-3 * expect.abs().max(1.0));
+    }
+    Ok(())
+}
+
+#[test]
+fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<()> {
+    for transition in [
+        TransitionConfig::Gaussian(Default::default()),
+        TransitionConfig::Diffusion(Default::default()),
+    ] {
+        let config = general_config(transition);
+        let model = Model::new(&config, 5, DType::F32, &dev())?;
+        let mut data = batch(&config, 3, 6, 6)?;
+        // Missing observations: every third entry.
+        let mask: Vec<f32> = (0..3 * 6 * 3)
+            .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
+            .collect();
+        data.mask = Some(Tensor::from_vec(mask, (3, 6, 3), &dev())?);
+        let options = ElboOptions {
+            samples: 2,
+            estimator: Estimator::Sample,
+        };
+        let terms = model.elbo(&data, &options, &mut SeededNoise::new(7))?;
+        check_terms(&terms, 3)?;
+        let grads = terms.objective(1.0)?.backward()?;
+        let mut without = Vec::new();
+        for (name, var) in model.named_parameters() {
+            match grads.get(var.as_tensor()) {
+                Some(g) => {
+                    let g = scalars(g)?;
+                    assert!(g.iter().all(|v| v.is_finite()), "{name}");
+                }
+                None => without.push(name),
+            }
+        }
+        // The denoiser's last projection starts at zero, so the layer before it gets no
+        // gradient at initialisation (as in CSDI); every other parameter must get one.
+        assert!(
+            without
+                .iter()
+                .all(|n| n.contains("denoiser.output_projection1")),
+            "{without:?}"
+        );
+
+        // Reconstruction and forecasting with covariates beyond the observed steps.
+        let rec = model.reconstruct(&data, 4, &mut SeededNoise::new(8))?;
+        assert_eq!(rec.samples.dims(), [4, 3, 6, 3]);
+        assert_eq!(rec.z.dims(), [4, 3, 6, 2]);
+        let mut history = data.clone();
+        history.x = data.x.narrow(1, 0, 4)?;
+        history.mask = None;
+        let f = model.forecast(&history, 2, 5, &mut SeededNoise::new(9))?;
+        assert_eq!(f.samples.dims(), [5, 3, 2, 3]);
+        assert_eq!(f.z.dims(), [5, 3, 2, 2]);
+        assert!(scalars(&f.samples)?.iter().all(|v| v.is_finite()));
+        let p = model.one_step_predictive(&history, 7, &mut SeededNoise::new(10))?;
+        assert_eq!(p.dims(), [7, 3, 3]);
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_entries_do_not_change_the_elbo() -> Result<()> {
+    let config = ModelConfig::paper_dkf();
+    let model = Model::new(&config, 11, DType::F32, &dev())?;
+    let data = batch(&config, 3, 6, 12)?;
+    let mut mask = vec![1f32; 18];
+    mask[4] = 0.0;
+    mask[13] = 0.0;
+    let mask = Tensor::from_vec(mask, (3, 6, 1), &dev())?;
+    let mut a = data.clone();
+    a.mask = Some(mask.clone());
+    let mut b = a.clone();
+    // Whatever sits in a missing entry — even NaN — is ignored.
+    let junk = Tensor::full(f32::NAN, (3, 6, 1), &dev())?;
+    b.x = mask.ne(0.0)?.where_cond(&data.x, &junk)?;
+    let ta = model.elbo(&a, &ElboOptions::default(), &mut SeededNoise::new(13))?;
+    let tb = model.elbo(&b, &ElboOptions::default(), &mut SeededNoise::new(13))?;
+    assert_eq!(
+        scalars(&ta.negative_elbo()?)?,
+        scalars(&tb.negative_elbo()?)?
+    );
+    // And a missing entry contributes nothing to the reconstruction term: masking more lowers
+    // the number of terms, so the value changes.
+    let tc = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(13))?;
+    assert_ne!(scalars(&ta.recon)?, scalars(&tc.recon)?);
+    Ok(())
+}
+
+#[test]
+fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
+    let config = general_config(TransitionConfig::default());
+    let model = Model::new(&config, 21, DType::F64, &dev())?;
+    let mut data = batch(&config, 2, 5, 22)?;
+    data.x = data.x.to_dtype(DType::F64)?;
+    data.covariates = data
+        .covariates
+        .map(|u| u.to_dtype(DType::F64))
+        .transpose()?;
+    data.statics = data.statics.map(|u| u.to_dtype(DType::F64)).transpose()?;
+    let enc = model.encoder();
+    let inputs = enc.prepare(
+        &data.x,
+        None,
+        data.covariates.as_ref(),
+        data.statics.as_ref(),
+    )?;
+    let traj = enc.sample(&inputs, 3, &mut SeededNoise::new(23))?;
+    let q = enc.posteriors(&inputs.repeat(3)?, &traj.z)?;
+    let d = (q.mean() - traj.posterior.mean())?.abs()?.max_all()?;
+    let e = (q.logvar() - traj.posterior.logvar())?.abs()?.max_all()?;
+    assert!(d.to_scalar::<f64>()? < 1e-12 && e.to_scalar::<f64>()? < 1e-12);
+    Ok(())
+}
+
+#[test]
+fn the_encoder_sees_the_past_only_through_the_sampled_history() -> Result<()> {
+    let config = general_config(TransitionConfig::default());
+    let model = Model::new(&config, 31, DType::F64, &dev())?;
+    let (b, t_len) = (2, 7);
+    let mut noise = SeededNoise::new(32);
+    let x = noise.randn((b, t_len, 3), DType::F64, &dev())?;
+    let u = noise.randn((b, t_len, 2), DType::F64, &dev())?;
+    let s = noise.randn((b, 2), DType::F64, &dev())?;
+    let z = noise.randn((b, t_len, 2), DType::F64, &dev())?;
+    let enc = model.encoder();
+    let q_of = |x: &Tensor| -> Result<Tensor> {
+        let inputs = enc.prepare(x, None, Some(&u), Some(&s))?;
+        Ok(enc.posteriors(&inputs, &z)?.mean().clone())
+    };
+    let base = q_of(&x)?;
+    let t = 4;
+    // Change x_{1:t−1} (0-based steps < t): q(z_t) with the same history is unchanged.
+    let bump = Tensor::cat(
+        &[
+            Tensor::ones((b, t, 3), DType::F64, &dev())?,
+            Tensor::zeros((b, t_len - t, 3), DType::F64, &dev())?,
+        ],
+        1,
+    )?;
+    let past = q_of(&(&x + (&bump * 5.0)?)?)?;
+    let diff = (&base - &past)?.abs()?.max(D::Minus1)?;
+    let diff = scalars(&diff.max(0)?)?;
+    for (step, d) in diff.iter().enumerate() {
+        if step >= t {
+            assert!(*d < 1e-12, "step {step} changed by {d}");
+        } else {
+            assert!(*d > 1e-6, "step {step} ignores its own future");
+        }
+    }
+    Ok(())
+}
+
+/// Code written once against `Model` runs either transition.
+fn train_like_usage(config: &ModelConfig) -> Result<(f64, Vec<usize>)> {
+    let model = Model::new(config, 41, DType::F32, &dev())?;
+    let data = batch(config, 2, 5, 42)?;
+    let mut noise = SeededNoise::new(43);
+    let terms = model.elbo(&data, &ElboOptions::default(), &mut noise)?;
+    let loss = terms.objective(0.5)?.to_scalar::<f32>()? as f64;
+    let p = model.one_step_predictive(&data, 3, &mut noise)?;
+    Ok((loss, p.dims().to_vec()))
+}
+
+#[test]
+fn swapping_the_transition_needs_no_other_change() -> Result<()> {
+    let (a, da) = train_like_usage(&ModelConfig::paper_dkf())?;
+    let (c, dc) = train_like_usage(&ModelConfig::paper_ddssm())?;
+    assert!(a.is_finite() && c.is_finite() && a != c);
+    assert_eq!(da, dc);
+    Ok(())
+}
+
+#[test]
+fn the_same_seed_gives_the_same_numbers() -> Result<()> {
+    let config = ModelConfig::paper_ddssm();
+    let run = |model_seed: u64, noise_seed: u64| -> Result<Vec<f64>> {
+        let model = Model::new(&config, model_seed, DType::F32, &dev())?;
+        let data = batch(&config, 3, 6, 52)?;
+        let t = model.elbo(
+            &data,
+            &ElboOptions::default(),
+            &mut SeededNoise::new(noise_seed),
+        )?;
+        scalars(&t.negative_elbo()?)
+    };
+    assert_eq!(run(1, 2)?, run(1, 2)?);
+    assert_ne!(run(1, 2)?, run(1, 3)?);
+    assert_ne!(run(1, 2)?, run(4, 2)?);
+    Ok(())
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddssm-model-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn save_then_load_gives_identical_elbo_terms() -> Result<()> {
+    for (i, config) in [
+        ModelConfig::paper_ddssm(),
+        general_config(TransitionConfig::Gaussian(Default::default())),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut model = Model::new(config, 61, DType::F32, &dev())?;
+        model.set_standardization(Some(Standardization {
+            mean: vec![0.5; config.obs_dim],
+            std: vec![2.0; config.obs_dim],
+        }))?;
+        let path = tmp(&format!("model{i}.safetensors"));
+        let mut extra = BTreeMap::new();
+        extra.insert("note".to_string(), "test".to_string());
+        model.save(&path, &extra)?;
+        let meta = checkpoint::read_metadata(&path)?;
+        assert_eq!(meta["format"], checkpoint::FORMAT);
+        assert_eq!(meta["note"], "test");
+        assert_eq!(ModelConfig::from_json(&meta["config"])?, *config);
+
+        let loaded = Model::load(&path, &dev())?;
+        assert_eq!(loaded.config(), config);
+        assert_eq!(loaded.standardization(), model.standardization());
+        let data = batch(config, 2, 5, 62)?;
+        let a = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(63))?;
+        let b = loaded.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(63))?;
+        for (x, y) in [
+            (&a.recon, &b.recon),
+            (&a.init_entropy, &b.init_entropy),
+            (&a.vhp, &b.vhp),
+            (&a.transition, &b.transition),
+            (&a.entropy, &b.entropy),
+        ] {
+            assert_eq!(scalars(x)?, scalars(y)?);
+        }
+        // A differently initialised model of the same config takes the saved weights.
+        let mut other = Model::new(config, 99, DType::F32, &dev())?;
+        other.load_weights(&path)?;
+        let c = other.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(63))?;
+        assert_eq!(scalars(&a.negative_elbo()?)?, scalars(&c.negative_elbo()?)?);
+    }
+    Ok(())
+}
+
+#[test]
+fn checkpoint_names_read_like_the_architecture() -> Result<()> {
+    let model = Model::new(&ModelConfig::paper_ddssm(), 1, DType::F32, &dev())?;
+    let names: Vec<String> = model.named_parameters().into_iter().map(|p| p.0).collect();
+    for expected in [
+        "encoder.context.block0.mid_projection.weight",
+        "encoder.summary.gru0.weight_ih_l0",
+        "decoder.head.mean.layer0.weight",
+        "transition.denoiser.block2.output_projection.weight",
+        "vhp.prior.context.block1.feature_mixer.proj.weight",
+        "vhp.posterior.head.logvar.layer1.bias",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not in {names:?}"
+        );
+    }
+    let groups = model.parameter_groups();
+    assert_eq!(
+        groups.encoder.len() + groups.decoder.len() + groups.transition.len() + groups.vhp.len(),
+        names.len()
+    );
+    assert!(groups.vhp.iter().all(|(n, _)| n.starts_with("vhp.")));
+    Ok(())
+}
+
+#[test]
+fn bad_checkpoints_are_clear_errors() -> Result<()> {
+    let model = Model::new(&ModelConfig::paper_dkf(), 1, DType::F32, &dev())?;
+    let path = tmp("dkf.safetensors");
+    model.save(&path, &BTreeMap::new())?;
+
+    // Another config.
+    let mut ddssm = Model::new(&ModelConfig::paper_ddssm(), 1, DType::F32, &dev())?;
+    let err = ddssm.load_weights(&path).unwrap_err().to_string();
+    assert!(err.contains("another model config"), "{err}");
+
+    // Truncated.
+    let bytes = std::fs::read(&path)?;
+    let cut = tmp("truncated.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2])?;
+    let err = Model::load(&cut, &dev()).unwrap_err().to_string();
+    assert!(err.contains("truncated.safetensors"), "{err}");
+
+    // Garbage.
+    let junk = tmp("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint at all")?;
+    let err = Model::load(&junk, &dev()).unwrap_err().to_string();
+    assert!(err.contains("not a readable safetensors file"), "{err}");
+
+    // A valid safetensors file without our metadata.
+    let plain = tmp("plain.safetensors");
+    let t = Tensor::zeros(3, DType::F32, &dev())?;
+    candle_core::safetensors::save(&std::collections::HashMap::from([("a", t)]), &plain)?;
+    let err = Model::load(&plain, &dev()).unwrap_err().to_string();
+    assert!(err.contains("no ddssm metadata"), "{err}");
+
+    // Missing file.
+    let err = Model::load(&tmp("absent.safetensors"), &dev())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("absent.safetensors"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn configs_round_trip_and_bad_values_name_their_field() -> Result<()> {
+    for config in [
+        ModelConfig::paper_ddssm(),
+        ModelConfig::paper_dkf(),
+        general_config(TransitionConfig::default()),
+    ] {
+        let text = config.to_toml()?;
+        assert_eq!(ModelConfig::from_toml(&text)?, config);
+        assert_eq!(ModelConfig::from_json(&config.to_json()?)?, config);
+    }
+    // Sections may be left out; the paper's values fill them.
+    let minimal = ModelConfig::from_toml("latent_dim = 1\n[transition]\nkind = \"gaussian\"\n")?;
+    assert_eq!(minimal, ModelConfig::paper_dkf());
+
+    let err = ModelConfig::from_toml("latent_dims = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("latent_dims"), "{err}");
+    let err = ModelConfig::from_toml("order = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("order") && err.contains("≥ 1"), "{err}");
+    let err = ModelConfig::from_toml("[transition]\nkind = \"flow\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("flow"), "{err}");
+
+    // A network's own check names the field by its path in the model config.
+    let mut bad = ModelConfig::paper_dkf();
+    bad.encoder.head.hidden = 0;
+    let err = Model::new(&bad, 0, DType::F32, &dev())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("encoder.head.hidden"), "{err}");
+    Ok(())
+}

@@ -440,3 +440,18 @@ fn configs_round_trip_and_bad_values_name_their_field() -> Result<()> {
     assert!(err.contains("encoder.head.hidden"), "{err}");
     Ok(())
 }
+
+#[test]
+fn the_shipped_model_configs_are_the_papers() -> Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models");
+    for (file, expected) in [
+        ("ddssm.toml", ModelConfig::paper_ddssm()),
+        ("dkf.toml", ModelConfig::paper_dkf()),
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path)?;
+        let parsed = ModelConfig::from_toml(&text)?;
+        assert_eq!(parsed, expected, "{}", path.display());
+    }
+    Ok(())
+}

@@ -11,8 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    chunk2, fast_tanh, Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer,
-    TimeMixerConfig,
+    chunk2, Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer, TimeMixerConfig,
 };
 
 /// Configuration of a stack of residual blocks.
@@ -110,8 +109,7 @@ impl ResidualBlock {
         if let (Some(proj), Some(s)) = (&self.cond_static, &side.static_) {
             y = y.broadcast_add(&proj.forward(s)?.unsqueeze(2)?)?;
         }
-        let (gate, filter) = chunk2(&y)?;
-        let y = (candle_nn::ops::sigmoid(&gate)? * fast_tanh(&filter)?)?;
+        let y = ddssm_tensor_ops::gated_activation(&y)?;
         let (residual, skip) = chunk2(&self.output_projection.forward(&y)?)?;
         Ok((((x + residual)? * std::f64::consts::FRAC_1_SQRT_2)?, skip))
     }

@@ -9,9 +9,8 @@ use crate::Result;
 /// `y = x Wᵀ + b` on the last axis; leading axes are flattened into one matmul.
 #[derive(Debug, Clone)]
 pub struct Dense {
-    weight_t: Tensor,
+    weight: Tensor,
     bias: Option<Tensor>,
-    out_dim: usize,
 }
 
 impl Dense {
@@ -77,31 +76,17 @@ impl Dense {
         } else {
             None
         };
-        Ok(Self {
-            weight_t: weight.t()?,
-            bias,
-            out_dim,
-        })
+        Ok(Self { weight, bias })
     }
 
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut out_shape = x.dims().to_vec();
-        let in_dim = *out_shape.last().unwrap_or(&0);
-        *out_shape.last_mut().expect("rank ≥ 1") = self.out_dim;
-        let flat = x.reshape(((), in_dim))?.matmul(&self.weight_t)?;
-        let flat = match &self.bias {
-            Some(b) => flat.broadcast_add(b)?,
-            None => flat,
-        };
-        Ok(flat.reshape(out_shape)?)
+        Ok(ddssm_tensor_ops::linear(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+        )?)
     }
-}
-
-/// `tanh(x) = 2σ(2x) − 1`: candle's CPU `tanh` is scalar and ~5× slower than its sigmoid
-/// (CANDLE-NOTES), and both have exact gradients.
-pub fn fast_tanh(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::sigmoid(&(x * 2.0)?)?.affine(2.0, -1.0)?)
 }
 
 /// Splits the last axis into two equal halves.

@@ -16,6 +16,7 @@
 mod device;
 mod embedding;
 mod error;
+mod fused;
 mod gaussian;
 mod noise;
 mod window;
@@ -23,6 +24,7 @@ mod window;
 pub use device::{available_devices, parse_device};
 pub use embedding::{sinusoidal_embedding, time_embedding};
 pub use error::{Error, Result};
+pub use fused::{gated_activation, linear};
 pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
 pub use noise::{NoiseState, SeededNoise};
 pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};

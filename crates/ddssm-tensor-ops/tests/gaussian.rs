@@ -1,20 +1,10 @@
 //! DiagGaussian against closed forms, Monte Carlo and finite differences.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::{check_gradients, t, vec1};
 use ddssm_tensor_ops::{DiagGaussian, LogVarBounds, SeededNoise, LN_2PI};
-
-fn t(v: &[f64], shape: &[usize]) -> Tensor {
-    Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
-}
-
-fn vec1(x: &Tensor) -> Vec<f64> {
-    x.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
 
 #[test]
 fn log_prob_matches_hand_computed_values() {
@@ -98,44 +88,6 @@ fn kl_and_entropy_match_monte_carlo() {
         (h - h_mc).abs() < 4.0 * h_se,
         "entropy {h} vs MC {h_mc} ± {h_se}"
     );
-}
-
-/// Gradients of `loss(μ, log σ²)` by candle's backward pass against central finite differences
-/// in f64 (step 1e-6; the truncation error is O(h²) ≈ 1e-12, round-off ≈ 1e-10).
-fn check_gradients(inputs: &[Vec<f64>], loss: impl Fn(&[Tensor]) -> Tensor) {
-    let vars: Vec<Var> = inputs
-        .iter()
-        .map(|v| Var::from_tensor(&t(v, &[v.len()])).unwrap())
-        .collect();
-    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-    let grads = loss(&tensors).backward().unwrap();
-    let h = 1e-6;
-    for (k, var) in vars.iter().enumerate() {
-        let analytic = vec1(grads.get(var).expect("every input gets a gradient"));
-        for i in 0..inputs[k].len() {
-            let eval = |delta: f64| {
-                let moved: Vec<Tensor> = inputs
-                    .iter()
-                    .enumerate()
-                    .map(|(kk, v)| {
-                        let mut v = v.clone();
-                        if kk == k {
-                            v[i] += delta;
-                        }
-                        t(&v, &[v.len()])
-                    })
-                    .collect();
-                vec1(&loss(&moved))[0]
-            };
-            let numeric = (eval(h) - eval(-h)) / (2.0 * h);
-            let err = (numeric - analytic[i]).abs() / numeric.abs().max(1.0);
-            assert!(
-                err < 1e-6,
-                "input {k}[{i}]: backward {} vs finite difference {numeric}",
-                analytic[i]
-            );
-        }
-    }
 }
 
 #[test]

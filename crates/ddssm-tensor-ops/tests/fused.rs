@@ -1,0 +1,158 @@
+//! The fused CPU ops against the plain candle compositions they replace, and their gradients
+//! against finite differences.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor, Var};
+use common::{check_gradients, t, vec1};
+use ddssm_tensor_ops::{gated_activation, linear, SeededNoise};
+
+fn plain_gated(y: &Tensor) -> Tensor {
+    let c = y.dims()[y.rank() - 1] / 2;
+    let gate = y.narrow(y.rank() - 1, 0, c).unwrap();
+    let filter = y.narrow(y.rank() - 1, c, c).unwrap();
+    (candle_nn_free_sigmoid(&gate) * filter.tanh().unwrap()).unwrap()
+}
+
+fn candle_nn_free_sigmoid(x: &Tensor) -> Tensor {
+    x.neg()
+        .unwrap()
+        .exp()
+        .unwrap()
+        .affine(1.0, 1.0)
+        .unwrap()
+        .recip()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    vec1(&(a - b).unwrap().abs().unwrap())
+        .into_iter()
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn linear_matches_matmul_plus_bias_in_both_dtypes() {
+    let mut noise = SeededNoise::new(1);
+    for dtype in [DType::F32, DType::F64] {
+        let x = noise.randn((3, 5, 7), dtype, &Device::Cpu).unwrap();
+        let w = noise.randn((4, 7), dtype, &Device::Cpu).unwrap();
+        let b = noise.randn(4, dtype, &Device::Cpu).unwrap();
+        let plain = x
+            .broadcast_matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let fused = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(fused.dims(), [3, 5, 4]);
+        assert!(max_abs_diff(&plain, &fused) < 1e-5);
+        let no_bias = linear(&x, &w, None).unwrap();
+        let plain = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+        assert!(max_abs_diff(&plain, &no_bias) < 1e-5);
+        // A non-contiguous input is handled.
+        let xt = x.transpose(0, 1).unwrap();
+        let plain = xt
+            .contiguous()
+            .unwrap()
+            .broadcast_matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        assert!(max_abs_diff(&plain, &linear(&xt, &w, Some(&b)).unwrap()) < 1e-5);
+    }
+    let bad = linear(
+        &Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(),
+        &Tensor::zeros((4, 5), DType::F32, &Device::Cpu).unwrap(),
+        None,
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn linear_gradients_match_finite_differences() {
+    let x: Vec<f64> = (0..24).map(|i| (i as f64 * 0.37).sin()).collect();
+    let w: Vec<f64> = (0..8).map(|i| (i as f64 * 0.91).cos()).collect();
+    let b = vec![0.3, -0.2];
+    let weights = t(
+        &[
+            0.5, -1.0, 2.0, 0.25, 1.5, -0.75, 1.0, 0.1, -0.3, 0.7, 0.2, -0.9,
+        ],
+        &[6, 2],
+    );
+    check_gradients(&[x.clone(), w.clone(), b.clone()], |v| {
+        let x = v[0].reshape((2, 3, 4)).unwrap();
+        let w = v[1].reshape((2, 4)).unwrap();
+        let y = linear(&x, &w, Some(&v[2]))
+            .unwrap()
+            .reshape((6, 2))
+            .unwrap();
+        // A non-uniform upstream gradient, so every output's gradient path is exercised.
+        (y * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .reshape(1)
+            .unwrap()
+    });
+    check_gradients(&[x, w], |v| {
+        let x = v[0].reshape((6, 4)).unwrap();
+        let w = v[1].reshape((2, 4)).unwrap();
+        let y = linear(&x, &w, None).unwrap().sqr().unwrap();
+        y.sum_all().unwrap().reshape(1).unwrap()
+    });
+}
+
+#[test]
+fn gated_activation_matches_sigmoid_times_tanh() {
+    let mut noise = SeededNoise::new(2);
+    for (dtype, tol) in [(DType::F32, 1e-6), (DType::F64, 1e-14)] {
+        let y = (noise.randn((4, 3, 2, 16), dtype, &Device::Cpu).unwrap() * 4.0).unwrap();
+        let fused = gated_activation(&y).unwrap();
+        assert_eq!(fused.dims(), [4, 3, 2, 8]);
+        let plain = plain_gated(&y.to_dtype(DType::F64).unwrap());
+        assert!(max_abs_diff(&plain, &fused.to_dtype(DType::F64).unwrap()) < tol);
+    }
+    // Saturated inputs stay finite and reach the limits (σ(−10⁴) ≈ e^{−87}, the clamp of exp).
+    let y = t(&[-1e4, 1e4, 1e4, -1e4], &[1, 4])
+        .to_dtype(DType::F32)
+        .unwrap();
+    let out = vec1(&gated_activation(&y).unwrap());
+    assert!(out[0].abs() < 1e-37 && out[1] == -1.0, "{out:?}");
+    assert!(gated_activation(&Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()).is_err());
+}
+
+#[test]
+fn gated_activation_gradients_match_finite_differences() {
+    let y: Vec<f64> = (0..24).map(|i| 2.0 * (i as f64 * 0.53).sin()).collect();
+    let weights: Vec<f64> = (0..12).map(|i| 1.0 + 0.1 * i as f64).collect();
+    let weights = t(&weights, &[3, 4]);
+    check_gradients(&[y], |v| {
+        let y = v[0].reshape((3, 8)).unwrap();
+        (gated_activation(&y).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .reshape(1)
+            .unwrap()
+    });
+    // f32 backward agrees with the f64 one.
+    let y = t(
+        &(0..16)
+            .map(|i| (i as f64 * 0.7).cos() * 3.0)
+            .collect::<Vec<_>>(),
+        &[2, 8],
+    );
+    let grad_of = |dtype: DType| {
+        let v = Var::from_tensor(&y.to_dtype(dtype).unwrap()).unwrap();
+        let g = gated_activation(v.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        vec1(g.get(v.as_tensor()).unwrap())
+    };
+    for (a, b) in grad_of(DType::F32).iter().zip(grad_of(DType::F64)) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}

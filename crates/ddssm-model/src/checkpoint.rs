@@ -16,6 +16,10 @@ use crate::{Error, Model, ModelConfig, Result, Standardization};
 /// The value of the `format` metadata key this version writes and reads.
 pub const FORMAT: &str = "ddssm-checkpoint/1";
 
+/// Tensors whose names start with this prefix are not model parameters but training state saved
+/// alongside them (optimizer moments, …); the model ignores them when loading.
+pub const STATE_PREFIX: &str = "state.";
+
 /// Metadata keys.
 pub mod keys {
     /// The checkpoint format, [`super::FORMAT`].
@@ -85,6 +89,34 @@ fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
     }
 }
 
+fn load_tensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, candle_core::Tensor>> {
+    candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| checkpoint_error(path, format!("unreadable tensors ({e})")))
+}
+
+/// The metadata and the training-state tensors (names without [`STATE_PREFIX`]) of a checkpoint,
+/// on the CPU.
+pub fn read_state(
+    path: &Path,
+) -> Result<(
+    HashMap<String, String>,
+    HashMap<String, candle_core::Tensor>,
+)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let meta = metadata_of(path, &bytes)?;
+    let state = load_tensors(path, &bytes)?
+        .into_iter()
+        .filter_map(|(name, t)| {
+            name.strip_prefix(STATE_PREFIX)
+                .map(|rest| (rest.to_string(), t))
+        })
+        .collect();
+    Ok((meta, state))
+}
+
 fn dtype_name(dtype: DType) -> &'static str {
     match dtype {
         DType::F64 => "f64",
@@ -113,6 +145,16 @@ fn parse_dtype(path: &Path, name: &str) -> Result<DType> {
 impl Model {
     /// The checkpoint bytes: every parameter plus the metadata of [`keys`] and `extra` entries.
     pub fn checkpoint_bytes(&self, extra: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+        self.checkpoint_bytes_with_state(extra, &[])
+    }
+
+    /// [`Model::checkpoint_bytes`] plus training-state tensors, each stored under
+    /// [`STATE_PREFIX`]`name`.
+    pub fn checkpoint_bytes_with_state(
+        &self,
+        extra: &BTreeMap<String, String>,
+        state: &[(String, candle_core::Tensor)],
+    ) -> Result<Vec<u8>> {
         let mut meta: HashMap<String, String> = extra.clone().into_iter().collect();
         meta.insert(keys::FORMAT.into(), FORMAT.into());
         meta.insert(keys::CONFIG.into(), self.config().to_json()?);
@@ -122,11 +164,16 @@ impl Model {
                 .map_err(|e| Error::InvalidData(format!("standardization to JSON: {e}")))?;
             meta.insert(keys::STANDARDIZATION.into(), json);
         }
-        let tensors: Vec<(String, candle_core::Tensor)> = self
+        let mut tensors: Vec<(String, candle_core::Tensor)> = self
             .named_parameters()
             .into_iter()
             .map(|(name, var)| (name, var.as_tensor().clone()))
             .collect();
+        tensors.extend(
+            state
+                .iter()
+                .map(|(name, t)| (format!("{STATE_PREFIX}{name}"), t.clone())),
+        );
         safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
             .map_err(|e| Error::InvalidData(format!("serialising the checkpoint: {e}")))
     }
@@ -201,8 +248,8 @@ impl Model {
     }
 
     fn assign_from_bytes(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
-            .map_err(|e| checkpoint_error(path, format!("unreadable tensors ({e})")))?;
+        let mut tensors = load_tensors(path, bytes)?;
+        tensors.retain(|name, _| !name.starts_with(STATE_PREFIX));
         self.assign(&tensors, &path.display().to_string())
     }
 }

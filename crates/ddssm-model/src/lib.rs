@@ -35,7 +35,7 @@ pub use config::{
     ModelConfig, TransitionConfig, VhpConfig,
 };
 pub use decoder::Decoder;
-pub use elbo::{ElboOptions, ElboTerms};
+pub use elbo::{ElboOptions, ElboSummary, ElboTerms};
 pub use encoder::{Encoder, EncoderInputs, Trajectories};
 pub use inference::{Forecast, Reconstruction};
 pub use model::{Batch, Model, ParameterGroups};

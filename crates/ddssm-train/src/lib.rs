@@ -1,11 +1,24 @@
 //! # ddssm-train
 //!
-//! The pieces of training that do not depend on which transition a model holds. Today: the
-//! annealing schedule of the rate weight λ (App. I.2), [`LambdaSchedule`].
+//! Training that does not care which transition a model holds (DESIGN.md §2, App. I):
+//! - [`TrainConfig`]: Table 3's tuned settings per model, validated;
+//! - [`AdamW`] with one learning rate per parameter group (encoder, decoder, transition, VHP) and
+//!   a state that checkpoints save;
+//! - [`LambdaSchedule`]: the annealing of the rate weight λ (App. I.2);
+//! - [`train`]: the loop, with seeded batches, progress, validation, atomic checkpoints, exact
+//!   resume and a clear stop on a non-finite loss or gradient.
 
+mod adamw;
+mod config;
 mod lambda;
+mod trainer;
 
+pub use adamw::{AdamW, AdamWConfig, ParamGroup};
+pub use config::{LearningRates, TrainConfig};
 pub use lambda::{LambdaSchedule, LambdaShape};
+pub use trainer::{
+    batch_indices, keys, select, step_noise, train, StepRecord, TrainOptions, TrainReport,
+};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +33,25 @@ pub enum Error {
         /// What would have been accepted.
         allowed: String,
     },
+    /// A loss term or a gradient that is not finite: the run stops before the parameters change.
+    #[error(
+        "step {step}: the {what} is not finite; the run stopped and the last checkpoint was kept"
+    )]
+    NonFinite {
+        /// The step (0-based).
+        step: usize,
+        /// Which term or gradient.
+        what: String,
+    },
+    /// A training checkpoint that cannot be resumed.
+    #[error("{0}")]
+    State(String),
+    /// An error from the model.
+    #[error(transparent)]
+    Model(#[from] ddssm_model::Error),
+    /// An error raised by candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
 }
 
 /// `Result` with this crate's [`Error`].

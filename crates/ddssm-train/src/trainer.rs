@@ -1,0 +1,301 @@
+//! The training loop (Algorithm 1, App. I.4): seeded batches, the λ-weighted ELBO, one backward
+//! pass, one AdamW step per parameter group, periodic validation and atomic checkpoints with the
+//! optimizer state, and an exact resume.
+//!
+//! Determinism: the batch of step `s` and every draw inside its ELBO are functions of
+//! `(seed, s)` alone (a permutation per epoch, a noise stream per step), so a run resumed from a
+//! checkpoint at step `s` continues with exactly the numbers the uninterrupted run would have
+//! produced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Tensor;
+use ddssm_model::checkpoint::{self, write_atomic};
+use ddssm_model::{Batch, ElboOptions, ElboSummary, Model};
+use ddssm_tensor_ops::SeededNoise;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::{AdamW, Error, ParamGroup, Result, TrainConfig};
+
+/// Metadata keys a training checkpoint adds to the model's.
+pub mod keys {
+    /// Steps completed.
+    pub const STEP: &str = "train.step";
+    /// The [`crate::TrainConfig`] as JSON.
+    pub const CONFIG: &str = "train.config";
+}
+
+/// The sequences of batch row `i` for step `step`: a fresh seeded permutation of the `n`
+/// training sequences every epoch (`⌊n / batch⌋` steps; the remainder is dropped).
+pub fn batch_indices(seed: u64, step: usize, n: usize, batch: usize) -> Vec<u32> {
+    let per_epoch = (n / batch).max(1);
+    let (epoch, pos) = (step / per_epoch, step % per_epoch);
+    let perm = SeededNoise::new(seed)
+        .fork(&format!("epoch{epoch}"))
+        .permutation(n);
+    perm[pos * batch..(pos * batch + batch).min(n)]
+        .iter()
+        .map(|&i| i as u32)
+        .collect()
+}
+
+/// The noise stream of the ELBO at `step`.
+pub fn step_noise(seed: u64, step: usize) -> SeededNoise {
+    SeededNoise::new(seed).fork(&format!("step{step}"))
+}
+
+/// Rows `idx` of every tensor of `data`.
+pub fn select(data: &Batch, idx: &[u32]) -> Result<Batch> {
+    let idx = Tensor::from_vec(idx.to_vec(), idx.len(), data.x.device())?;
+    let pick = |t: &Tensor| t.index_select(&idx, 0);
+    Ok(Batch {
+        x: pick(&data.x)?,
+        mask: data.mask.as_ref().map(pick).transpose()?,
+        covariates: data.covariates.as_ref().map(pick).transpose()?,
+        statics: data.statics.as_ref().map(pick).transpose()?,
+    })
+}
+
+/// What one step logged.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step (0-based).
+    pub step: usize,
+    /// λ at this step.
+    pub lambda: f64,
+    /// The objective `mean(D + λR)` that was minimised.
+    pub objective: f64,
+    /// The ELBO terms (batch means; nats per sequence).
+    pub terms: ElboSummary,
+}
+
+/// Where and how a run writes, and whether it continues an earlier one.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// The checkpoint file (written atomically every `checkpoint_every` steps and at the end).
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from `checkpoint` if it exists.
+    pub resume: bool,
+    /// Show a progress bar on the terminal.
+    pub progress: bool,
+    /// A label for the progress bar and the logs (e.g. `ddssm`).
+    pub label: String,
+}
+
+/// The outcome of [`train`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// The step the run started from (0, or the resumed checkpoint's step).
+    pub start_step: usize,
+    /// One record per step run here.
+    pub history: Vec<StepRecord>,
+    /// `(step, metrics)` of every validation.
+    pub validations: Vec<(usize, BTreeMap<String, f64>)>,
+    /// Wall time of the steps run here, seconds.
+    pub seconds: f64,
+}
+
+fn finite_or(step: usize, what: &str, v: f64) -> Result<()> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            step,
+            what: what.to_string(),
+        })
+    }
+}
+
+fn optimizer_for(model: &Model, config: &TrainConfig) -> Result<AdamW> {
+    let g = model.parameter_groups();
+    let lr = config.learning_rates;
+    AdamW::new(
+        vec![
+            ParamGroup {
+                name: "encoder".into(),
+                lr: lr.encoder,
+                params: g.encoder,
+            },
+            ParamGroup {
+                name: "decoder".into(),
+                lr: lr.decoder,
+                params: g.decoder,
+            },
+            ParamGroup {
+                name: "transition".into(),
+                lr: lr.transition,
+                params: g.transition,
+            },
+            ParamGroup {
+                name: "zinit".into(),
+                lr: lr.zinit,
+                params: g.vhp,
+            },
+        ],
+        config.optimizer,
+    )
+}
+
+fn save(model: &Model, opt: &AdamW, config: &TrainConfig, path: &Path, step: usize) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert(keys::STEP.to_string(), step.to_string());
+    meta.insert(
+        keys::CONFIG.to_string(),
+        serde_json::to_string(config).map_err(|e| Error::State(e.to_string()))?,
+    );
+    let bytes = model.checkpoint_bytes_with_state(&meta, &opt.state_tensors())?;
+    write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Restores model, optimizer and step from a training checkpoint; returns the step.
+fn restore(model: &mut Model, opt: &mut AdamW, config: &TrainConfig, path: &Path) -> Result<usize> {
+    let (meta, state): (HashMap<String, String>, _) = checkpoint::read_state(path)?;
+    let step: usize = meta
+        .get(keys::STEP)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::State(format!("{}: not a training checkpoint", path.display())))?;
+    let theirs: TrainConfig = meta
+        .get(keys::CONFIG)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| Error::State(format!("{}: no training config", path.display())))?;
+    let theirs = TrainConfig {
+        steps: config.steps,
+        ..theirs
+    };
+    if theirs != *config {
+        return Err(Error::State(format!(
+            "{} was written with another training config; only `steps` may change on resume",
+            path.display()
+        )));
+    }
+    model.load_weights(path)?;
+    opt.load_state(&state, step)?;
+    Ok(step)
+}
+
+/// Trains `model` on `data` (all `N` training sequences, in model space) for `config.steps`
+/// steps. `validate(model, step)` runs every `validate_every` steps and at the end; its metrics
+/// are logged and returned. A non-finite loss term or gradient stops the run with
+/// [`Error::NonFinite`] before the optimizer touches the parameters, leaving the last checkpoint
+/// as it was.
+pub fn train(
+    model: &mut Model,
+    data: &Batch,
+    config: &TrainConfig,
+    options: &TrainOptions,
+    validate: &mut dyn FnMut(&Model, usize) -> Result<BTreeMap<String, f64>>,
+) -> Result<TrainReport> {
+    config.validate()?;
+    let n = data.batch();
+    if config.batch_size > n {
+        return Err(Error::InvalidConfig {
+            field: "batch_size",
+            value: config.batch_size.to_string(),
+            allowed: format!("at most the {n} training sequences"),
+        });
+    }
+    let mut opt = optimizer_for(model, config)?;
+    let mut start = 0;
+    if let (true, Some(path)) = (options.resume, &options.checkpoint) {
+        if path.exists() {
+            start = restore(model, &mut opt, config, path)?;
+            tracing::info!(
+                "{}: resumed from {} at step {start}",
+                options.label,
+                path.display()
+            );
+        }
+    }
+    let mut report = TrainReport {
+        start_step: start,
+        ..TrainReport::default()
+    };
+    let bar = if options.progress {
+        let bar = ProgressBar::new(config.steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
+            )
+            .map_err(|e| Error::State(e.to_string()))?,
+        );
+        bar.set_prefix(options.label.clone());
+        bar.set_position(start as u64);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let elbo_options = ElboOptions {
+        samples: config.samples,
+        estimator: config.estimator,
+    };
+    let began = Instant::now();
+    for step in start..config.steps {
+        let batch = select(
+            data,
+            &batch_indices(config.seed, step, n, config.batch_size),
+        )?;
+        let lambda = config.lambda.at(step);
+        let terms = model.elbo(&batch, &elbo_options, &mut step_noise(config.seed, step))?;
+        let summary = terms.summary()?;
+        for (what, v) in [
+            ("reconstruction", summary.recon),
+            ("initial entropy", summary.init_entropy),
+            ("vhp", summary.vhp),
+            ("transition", summary.transition),
+            ("entropy", summary.entropy),
+        ] {
+            finite_or(step, what, v)?;
+        }
+        let objective = terms.objective(lambda)?;
+        let objective_value = objective
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let grads = objective.backward()?;
+        for (name, var) in model.named_parameters() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                let norm = g
+                    .sqr()?
+                    .sum_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_scalar::<f64>()?;
+                finite_or(step, &format!("gradient of {name}"), norm)?;
+            }
+        }
+        opt.step(&grads)?;
+        report.history.push(StepRecord {
+            step,
+            lambda,
+            objective: objective_value,
+            terms: summary,
+        });
+        bar.set_position(step as u64 + 1);
+        bar.set_message(format!(
+            "λ {lambda:.2} loss {objective_value:.2} −elbo {:.2}",
+            summary.negative_elbo
+        ));
+        let done = step + 1;
+        if config.validate_every > 0 && done % config.validate_every == 0 && done < config.steps {
+            let metrics = validate(model, done)?;
+            tracing::info!("{} step {done}: {metrics:?}", options.label);
+            report.validations.push((done, metrics));
+        }
+        if let Some(path) = &options.checkpoint {
+            if config.checkpoint_every > 0 && done % config.checkpoint_every == 0 {
+                save(model, &opt, config, path, done)?;
+            }
+        }
+    }
+    report.seconds = began.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    if let Some(path) = &options.checkpoint {
+        save(model, &opt, config, path, config.steps)?;
+    }
+    let metrics = validate(model, config.steps)?;
+    tracing::info!("{} final: {metrics:?}", options.label);
+    report.validations.push((config.steps, metrics));
+    Ok(report)
+}

@@ -1,0 +1,177 @@
+//! The optimizer against its formula, and the loop: determinism, exact resume, a clean stop on a
+//! non-finite loss.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, Var};
+use ddssm_model::{Batch, Model, ModelConfig};
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::{
+    batch_indices, train, AdamW, AdamWConfig, Error, ParamGroup, TrainConfig, TrainOptions,
+};
+
+#[test]
+fn adamw_follows_its_formula() -> Result<()> {
+    let theta = Var::new(&[1.0f64, -2.0], &Device::Cpu)?;
+    let cfg = AdamWConfig::default();
+    let lr = 0.1;
+    let mut opt = AdamW::new(
+        vec![ParamGroup {
+            name: "g".into(),
+            lr,
+            params: vec![("theta".into(), theta.clone())],
+        }],
+        cfg,
+    )?;
+    // Reference in plain f64 for loss = Σ θ², g = 2θ.
+    let (mut p, mut m, mut v) = ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2]);
+    for t in 1..=3 {
+        let loss = theta.as_tensor().sqr()?.sum_all()?;
+        opt.step(&loss.backward()?)?;
+        for i in 0..2 {
+            let g = 2.0 * p[i];
+            p[i] *= 1.0 - lr * cfg.weight_decay;
+            m[i] = cfg.beta1 * m[i] + (1.0 - cfg.beta1) * g;
+            v[i] = cfg.beta2 * v[i] + (1.0 - cfg.beta2) * g * g;
+            let mh = m[i] / (1.0 - cfg.beta1.powi(t));
+            let vh = v[i] / (1.0 - cfg.beta2.powi(t));
+            p[i] -= lr * mh / (vh.sqrt() + cfg.eps);
+        }
+    }
+    let got = theta.as_tensor().to_vec1::<f64>()?;
+    for (a, b) in got.iter().zip(p) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    assert_eq!(opt.steps_taken(), 3);
+    Ok(())
+}
+
+#[test]
+fn batches_are_seeded_permutations() {
+    let n = 10;
+    let epoch: Vec<u32> = (0..5).flat_map(|s| batch_indices(3, s, n, 2)).collect();
+    let mut sorted = epoch.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..10).collect::<Vec<u32>>());
+    assert_eq!(batch_indices(3, 7, n, 2), batch_indices(3, 7, n, 2));
+    assert_ne!(batch_indices(3, 0, n, 2), batch_indices(3, 5, n, 2));
+    assert_ne!(batch_indices(3, 0, n, 2), batch_indices(4, 0, n, 2));
+}
+
+fn small() -> (ModelConfig, TrainConfig, Batch) {
+    let model = ModelConfig::paper_dkf();
+    let train = TrainConfig {
+        steps: 6,
+        batch_size: 4,
+        samples: 1,
+        validate_every: 2,
+        checkpoint_every: 3,
+        ..TrainConfig::paper_dkf()
+    };
+    let x = SeededNoise::new(1)
+        .randn((12, 5, 1), DType::F32, &Device::Cpu)
+        .unwrap();
+    (model, train, Batch::new(x))
+}
+
+fn params(model: &Model) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    for (_, v) in model.named_parameters() {
+        out.extend(v.as_tensor().flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddssm-train-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn no_validation(_: &Model, _: usize) -> ddssm_train::Result<BTreeMap<String, f64>> {
+    Ok(BTreeMap::new())
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_ends_with_the_same_numbers() -> Result<()> {
+    let (mc, tc, data) = small();
+    // Uninterrupted.
+    let mut a = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let path_a = tmp("a.safetensors");
+    let opts = |path: &std::path::Path| TrainOptions {
+        checkpoint: Some(path.to_path_buf()),
+        resume: true,
+        progress: false,
+        label: "test".into(),
+    };
+    let ra = train(&mut a, &data, &tc, &opts(&path_a), &mut no_validation)?;
+    assert_eq!(ra.history.len(), 6);
+    assert_eq!(ra.validations.len(), 3);
+
+    // Interrupted after 3 steps, then resumed by a fresh process-like model.
+    let path_b = tmp("b.safetensors");
+    let mut b = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let short = TrainConfig { steps: 3, ..tc };
+    train(&mut b, &data, &short, &opts(&path_b), &mut no_validation)?;
+    let mut b2 = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
+    let rb = train(&mut b2, &data, &tc, &opts(&path_b), &mut no_validation)?;
+    assert_eq!(rb.start_step, 3);
+    assert_eq!(params(&a)?, params(&b2)?);
+    for (x, y) in ra.history[3..].iter().zip(&rb.history) {
+        assert_eq!(x, y);
+    }
+    // The finished checkpoint loads as a plain model.
+    let loaded = Model::load(&path_a, &Device::Cpu)?;
+    assert_eq!(params(&loaded)?, params(&a)?);
+    Ok(())
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() -> Result<()> {
+    let (mc, tc, data) = small();
+    let path = tmp("nan.safetensors");
+    let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let short = TrainConfig { steps: 3, ..tc };
+    let opts = TrainOptions {
+        checkpoint: Some(path.clone()),
+        resume: true,
+        progress: false,
+        label: "test".into(),
+    };
+    train(&mut model, &data, &short, &opts, &mut no_validation)?;
+    let before = std::fs::read(&path)?;
+
+    let mut x = data.x.to_vec3::<f32>()?;
+    for seq in &mut x {
+        seq[2][0] = f32::INFINITY;
+    }
+    let bad = Batch::new(Tensor::new(x, &Device::Cpu)?);
+    let err = train(&mut model, &bad, &tc, &opts, &mut no_validation).unwrap_err();
+    match &err {
+        Error::NonFinite { step, what } => {
+            assert_eq!(*step, 3);
+            assert_eq!(what, "reconstruction");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(err.to_string().contains("step 3"));
+    assert_eq!(std::fs::read(&path)?, before);
+    Ok(())
+}
+
+#[test]
+fn bad_training_configs_name_their_field() {
+    let bad = TrainConfig {
+        samples: 0,
+        ..TrainConfig::paper_ddssm()
+    };
+    assert!(bad.validate().unwrap_err().to_string().contains("samples"));
+    let mut bad = TrainConfig::paper_dkf();
+    bad.learning_rates.decoder = -1.0;
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("learning_rates.decoder"));
+}

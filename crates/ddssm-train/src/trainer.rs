@@ -59,6 +59,12 @@ pub fn select(data: &Batch, idx: &[u32]) -> Result<Batch> {
     })
 }
 
+/// Validation metrics by name.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// The validation callback of [`train`]: `(model, steps done) → metrics`.
+pub type Validator<'a> = dyn FnMut(&Model, usize) -> Result<Metrics> + 'a;
+
 /// What one step logged.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -93,7 +99,7 @@ pub struct TrainReport {
     /// One record per step run here.
     pub history: Vec<StepRecord>,
     /// `(step, metrics)` of every validation.
-    pub validations: Vec<(usize, BTreeMap<String, f64>)>,
+    pub validations: Vec<(usize, Metrics)>,
     /// Wall time of the steps run here, seconds.
     pub seconds: f64,
 }
@@ -187,7 +193,7 @@ pub fn train(
     data: &Batch,
     config: &TrainConfig,
     options: &TrainOptions,
-    validate: &mut dyn FnMut(&Model, usize) -> Result<BTreeMap<String, f64>>,
+    validate: &mut Validator<'_>,
 ) -> Result<TrainReport> {
     config.validate()?;
     let n = data.batch();

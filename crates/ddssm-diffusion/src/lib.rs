@@ -19,9 +19,10 @@ mod precond;
 mod sampler;
 mod schedule;
 
+pub use ddssm_tensor_ops::normal_cdf;
 pub use denoiser::{Conditioning, Denoiser};
 pub use error::{Error, Result};
-pub use exact::{normal_cdf, GaussianMixtureDenoiser};
+pub use exact::GaussianMixtureDenoiser;
 pub use loss::{diffusion_loss, forward_kl, DiffusionLoss, DiffusionLossConfig, LossWeighting};
 pub use precond::{EdmCoefficients, EdmPreconditioning};
 pub use sampler::{few_step_levels, sample, LatentShape, ReverseVariance, Sampler};

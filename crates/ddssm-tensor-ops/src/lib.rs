@@ -18,6 +18,7 @@ mod embedding;
 mod error;
 mod fused;
 mod gaussian;
+mod mixture;
 mod noise;
 mod window;
 
@@ -26,5 +27,6 @@ pub use embedding::{sinusoidal_embedding, time_embedding};
 pub use error::{Error, Result};
 pub use fused::{gated_activation, linear};
 pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
+pub use mixture::{normal_cdf, GaussianMixture};
 pub use noise::{NoiseState, SeededNoise};
 pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};

@@ -10,6 +10,7 @@ use ddssm_model::{Batch, ElboOptions, Model, ModelConfig};
 use ddssm_tensor_ops::SeededNoise;
 
 fn main() -> Result<()> {
+    ddssm_tensor_ops::tune_allocator();
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize, default: usize| -> usize {
         args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)

@@ -13,6 +13,7 @@
 //!   compiled in;
 //! - [`Error`]: this crate's typed errors.
 
+mod alloc;
 mod device;
 mod embedding;
 mod error;
@@ -22,6 +23,7 @@ mod mixture;
 mod noise;
 mod window;
 
+pub use alloc::tune_allocator;
 pub use device::{available_devices, parse_device};
 pub use embedding::{sinusoidal_embedding, time_embedding};
 pub use error::{Error, Result};

@@ -3,16 +3,23 @@
 //! Simulators with exact references, for judging trained models:
 //! - [`BimodalRandomWalk`], the latent random walk with bimodal steps of the paper's Section 4;
 //! - [`LinearGaussianSsm`] with its exact Kalman-filter log-likelihood, against which any ELBO
-//!   must be a bound.
+//!   must be a bound;
+//! - the exact one-step predictive of the bimodal walk by a Gaussian-sum filter
+//!   ([`BimodalRandomWalk::exact_predictive`]);
+//! - metrics: the histogram JSD with its noise floor ([`JsdHistogram`]), the CRPS, mean ± SEM.
 //!
 //! Series are plain [`Series`] values (`[N, T, D]`, row-major f64) that convert to candle tensors.
 
 mod bimodal;
 mod linear_gaussian;
+mod metrics;
+mod predictive;
 mod series;
 
 pub use bimodal::BimodalRandomWalk;
 pub use linear_gaussian::LinearGaussianSsm;
+pub use metrics::{crps, sample_mixture, JsdHistogram, MeanSem};
+pub use predictive::{ExactPredictive, PRUNE};
 pub use series::Series;
 
 /// Errors of this crate.
@@ -31,6 +38,12 @@ pub enum Error {
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An error from the shared tensor operations.
+    #[error(transparent)]
+    TensorOps(#[from] ddssm_tensor_ops::Error),
+    /// An error from the model.
+    #[error(transparent)]
+    Model(#[from] ddssm_model::Error),
 }
 
 /// `Result` with this crate's [`Error`].

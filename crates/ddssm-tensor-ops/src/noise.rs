@@ -157,6 +157,12 @@ impl SeededNoise {
         (0..n).map(|_| rng.sample(StandardNormal)).collect()
     }
 
+    /// `n` uniform draws on `[0, 1)` in host memory, as f64.
+    pub fn uniform01(&mut self, n: usize) -> Vec<f64> {
+        let mut rng = self.next_rng();
+        (0..n).map(|_| rng.random::<f64>()).collect()
+    }
+
     /// A random permutation of `0..n` (Fisher–Yates), e.g. for shuffling a data set.
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut rng = self.next_rng();

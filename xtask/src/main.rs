@@ -7,6 +7,9 @@
 //!
 //! Each command validates its options (device, output folder) before any work starts.
 
+mod bimodal;
+
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,9 +40,13 @@ enum Command {
         /// Results folder (config copies, checkpoints, results.json, report.md, figures).
         #[arg(long, default_value = "results/bimodal")]
         out: PathBuf,
-        /// The one seed that drives data, initialisation and every noise draw.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Experiment config (TOML, see configs/bimodal.toml); the paper's settings by default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The one seed that drives data, initialisation and every noise draw (overrides the
+        /// config's).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Training steps per model (the paper: 3000).
         #[arg(long)]
         steps: Option<usize>,
@@ -52,6 +59,9 @@ enum Command {
         /// Continue an interrupted run from its last checkpoints.
         #[arg(long)]
         resume: bool,
+        /// Print the experiment config (after --quick, --seed, --steps) as TOML and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Hyperparameter search with TPE (App. F.1.1).
     Tune {
@@ -83,14 +93,12 @@ enum Command {
     },
 }
 
-/// The crates a command needs that this version of ddssm does not have yet.
+/// The pieces a command needs that this version of ddssm does not have yet.
 fn missing_pieces(command: &Command) -> &'static str {
     match command {
-        Command::BimodalExperiment { .. } => {
-            "the state space model (ddssm-model) and its training loop (ddssm-train)"
-        }
-        Command::Tune { .. } => "the training loop (ddssm-train) and the bimodal experiment",
-        Command::Bench { .. } => "the full model (ddssm-model) to time",
+        Command::BimodalExperiment { .. } => "nothing",
+        Command::Tune { .. } => "the TPE search (issue 7)",
+        Command::Bench { .. } => "the benchmark harness (issue 8)",
     }
 }
 
@@ -100,7 +108,36 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Tune { device, .. }
         | Command::Bench { device, .. } => device,
     };
-    ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
+    let parsed =
+        ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
+    if let Command::BimodalExperiment {
+        out,
+        config,
+        seed,
+        steps,
+        quick,
+        resume,
+        print_config,
+        ..
+    } = &cli.command
+    {
+        if *print_config {
+            let cfg = bimodal::ExperimentConfig::paper();
+            let cfg = if *quick { cfg.quick() } else { cfg };
+            print!("{}", toml::to_string(&cfg)?);
+            return Ok(());
+        }
+        return bimodal::run(&bimodal::Args {
+            out: out.clone(),
+            config: config.clone(),
+            seed: *seed,
+            steps: *steps,
+            device: parsed,
+            quick: *quick,
+            resume: *resume,
+            progress: std::io::stderr().is_terminal(),
+        });
+    }
     bail!(
         "this version of ddssm cannot run this command yet: it needs {}. \
          See README.md, section \"What works today\".",
@@ -109,6 +146,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    ddssm_tensor_ops::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -13,12 +13,14 @@
 mod bimodal;
 mod linear_gaussian;
 mod metrics;
+mod onestep;
 mod predictive;
 mod series;
 
 pub use bimodal::BimodalRandomWalk;
 pub use linear_gaussian::LinearGaussianSsm;
 pub use metrics::{crps, sample_mixture, JsdHistogram, MeanSem};
+pub use onestep::{model_predictive_samples, paper_reference, score_sequence, SequenceScores};
 pub use predictive::{ExactPredictive, PRUNE};
 pub use series::Series;
 

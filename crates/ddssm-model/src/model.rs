@@ -313,7 +313,7 @@ impl Model {
 
     /// The transition inputs `(history, times, covariates)` and targets of every `t > j` of the
     /// trajectories `z` (`[N, T, M]`), flattened to `N·(T − j)` rows (row `n·(T−j) + t − j − 1`).
-    pub(crate) fn transition_pairs(
+    pub fn transition_pairs(
         &self,
         z: &Tensor,
         covariates: Option<&Tensor>,

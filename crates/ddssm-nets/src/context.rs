@@ -108,10 +108,7 @@ impl ContextProducer {
             .relu()?;
         let y = self.stack.forward(&h0, side, None)?;
         let y = self.output_projection.forward(&y)?.relu()?;
-        let pooled = y
-            .broadcast_mul(&self.pool_weight)?
-            .sum(2)?
-            .broadcast_add(&self.pool_bias)?;
+        let pooled = ddssm_tensor_ops::time_pool(&y, &self.pool_weight, &self.pool_bias)?;
         Ok(pooled.reshape((b, self.h_seq * self.channels))?)
     }
 }

@@ -79,6 +79,16 @@ impl Dense {
         Ok(Self { weight, bias })
     }
 
+    /// The weight, `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out]` (None for [`Dense::no_bias`]).
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(ddssm_tensor_ops::linear(

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{check_gradients, t, vec1};
-use ddssm_tensor_ops::{gated_activation, linear, SeededNoise};
+use ddssm_tensor_ops::{gated_activation, linear, time_pool, SeededNoise};
 
 fn plain_gated(y: &Tensor) -> Tensor {
     let c = y.dims()[y.rank() - 1] / 2;
@@ -155,4 +155,50 @@ fn gated_activation_gradients_match_finite_differences() {
     for (a, b) in grad_of(DType::F32).iter().zip(grad_of(DType::F64)) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");
     }
+}
+
+#[test]
+fn time_pool_matches_broadcast_multiply_and_sum() {
+    let mut noise = SeededNoise::new(4);
+    for dtype in [DType::F32, DType::F64] {
+        let y = noise.randn((3, 4, 2, 5), dtype, &Device::Cpu).unwrap();
+        let w = noise.randn((4, 2, 5), dtype, &Device::Cpu).unwrap();
+        let b = noise.randn((4, 5), dtype, &Device::Cpu).unwrap();
+        let plain = y
+            .broadcast_mul(&w)
+            .unwrap()
+            .sum(2)
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let fused = time_pool(&y, &w, &b).unwrap();
+        assert_eq!(fused.dims(), [3, 4, 5]);
+        assert!(max_abs_diff(&plain, &fused) < 1e-5);
+    }
+    let bad = time_pool(
+        &Tensor::zeros((1, 2, 3, 4), DType::F32, &Device::Cpu).unwrap(),
+        &Tensor::zeros((2, 3, 5), DType::F32, &Device::Cpu).unwrap(),
+        &Tensor::zeros((2, 4), DType::F32, &Device::Cpu).unwrap(),
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn time_pool_gradients_match_finite_differences() {
+    let y: Vec<f64> = (0..24).map(|i| (i as f64 * 0.41).sin()).collect();
+    let w: Vec<f64> = (0..12).map(|i| (i as f64 * 0.77).cos()).collect();
+    let b: Vec<f64> = (0..6).map(|i| 0.1 * i as f64 - 0.2).collect();
+    let weights: Vec<f64> = (0..12).map(|i| 1.0 - 0.15 * i as f64).collect();
+    let weights = t(&weights, &[2, 2, 3]);
+    check_gradients(&[y, w, b], |v| {
+        let y = v[0].reshape((2, 2, 2, 3)).unwrap();
+        let w = v[1].reshape((2, 2, 3)).unwrap();
+        let b = v[2].reshape((2, 3)).unwrap();
+        (time_pool(&y, &w, &b).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .reshape(1)
+            .unwrap()
+    });
 }

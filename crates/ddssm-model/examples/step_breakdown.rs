@@ -1,0 +1,94 @@
+//! Where a training step's time goes: forward and backward of the encoder sampling, the decoder
+//! and the transition term, timed separately (medians of `reps` runs):
+//! `cargo run --release -p ddssm-model --example step_breakdown -- [dkf|ddssm] [batch] [T] [S] [reps]`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use ddssm_model::{Estimator, Model, ModelConfig};
+use ddssm_tensor_ops::SeededNoise;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    ddssm_tensor_ops::tune_allocator();
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, default: usize| -> usize {
+        args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+    };
+    let config = match args.get(1).map(String::as_str) {
+        Some("dkf") => ModelConfig::paper_dkf(),
+        _ => ModelConfig::paper_ddssm(),
+    };
+    let (b, t, s, reps) = (arg(2, 128), arg(3, 32), arg(4, 2), arg(5, 5));
+    let dev = Device::Cpu;
+    let model = Model::new(&config, 0, DType::F32, &dev)?;
+    let mut noise = SeededNoise::new(1);
+    let x = noise.randn((b, t, 1), DType::F32, &dev)?;
+    let mut rows: Vec<(&str, Vec<f64>)> = vec![
+        ("encoder prepare+sample fwd", vec![]),
+        ("encoder bwd", vec![]),
+        ("decoder fwd", vec![]),
+        ("decoder bwd", vec![]),
+        ("transition fwd", vec![]),
+        ("transition bwd", vec![]),
+    ];
+    let time = |f: &mut dyn FnMut() -> Result<Tensor>| -> Result<(Tensor, f64)> {
+        let start = Instant::now();
+        let out = f()?;
+        Ok((out, start.elapsed().as_secs_f64()))
+    };
+    for _ in 0..reps {
+        let (traj_z, t_enc) = time(&mut || {
+            let inputs = model.encoder().prepare(&x, None, None, None)?;
+            Ok(model.encoder().sample(&inputs, s, &mut noise)?.z)
+        })?;
+        rows[0].1.push(t_enc);
+        let (_, t) = time(&mut || {
+            traj_z.sum_all()?.backward()?;
+            Ok(traj_z.clone())
+        })?;
+        rows[1].1.push(t);
+        let z = traj_z.detach();
+        let zv = candle_core::Var::from_tensor(&z)?;
+        let (px, t) = time(&mut || {
+            Ok(model
+                .decoder()
+                .forward(zv.as_tensor(), None, None)?
+                .mean()
+                .clone())
+        })?;
+        rows[2].1.push(t);
+        let (_, t) = time(&mut || {
+            px.sum_all()?.backward()?;
+            Ok(px.clone())
+        })?;
+        rows[3].1.push(t);
+        let (loss, t) = time(&mut || {
+            let (input, target) = model.transition_pairs(zv.as_tensor(), None)?;
+            let post = ddssm_tensor_ops::DiagGaussian::new(target.clone(), target.zeros_like()?)?;
+            Ok(model
+                .transition()
+                .loss(&input, &target, &post, Estimator::Analytic, &mut noise)?
+                .objective)
+        })?;
+        rows[4].1.push(t);
+        let (_, t) = time(&mut || {
+            loss.sum_all()?.backward()?;
+            Ok(loss.clone())
+        })?;
+        rows[5].1.push(t);
+    }
+    println!(
+        "{} B={b} T={t} S={s} (medians of {reps}):",
+        config.transition.kind()
+    );
+    for (name, v) in rows {
+        println!("  {name:28} {:8.1} ms", 1e3 * median(v));
+    }
+    Ok(())
+}

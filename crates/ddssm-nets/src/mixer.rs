@@ -102,7 +102,8 @@ impl AxisConv {
     ///
     /// Taps whose shifted copy lies entirely in the zero padding (`|i − pad_before| ≥ n`, e.g.
     /// the past tap of a causal kernel-2 convolution over a length-1 sequence) contribute nothing
-    /// and are skipped, with their weight columns: the same function at a fraction of the cost.
+    /// and are skipped: a single remaining tap at offset 0 is a plain 1×1 projection, anything else
+    /// is [`ddssm_tensor_ops::axis_conv`] (one fused op).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.kernel == 1 {
             return self.proj.forward(x);
@@ -119,29 +120,16 @@ impl AxisConv {
                 return Ok(ddssm_tensor_ops::linear(x, &w, self.proj.bias())?);
             }
         }
-        let padded = x.pad_with_zeros(
+        let bias = self
+            .proj
+            .bias()
+            .expect("AxisConv projections are built with a bias");
+        Ok(ddssm_tensor_ops::axis_conv(
+            x,
+            self.proj.weight(),
+            bias,
             self.axis,
             self.pad_before,
-            self.kernel - 1 - self.pad_before,
-        )?;
-        if valid.len() == self.kernel {
-            let shifted = (0..self.kernel)
-                .map(|i| padded.narrow(self.axis, i, n))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            return self.proj.forward(&Tensor::cat(&shifted, 3)?);
-        }
-        let shifted = valid
-            .iter()
-            .map(|&i| padded.narrow(self.axis, i, n))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let w = valid
-            .iter()
-            .map(|&i| self.proj.weight().narrow(1, i * c, c))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(ddssm_tensor_ops::linear(
-            &Tensor::cat(&shifted, 3)?,
-            &Tensor::cat(&w, 1)?,
-            self.proj.bias(),
         )?)
     }
 }

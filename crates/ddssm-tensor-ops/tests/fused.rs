@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{check_gradients, t, vec1};
-use ddssm_tensor_ops::{gated_activation, linear, time_pool, SeededNoise};
+use ddssm_tensor_ops::{axis_conv, gated_activation, linear, time_pool, SeededNoise};
 
 fn plain_gated(y: &Tensor) -> Tensor {
     let c = y.dims()[y.rank() - 1] / 2;
@@ -201,4 +201,72 @@ fn time_pool_gradients_match_finite_differences() {
             .reshape(1)
             .unwrap()
     });
+}
+
+/// The convolution built from plain ops: pad, shifted copies, one matmul.
+fn plain_conv(x: &Tensor, w: &Tensor, b: &Tensor, axis: usize, pad_before: usize) -> Tensor {
+    let c = x.dims()[3];
+    let k = w.dims()[1] / c;
+    let n = x.dims()[axis];
+    let padded = x
+        .pad_with_zeros(axis, pad_before, k - 1 - pad_before)
+        .unwrap();
+    let shifted: Vec<Tensor> = (0..k).map(|i| padded.narrow(axis, i, n).unwrap()).collect();
+    // `linear` is checked against matmul + bias above.
+    linear(&Tensor::cat(&shifted, 3).unwrap(), w, Some(b)).unwrap()
+}
+
+#[test]
+fn axis_conv_matches_the_padded_concatenation() {
+    let mut noise = SeededNoise::new(6);
+    for dtype in [DType::F32, DType::F64] {
+        for (h, l, k, axis, pad) in [
+            (4, 3, 2, 1, 0),
+            (4, 3, 2, 2, 1),
+            (1, 2, 2, 1, 0),
+            (3, 1, 3, 2, 2),
+            (5, 2, 3, 1, 1),
+            (2, 6, 4, 2, 3),
+        ] {
+            let c = 3;
+            let x = noise.randn((2, h, l, c), dtype, &Device::Cpu).unwrap();
+            let w = noise.randn((c, k * c), dtype, &Device::Cpu).unwrap();
+            let b = noise.randn(c, dtype, &Device::Cpu).unwrap();
+            let fused = axis_conv(&x, &w, &b, axis, pad).unwrap();
+            let plain = plain_conv(&x, &w, &b, axis, pad);
+            assert_eq!(fused.dims(), x.dims());
+            assert!(
+                max_abs_diff(&plain, &fused) < 1e-5,
+                "{h} {l} {k} {axis} {pad}"
+            );
+        }
+    }
+    let x = Tensor::zeros((1, 2, 2, 3), DType::F32, &Device::Cpu).unwrap();
+    let w = Tensor::zeros((3, 6), DType::F32, &Device::Cpu).unwrap();
+    let b = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+    assert!(axis_conv(&x, &w, &b, 3, 0).is_err());
+    assert!(axis_conv(&x, &w, &b, 1, 2).is_err());
+}
+
+#[test]
+fn axis_conv_gradients_match_finite_differences() {
+    for (h, l, k, axis, pad) in [(3, 2, 2, 1, 0), (2, 3, 2, 2, 1), (2, 1, 3, 2, 2)] {
+        let c = 2;
+        let nx = 2 * h * l * c;
+        let x: Vec<f64> = (0..nx).map(|i| (i as f64 * 0.43).sin()).collect();
+        let w: Vec<f64> = (0..c * k * c).map(|i| (i as f64 * 0.61).cos()).collect();
+        let b = vec![0.2, -0.1];
+        let weights: Vec<f64> = (0..nx).map(|i| 1.0 + 0.05 * i as f64).collect();
+        let weights = t(&weights, &[2, h, l, c]);
+        check_gradients(&[x, w, b], |v| {
+            let x = v[0].reshape((2, h, l, c)).unwrap();
+            let w = v[1].reshape((c, k * c)).unwrap();
+            (axis_conv(&x, &w, &v[2], axis, pad).unwrap() * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .reshape(1)
+                .unwrap()
+        });
+    }
 }

@@ -102,14 +102,16 @@ impl ResidualBlock {
             y = y.broadcast_add(&proj.forward(e)?.unsqueeze(1)?.unsqueeze(1)?)?;
         }
         let y = self.feature_mixer.forward(&self.time_mixer.forward(&y)?)?;
-        let mut y = self.mid_projection.forward(&y)?;
-        if let (Some(proj), Some(t)) = (&self.cond_temporal, &side.temporal) {
-            y = y.broadcast_add(&proj.forward(t)?.unsqueeze(1)?)?;
-        }
-        if let (Some(proj), Some(s)) = (&self.cond_static, &side.static_) {
-            y = y.broadcast_add(&proj.forward(s)?.unsqueeze(2)?)?;
-        }
-        let y = ddssm_tensor_ops::gated_activation(&y)?;
+        let y = self.mid_projection.forward(&y)?;
+        let temporal = match (&self.cond_temporal, &side.temporal) {
+            (Some(proj), Some(t)) => Some(proj.forward(t)?),
+            _ => None,
+        };
+        let static_ = match (&self.cond_static, &side.static_) {
+            (Some(proj), Some(s)) => Some(proj.forward(s)?),
+            _ => None,
+        };
+        let y = ddssm_tensor_ops::gated_with_side(&y, temporal.as_ref(), static_.as_ref())?;
         let (residual, skip) = chunk2(&self.output_projection.forward(&y)?)?;
         Ok((((x + residual)? * std::f64::consts::FRAC_1_SQRT_2)?, skip))
     }

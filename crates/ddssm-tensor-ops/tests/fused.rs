@@ -5,7 +5,9 @@ mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::{check_gradients, t, vec1};
-use ddssm_tensor_ops::{axis_conv, gated_activation, linear, time_pool, SeededNoise};
+use ddssm_tensor_ops::{
+    axis_conv, gated_activation, gated_with_side, linear, time_pool, SeededNoise,
+};
 
 fn plain_gated(y: &Tensor) -> Tensor {
     let c = y.dims()[y.rank() - 1] / 2;
@@ -269,4 +271,80 @@ fn axis_conv_gradients_match_finite_differences() {
                 .unwrap()
         });
     }
+}
+
+#[test]
+fn gated_with_side_matches_broadcast_additions() {
+    let mut noise = SeededNoise::new(8);
+    for dtype in [DType::F32, DType::F64] {
+        let y = noise.randn((2, 3, 4, 6), dtype, &Device::Cpu).unwrap();
+        let t = noise.randn((2, 4, 6), dtype, &Device::Cpu).unwrap();
+        let s = noise.randn((2, 3, 6), dtype, &Device::Cpu).unwrap();
+        for (tt, ss) in [
+            (Some(&t), Some(&s)),
+            (Some(&t), None),
+            (None, Some(&s)),
+            (None, None),
+        ] {
+            let mut pre = y.clone();
+            if let Some(t) = tt {
+                pre = pre.broadcast_add(&t.unsqueeze(1).unwrap()).unwrap();
+            }
+            if let Some(s) = ss {
+                pre = pre.broadcast_add(&s.unsqueeze(2).unwrap()).unwrap();
+            }
+            let plain = plain_gated(&pre.to_dtype(DType::F64).unwrap());
+            let fused = gated_with_side(&y, tt, ss)
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap();
+            assert!(max_abs_diff(&plain, &fused) < 1e-6);
+        }
+    }
+    let y = Tensor::zeros((2, 3, 4, 6), DType::F32, &Device::Cpu).unwrap();
+    let bad = Tensor::zeros((2, 5, 6), DType::F32, &Device::Cpu).unwrap();
+    assert!(gated_with_side(&y, Some(&bad), None).is_err());
+}
+
+#[test]
+fn gated_with_side_gradients_match_finite_differences() {
+    let (b, h, l, c2) = (2, 3, 2, 4);
+    let y: Vec<f64> = (0..b * h * l * c2)
+        .map(|i| (i as f64 * 0.29).sin())
+        .collect();
+    let tv: Vec<f64> = (0..b * l * c2)
+        .map(|i| 0.5 * (i as f64 * 0.83).cos())
+        .collect();
+    let sv: Vec<f64> = (0..b * h * c2)
+        .map(|i| 0.3 * (i as f64 * 0.57).sin())
+        .collect();
+    let weights: Vec<f64> = (0..b * h * l * c2 / 2)
+        .map(|i| 1.0 + 0.1 * i as f64)
+        .collect();
+    let weights = t(&weights, &[b, h, l, c2 / 2]);
+    check_gradients(&[y.clone(), tv, sv], |v| {
+        let y = v[0].reshape((b, h, l, c2)).unwrap();
+        let tt = v[1].reshape((b, l, c2)).unwrap();
+        let ss = v[2].reshape((b, h, c2)).unwrap();
+        (gated_with_side(&y, Some(&tt), Some(&ss)).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .reshape(1)
+            .unwrap()
+    });
+    // Only one side part: the missing one is a broadcast zero inside.
+    let sv: Vec<f64> = (0..b * h * c2)
+        .map(|i| 0.2 * (i as f64 * 0.37).cos())
+        .collect();
+    check_gradients(&[y, sv], |v| {
+        let y = v[0].reshape((b, h, l, c2)).unwrap();
+        let ss = v[1].reshape((b, h, c2)).unwrap();
+        (gated_with_side(&y, None, Some(&ss)).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .reshape(1)
+            .unwrap()
+    });
 }

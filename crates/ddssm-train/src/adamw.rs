@@ -110,14 +110,19 @@ impl AdamW {
                 let Some(g) = grads.get(slot.var.as_tensor()) else {
                     continue;
                 };
-                let theta = slot.var.as_tensor();
-                slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-                slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                // Gradients computed by candle's backward pass can carry an autograd history
+                // back into the step's forward graph; detaching everything the optimizer keeps
+                // stops each step's graph from living on in the moments (a leak of the whole
+                // graph per step otherwise).
+                let g = g.detach();
+                let theta = slot.var.as_tensor().detach();
+                slot.m = ((&slot.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
+                slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();
                 let m_hat = (&slot.m / bias1)?;
                 let v_hat = (&slot.v / bias2)?;
                 let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
                 let decayed = (theta * (1.0 - *lr * c.weight_decay))?;
-                slot.var.set(&(decayed - (update * *lr)?)?)?;
+                slot.var.set(&(decayed - (update * *lr)?)?.detach())?;
             }
         }
         Ok(())

@@ -284,6 +284,18 @@ pub fn train(
             summary.negative_elbo
         ));
         let done = step + 1;
+        // Without a terminal there is no bar: log progress about 20 times per run instead.
+        if !options.progress && done % (config.steps / 20).max(1) == 0 {
+            let rate = (done - start) as f64 / began.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(
+                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3} \
+                 ({rate:.2} steps/s, ETA {:.0} s)",
+                options.label,
+                config.steps,
+                summary.negative_elbo,
+                (config.steps - done) as f64 / rate
+            );
+        }
         if config.validate_every > 0 && done % config.validate_every == 0 && done < config.steps {
             let metrics = validate(model, done)?;
             tracing::info!("{} step {done}: {metrics:?}", options.label);

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    chunk2, Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer, TimeMixerConfig,
+    Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer, TimeMixerConfig,
 };
 
 /// Configuration of a stack of residual blocks.
@@ -112,8 +112,23 @@ impl ResidualBlock {
             _ => None,
         };
         let y = ddssm_tensor_ops::gated_with_side(&y, temporal.as_ref(), static_.as_ref())?;
-        let (residual, skip) = chunk2(&self.output_projection.forward(&y)?)?;
-        Ok((((x + residual)? * std::f64::consts::FRAC_1_SQRT_2)?, skip))
+        // The output projection (`C → 2C`) as its residual and skip halves, two `C → C`
+        // projections, so both come out contiguous and the residual update is one fused op.
+        let (w, b) = (
+            self.output_projection.weight(),
+            self.output_projection.bias(),
+        );
+        let c = w.dim(1)?;
+        let half = |i: usize| -> Result<Tensor> {
+            let bias = b.map(|b| b.narrow(0, i * c, c)).transpose()?;
+            Ok(ddssm_tensor_ops::linear(
+                &y,
+                &w.narrow(0, i * c, c)?,
+                bias.as_ref(),
+            )?)
+        };
+        let (residual, skip) = (half(0)?, half(1)?);
+        Ok((ddssm_tensor_ops::residual_update(x, &residual)?, skip))
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::{check_gradients, t, vec1};
 use ddssm_tensor_ops::{
-    axis_conv, gated_activation, gated_with_side, linear, time_pool, SeededNoise,
+    axis_conv, gated_activation, gated_with_side, linear, residual_update, time_pool, SeededNoise,
 };
 
 fn plain_gated(y: &Tensor) -> Tensor {
@@ -341,6 +341,28 @@ fn gated_with_side_gradients_match_finite_differences() {
         let y = v[0].reshape((b, h, l, c2)).unwrap();
         let ss = v[1].reshape((b, h, c2)).unwrap();
         (gated_with_side(&y, None, Some(&ss)).unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .reshape(1)
+            .unwrap()
+    });
+}
+
+#[test]
+fn residual_update_and_its_gradients() {
+    let mut noise = SeededNoise::new(10);
+    let x = noise.randn((3, 4), DType::F32, &Device::Cpu).unwrap();
+    let r = noise.randn((3, 4), DType::F32, &Device::Cpu).unwrap();
+    let plain = ((&x + &r).unwrap() * std::f64::consts::FRAC_1_SQRT_2).unwrap();
+    assert!(max_abs_diff(&plain, &residual_update(&x, &r).unwrap()) < 1e-6);
+    assert!(residual_update(&x, &r.narrow(1, 0, 2).unwrap()).is_err());
+    let xv: Vec<f64> = (0..6).map(|i| i as f64 * 0.3 - 1.0).collect();
+    let rv: Vec<f64> = (0..6).map(|i| (i as f64).sin()).collect();
+    check_gradients(&[xv, rv], |v| {
+        residual_update(&v[0], &v[1])
+            .unwrap()
+            .sqr()
             .unwrap()
             .sum_all()
             .unwrap()

@@ -66,6 +66,15 @@ impl EncoderInputs {
         self.len() == 0
     }
 
+    /// The same inputs cut from the autograd graph (for inference).
+    pub fn detach(&self) -> Self {
+        Self {
+            summary: self.summary.detach(),
+            temporal: self.temporal.as_ref().map(Tensor::detach),
+            static_: self.static_.as_ref().map(Tensor::detach),
+        }
+    }
+
     /// `times` copies along the batch axis (copy `s` of sequence `b` at row `s·B + b`), for `S`
     /// trajectories per sequence.
     pub fn repeat(&self, times: usize) -> Result<Self> {
@@ -302,14 +311,29 @@ impl Encoder {
         noise: &mut SeededNoise,
     ) -> Result<Trajectories> {
         let inputs = inputs.repeat(samples)?;
-        self.sample_repeated(&inputs, noise)
+        self.sample_repeated(&inputs, noise, true)
     }
 
-    /// [`Encoder::sample`] on inputs already repeated to `N` chains.
-    pub(crate) fn sample_repeated(
+    /// [`Encoder::sample`] for inference: the same draws, but every step's result is detached,
+    /// so no autograd graph spans the `T` steps (memory stays at one step's activations instead
+    /// of `T`, which matters at thousands of chains).
+    pub fn sample_no_grad(
+        &self,
+        inputs: &EncoderInputs,
+        samples: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<Trajectories> {
+        let inputs = inputs.repeat(samples)?.detach();
+        self.sample_repeated(&inputs, noise, false)
+    }
+
+    /// [`Encoder::sample`] on inputs already repeated to `N` chains; with `track = false` each
+    /// step's outputs are detached.
+    fn sample_repeated(
         &self,
         inputs: &EncoderInputs,
         noise: &mut SeededNoise,
+        track: bool,
     ) -> Result<Trajectories> {
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j) = (self.latent_dim, self.order);
@@ -341,9 +365,10 @@ impl Encoder {
             let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
             let q = self.posterior(&summary, &history, &side)?;
             let eps = noise.randn((n, m), dtype, &dev)?;
-            zs.push(q.sample_with(&eps)?);
-            means.push(q.mean().clone());
-            logvars.push(q.logvar().clone());
+            let keep = |t: Tensor| if track { t } else { t.detach() };
+            zs.push(keep(q.sample_with(&eps)?));
+            means.push(keep(q.mean().clone()));
+            logvars.push(keep(q.logvar().clone()));
         }
         Ok(Trajectories {
             z: Tensor::stack(&zs, 1)?,

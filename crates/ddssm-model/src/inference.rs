@@ -53,7 +53,7 @@ impl Model {
             covariates.as_ref(),
             batch.statics.as_ref(),
         )?;
-        let traj = self.encoder().sample(&inputs, n, noise)?;
+        let traj = self.encoder().sample_no_grad(&inputs, n, noise)?;
         let z = traj.z.detach();
         let covariates = covariates.map(|u| repeat_rows(&u, n)).transpose()?;
         let statics = batch
@@ -109,7 +109,7 @@ impl Model {
             batch.covariates_upto(t0)?.as_ref(),
             batch.statics.as_ref(),
         )?;
-        let traj = self.encoder().sample(&inputs, n, noise)?;
+        let traj = self.encoder().sample_no_grad(&inputs, n, noise)?;
         let rows = n * b;
         let covariates = batch
             .covariates_upto(total)?

@@ -205,6 +205,14 @@ fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
     let d = (q.mean() - traj.posterior.mean())?.abs()?.max_all()?;
     let e = (q.logvar() - traj.posterior.logvar())?.abs()?.max_all()?;
     assert!(d.to_scalar::<f64>()? < 1e-12 && e.to_scalar::<f64>()? < 1e-12);
+
+    // The inference variant draws the same trajectories without keeping any autograd graph
+    // (at thousands of chains a graph over all T steps does not fit in memory).
+    let free = enc.sample_no_grad(&inputs, 3, &mut SeededNoise::new(23))?;
+    assert!(!free.z.track_op() && !free.posterior.mean().track_op());
+    assert!(traj.z.track_op());
+    let d = (&free.z - &traj.z)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    assert_eq!(d, 0.0);
     Ok(())
 }
 

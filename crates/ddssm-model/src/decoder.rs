@@ -102,6 +102,20 @@ impl Decoder {
         covariates: Option<&Tensor>,
         statics: Option<&Tensor>,
     ) -> Result<DiagGaussian> {
+        self.forward_from(z, covariates, statics, 0)
+    }
+
+    /// [`Decoder::forward`] for a stretch of trajectories that starts `offset` steps into the
+    /// sequence: `z[:, 0]` is step `offset + 1`. Absolute times and padding masks follow the
+    /// sequence; the first `j − 1` outputs lack the steps before the stretch (their windows are
+    /// zero-filled there), so callers keep only outputs from index `j − 1` on when `offset > 0`.
+    pub fn forward_from(
+        &self,
+        z: &Tensor,
+        covariates: Option<&Tensor>,
+        statics: Option<&Tensor>,
+        offset: usize,
+    ) -> Result<DiagGaussian> {
         let (n, t_len, m) = z.dims3()?;
         let (j, h) = (self.order, self.h_seq);
         check_shape(
@@ -120,9 +134,11 @@ impl Decoder {
             .transpose(1, 2)?
             .contiguous()?;
         let (dev, dtype) = (z.device(), z.dtype());
-        let times = Tensor::from_vec(slot_times(t_len, j, 1), (t_len, j), dev)?.to_dtype(dtype)?;
+        let first = 1 + offset;
+        let times =
+            Tensor::from_vec(slot_times(t_len, j, first), (t_len, j), dev)?.to_dtype(dtype)?;
         let valid =
-            Tensor::from_vec(padding_mask(t_len, j, 1), (t_len, j, 1), dev)?.to_dtype(dtype)?;
+            Tensor::from_vec(padding_mask(t_len, j, first), (t_len, j, 1), dev)?.to_dtype(dtype)?;
         let covariates = match covariates {
             Some(u) => {
                 check_shape(

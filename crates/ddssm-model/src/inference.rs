@@ -145,11 +145,22 @@ impl Model {
             path.push(self.transition().sample(&input, noise)?.detach());
         }
         let z = Tensor::stack(&path, 1)?;
-        let emission = self
-            .decoder()
-            .forward(&z, covariates.as_ref(), statics.as_ref())?;
-        let mean = emission.mean().narrow(1, t0, horizon)?;
-        let logvar = emission.logvar().narrow(1, t0, horizon)?;
+        // Only the forecast steps' emissions are needed: decode the stretch that covers their
+        // windows, steps t₀ − j + 2 … t₀ + horizon (1-based), not the whole path.
+        let start = t0 + 1 - j;
+        let stretch = j - 1 + horizon;
+        let emission = self.decoder().forward_from(
+            &z.narrow(1, start, stretch)?,
+            covariates
+                .as_ref()
+                .map(|u| u.narrow(1, start, stretch))
+                .transpose()?
+                .as_ref(),
+            statics.as_ref(),
+            start,
+        )?;
+        let mean = emission.mean().narrow(1, j - 1, horizon)?.detach();
+        let logvar = emission.logvar().narrow(1, j - 1, horizon)?.detach();
         let future = ddssm_tensor_ops::DiagGaussian::new(mean, logvar)?;
         let samples = future.sample(noise)?;
         debug_assert_eq!(z.dims3()?, (rows, total, m));

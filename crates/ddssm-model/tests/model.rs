@@ -463,3 +463,29 @@ fn the_shipped_model_configs_are_the_papers() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn decoding_a_stretch_matches_decoding_the_whole_path() -> Result<()> {
+    let mut config = general_config(TransitionConfig::default());
+    config.decoder.side.time_embedding_dim = 4;
+    let model = Model::new(&config, 71, DType::F64, &dev())?;
+    let mut noise = SeededNoise::new(72);
+    let (n, t_len, j) = (3, 7, config.order);
+    let z = noise.randn((n, t_len, 2), DType::F64, &dev())?;
+    let u = noise.randn((n, t_len, 2), DType::F64, &dev())?;
+    let s = noise.randn((n, 2), DType::F64, &dev())?;
+    let full = model.decoder().forward(&z, Some(&u), Some(&s))?;
+    let start = 3;
+    let part = model.decoder().forward_from(
+        &z.narrow(1, start, t_len - start)?,
+        Some(&u.narrow(1, start, t_len - start)?),
+        Some(&s),
+        start,
+    )?;
+    let keep = t_len - start - (j - 1);
+    let a = full.mean().narrow(1, start + j - 1, keep)?;
+    let b = part.mean().narrow(1, j - 1, keep)?;
+    let d = (a - b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+    assert!(d < 1e-12, "{d}");
+    Ok(())
+}

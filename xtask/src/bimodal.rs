@@ -315,17 +315,13 @@ fn negative_elbo(
     Ok(out)
 }
 
-struct Scored {
-    results: ModelResults,
-}
-
 /// Scores predictive samples (one vector per sequence) of the sequences `x` (raw `[N, T]`).
 fn score(
     cfg: &ExperimentConfig,
     x: &Series,
     samples: &[Vec<f64>],
     noise: &mut SeededNoise,
-) -> Result<Scored> {
+) -> Result<ModelResults> {
     let sim = &cfg.data.sim;
     let hist = &cfg.evaluation.histogram;
     let t = x.t;
@@ -348,19 +344,17 @@ fn score(
         between += centred.iter().filter(|c| c.abs() < 0.5 * sim.step).count();
         total += centred.len();
     }
-    Ok(Scored {
-        results: ModelResults {
-            jsd_paper: MeanSem::of(&jp),
-            jsd_exact: MeanSem::of(&je),
-            floor_paper: MeanSem::of(&fp),
-            floor_exact: MeanSem::of(&fe),
-            crps: MeanSem::of(&cr),
-            negative_elbo: None,
-            between_modes: between as f64 / total.max(1) as f64,
-            train_seconds: 0.0,
-            per_sequence_jsd_exact: je,
-            mean_histogram: mean_hist,
-        },
+    Ok(ModelResults {
+        jsd_paper: MeanSem::of(&jp),
+        jsd_exact: MeanSem::of(&je),
+        floor_paper: MeanSem::of(&fp),
+        floor_exact: MeanSem::of(&fe),
+        crps: MeanSem::of(&cr),
+        negative_elbo: None,
+        between_modes: between as f64 / total.max(1) as f64,
+        train_seconds: 0.0,
+        per_sequence_jsd_exact: je,
+        mean_histogram: mean_hist,
     })
 }
 
@@ -452,8 +446,8 @@ pub fn run(args: &Args) -> Result<()> {
                         &mut noise,
                     )?;
                     let s = score(&cfg, &val_sub, &draws, &mut noise)?;
-                    m.insert("jsd_exact".into(), s.results.jsd_exact.mean);
-                    m.insert("jsd_paper".into(), s.results.jsd_paper.mean);
+                    m.insert("jsd_exact".into(), s.jsd_exact.mean);
+                    m.insert("jsd_paper".into(), s.jsd_paper.mean);
                     let elbo = negative_elbo(model, &val_raw, eval.elbo_samples, &mut noise)?;
                     m.insert("negative_elbo".into(), MeanSem::of(&elbo).mean);
                 }
@@ -495,7 +489,7 @@ pub fn run(args: &Args) -> Result<()> {
         let started = Instant::now();
         let mut noise = root.fork(&format!("{name}/test"));
         let draws = model_predictive_samples(model, &prefix, e.samples, e.max_chains, &mut noise)?;
-        let mut scored = score(&cfg, &test_sub, &draws, &mut noise)?.results;
+        let mut scored = score(&cfg, &test_sub, &draws, &mut noise)?;
         let elbo = negative_elbo(model, &test_raw, e.elbo_samples, &mut noise)?;
         scored.negative_elbo = Some(MeanSem::of(&elbo));
         scored.train_seconds = training[*name].seconds;
@@ -515,7 +509,7 @@ pub fn run(args: &Args) -> Result<()> {
         .map(|i| vec![test_sub.values[i * t + t - 2]; e.samples])
         .collect();
     let mut locf_noise = root.fork("locf/test");
-    let locf_scores = score(&cfg, &test_sub, &locf, &mut locf_noise)?.results;
+    let locf_scores = score(&cfg, &test_sub, &locf, &mut locf_noise)?;
     models.insert("locf".into(), locf_scores);
 
     let mut nll = Vec::with_capacity(n_test);

@@ -65,10 +65,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Reads a checkpoint's metadata (format, config, …) without loading its tensors.
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = read_file(path)?;
     metadata_of(path, &bytes)
 }
 
@@ -89,6 +86,13 @@ fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
     }
 }
 
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 fn load_tensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, candle_core::Tensor>> {
     candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
         .map_err(|e| checkpoint_error(path, format!("unreadable tensors ({e})")))
@@ -102,10 +106,7 @@ pub fn read_state(
     HashMap<String, String>,
     HashMap<String, candle_core::Tensor>,
 )> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = read_file(path)?;
     let meta = metadata_of(path, &bytes)?;
     let state = load_tensors(path, &bytes)?
         .into_iter()
@@ -185,10 +186,7 @@ impl Model {
 
     /// Rebuilds a model from a checkpoint alone, on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = read_file(path)?;
         let meta = metadata_of(path, &bytes)?;
         let config_json = meta
             .get(keys::CONFIG)
@@ -210,10 +208,7 @@ impl Model {
     /// standardisation too, if the file has one). A file for another config is an error naming
     /// the first difference; the model is left unchanged on any error.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = read_file(path)?;
         let meta = metadata_of(path, &bytes)?;
         let theirs = meta
             .get(keys::CONFIG)

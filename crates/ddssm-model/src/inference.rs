@@ -86,7 +86,7 @@ impl Model {
     ) -> Result<Forecast> {
         let x = batch.checked(self.config())?;
         let (b, t0, _) = x.dims3()?;
-        let (j, m) = (self.config().order, self.config().latent_dim);
+        let j = self.config().order;
         check_shape(
             t0 >= j,
             "forecast history x",
@@ -163,7 +163,6 @@ impl Model {
         let logvar = emission.logvar().narrow(1, j - 1, horizon)?.detach();
         let future = ddssm_tensor_ops::DiagGaussian::new(mean, logvar)?;
         let samples = future.sample(noise)?;
-        debug_assert_eq!(z.dims3()?, (rows, total, m));
         Ok(Forecast {
             z: split(&z.narrow(1, t0, horizon)?, n, b)?,
             mean: split(future.mean(), n, b)?,

@@ -1,7 +1,7 @@
 //! A fully connected layer applied to the last axis of a tensor of any rank (a 1×1 convolution in
 //! channels-last layout).
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::Result;
@@ -97,10 +97,4 @@ impl Dense {
             self.bias.as_ref(),
         )?)
     }
-}
-
-/// Splits the last axis into two equal halves.
-pub fn chunk2(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let n = x.dim(D::Minus1)? / 2;
-    Ok((x.narrow(D::Minus1, 0, n)?, x.narrow(D::Minus1, n, n)?))
 }

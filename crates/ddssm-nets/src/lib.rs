@@ -30,7 +30,7 @@ mod summary;
 pub use block::{ResidualBlock, ResidualStack, ResidualStackConfig};
 pub use context::{ContextProducer, ContextProducerConfig};
 pub use denoiser::{CsdiDenoiser, CsdiDenoiserConfig};
-pub use dense::{chunk2, Dense};
+pub use dense::Dense;
 pub(crate) use error::{check_config, check_shape, require};
 pub use error::{Error, Result};
 pub use head::{GaussianHead, GaussianHeadConfig};

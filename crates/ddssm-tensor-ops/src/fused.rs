@@ -70,19 +70,18 @@ impl LinearOp {
         Ok((x.matmul(w, (1, r, n, k), lx, &wt)?, r, n))
     }
 
-    fn backward(
-        x: &Tensor,
-        w: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let dx = grad.matmul(w)?;
-        let dw = grad.t()?.matmul(x)?;
-        let rows = grad.dim(0)?;
-        let db = Tensor::ones((1, rows), grad.dtype(), grad.device())?
-            .matmul(grad)?
-            .squeeze(0)?;
-        Ok((dx, dw, db))
+    /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`.
+    fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((grad.matmul(w)?, grad.t()?.matmul(x)?))
     }
+}
+
+/// `Σ_r g[r, :]` of a `[R, C]` gradient as a `1×R` matmul (candle's strided `sum(0)` is far
+/// slower at these shapes).
+fn column_sums(g: &Tensor) -> candle_core::Result<Tensor> {
+    Tensor::ones((1, g.dim(0)?), g.dtype(), g.device())?
+        .matmul(g)?
+        .squeeze(0)
 }
 
 fn add_bias<T: Copy + std::ops::AddAssign>(y: &mut [T], b: &[T]) {
@@ -131,8 +130,8 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = Self::backward(x, w, grad)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        let (dx, dw) = Self::backward(x, w, grad)?;
+        Ok((Some(dx), Some(dw), Some(column_sums(grad)?)))
     }
 }
 
@@ -159,8 +158,7 @@ impl CustomOp2 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = grad.matmul(w)?;
-        let dw = grad.t()?.matmul(x)?;
+        let (dx, dw) = Self::backward(x, w, grad)?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -474,9 +472,7 @@ impl CustomOp3 for PoolOp {
         let g = grad.contiguous()?;
         let dy = g.unsqueeze(2)?.broadcast_mul(&w.unsqueeze(0)?)?;
         let dw = y.apply_op2_no_bwd(&g, &PoolWeightGradOp)?;
-        let db = Tensor::ones((1, n), g.dtype(), g.device())?
-            .matmul(&g.reshape((n, h * c))?)?
-            .reshape((h, c))?;
+        let db = column_sums(&g.reshape((n, h * c))?)?.reshape((h, c))?;
         Ok((Some(dy), Some(dw), Some(db)))
     }
 }
@@ -690,9 +686,7 @@ impl CustomOp3 for AxisConvOp {
             Some(d) => d.reshape((n, h, l, c))?,
             None => x.zeros_like()?,
         };
-        let db = Tensor::ones((1, rows), g.dtype(), g.device())?
-            .matmul(&g.reshape((rows, c))?)?
-            .squeeze(0)?;
+        let db = column_sums(&g.reshape((rows, c))?)?;
         Ok((Some(dx), Some(Tensor::cat(&dw, 1)?), Some(db)))
     }
 }

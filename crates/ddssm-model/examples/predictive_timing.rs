@@ -3,23 +3,19 @@
 //! predictive_timing -- [ddssm|dkf] [sequences] [samples] [reps]`. Prints samples per second
 //! (median of `reps` runs) — a quick probe; `cargo xtask bench` is the benchmark of record.
 
+mod common;
+
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{DType, Device};
-use ddssm_model::{Batch, Model, ModelConfig};
+use ddssm_model::{Batch, Model};
 use ddssm_tensor_ops::SeededNoise;
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |i: usize, default: usize| -> usize {
-        args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
-    };
-    let config = match args.get(1).map(String::as_str) {
-        Some("dkf") => ModelConfig::paper_dkf(),
-        _ => ModelConfig::paper_ddssm(),
-    };
+    let args = common::Args::read();
+    let arg = |i: usize, default: usize| args.count(i, default);
+    let config = args.config();
     let (b, n, reps) = (arg(2, 16), arg(3, 1024), arg(4, 3));
     let dev = Device::Cpu;
     let model = Model::new(&config, 0, DType::F32, &dev)?;

@@ -2,11 +2,13 @@
 //! and the transition term, timed separately (medians of `reps` runs):
 //! `cargo run --release -p ddssm-model --example step_breakdown -- [dkf|ddssm] [batch] [T] [S] [reps]`.
 
+mod common;
+
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use ddssm_model::{Estimator, Model, ModelConfig};
+use ddssm_model::{Estimator, Model};
 use ddssm_tensor_ops::SeededNoise;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -15,15 +17,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |i: usize, default: usize| -> usize {
-        args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
-    };
-    let config = match args.get(1).map(String::as_str) {
-        Some("dkf") => ModelConfig::paper_dkf(),
-        _ => ModelConfig::paper_ddssm(),
-    };
+    let args = common::Args::read();
+    let arg = |i: usize, default: usize| args.count(i, default);
+    let config = args.config();
     let (b, t, s, reps) = (arg(2, 128), arg(3, 32), arg(4, 2), arg(5, 5));
     let dev = Device::Cpu;
     let model = Model::new(&config, 0, DType::F32, &dev)?;

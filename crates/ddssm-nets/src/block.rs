@@ -74,18 +74,22 @@ impl ResidualBlock {
             },
             time_mixer: TimeMixer::new(&config.time_mixer, c, vb.pp("time_mixer"))?,
             feature_mixer: FeatureMixer::new(&config.feature_mixer, c, vb.pp("feature_mixer"))?,
-            mid_projection: Dense::new(c, 2 * c, vb.pp("mid_projection"))?,
+            mid_projection: Dense::kaiming(c, 2 * c, vb.pp("mid_projection"))?,
             cond_temporal: if temporal_dim > 0 {
-                Some(Dense::new(temporal_dim, 2 * c, cond.pp("temporal"))?)
+                Some(Dense::kaiming(temporal_dim, 2 * c, cond.pp("temporal"))?)
             } else {
                 None
             },
             cond_static: if static_dim > 0 {
-                Some(Dense::no_bias(static_dim, 2 * c, cond.pp("static"))?)
+                Some(Dense::kaiming_no_bias(
+                    static_dim,
+                    2 * c,
+                    cond.pp("static"),
+                )?)
             } else {
                 None
             },
-            output_projection: Dense::new(c, 2 * c, vb.pp("output_projection"))?,
+            output_projection: Dense::kaiming(c, 2 * c, vb.pp("output_projection"))?,
         })
     }
 

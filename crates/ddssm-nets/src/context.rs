@@ -65,9 +65,9 @@ impl ContextProducer {
             h_seq,
             len,
             channels: c,
-            input_projection: Dense::new(1, c, vb.pp("input_projection"))?,
+            input_projection: Dense::kaiming(1, c, vb.pp("input_projection"))?,
             stack: ResidualStack::new(&config.stack, temporal_dim, static_dim, 0, vb.clone())?,
-            output_projection: Dense::new(c, c, vb.pp("output_projection"))?,
+            output_projection: Dense::kaiming(c, c, vb.pp("output_projection"))?,
             pool_weight: pool.get_with_hints(
                 (h_seq, len, c),
                 "weight",

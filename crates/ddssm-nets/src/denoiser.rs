@@ -108,7 +108,7 @@ impl CsdiDenoiser {
             config: *config,
             latent_dim,
             order,
-            input_projection: Dense::new(2, c, vb.pp("input_projection"))?,
+            input_projection: Dense::kaiming(2, c, vb.pp("input_projection"))?,
             embedding_projection1: Dense::new(
                 config.diffusion_embedding_dim,
                 config.diffusion_projection_dim,
@@ -128,7 +128,7 @@ impl CsdiDenoiser {
             )?,
             side,
             m_hist,
-            output_projection1: Dense::new(c, c, vb.pp("output_projection1"))?,
+            output_projection1: Dense::kaiming(c, c, vb.pp("output_projection1"))?,
             output_projection2: Dense::zeros(c, 1, vb.pp("output_projection2"))?,
         })
     }

@@ -34,6 +34,41 @@ impl Dense {
         )
     }
 
+    /// CSDI's `Conv1d_with_init` for a 1×1 convolution: weight Kaiming-normal,
+    /// `W ~ N(0, 2/in)` (PyTorch's `kaiming_normal_` with its defaults), bias as in [`Dense::new`].
+    pub fn kaiming(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (in_dim.max(1) as f64).sqrt();
+        Self::with_init(
+            in_dim,
+            out_dim,
+            true,
+            Init::Randn {
+                mean: 0.0,
+                stdev: (2.0 / in_dim.max(1) as f64).sqrt(),
+            },
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            vb,
+        )
+    }
+
+    /// Kaiming-normal weight as in [`Dense::kaiming`], without a bias.
+    pub fn kaiming_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_init(
+            in_dim,
+            out_dim,
+            false,
+            Init::Randn {
+                mean: 0.0,
+                stdev: (2.0 / in_dim.max(1) as f64).sqrt(),
+            },
+            Init::Const(0.0),
+            vb,
+        )
+    }
+
     /// Without a bias.
     pub fn no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / (in_dim.max(1) as f64).sqrt();

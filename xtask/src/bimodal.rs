@@ -8,8 +8,11 @@
 //! 3. Test evaluation: one-step predictive samples per test sequence, scored by `jsd_paper`,
 //!    `jsd_exact` (with their noise floors) and the CRPS; the negative ELBO per test sequence in
 //!    original units against the exact negative log-likelihood; the LOCF baseline.
-//! 4. `results.json` (every number, the config, timings, thread count, git commit) and
-//!    `report.md` in the output folder.
+//! 4. Figure data: the exact centred predictive averaged over the test set, and for the two test
+//!    sequences nearest the DDSSM's median `jsd_exact` each model's reconstruction and forecast
+//!    paths.
+//! 5. `results.json` (every number, the config, timings, thread count, git commit),
+//!    `report.md` and the figures ([`crate::figures`]) in the output folder.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -228,6 +231,32 @@ pub struct ModelResults {
     pub mean_histogram: Vec<f64>,
 }
 
+/// One model's view of one example sequence (Fig. 2), in original units.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExamplePanel {
+    /// The reconstruction `E[μ_θ(z_{t−j+1:t})]` over the encoder's draws, `t = 1 … T`.
+    pub reconstruction: Vec<f64>,
+    /// Forecast paths of `x_{t₀+1:T}` from the encoder's `z_{1:t₀}` (one per row).
+    pub forecast_paths: Vec<Vec<f64>>,
+    /// Their mean.
+    pub forecast_mean: Vec<f64>,
+}
+
+/// A test sequence shown in Fig. 2.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExampleSequence {
+    /// Its index in the test set.
+    pub index: usize,
+    /// The DDSSM's `jsd_exact` on it.
+    pub ddssm_jsd_exact: f64,
+    /// The observations `x_{1:T}`.
+    pub data: Vec<f64>,
+    /// The last observed step `t₀` of the forecasts (1-based; they cover `t₀+1 … T`).
+    pub forecast_from: usize,
+    /// Per model (`ddssm`, `dkf`).
+    pub models: BTreeMap<String, ExamplePanel>,
+}
+
 /// Everything `results.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -239,6 +268,11 @@ pub struct Results {
     pub exact_filter_pruned_mass: f64,
     /// DDSSM, DKF, LOCF.
     pub models: BTreeMap<String, ModelResults>,
+    /// The exact centred one-step predictive averaged over the test set, as probabilities of the
+    /// JSD histogram's bins (Fig. 1a's truth).
+    pub exact_mean_histogram: Vec<f64>,
+    /// Fig. 2's sequences.
+    pub examples: Vec<ExampleSequence>,
     /// Training histories and validations.
     pub training: BTreeMap<String, ddssm_train::TrainReport>,
     /// Wall time of the whole command, seconds.
@@ -514,16 +548,28 @@ pub fn run(args: &Args) -> Result<()> {
 
     let mut nll = Vec::with_capacity(n_test);
     let mut pruned: f64 = 0.0;
+    let mut exact_mean_histogram = vec![0.0; e.histogram.bins];
     for i in 0..n_test {
-        let f = sim.exact_predictive(&test_sub.values[i * t..(i + 1) * t], 0.0)?;
+        let row = &test_sub.values[i * t..(i + 1) * t];
+        let f = sim.exact_predictive(row, 0.0)?;
         nll.push(-f.log_likelihood);
         pruned = pruned.max(f.pruned_mass);
+        let centred = sim.exact_predictive(&row[..t - 1], sim.phi * row[t - 2])?;
+        for (m, p) in exact_mean_histogram
+            .iter_mut()
+            .zip(e.histogram.reference(&centred.mixture))
+        {
+            *m += p / n_test as f64;
+        }
     }
+    let examples = examples(&trained, &models["ddssm"], &test_sub, &root)?;
     let results = Results {
         config: cfg.clone(),
         exact_negative_log_likelihood: MeanSem::of(&nll),
         exact_filter_pruned_mass: pruned,
         models,
+        exact_mean_histogram,
+        examples,
         training,
         wall_seconds: began.elapsed().as_secs_f64(),
         threads: threads(),
@@ -533,9 +579,89 @@ pub fn run(args: &Args) -> Result<()> {
         &args.out.join("results.json"),
         &serde_json::to_string_pretty(&results).context("results to JSON")?,
     )?;
+    let figures = crate::figures::write_all(&results, &args.out)?;
+    tracing::info!("figures: {}", figures.join(", "));
     write_text(&args.out.join("report.md"), &report(&results))?;
     println!("{}", report(&results));
     Ok(())
+}
+
+/// Paths drawn per model and example for Fig. 2, and encoder draws averaged for the
+/// reconstruction.
+const EXAMPLE_PATHS: usize = 32;
+/// Fig. 2 forecasts the last steps from `t₀ = T − FORECAST_HORIZON` (the paper: `x_25:32` from
+/// `z_24`).
+const FORECAST_HORIZON: usize = 8;
+
+/// Fig. 2's data: the two test sequences whose DDSSM `jsd_exact` is nearest its median, with each
+/// trained model's reconstruction and forecasts.
+fn examples(
+    trained: &[(&str, Model)],
+    ddssm: &ModelResults,
+    test: &Series,
+    root: &SeededNoise,
+) -> Result<Vec<ExampleSequence>> {
+    let jsd = &ddssm.per_sequence_jsd_exact;
+    let mut sorted = jsd.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let mut order: Vec<usize> = (0..jsd.len()).collect();
+    order.sort_by(|&a, &b| (jsd[a] - median).abs().total_cmp(&(jsd[b] - median).abs()));
+    let t = test.t;
+    let t0 = t.saturating_sub(FORECAST_HORIZON).max(1);
+    let horizon = t - t0;
+    let mut out = Vec::new();
+    for &index in order.iter().take(2) {
+        let data = test.values[index * t..(index + 1) * t].to_vec();
+        let raw = Tensor::from_vec(
+            data.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            (1, t, 1),
+            &Device::Cpu,
+        )?;
+        let mut models = BTreeMap::new();
+        for (name, model) in trained {
+            let raw = raw.to_device(model.device())?;
+            let s = model
+                .standardization()
+                .cloned()
+                .unwrap_or_else(|| Standardization::identity(1));
+            let mut noise = root.fork(&format!("{name}/example/{index}"));
+            let x = s.apply(&raw)?;
+            let rec = model.reconstruct(&Batch::new(x.clone()), EXAMPLE_PATHS, &mut noise)?;
+            let reconstruction = s
+                .invert(&rec.mean.squeeze(1)?)? // [n, T, 1]
+                .mean(0)?
+                .flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            let history = Batch::new(x.narrow(1, 0, t0)?);
+            let fc = model.forecast(&history, horizon, EXAMPLE_PATHS, &mut noise)?;
+            let paths = s
+                .invert(&fc.samples.squeeze(1)?)? // [n, horizon, 1]
+                .squeeze(2)?
+                .to_dtype(DType::F64)?
+                .to_vec2::<f64>()?;
+            let forecast_mean = (0..horizon)
+                .map(|k| paths.iter().map(|p| p[k]).sum::<f64>() / paths.len() as f64)
+                .collect();
+            models.insert(
+                name.to_string(),
+                ExamplePanel {
+                    reconstruction,
+                    forecast_paths: paths,
+                    forecast_mean,
+                },
+            );
+        }
+        out.push(ExampleSequence {
+            index,
+            ddssm_jsd_exact: jsd[index],
+            data,
+            forecast_from: t0,
+            models,
+        });
+    }
+    Ok(out)
 }
 
 fn report(r: &Results) -> String {
@@ -577,6 +703,11 @@ fn report(r: &Results) -> String {
             r.exact_negative_log_likelihood
         ));
     }
+    s.push_str(
+        "\n![Fig. 1a: centred one-step predictive](fig1a.png)\n\n\
+         ![Fig. 1b: one-step JSD](fig1b.png)\n\n\
+         ![Fig. 2: data, reconstructions and forecasts](fig2.png)\n",
+    );
     s
 }
 
@@ -638,6 +769,19 @@ mod tests {
         assert!(first.models["ddssm"].negative_elbo.is_some());
         assert_eq!(first.training["ddssm"].history.len(), 3);
         assert!(args.out.join("report.md").exists());
+        for fig in ["fig1a", "fig1b", "fig2"] {
+            for ext in ["png", "svg"] {
+                let path = args.out.join(format!("{fig}.{ext}"));
+                assert!(std::fs::metadata(&path)?.len() > 1000, "{}", path.display());
+            }
+        }
+        assert_eq!(first.examples.len(), 2);
+        assert_eq!(first.examples[0].models.len(), 2);
+        let total: f64 = first.exact_mean_histogram.iter().sum();
+        assert!(
+            (total - 1.0).abs() < 1e-6,
+            "exact histogram sums to {total}"
+        );
         assert!(Model::load(&args.out.join("dkf.safetensors"), &Device::Cpu).is_ok());
 
         // Resuming a finished run trains nothing and reproduces the evaluation.

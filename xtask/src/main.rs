@@ -8,6 +8,7 @@
 //! Each command validates its options (device, output folder) before any work starts.
 
 mod bimodal;
+mod figures;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

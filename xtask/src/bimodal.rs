@@ -287,7 +287,8 @@ fn series_tensor(s: &Series, device: &Device) -> Result<Tensor> {
     Ok(s.to_tensor(DType::F32, device)?)
 }
 
-fn git_commit() -> String {
+/// The short hash of the checked-out commit (`unknown` outside a git checkout).
+pub fn git_commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()

@@ -7,6 +7,7 @@
 //!
 //! Each command validates its options (device, output folder) before any work starts.
 
+mod bench;
 mod bimodal;
 mod figures;
 
@@ -85,9 +86,30 @@ enum Command {
     /// Benchmarks: training steps and the one-step predictive sampler, optionally against the
     /// PyTorch peer.
     Bench {
-        /// Also run the PyTorch peer and print ratios.
+        /// Also run the PyTorch peer (../shared/peer/torch_ref) and print ratios.
         #[arg(long)]
         peer: bool,
+        /// The peer's Python interpreter (one with torch, numpy and scipy).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// Timed repetitions per figure (medians are reported; at least 5 for figures of record).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Sequences for the sampler figure.
+        #[arg(long, default_value_t = 128)]
+        sampler_examples: usize,
+        /// One-step draws per sequence for the sampler figure.
+        #[arg(long, default_value_t = 64)]
+        sampler_samples: usize,
+        /// Skip the T and batch scaling series.
+        #[arg(long)]
+        skip_scaling: bool,
+        /// Tiny sizes: checks the harness, measures nothing of record.
+        #[arg(long)]
+        quick: bool,
+        /// Also write the JSON to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -99,7 +121,7 @@ fn missing_pieces(command: &Command) -> &'static str {
     match command {
         Command::BimodalExperiment { .. } => "nothing",
         Command::Tune { .. } => "the TPE search (issue 7)",
-        Command::Bench { .. } => "the benchmark harness (issue 8)",
+        Command::Bench { .. } => "nothing",
     }
 }
 
@@ -137,6 +159,30 @@ fn run(cli: Cli) -> Result<()> {
             quick: *quick,
             resume: *resume,
             progress: std::io::stderr().is_terminal(),
+        });
+    }
+    if let Command::Bench {
+        peer,
+        python,
+        runs,
+        sampler_examples,
+        sampler_samples,
+        skip_scaling,
+        quick,
+        out,
+        ..
+    } = &cli.command
+    {
+        return bench::run(&bench::Args {
+            runs: *runs,
+            sampler_examples: *sampler_examples,
+            sampler_samples: *sampler_samples,
+            skip_scaling: *skip_scaling,
+            quick: *quick,
+            peer: *peer,
+            python: python.clone(),
+            out: out.clone(),
+            device: parsed,
         });
     }
     bail!(

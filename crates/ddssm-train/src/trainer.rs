@@ -115,7 +115,9 @@ fn finite_or(step: usize, what: &str, v: f64) -> Result<()> {
     }
 }
 
-fn optimizer_for(model: &Model, config: &TrainConfig) -> Result<AdamW> {
+/// The AdamW of [`train`] for `model`: one parameter group per App. I.1 group, each with its
+/// learning rate from `config` (Table 3).
+pub fn optimizer_for(model: &Model, config: &TrainConfig) -> Result<AdamW> {
     let g = model.parameter_groups();
     let lr = config.learning_rates;
     AdamW::new(

@@ -1,0 +1,401 @@
+//! `cargo xtask bench`: the performance figures of record (issue 8), as one JSON object.
+//!
+//! - `ddssm_train`, `dkf_train`: one training step (ELBO with S trajectories and S_k diffusion
+//!   draws, backward, AdamW) at the paper's configurations (Table 3: batch 128 / 512, S = 2,
+//!   S_k = 5 / 1, T = 32), on the bimodal walk's standardised training data; median, min and max
+//!   of `runs` timed steps after one warm-up step, and the peak resident memory of the block.
+//! - `ddssm_sampler`: the one-step predictive `p(x_32 | x_{1:31})` (encoder over 31 steps,
+//!   K = 128 ancestral steps, emission), samples per second; median of `runs` calls.
+//! - `scaling_t`, `scaling_batch`: DDSSM step time for T = 16 … 256 (batch 32) and for batch
+//!   32 … 512 (T = 32), with the cost per sequence-step so linearity can be read off.
+//! - With `--peer`, the PyTorch peer (`../shared/peer/torch_ref/bench.py`) runs in the same
+//!   command with the same thread count and sampler size; its JSON is embedded and the ratios
+//!   printed (`> 1` means ddssm is faster).
+//!
+//! Thread count, load average before and after, the CPU and the git commit are recorded: compare
+//! only figures taken in one run on an otherwise idle machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use ddssm_eval::{model_predictive_samples, BimodalRandomWalk};
+use ddssm_model::{Batch, ElboOptions, Model, ModelConfig, Standardization};
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::{optimizer_for, TrainConfig};
+use serde_json::{json, Value};
+
+/// The command's options.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Timed repetitions per figure (at least 5 for figures of record).
+    pub runs: usize,
+    /// Sequences for the sampler figure (each gets `sampler_samples` draws).
+    pub sampler_examples: usize,
+    /// Draws per sequence for the sampler figure.
+    pub sampler_samples: usize,
+    /// Skip the T and batch scaling series.
+    pub skip_scaling: bool,
+    /// Small sizes everywhere: checks that the harness works, measures nothing of record.
+    pub quick: bool,
+    /// Also run the PyTorch peer.
+    pub peer: bool,
+    /// The peer's Python interpreter.
+    pub python: PathBuf,
+    /// Also write the JSON here.
+    pub out: Option<PathBuf>,
+    /// Device.
+    pub device: Device,
+}
+
+/// Median, min and max of a sample of timings.
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    };
+    json!({ "median": median, "min": v[0], "max": v[n - 1], "runs": n })
+}
+
+fn median(v: &Value) -> f64 {
+    v["median"].as_f64().unwrap_or(f64::NAN)
+}
+
+fn loadavg() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| {
+            s.split_whitespace()
+                .take(3)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .map_or(Value::Null, |v| json!(v))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Resets the kernel's record of this process's peak resident set (Linux; a no-op elsewhere).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident set since the last reset, MiB (None where unknown).
+fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Standardised bimodal training sequences, `[n, t, 1]`.
+fn data(n: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let walk = BimodalRandomWalk {
+        t,
+        ..BimodalRandomWalk::default()
+    };
+    let (_, x) = walk.simulate(n, &mut SeededNoise::new(0).fork("bench/data"))?;
+    let raw = x.to_tensor(DType::F32, device)?;
+    Ok(Standardization::fit(&raw, None)?.apply(&raw)?)
+}
+
+/// Times `runs` training steps (after one warm-up step) of `model_config` with `train_config`'s
+/// batch size, S, S_k and learning rates on `x` (`[≥ batch, T, 1]`).
+fn time_steps(
+    model_config: &ModelConfig,
+    train_config: &TrainConfig,
+    x: &Tensor,
+    runs: usize,
+    device: &Device,
+) -> Result<Value> {
+    let model = Model::new(model_config, 0, DType::F32, device)?;
+    let mut opt = optimizer_for(&model, train_config)?;
+    let options = ElboOptions {
+        samples: train_config.samples,
+        estimator: train_config.estimator,
+    };
+    let batch = train_config.batch_size;
+    let n = x.dim(0)?;
+    let mut times = Vec::with_capacity(runs);
+    reset_peak_memory();
+    for step in 0..=runs {
+        let start = (step * batch) % (n - batch + 1);
+        let b = Batch::new(x.narrow(0, start, batch)?);
+        let began = Instant::now();
+        let terms = model.elbo(&b, &options, &mut SeededNoise::new(step as u64))?;
+        let grads = terms.objective(train_config.lambda.at(step))?.backward()?;
+        opt.step(&grads)?;
+        device.synchronize()?;
+        if step > 0 {
+            times.push(began.elapsed().as_secs_f64());
+        }
+    }
+    let mut v = stats(times);
+    v["batch"] = json!(batch);
+    v["T"] = json!(x.dim(1)?);
+    v["S"] = json!(train_config.samples);
+    v["S_k"] = json!(match &model_config.transition {
+        ddssm_model::TransitionConfig::Diffusion(d) => d.loss.s_k,
+        ddssm_model::TransitionConfig::Gaussian(_) => 0,
+    });
+    v["peak_rss_mib"] = json!(peak_memory_mib());
+    Ok(v)
+}
+
+fn time_sampler(args: &Args, device: &Device) -> Result<Value> {
+    let model_config = ModelConfig::paper_ddssm();
+    let mut model = Model::new(&model_config, 0, DType::F32, device)?;
+    let walk = BimodalRandomWalk::default();
+    let (_, x) = walk.simulate(
+        args.sampler_examples,
+        &mut SeededNoise::new(0).fork("bench/sampler"),
+    )?;
+    let raw = x.to_tensor(DType::F32, device)?;
+    model.set_standardization(Some(Standardization::fit(&raw, None)?))?;
+    let prefix = raw.narrow(1, 0, walk.t - 1)?;
+    let n = args.sampler_samples;
+    // The experiment's chunking (configs/bimodal.toml, evaluation.max_chains).
+    let max_chains = 16384;
+    let mut noise = SeededNoise::new(1);
+    model_predictive_samples(&model, &prefix.narrow(0, 0, 1)?, 4, max_chains, &mut noise)?;
+    let mut rates = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let began = Instant::now();
+        let draws = model_predictive_samples(&model, &prefix, n, max_chains, &mut noise)?;
+        let total: usize = draws.iter().map(Vec::len).sum();
+        rates.push(total as f64 / began.elapsed().as_secs_f64());
+    }
+    let mut v = stats(rates);
+    v["examples"] = json!(args.sampler_examples);
+    v["samples_per_example"] = json!(n);
+    v["unit"] = json!("samples per second");
+    v["K"] = json!(match &model_config.transition {
+        ddssm_model::TransitionConfig::Diffusion(d) => d.schedule.num_steps,
+        ddssm_model::TransitionConfig::Gaussian(_) => 0,
+    });
+    Ok(v)
+}
+
+/// Step time of the DDSSM against T (batch 32) and against the batch size (T = 32).
+fn scaling(args: &Args, device: &Device) -> Result<(Value, Value)> {
+    let model_config = ModelConfig::paper_ddssm();
+    let mut train_config = TrainConfig::paper_ddssm();
+    let (ts, batches): (&[usize], &[usize]) = if args.quick {
+        (&[8, 16], &[4, 8])
+    } else {
+        (&[16, 32, 64, 128, 256], &[32, 64, 128, 256, 512])
+    };
+    let mut by_t = Vec::new();
+    train_config.batch_size = if args.quick { 4 } else { 32 };
+    for &t in ts {
+        let x = data(train_config.batch_size, t, device)?;
+        let v = time_steps(&model_config, &train_config, &x, args.runs, device)?;
+        tracing::info!("bench: DDSSM step at T = {t}: {:.3} s", median(&v));
+        let per = median(&v) / (t * train_config.batch_size) as f64;
+        by_t.push(json!({ "T": t, "step": v, "seconds_per_sequence_step": per }));
+    }
+    let mut by_batch = Vec::new();
+    let t = if args.quick { 8 } else { 32 };
+    for &b in batches {
+        train_config.batch_size = b;
+        let x = data(b, t, device)?;
+        let v = time_steps(&model_config, &train_config, &x, args.runs, device)?;
+        tracing::info!("bench: DDSSM step at batch {b}: {:.3} s", median(&v));
+        let per = median(&v) / (t * b) as f64;
+        by_batch.push(json!({ "batch": b, "step": v, "seconds_per_sequence_step": per }));
+    }
+    Ok((json!(by_t), json!(by_batch)))
+}
+
+/// Runs the peer's `bench.py` with matching sizes and returns its JSON.
+fn run_peer(args: &Args, threads: usize) -> Result<Value> {
+    let script = Path::new("../shared/peer/torch_ref/bench.py");
+    if !script.exists() {
+        bail!(
+            "--peer: {} not found (run from the repository root, next to ../shared)",
+            script.display()
+        );
+    }
+    let steps = args.runs.max(5).to_string();
+    let threads = threads.to_string();
+    let examples = args.sampler_examples.to_string();
+    let samples = args.sampler_samples.to_string();
+    tracing::info!(
+        "bench: running the PyTorch peer ({})",
+        args.python.display()
+    );
+    let output = Command::new(&args.python)
+        .arg(script)
+        .args(["--threads", &threads, "--steps", &steps, "--warmup", "1"])
+        .args(["--sample-examples", &examples, "--sample-n", &samples])
+        .output()
+        .with_context(|| {
+            format!(
+                "--peer: running {} (it needs `pip install torch numpy scipy`; \
+                 --python names the interpreter)",
+                args.python.display()
+            )
+        })?;
+    if !output.status.success() {
+        bail!(
+            "--peer: bench.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("--peer: bench.py printed no JSON")
+}
+
+fn threads() -> usize {
+    ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs the benchmarks and prints (and optionally writes) the JSON.
+pub fn run(args: &Args) -> Result<()> {
+    let out = measure(args)?;
+    let text = serde_json::to_string_pretty(&out)?;
+    if let Some(path) = &args.out {
+        ddssm_model::checkpoint::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
+/// Runs the benchmarks; returns the JSON object described in the module docs.
+pub fn measure(args: &Args) -> Result<Value> {
+    if args.runs == 0 {
+        bail!("--runs: expected an integer ≥ 1");
+    }
+    let device = &args.device;
+    let threads = threads();
+    let mut out = json!({
+        "git_commit": crate::bimodal::git_commit(),
+        "cpu": cpu_model(),
+        "threads": threads,
+        "device": format!("{device:?}"),
+        "quick": args.quick,
+        "loadavg_before": loadavg(),
+    });
+    for (name, model_config, mut train_config) in [
+        (
+            "ddssm_train",
+            ModelConfig::paper_ddssm(),
+            TrainConfig::paper_ddssm(),
+        ),
+        (
+            "dkf_train",
+            ModelConfig::paper_dkf(),
+            TrainConfig::paper_dkf(),
+        ),
+    ] {
+        if args.quick {
+            train_config.batch_size = 8;
+        }
+        let t = if args.quick { 8 } else { 32 };
+        let x = data(train_config.batch_size.max(64), t, device)?;
+        let v = time_steps(&model_config, &train_config, &x, args.runs, device)?;
+        tracing::info!("bench: {name}: median {:.3} s per step", median(&v));
+        out[name] = v;
+    }
+    out["ddssm_sampler"] = time_sampler(args, device)?;
+    tracing::info!(
+        "bench: sampler: median {:.0} samples/s",
+        median(&out["ddssm_sampler"])
+    );
+    if !args.skip_scaling {
+        let (by_t, by_batch) = scaling(args, device)?;
+        out["scaling_t"] = by_t;
+        out["scaling_batch"] = by_batch;
+    }
+    if args.peer {
+        let peer = run_peer(args, threads)?;
+        let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| t / ours);
+        out["ratios"] = json!({
+            "ddssm_train_speedup": ratio(
+                median(&out["ddssm_train"]),
+                peer["ddssm_train"]["median_step_s"].as_f64()
+            ),
+            "dkf_train_speedup": ratio(
+                median(&out["dkf_train"]),
+                peer["dkf_train"]["median_step_s"].as_f64()
+            ),
+            "sampler_speedup": peer["ddssm_sampler"]["samples_per_s"]
+                .as_f64()
+                .map(|t| median(&out["ddssm_sampler"]) / t),
+        });
+        out["peer"] = peer;
+    }
+    out["loadavg_after"] = loadavg();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_benchmark_reports_every_figure() -> Result<()> {
+        let args = Args {
+            runs: 2,
+            sampler_examples: 3,
+            sampler_samples: 4,
+            skip_scaling: false,
+            quick: true,
+            peer: false,
+            python: "python3".into(),
+            out: None,
+            device: Device::Cpu,
+        };
+        let out = measure(&args)?;
+        for key in ["ddssm_train", "dkf_train", "ddssm_sampler"] {
+            let v = &out[key];
+            assert_eq!(v["runs"], 2, "{key}");
+            assert!(v["min"].as_f64().unwrap() > 0.0, "{key}");
+            assert!(v["min"].as_f64() <= v["median"].as_f64(), "{key}");
+            assert!(v["median"].as_f64() <= v["max"].as_f64(), "{key}");
+        }
+        assert_eq!(out["ddssm_sampler"]["examples"], 3);
+        assert_eq!(out["scaling_t"].as_array().map(Vec::len), Some(2));
+        assert_eq!(out["scaling_batch"].as_array().map(Vec::len), Some(2));
+        assert_eq!(stats(vec![3.0, 1.0, 2.0, 10.0])["median"], 2.5);
+        Ok(())
+    }
+
+    #[test]
+    fn zero_runs_is_refused() {
+        let args = Args {
+            runs: 0,
+            sampler_examples: 1,
+            sampler_samples: 1,
+            skip_scaling: true,
+            quick: true,
+            peer: false,
+            python: "python3".into(),
+            out: None,
+            device: Device::Cpu,
+        };
+        let e = measure(&args).unwrap_err().to_string();
+        assert!(e.contains("--runs"), "{e}");
+    }
+}

@@ -283,6 +283,71 @@ pub struct Results {
     pub git_commit: String,
 }
 
+/// The experiment's data: the three splits from the config's seed, and the standardisation fitted
+/// on the training split.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    /// The training split in model space (standardised), `[N, T, 1]`.
+    pub train: Batch,
+    /// The map between original units and model space.
+    pub standardization: Standardization,
+    /// The first `evaluation.validation_sequences` validation sequences, original units.
+    pub validation: Series,
+    /// The whole test split, original units.
+    pub test: Series,
+}
+
+impl Splits {
+    /// Simulates the splits of `cfg` (each from its own fork of the seed) on `device`.
+    pub fn new(cfg: &ExperimentConfig, device: &Device) -> Result<Self> {
+        let root = SeededNoise::new(cfg.seed);
+        let sim = cfg.data.sim;
+        let (_, train_x) = sim.simulate(cfg.data.train, &mut root.fork("data/train"))?;
+        let (_, val_x) = sim.simulate(cfg.data.validation, &mut root.fork("data/validation"))?;
+        let (_, test) = sim.simulate(cfg.data.test, &mut root.fork("data/test"))?;
+        let train_raw = series_tensor(&train_x, device)?;
+        let standardization = Standardization::fit(&train_raw, None)?;
+        tracing::info!(
+            "data: {} / {} / {} sequences of T = {}; standardisation mean {:.3}, std {:.3}",
+            cfg.data.train,
+            cfg.data.validation,
+            cfg.data.test,
+            sim.t,
+            standardization.mean[0],
+            standardization.std[0]
+        );
+        let n = cfg.evaluation.validation_sequences;
+        let validation = Series {
+            n,
+            t: sim.t,
+            d: 1,
+            values: val_x.values[..n * sim.t].to_vec(),
+        };
+        Ok(Self {
+            train: Batch::new(standardization.apply(&train_raw)?),
+            standardization,
+            validation,
+            test,
+        })
+    }
+}
+
+/// One-step scores of `model` on the validation sequences `val` (original units):
+/// `evaluation.validation_samples` draws per sequence.
+pub fn validation_scores(
+    cfg: &ExperimentConfig,
+    model: &Model,
+    val: &Series,
+    noise: &mut SeededNoise,
+) -> Result<ModelResults> {
+    let raw = series_tensor(val, model.device())?;
+    let prefix = raw.narrow(1, 0, val.t - 1)?;
+    let e = &cfg.evaluation;
+    let draws =
+        model_predictive_samples(model, &prefix, e.validation_samples, e.max_chains, noise)?;
+    score(cfg, val, &draws, noise)
+}
+
 fn series_tensor(s: &Series, device: &Device) -> Result<Tensor> {
     Ok(s.to_tensor(DType::F32, device)?)
 }
@@ -434,30 +499,16 @@ pub fn run(args: &Args) -> Result<()> {
 
     // 1. Data.
     let root = SeededNoise::new(cfg.seed);
-    let sim = cfg.data.sim;
-    let (_, train_x) = sim.simulate(cfg.data.train, &mut root.fork("data/train"))?;
-    let (_, val_x) = sim.simulate(cfg.data.validation, &mut root.fork("data/validation"))?;
-    let (_, test_x) = sim.simulate(cfg.data.test, &mut root.fork("data/test"))?;
-    let train_raw = series_tensor(&train_x, dev)?;
-    let standardization = Standardization::fit(&train_raw, None)?;
-    tracing::info!(
-        "data: {} / {} / {} sequences of T = {}; standardisation mean {:.3}, std {:.3}",
-        cfg.data.train,
-        cfg.data.validation,
-        cfg.data.test,
-        sim.t,
-        standardization.mean[0],
-        standardization.std[0]
+    let data = Splits::new(&cfg, dev)?;
+    let (standardization, train_data, val_sub, test_x) = (
+        data.standardization.clone(),
+        data.train.clone(),
+        data.validation.clone(),
+        data.test.clone(),
     );
-    let train_data = Batch::new(standardization.apply(&train_raw)?);
+    let sim = cfg.data.sim;
     let t = sim.t;
-    let val_n = cfg.evaluation.validation_sequences;
-    let val_sub = Series {
-        n: val_n,
-        t,
-        d: 1,
-        values: val_x.values[..val_n * t].to_vec(),
-    };
+    let val_n = val_sub.n;
     let val_raw = series_tensor(&val_sub, dev)?;
 
     // 2. Training.
@@ -472,15 +523,7 @@ pub fn run(args: &Args) -> Result<()> {
             let mut inner = || -> Result<Metrics> {
                 let mut m = Metrics::new();
                 if val_n > 0 {
-                    let prefix = val_raw.narrow(1, 0, t - 1)?;
-                    let draws = model_predictive_samples(
-                        model,
-                        &prefix,
-                        eval.validation_samples,
-                        eval.max_chains,
-                        &mut noise,
-                    )?;
-                    let s = score(&cfg, &val_sub, &draws, &mut noise)?;
+                    let s = validation_scores(&cfg, model, &val_sub, &mut noise)?;
                     m.insert("jsd_exact".into(), s.jsd_exact.mean);
                     m.insert("jsd_paper".into(), s.jsd_paper.mean);
                     let elbo = negative_elbo(model, &val_raw, eval.elbo_samples, &mut noise)?;

@@ -18,6 +18,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::bimodal::Results;
+use crate::tune::Trial;
 
 const FONT: &str = "sans-serif";
 /// (key in `Results::models`, label, colour).
@@ -334,4 +335,94 @@ fn fig2<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Writes `history.png` and `history.svg` (score per trial, failed trials marked at the top, and
+/// the running best) into `dir`; returns the file names.
+pub fn study_history(trials: &[Trial], dir: &Path) -> Result<Vec<String>> {
+    register_bundled_font()?;
+    let mut written = Vec::new();
+    for ext in ["png", "svg"] {
+        let file = format!("history.{ext}");
+        let path = dir.join(&file);
+        let tmp = dir.join(format!(".{file}.tmp.{ext}"));
+        let size = (900, 520);
+        let drawn = if ext == "png" {
+            history(trials, BitMapBackend::new(&tmp, size).into_drawing_area())
+        } else {
+            history(trials, SVGBackend::new(&tmp, size).into_drawing_area())
+        };
+        if let Err(e) = drawn.and_then(|()| {
+            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+        }) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.context(format!("figure {file}")));
+        }
+        written.push(file);
+    }
+    Ok(written)
+}
+
+fn history<DB: DrawingBackend>(trials: &[Trial], area: DrawingArea<DB, Shift>) -> Result<()> {
+    area.fill(&WHITE).map_err(err)?;
+    let scores: Vec<f64> = trials.iter().filter_map(|t| t.score).collect();
+    let lo = scores.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
+    let pad = 0.08 * (hi - lo).max(1e-6);
+    let top = hi + pad;
+    let mut chart = ChartBuilder::on(&area)
+        .caption("TPE study: score per trial and running best", (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.5..(trials.len() as f64 - 0.5).max(0.5), (lo - pad)..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("trial")
+        .y_desc("score (lower is better)")
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    let (blue, red) = (MODELS[0].2, MODELS[1].2);
+    chart
+        .draw_series(trials.iter().filter_map(|t| {
+            t.score
+                .map(|s| Circle::new((t.number as f64, s), 4, blue.filled()))
+        }))
+        .map_err(err)?
+        .label("trial")
+        .legend(move |(x, y)| Circle::new((x + 10, y), 4, blue.filled()));
+    chart
+        .draw_series(
+            trials
+                .iter()
+                .filter(|t| t.score.is_none())
+                .map(|t| Cross::new((t.number as f64, top - 0.5 * pad), 5, red.stroke_width(2))),
+        )
+        .map_err(err)?
+        .label("failed")
+        .legend(move |(x, y)| Cross::new((x + 10, y), 5, red.stroke_width(2)));
+    let mut best = f64::INFINITY;
+    let running: Vec<(f64, f64)> = trials
+        .iter()
+        .filter_map(|t| {
+            best = best.min(t.score.unwrap_or(f64::INFINITY));
+            best.is_finite().then_some((t.number as f64, best))
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(running, BLACK.stroke_width(2)))
+        .map_err(err)?
+        .label("running best")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    area.present().map_err(err)
 }

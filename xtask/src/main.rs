@@ -10,12 +10,13 @@
 mod bench;
 mod bimodal;
 mod figures;
+mod tune;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// ddssm's experiments and tools.
@@ -24,6 +25,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The score of a tuning trial.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum MetricKind {
+    /// One-step JSD to the exact predictive (the paper's).
+    Jsd,
+    /// CRPS of the sum over observed dimensions.
+    CrpsSum,
 }
 
 /// Which model a command works on.
@@ -70,13 +80,31 @@ enum Command {
         /// Which model to tune.
         #[arg(long, value_enum, default_value = "ddssm")]
         model: ModelKind,
-        /// Number of trials (the paper: 50).
-        #[arg(long, default_value_t = 50)]
-        trials: usize,
-        /// Training steps per trial (the paper: 1500).
-        #[arg(long, default_value_t = 1500)]
-        steps: usize,
-        /// A small, fast study.
+        /// Number of trials (the paper: 50; --quick: 4). A study that already holds trials
+        /// continues up to this number.
+        #[arg(long)]
+        trials: Option<usize>,
+        /// Training steps per trial (the paper: 1500; --quick: 5).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// The score of a trial on the validation sequences.
+        #[arg(long, value_enum, default_value = "jsd")]
+        metric: MetricKind,
+        /// Seed of data, initialisation, training and proposals.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The search space (TOML).
+        #[arg(long, default_value = "configs/tune/space.toml")]
+        space: PathBuf,
+        /// Study folder (study.jsonl, report.md, history.png/svg, best.toml); default
+        /// results/tune-<model>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the best configuration goes as a ready-to-use experiment config; default
+        /// configs/tuned/<model>.toml (with --quick: only <out>/best.toml).
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+        /// A small, fast study: small data and sample counts, 4 trials of 5 steps by default.
         #[arg(long)]
         quick: bool,
         /// Device: "cpu", "cuda:N" or "metal".
@@ -114,15 +142,6 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-}
-
-/// The pieces a command needs that this version of ddssm does not have yet.
-fn missing_pieces(command: &Command) -> &'static str {
-    match command {
-        Command::BimodalExperiment { .. } => "nothing",
-        Command::Tune { .. } => "the TPE search (issue 7)",
-        Command::Bench { .. } => "nothing",
-    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -185,11 +204,44 @@ fn run(cli: Cli) -> Result<()> {
             device: parsed,
         });
     }
-    bail!(
-        "this version of ddssm cannot run this command yet: it needs {}. \
-         See README.md, section \"What works today\".",
-        missing_pieces(&cli.command)
-    )
+    if let Command::Tune {
+        model,
+        trials,
+        steps,
+        metric,
+        seed,
+        space,
+        out,
+        write_config,
+        quick,
+        ..
+    } = &cli.command
+    {
+        let model = match model {
+            ModelKind::Ddssm => "ddssm",
+            ModelKind::Dkf => "dkf",
+        };
+        return tune::run(&tune::Args {
+            model: model.to_string(),
+            trials: trials.unwrap_or(if *quick { 4 } else { 50 }),
+            steps: steps.unwrap_or(if *quick { 5 } else { 1500 }),
+            metric: match metric {
+                MetricKind::Jsd => tune::Metric::Jsd,
+                MetricKind::CrpsSum => tune::Metric::CrpsSum,
+            },
+            seed: *seed,
+            space: space.clone(),
+            out: out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("results/tune-{model}"))),
+            write_config: write_config.clone().or_else(|| {
+                (!*quick).then(|| PathBuf::from(format!("configs/tuned/{model}.toml")))
+            }),
+            quick: *quick,
+            device: parsed,
+        });
+    }
+    unreachable!("every command is handled above")
 }
 
 fn main() -> ExitCode {

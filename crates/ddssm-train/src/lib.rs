@@ -5,12 +5,14 @@
 //! - [`AdamW`] with one learning rate per parameter group (encoder, decoder, transition, VHP) and
 //!   a state that checkpoints save;
 //! - [`LambdaSchedule`]: the annealing of the rate weight λ (App. I.2);
+//! - [`tpe`]: the Tree-structured Parzen Estimator of the hyperparameter search (App. F.1.1);
 //! - [`train`]: the loop, with seeded batches, progress, validation, atomic checkpoints, exact
 //!   resume and a clear stop on a non-finite loss or gradient.
 
 mod adamw;
 mod config;
 mod lambda;
+pub mod tpe;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};

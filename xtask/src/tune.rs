@@ -1,0 +1,829 @@
+//! `cargo xtask tune`: the paper's hyperparameter search (App. F.1.1) with TPE.
+//!
+//! - The search space is a TOML file (`configs/tune/space.toml`: Table 3's ranges, identical for
+//!   both models, `s_k` for the diffusion model only). Every name and range is checked, and the
+//!   extreme values applied to the model's config and validated, before any work starts.
+//! - Each trial trains the model from the experiment's base config with the proposed values for
+//!   `--steps` steps on the bimodal training split, then scores it on the validation sequences by
+//!   the one-step `jsd_exact` (default) or the CRPS (`--metric crps-sum`; with one observed
+//!   dimension CRPS-sum is the CRPS). Lower is better.
+//! - The study is a file, `study.jsonl`: a header line, then one JSON line per finished trial
+//!   (number, parameters, score, status, wall time, error). A run with an existing study continues
+//!   where it stopped (the header must match); proposals are functions of the seed and the
+//!   finished trials, so an interrupted and resumed study proposes what an uninterrupted one
+//!   would.
+//! - A trial whose loss or gradient becomes non-finite is recorded as `failed` and the study goes
+//!   on; TPE leaves failed trials out of its estimators, as Optuna does.
+//! - Output: the best configuration as a ready-to-use experiment config (`--write-config`,
+//!   default `configs/tuned/<model>.toml`: the paper's experiment with this model's training
+//!   replaced), `report.md` with the trial table, the comparison with Table 3, and rank
+//!   correlations of each parameter with the score, and `history.{png,svg}` (score per trial and
+//!   running best).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use ddssm_model::{Model, TransitionConfig};
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::tpe::{Distribution, Params, Space, Tpe};
+use ddssm_train::{train, LambdaShape, Metrics, TrainOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bimodal::{validation_scores, ExperimentConfig, ModelRun, Splits};
+
+/// The search-space file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceFile {
+    /// Parameters searched for every model.
+    pub params: Space,
+    /// Parameters searched for the diffusion model only.
+    #[serde(default)]
+    pub diffusion_params: Space,
+}
+
+/// Names a search space may use, and what they set.
+const KNOWN: [(&str, &str); 11] = [
+    ("lambda_schedule", "train.lambda.lambda_schedule"),
+    ("lambda_warmup_steps", "train.lambda.lambda_warmup_steps"),
+    ("lambda_start", "train.lambda.lambda_start"),
+    ("lambda_end", "train.lambda.lambda_end"),
+    ("enc_lr", "train.learning_rates.encoder"),
+    ("dec_lr", "train.learning_rates.decoder"),
+    ("trans_lr", "train.learning_rates.transition"),
+    ("zinit_lr", "train.learning_rates.zinit"),
+    ("S", "train.samples"),
+    ("batch_size", "train.batch_size"),
+    ("s_k", "model.transition.loss.s_k (diffusion only)"),
+];
+
+/// Which metric scores a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Mean one-step `jsd_exact` over the validation sequences.
+    Jsd,
+    /// Mean one-step CRPS (of the sum over dimensions; one dimension here).
+    CrpsSum,
+}
+
+/// The command's options.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// `ddssm` or `dkf`.
+    pub model: String,
+    /// Trials in the study (more than the file holds: it continues).
+    pub trials: usize,
+    /// Training steps per trial.
+    pub steps: usize,
+    /// The score.
+    pub metric: Metric,
+    /// Seed of data, initialisation, training and proposals.
+    pub seed: u64,
+    /// The search space.
+    pub space: PathBuf,
+    /// The study folder (study.jsonl, report.md, history.png/svg, best.toml).
+    pub out: PathBuf,
+    /// Where the best configuration goes (None: only `<out>/best.toml`).
+    pub write_config: Option<PathBuf>,
+    /// Small data, few samples: a quick study.
+    pub quick: bool,
+    /// Device.
+    pub device: Device,
+}
+
+/// The study's identity: a study file continues only under the same header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Header {
+    model: String,
+    metric: Metric,
+    steps: usize,
+    seed: u64,
+    quick: bool,
+    space: Space,
+    base: ModelRun,
+}
+
+/// One finished trial, as a line of `study.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// 0-based trial number.
+    pub number: usize,
+    /// The proposal.
+    pub params: Params,
+    /// The score (None when failed).
+    pub score: Option<f64>,
+    /// `complete` or `failed`.
+    pub status: String,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Reads and checks a search-space file for `model`: the parameters that apply to it.
+pub fn load_space(path: &Path, model: &str) -> Result<Space> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: SpaceFile = toml::from_str(&text)
+        .with_context(|| format!("{}: not a valid search space", path.display()))?;
+    let mut space = file.params;
+    if model == "ddssm" {
+        space.extend(file.diffusion_params);
+    }
+    for (name, d) in &space {
+        if !KNOWN.iter().any(|(k, _)| k == name) {
+            let allowed: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
+            bail!(
+                "{}: unknown parameter `{name}`; allowed: {}",
+                path.display(),
+                allowed.join(", ")
+            );
+        }
+        d.validate(name)
+            .with_context(|| format!("{}: parameter `{name}`", path.display()))?;
+    }
+    Ok(space)
+}
+
+fn number(name: &str, v: &Value) -> Result<f64> {
+    v.as_f64()
+        .with_context(|| format!("{name} = {v}: expected a number"))
+}
+
+fn count(name: &str, v: &Value) -> Result<usize> {
+    let x = number(name, v)?;
+    if x < 0.0 || x.fract() != 0.0 {
+        bail!("{name} = {v}: expected a non-negative integer");
+    }
+    Ok(x as usize)
+}
+
+/// `run` with the values of `params`.
+pub fn apply(run: &ModelRun, params: &Params) -> Result<ModelRun> {
+    let mut run = run.clone();
+    let t = &mut run.train;
+    for (name, v) in params {
+        match name.as_str() {
+            "lambda_schedule" => {
+                t.lambda.lambda_schedule = match v.as_str() {
+                    Some("linear") => LambdaShape::Linear,
+                    Some("cosine") => LambdaShape::Cosine,
+                    _ => bail!("lambda_schedule = {v}: expected \"linear\" or \"cosine\""),
+                }
+            }
+            "lambda_warmup_steps" => t.lambda.lambda_warmup_steps = count(name, v)?,
+            "lambda_start" => t.lambda.lambda_start = number(name, v)?,
+            "lambda_end" => t.lambda.lambda_end = number(name, v)?,
+            "enc_lr" => t.learning_rates.encoder = number(name, v)?,
+            "dec_lr" => t.learning_rates.decoder = number(name, v)?,
+            "trans_lr" => t.learning_rates.transition = number(name, v)?,
+            "zinit_lr" => t.learning_rates.zinit = number(name, v)?,
+            "S" => t.samples = count(name, v)?,
+            "batch_size" => t.batch_size = count(name, v)?,
+            "s_k" => match &mut run.model.transition {
+                TransitionConfig::Diffusion(d) => d.loss.s_k = count(name, v)?,
+                TransitionConfig::Gaussian(_) => bail!("s_k: the DKF has no diffusion loss"),
+            },
+            other => bail!("unknown parameter `{other}`"),
+        }
+    }
+    Ok(run)
+}
+
+/// Applies every extreme value of `space` (bounds, every choice) to the base config and validates
+/// the result, so a space that would produce an invalid run fails before any training.
+fn check_space(space: &Space, cfg: &ExperimentConfig, model: &str) -> Result<()> {
+    for (name, d) in space {
+        let values: Vec<Value> = match d {
+            Distribution::Float { low, high, .. } => vec![Value::from(*low), Value::from(*high)],
+            Distribution::Int { low, high, .. } => vec![Value::from(*low), Value::from(*high)],
+            Distribution::Categorical { choices } => choices.clone(),
+        };
+        for v in values {
+            let params: Params = [(name.clone(), v.clone())].into_iter().collect();
+            let mut c = cfg.clone();
+            let run = if model == "ddssm" {
+                &mut c.ddssm
+            } else {
+                &mut c.dkf
+            };
+            *run = apply(run, &params).with_context(|| format!("search space: {name} = {v}"))?;
+            c.validate()
+                .with_context(|| format!("search space: {name} = {v}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_study(path: &Path, header: &Header) -> Result<Vec<Trial>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    let theirs: Header = serde_json::from_str(first)
+        .with_context(|| format!("{}: line 1 is not a study header", path.display()))?;
+    if &theirs != header {
+        bail!(
+            "{} belongs to another study (model, metric, steps, seed, quick, space or base \
+             config differ); use another --out or remove it",
+            path.display()
+        );
+    }
+    let mut trials = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let trial: Trial = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {} is not a trial", path.display(), i + 2))?;
+        if trial.number != trials.len() {
+            bail!(
+                "{}: line {} holds trial {}, expected {}",
+                path.display(),
+                i + 2,
+                trial.number,
+                trials.len()
+            );
+        }
+        trials.push(trial);
+    }
+    Ok(trials)
+}
+
+fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))?;
+    f.sync_data()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Trains and scores one proposal. `Ok(Err(reason))` is a failed trial (non-finite training or
+/// score); `Err` is a fault of the tool (I/O, invalid config) that stops the study.
+fn run_trial(
+    cfg: &ExperimentConfig,
+    run: &ModelRun,
+    data: &Splits,
+    metric: Metric,
+    label: &str,
+    device: &Device,
+) -> Result<std::result::Result<f64, String>> {
+    let mut model = Model::new(&run.model, cfg.seed, DType::F32, device)?;
+    model.set_standardization(Some(data.standardization.clone()))?;
+    let options = TrainOptions {
+        label: label.to_string(),
+        ..TrainOptions::default()
+    };
+    let mut no_validation = |_: &Model, _: usize| Ok(Metrics::new());
+    match train(
+        &mut model,
+        &data.train,
+        &run.train,
+        &options,
+        &mut no_validation,
+    ) {
+        Ok(_) => {}
+        Err(e @ ddssm_train::Error::NonFinite { .. }) => return Ok(Err(e.to_string())),
+        Err(e) => return Err(e.into()),
+    }
+    let mut noise = SeededNoise::new(cfg.seed).fork(&format!("tune/{label}/score"));
+    let scores = match validation_scores(cfg, &model, &data.validation, &mut noise) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("scoring: {e:#}"))),
+    };
+    let score = match metric {
+        Metric::Jsd => scores.jsd_exact.mean,
+        Metric::CrpsSum => scores.crps.mean,
+    };
+    Ok(if score.is_finite() {
+        Ok(score)
+    } else {
+        Err(format!("non-finite score {score}"))
+    })
+}
+
+/// The experiment config a study starts from.
+fn base_config(args: &Args) -> ExperimentConfig {
+    let mut cfg = ExperimentConfig::paper();
+    if args.quick {
+        cfg = cfg.quick();
+        // Room for the search space's largest batch (512).
+        cfg.data.train = 512;
+    }
+    cfg.seed = args.seed;
+    for run in [&mut cfg.ddssm, &mut cfg.dkf] {
+        run.train.seed = args.seed;
+        run.train.steps = args.steps;
+        run.train.validate_every = 0;
+        run.train.checkpoint_every = 0;
+    }
+    cfg
+}
+
+/// Runs (or continues) the study and writes its outputs.
+pub fn run(args: &Args) -> Result<()> {
+    study(args, base_config(args))
+}
+
+/// [`run`] from an explicit base config (its `seed`, and each run's `steps`, must already be
+/// the study's).
+fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
+    if args.model != "ddssm" && args.model != "dkf" {
+        bail!("--model {}: expected ddssm or dkf", args.model);
+    }
+    if args.trials == 0 || args.steps == 0 {
+        bail!("--trials and --steps must be ≥ 1");
+    }
+    let space = load_space(&args.space, &args.model)?;
+    cfg.validate()?;
+    check_space(&space, &cfg, &args.model)?;
+    let base = if args.model == "ddssm" {
+        cfg.ddssm.clone()
+    } else {
+        cfg.dkf.clone()
+    };
+    let header = Header {
+        model: args.model.clone(),
+        metric: args.metric,
+        steps: args.steps,
+        seed: args.seed,
+        quick: args.quick,
+        space: space.clone(),
+        base: base.clone(),
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let study = args.out.join("study.jsonl");
+    let mut trials = read_study(&study, &header)?;
+    if trials.is_empty() {
+        ddssm_model::checkpoint::write_atomic(
+            &study,
+            format!("{}\n", serde_json::to_string(&header)?).as_bytes(),
+        )?;
+    } else {
+        tracing::info!(
+            "tune: continuing {} after {} trials",
+            study.display(),
+            trials.len()
+        );
+    }
+    let data = Splits::new(&cfg, &args.device)?;
+    let tpe = Tpe::default();
+    let root = SeededNoise::new(args.seed).fork("tune");
+    while trials.len() < args.trials {
+        let number = trials.len();
+        let history: Vec<(Params, f64)> = trials
+            .iter()
+            .map(|t| (t.params.clone(), t.score.unwrap_or(f64::NAN)))
+            .collect();
+        let params = tpe.propose(&space, &history, &mut root.fork(&format!("trial{number}")));
+        let run = apply(&base, &params)?;
+        let began = Instant::now();
+        let label = format!("{}-trial{number}", args.model);
+        let outcome = run_trial(&cfg, &run, &data, args.metric, &label, &args.device)?;
+        let trial = Trial {
+            number,
+            params,
+            score: outcome.as_ref().ok().copied(),
+            status: if outcome.is_ok() {
+                "complete"
+            } else {
+                "failed"
+            }
+            .to_string(),
+            seconds: began.elapsed().as_secs_f64(),
+            error: outcome.err(),
+        };
+        let best = trials
+            .iter()
+            .chain(std::iter::once(&trial))
+            .filter_map(|t| t.score)
+            .fold(f64::INFINITY, f64::min);
+        tracing::info!(
+            "tune: trial {}/{}: {} ({:.0} s), best so far {best:.4}",
+            number + 1,
+            args.trials,
+            trial.score.map_or_else(
+                || format!("failed: {}", trial.error.as_deref().unwrap_or("")),
+                |s| { format!("score {s:.4}") }
+            ),
+            trial.seconds
+        );
+        append_line(&study, &serde_json::to_string(&trial)?)?;
+        trials.push(trial);
+    }
+    finish(args, &base, &space, &trials)
+}
+
+/// Spearman's rank correlation of `x` and `y` (average ranks for ties).
+fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+                j += 1;
+            }
+            for k in i..=j {
+                r[idx[k]] = 0.5 * (i + j) as f64;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = rx.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = ry.iter().map(|b| (b - my).powi(2)).sum();
+    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
+}
+
+/// The value of a parameter in the base (paper) config, for the comparison table.
+fn base_value(run: &ModelRun, name: &str) -> String {
+    let t = &run.train;
+    match name {
+        "lambda_schedule" => format!("{:?}", t.lambda.lambda_schedule).to_lowercase(),
+        "lambda_warmup_steps" => t.lambda.lambda_warmup_steps.to_string(),
+        "lambda_start" => t.lambda.lambda_start.to_string(),
+        "lambda_end" => t.lambda.lambda_end.to_string(),
+        "enc_lr" => t.learning_rates.encoder.to_string(),
+        "dec_lr" => t.learning_rates.decoder.to_string(),
+        "trans_lr" => t.learning_rates.transition.to_string(),
+        "zinit_lr" => t.learning_rates.zinit.to_string(),
+        "S" => t.samples.to_string(),
+        "batch_size" => t.batch_size.to_string(),
+        "s_k" => match &run.model.transition {
+            TransitionConfig::Diffusion(d) => d.loss.s_k.to_string(),
+            TransitionConfig::Gaussian(_) => "–".into(),
+        },
+        _ => "?".into(),
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if n.is_f64() => format!("{x:.4e}"),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// The paper's run (Table 3) of `model`.
+fn paper_run(model: &str) -> ModelRun {
+    let paper = ExperimentConfig::paper();
+    if model == "ddssm" {
+        paper.ddssm
+    } else {
+        paper.dkf
+    }
+}
+
+fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Result<()> {
+    let Some(best) = trials.iter().filter(|t| t.score.is_some()).min_by(|a, b| {
+        a.score
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.score.unwrap_or(f64::INFINITY))
+    }) else {
+        bail!(
+            "tune: every trial failed; see {}",
+            args.out.join("study.jsonl").display()
+        );
+    };
+    // The ready-to-use config: the paper's experiment with this model's training replaced by the
+    // best trial's (at the paper's 3000 steps).
+    let mut tuned = ExperimentConfig::paper();
+    let best_run = apply(base, &best.params)?;
+    {
+        let run = if args.model == "ddssm" {
+            &mut tuned.ddssm
+        } else {
+            &mut tuned.dkf
+        };
+        let steps = run.train.steps;
+        let (validate_every, checkpoint_every) =
+            (run.train.validate_every, run.train.checkpoint_every);
+        *run = best_run;
+        run.train.steps = steps;
+        run.train.validate_every = validate_every;
+        run.train.checkpoint_every = checkpoint_every;
+        run.train.seed = tuned.seed;
+    }
+    tuned.validate()?;
+    let toml_text = format!(
+        "# The best of a {}-trial TPE study of the {} ({} steps per trial, metric {:?}, seed {}),\n\
+         # trial {} with score {:.5}; written by `cargo xtask tune`. Run it with\n\
+         # `cargo xtask bimodal-experiment --config <this file>`.\n\n{}",
+        trials.len(),
+        args.model,
+        args.steps,
+        args.metric,
+        args.seed,
+        best.number,
+        best.score.unwrap_or(f64::NAN),
+        toml::to_string(&tuned)?
+    );
+    ddssm_model::checkpoint::write_atomic(&args.out.join("best.toml"), toml_text.as_bytes())?;
+    if let Some(path) = &args.write_config {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        ddssm_model::checkpoint::write_atomic(path, toml_text.as_bytes())?;
+    }
+    let figures = crate::figures::study_history(trials, &args.out)?;
+
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# TPE study: {} ({} trials, {} steps each, metric {:?}, seed {}{})\n\n",
+        args.model,
+        trials.len(),
+        args.steps,
+        args.metric,
+        args.seed,
+        if args.quick { ", quick" } else { "" }
+    ));
+    let failed = trials.iter().filter(|t| t.score.is_none()).count();
+    s.push_str(&format!(
+        "Best: trial {} with score {:.5}. Failed trials: {failed}. Wall time of the trials: {:.0} s.\n\n",
+        best.number,
+        best.score.unwrap_or(f64::NAN),
+        trials.iter().map(|t| t.seconds).sum::<f64>()
+    ));
+    s.push_str("| parameter | best trial | paper (Table 3) | rank correlation with the score |\n|---|---|---|---|\n");
+    let paper = paper_run(&args.model);
+    let done: Vec<&Trial> = trials.iter().filter(|t| t.score.is_some()).collect();
+    let scores: Vec<f64> = done.iter().filter_map(|t| t.score).collect();
+    for (name, d) in space {
+        let xs: Vec<f64> = done
+            .iter()
+            .map(|t| match (d, &t.params[name]) {
+                (Distribution::Categorical { choices }, v) => {
+                    choices.iter().position(|c| c == v).unwrap_or(0) as f64
+                }
+                (_, v) => v.as_f64().unwrap_or(f64::NAN),
+            })
+            .collect();
+        let rho = spearman(&xs, &scores).map_or("–".into(), |r| format!("{r:+.2}"));
+        s.push_str(&format!(
+            "| {name} | {} | {} | {rho} |\n",
+            show(&best.params[name]),
+            base_value(&paper, name)
+        ));
+    }
+    s.push_str(
+        "\nRank correlation: Spearman's ρ between the parameter (categorical: its index) and the \
+         score over completed trials — a cheap screen of what matters, not fANOVA importance.\n\n",
+    );
+    s.push_str("| trial | score | status | seconds |\n|---|---|---|---|\n");
+    for t in trials {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.0} |\n",
+            t.number,
+            t.score.map_or("–".into(), |v| format!("{v:.5}")),
+            t.status,
+            t.seconds
+        ));
+    }
+    s.push_str(&format!(
+        "\n![score per trial and running best]({})\n",
+        figures[0]
+    ));
+    ddssm_model::checkpoint::write_atomic(&args.out.join("report.md"), s.as_bytes())?;
+    println!("{s}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(seed: u64, steps: usize) -> ExperimentConfig {
+        let mut cfg = ExperimentConfig::paper().quick();
+        cfg.seed = seed;
+        cfg.data.sim.t = 6;
+        cfg.data.train = 16;
+        cfg.data.validation = 4;
+        cfg.evaluation.validation_sequences = 2;
+        cfg.evaluation.validation_samples = 4;
+        for run in [&mut cfg.ddssm, &mut cfg.dkf] {
+            run.train.seed = seed;
+            run.train.steps = steps;
+            run.train.batch_size = 4;
+            run.train.validate_every = 0;
+            run.train.checkpoint_every = 0;
+            if let TransitionConfig::Diffusion(d) = &mut run.model.transition {
+                d.schedule.num_steps = 32;
+            }
+        }
+        cfg
+    }
+
+    const SMALL_SPACE: &str = r#"
+[params.enc_lr]
+kind = "float"
+low = 1e-4
+high = 1e-2
+log = true
+
+[params.lambda_schedule]
+kind = "categorical"
+choices = ["linear", "cosine"]
+
+[params.batch_size]
+kind = "categorical"
+choices = [4, 8]
+
+[diffusion_params.s_k]
+kind = "int"
+low = 1
+high = 3
+"#;
+
+    fn args(dir: &Path, trials: usize) -> Result<Args> {
+        let space = dir.join("space.toml");
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(&space, SMALL_SPACE)?;
+        Ok(Args {
+            model: "ddssm".into(),
+            trials,
+            steps: 2,
+            metric: Metric::Jsd,
+            seed: 1,
+            space,
+            out: dir.join("study"),
+            write_config: Some(dir.join("tuned/ddssm.toml")),
+            quick: true,
+            device: Device::Cpu,
+        })
+    }
+
+    fn read_trials(dir: &Path) -> Result<Vec<Trial>> {
+        let text = std::fs::read_to_string(dir.join("study/study.jsonl"))?;
+        Ok(text
+            .lines()
+            .skip(1)
+            .map(serde_json::from_str)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    #[test]
+    fn a_quick_study_runs_resumes_and_writes_a_usable_config() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ddssm-tune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // 2 trials, then continue to 3: the first two lines must be untouched.
+        study(&args(&dir, 2)?, tiny(1, 2))?;
+        let first = read_trials(&dir)?;
+        assert_eq!(first.len(), 2);
+        study(&args(&dir, 3)?, tiny(1, 2))?;
+        let resumed = read_trials(&dir)?;
+        assert_eq!(resumed.len(), 3);
+        assert_eq!(&resumed[..2], &first[..]);
+        for t in &resumed {
+            assert_eq!(t.status, "complete", "{t:?}");
+            let s = t.score.expect("a score");
+            assert!((0.0..=std::f64::consts::LN_2 + 1e-9).contains(&s), "{s}");
+            assert!(t.params.contains_key("s_k") && t.params.contains_key("enc_lr"));
+        }
+        // Same seed, fresh folder: the same proposals and scores.
+        let other = dir.join("again");
+        let mut a = args(&other, 3)?;
+        a.space = dir.join("space.toml");
+        study(&a, tiny(1, 2))?;
+        let again = read_trials(&other)?;
+        for (x, y) in again.iter().zip(&resumed) {
+            assert_eq!(x.params, y.params);
+            assert_eq!(x.score, y.score);
+        }
+        // The written config is a valid experiment config holding the best trial's values.
+        let tuned: ExperimentConfig =
+            toml::from_str(&std::fs::read_to_string(dir.join("tuned/ddssm.toml"))?)?;
+        tuned.validate()?;
+        let best = resumed
+            .iter()
+            .min_by(|a, b| a.score.unwrap().total_cmp(&b.score.unwrap()))
+            .unwrap();
+        assert_eq!(
+            tuned.ddssm.train.learning_rates.encoder,
+            best.params["enc_lr"].as_f64().unwrap()
+        );
+        assert_eq!(tuned.ddssm.train.steps, 3000);
+        for f in ["report.md", "history.png", "history.svg", "best.toml"] {
+            assert!(dir.join("study").join(f).exists(), "{f}");
+        }
+        // Another study's file is refused, not appended to.
+        let mut wrong = args(&dir, 4)?;
+        wrong.metric = Metric::CrpsSum;
+        let e = study(&wrong, tiny(1, 2)).unwrap_err().to_string();
+        assert!(e.contains("another study"), "{e}");
+        assert_eq!(read_trials(&dir)?.len(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ddssm-tune-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut a = args(&dir, 6)?;
+        // λ_end = 1e300 makes the objective overflow: training stops with a non-finite gradient.
+        std::fs::write(
+            &a.space,
+            "[params.lambda_end]\nkind = \"categorical\"\nchoices = [0.5, 1e300]\n",
+        )?;
+        a.model = "dkf".into();
+        study(&a, tiny(2, 2))?;
+        let trials = read_trials(&dir)?;
+        assert_eq!(trials.len(), 6);
+        let failed: Vec<&Trial> = trials.iter().filter(|t| t.status == "failed").collect();
+        assert!(!failed.is_empty() && failed.len() < 6, "{trials:?}");
+        for t in &failed {
+            assert_eq!(t.params["lambda_end"], Value::from(1e300));
+            assert!(t.score.is_none());
+            assert!(
+                t.error.as_deref().unwrap_or("").contains("not finite"),
+                "{t:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_shipped_space_is_table_3s_and_valid_for_both_models() -> Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tune/space.toml");
+        let ddssm = load_space(&path, "ddssm")?;
+        let dkf = load_space(&path, "dkf")?;
+        assert_eq!(ddssm.len(), dkf.len() + 1);
+        assert!(ddssm.contains_key("s_k") && !dkf.contains_key("s_k"));
+        assert_eq!(
+            dkf["enc_lr"],
+            Distribution::Float {
+                low: 5e-5,
+                high: 1e-2,
+                log: true
+            }
+        );
+        let cfg = ExperimentConfig::paper();
+        check_space(&ddssm, &cfg, "ddssm")?;
+        check_space(&dkf, &cfg, "dkf")?;
+        Ok(())
+    }
+
+    #[test]
+    fn bad_spaces_are_named() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ddssm-tune-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("space.toml");
+        for (text, needle) in [
+            (
+                "[params.learning_rate]\nkind = \"float\"\nlow = 1.0\nhigh = 2.0\n",
+                "unknown parameter `learning_rate`",
+            ),
+            (
+                "[params.enc_lr]\nkind = \"float\"\nlow = 0.0\nhigh = 1.0\nlog = true\n",
+                "low > 0",
+            ),
+            (
+                "[params.enc_lr]\nkind = \"gaussian\"\n",
+                "not a valid search space",
+            ),
+        ] {
+            std::fs::write(&path, text)?;
+            let e = format!("{:#}", load_space(&path, "ddssm").unwrap_err());
+            assert!(e.contains(needle), "{e}");
+        }
+        // A batch larger than the training split fails before any work.
+        std::fs::write(
+            &path,
+            "[params.batch_size]\nkind = \"categorical\"\nchoices = [4, 4096]\n",
+        )?;
+        let space = load_space(&path, "ddssm")?;
+        let e = format!(
+            "{:#}",
+            check_space(&space, &tiny(0, 1), "ddssm").unwrap_err()
+        );
+        assert!(e.contains("batch_size = 4096"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn spearman_matches_known_values() {
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), Some(1.0));
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[3.0, 2.0, 1.0]), None);
+    }
+}

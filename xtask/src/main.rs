@@ -97,11 +97,11 @@ enum Command {
         #[arg(long, default_value = "configs/tune/space.toml")]
         space: PathBuf,
         /// Study folder (study.jsonl, report.md, history.png/svg, best.toml); default
-        /// results/tune-<model>.
+        /// results/tune-MODEL.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Where the best configuration goes as a ready-to-use experiment config; default
-        /// configs/tuned/<model>.toml (with --quick: only <out>/best.toml).
+        /// configs/tuned/MODEL.toml (with --quick: only OUT/best.toml).
         #[arg(long)]
         write_config: Option<PathBuf>,
         /// A small, fast study: small data and sample counts, 4 trials of 5 steps by default.

@@ -27,6 +27,12 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Sequences per batch.
     pub batch_size: usize,
+    /// Sequences per forward/backward pass: a batch larger than this is processed in chunks
+    /// whose gradients are summed before the one optimiser step (gradient accumulation). The
+    /// update is the same estimator of the same objective; peak memory scales with this instead
+    /// of `batch_size`. 0 = the whole batch at once.
+    #[serde(default)]
+    pub micro_batch: usize,
     /// `S`: encoder trajectories per sequence.
     pub samples: usize,
     /// Closed-form or sampled entropy / cross-entropy terms.
@@ -53,6 +59,7 @@ impl TrainConfig {
         Self {
             steps: 3000,
             batch_size: 128,
+            micro_batch: 128,
             samples: 2,
             estimator: Estimator::Analytic,
             learning_rates: LearningRates {

@@ -19,8 +19,8 @@ pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use config::{LearningRates, TrainConfig};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use trainer::{
-    batch_indices, keys, optimizer_for, select, step_noise, train, Metrics, StepRecord,
-    TrainOptions, TrainReport, Validator,
+    accumulated_gradients, batch_indices, keys, optimizer_for, select, step_noise, train, Metrics,
+    StepRecord, TrainOptions, TrainReport, Validator,
 };
 
 /// Errors of this crate.

@@ -7,11 +7,12 @@
 //! checkpoint at step `s` continues with exactly the numbers the uninterrupted run would have
 //! produced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, TensorId};
 use ddssm_model::checkpoint::{self, write_atomic};
 use ddssm_model::{Batch, ElboOptions, ElboSummary, Model};
 use ddssm_tensor_ops::SeededNoise;
@@ -185,6 +186,119 @@ fn restore(model: &mut Model, opt: &mut AdamW, config: &TrainConfig, path: &Path
     Ok(step)
 }
 
+/// Keeps only what the optimiser needs of a `GradStore`, so that a micro-batch's forward graph
+/// is freed before the next one runs. Two things would otherwise keep it alive: candle's backward
+/// computes gradients from the (tracked) forward tensors, so every gradient carries an op graph
+/// reaching back through the whole forward pass — parameter gradients are detached here; and
+/// `backward` leaves entries for tensors that are not parameters (inputs, noise, constants),
+/// which can be as large as the activations — those are replaced by a shared scalar (`GradStore`
+/// has no removal by id).
+fn release_graph(grads: &mut GradStore, parameters: &HashSet<TensorId>, placeholder: &Tensor) {
+    let ids: Vec<TensorId> = grads.get_ids().copied().collect();
+    for id in ids {
+        let kept = if parameters.contains(&id) {
+            grads.get_id(id).map(Tensor::detach)
+        } else {
+            None
+        };
+        grads.insert_id(id, kept.unwrap_or_else(|| placeholder.clone()));
+    }
+}
+
+/// The gradient of step `step`'s objective over the batch `indices`, in chunks of
+/// `config.micro_batch` sequences (each chunk's objective weighted by its share of the batch, the
+/// gradients summed), with the objective's value and the batch means of the ELBO terms. A single
+/// chunk draws from `step_noise(seed, step)`; chunk `k` of several from its fork `micro{k}`.
+pub fn accumulated_gradients(
+    model: &Model,
+    data: &Batch,
+    indices: &[u32],
+    config: &TrainConfig,
+    lambda: f64,
+    step: usize,
+) -> Result<(GradStore, f64, ElboSummary)> {
+    let elbo_options = ElboOptions {
+        samples: config.samples,
+        estimator: config.estimator,
+    };
+    let size = match config.micro_batch {
+        0 => indices.len(),
+        m => m.min(indices.len()),
+    };
+    let chunks: Vec<&[u32]> = indices.chunks(size.max(1)).collect();
+    let parameters: HashSet<TensorId> = model
+        .named_parameters()
+        .iter()
+        .map(|(_, v)| v.as_tensor().id())
+        .collect();
+    let placeholder = Tensor::zeros((), candle_core::DType::F32, data.x.device())?;
+    let mut total: Option<GradStore> = None;
+    let mut objective_value = 0.0;
+    let mut mean = ElboSummary {
+        recon: 0.0,
+        init_entropy: 0.0,
+        vhp: 0.0,
+        transition: 0.0,
+        entropy: 0.0,
+        negative_elbo: 0.0,
+    };
+    for (k, chunk) in chunks.iter().enumerate() {
+        let share = chunk.len() as f64 / indices.len() as f64;
+        let mut noise = step_noise(config.seed, step);
+        if chunks.len() > 1 {
+            noise = noise.fork(&format!("micro{k}"));
+        }
+        let terms = model.elbo(&select(data, chunk)?, &elbo_options, &mut noise)?;
+        let summary = terms.summary()?;
+        for (what, v) in [
+            ("reconstruction", summary.recon),
+            ("initial entropy", summary.init_entropy),
+            ("vhp", summary.vhp),
+            ("transition", summary.transition),
+            ("entropy", summary.entropy),
+        ] {
+            finite_or(step, what, v)?;
+        }
+        mean.recon += share * summary.recon;
+        mean.init_entropy += share * summary.init_entropy;
+        mean.vhp += share * summary.vhp;
+        mean.transition += share * summary.transition;
+        mean.entropy += share * summary.entropy;
+        mean.negative_elbo += share * summary.negative_elbo;
+        let objective = terms.objective(lambda)?;
+        let objective = if chunks.len() > 1 {
+            objective.affine(share, 0.0)?
+        } else {
+            objective
+        };
+        objective_value += objective
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let mut grads = objective.backward()?;
+        drop(objective);
+        drop(terms);
+        release_graph(&mut grads, &parameters, &placeholder);
+        total = Some(match total {
+            None => grads,
+            Some(mut acc) => {
+                for (_, var) in model.named_parameters() {
+                    let t = var.as_tensor();
+                    if let Some(g) = grads.get(t) {
+                        let sum = match acc.get(t) {
+                            Some(a) => (a + g)?,
+                            None => g.clone(),
+                        };
+                        acc.insert(t, sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    let grads = total.ok_or_else(|| Error::State("empty batch".into()))?;
+    Ok((grads, objective_value, mean))
+}
+
 /// Trains `model` on `data` (all `N` training sequences, in model space) for `config.steps`
 /// steps. `validate(model, step)` runs every `validate_every` steps and at the end; its metrics
 /// are logged and returned. A non-finite loss term or gradient stops the run with
@@ -236,33 +350,12 @@ pub fn train(
     } else {
         ProgressBar::hidden()
     };
-    let elbo_options = ElboOptions {
-        samples: config.samples,
-        estimator: config.estimator,
-    };
     let began = Instant::now();
     for step in start..config.steps {
-        let batch = select(
-            data,
-            &batch_indices(config.seed, step, n, config.batch_size),
-        )?;
+        let indices = batch_indices(config.seed, step, n, config.batch_size);
         let lambda = config.lambda.at(step);
-        let terms = model.elbo(&batch, &elbo_options, &mut step_noise(config.seed, step))?;
-        let summary = terms.summary()?;
-        for (what, v) in [
-            ("reconstruction", summary.recon),
-            ("initial entropy", summary.init_entropy),
-            ("vhp", summary.vhp),
-            ("transition", summary.transition),
-            ("entropy", summary.entropy),
-        ] {
-            finite_or(step, what, v)?;
-        }
-        let objective = terms.objective(lambda)?;
-        let objective_value = objective
-            .to_dtype(candle_core::DType::F64)?
-            .to_scalar::<f64>()?;
-        let grads = objective.backward()?;
+        let (grads, objective_value, summary) =
+            accumulated_gradients(model, data, &indices, config, lambda, step)?;
         for (name, var) in model.named_parameters() {
             if let Some(g) = grads.get(var.as_tensor()) {
                 let norm = g
@@ -318,4 +411,95 @@ pub fn train(
     tracing::info!("{} final: {metrics:?}", options.label);
     report.validations.push((config.steps, metrics));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use ddssm_model::ModelConfig;
+
+    fn setup() -> (Model, Batch, TrainConfig) {
+        let model = Model::new(&ModelConfig::paper_dkf(), 3, DType::F64, &Device::Cpu).unwrap();
+        let x = SeededNoise::new(4)
+            .randn((6, 5, 1), DType::F64, &Device::Cpu)
+            .unwrap();
+        let config = TrainConfig {
+            batch_size: 6,
+            samples: 1,
+            ..TrainConfig::paper_dkf()
+        };
+        (model, Batch::new(x), config)
+    }
+
+    fn flat(model: &Model, g: &GradStore) -> Vec<f64> {
+        let mut out = Vec::new();
+        for (_, v) in model.named_parameters() {
+            if let Some(t) = g.get(v.as_tensor()) {
+                out.extend(t.flatten_all().unwrap().to_vec1::<f64>().unwrap());
+            }
+        }
+        out
+    }
+
+    /// Chunks of 4 + 2 sequences: the accumulated gradient is the share-weighted sum of the
+    /// chunks' gradients, each chunk drawing from its own fork of the step's noise; the reported
+    /// objective and terms are the batch means.
+    #[test]
+    fn micro_batches_sum_share_weighted_gradients() -> Result<()> {
+        let (model, data, mut config) = setup();
+        config.micro_batch = 4;
+        let idx: Vec<u32> = (0..6).collect();
+        let (grads, objective, summary) =
+            accumulated_gradients(&model, &data, &idx, &config, 0.7, 2)?;
+        let mut expected: Option<Vec<f64>> = None;
+        let (mut obj, mut recon) = (0.0, 0.0);
+        for (k, chunk) in [&idx[..4], &idx[4..]].into_iter().enumerate() {
+            let share = chunk.len() as f64 / 6.0;
+            let mut noise = step_noise(config.seed, 2).fork(&format!("micro{k}"));
+            let options = ElboOptions {
+                samples: 1,
+                estimator: config.estimator,
+            };
+            let terms = model.elbo(&select(&data, chunk)?, &options, &mut noise)?;
+            recon += share * terms.summary()?.recon;
+            let o = terms.objective(0.7)?.affine(share, 0.0)?;
+            obj += o.to_scalar::<f64>()?;
+            let g = flat(&model, &o.backward()?);
+            expected = Some(match expected {
+                None => g,
+                Some(e) => e.iter().zip(&g).map(|(a, b)| a + b).collect(),
+            });
+        }
+        let got = flat(&model, &grads);
+        let expected = expected.unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (a, b) in got.iter().zip(&expected) {
+            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        assert!((objective - obj).abs() < 1e-12 * obj.abs().max(1.0));
+        // The returned gradients hold no graph: each micro-batch's forward pass is freed before
+        // the next one runs (peak memory follows micro_batch, not batch_size).
+        for (name, var) in model.named_parameters() {
+            if let Some(g) = grads.get(var.as_tensor()) {
+                assert!(!g.track_op(), "the gradient of {name} still references its graph");
+            }
+        }
+        assert!((summary.recon - recon).abs() < 1e-12 * recon.abs().max(1.0));
+        Ok(())
+    }
+
+    /// One chunk (micro_batch 0, or ≥ the batch) is the plain full-batch step.
+    #[test]
+    fn one_chunk_is_the_whole_batch() -> Result<()> {
+        let (model, data, mut config) = setup();
+        let idx: Vec<u32> = (0..6).collect();
+        config.micro_batch = 0;
+        let (a, oa, _) = accumulated_gradients(&model, &data, &idx, &config, 0.7, 1)?;
+        config.micro_batch = 64;
+        let (b, ob, _) = accumulated_gradients(&model, &data, &idx, &config, 0.7, 1)?;
+        assert_eq!(flat(&model, &a), flat(&model, &b));
+        assert_eq!(oa, ob);
+        Ok(())
+    }
 }

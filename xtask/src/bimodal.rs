@@ -820,6 +820,18 @@ mod tests {
             }
         }
         assert_eq!(first.examples.len(), 2);
+        // The sampler comparison runs on the finished folder.
+        crate::tradeoff::run(&crate::tradeoff::Args {
+            run: args.out.clone(),
+            sequences: 2,
+            samples: 4,
+            device: Device::Cpu,
+        })?;
+        let tradeoff: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+            args.out.join("sampler-tradeoff.json"),
+        )?)?;
+        let rows = tradeoff["samplers"].as_array().map_or(0, Vec::len);
+        assert!(rows >= 5, "{rows} samplers compared");
         assert_eq!(first.examples[0].models.len(), 2);
         let total: f64 = first.exact_mean_histogram.iter().sum();
         assert!(

@@ -3,6 +3,7 @@
 //! - `bimodal-experiment`: the paper's Section 4 end to end (data, DKF and DDSSM training, LOCF,
 //!   metrics, figures, report);
 //! - `tune`: the paper's hyperparameter search (App. F.1.1);
+//! - `sampler-tradeoff`: accuracy against cost of the diffusion samplers on a trained DDSSM;
 //! - `bench`: benchmarks against the PyTorch peer.
 //!
 //! Each command validates its options (device, output folder) before any work starts.
@@ -10,6 +11,7 @@
 mod bench;
 mod bimodal;
 mod figures;
+mod tradeoff;
 mod tune;
 
 use std::io::IsTerminal;
@@ -111,6 +113,22 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Accuracy against cost of the diffusion samplers on a trained DDSSM (a finished
+    /// bimodal-experiment folder).
+    SamplerTradeoff {
+        /// The experiment folder (config.toml, ddssm.safetensors).
+        #[arg(long, default_value = "results/bimodal")]
+        run: PathBuf,
+        /// Validation sequences scored.
+        #[arg(long, default_value_t = 64)]
+        sequences: usize,
+        /// One-step draws per sequence.
+        #[arg(long, default_value_t = 256)]
+        samples: usize,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Benchmarks: training steps and the one-step predictive sampler, optionally against the
     /// PyTorch peer.
     Bench {
@@ -148,6 +166,7 @@ fn run(cli: Cli) -> Result<()> {
     let device = match &cli.command {
         Command::BimodalExperiment { device, .. }
         | Command::Tune { device, .. }
+        | Command::SamplerTradeoff { device, .. }
         | Command::Bench { device, .. } => device,
     };
     let parsed =
@@ -238,6 +257,20 @@ fn run(cli: Cli) -> Result<()> {
                 (!*quick).then(|| PathBuf::from(format!("configs/tuned/{model}.toml")))
             }),
             quick: *quick,
+            device: parsed,
+        });
+    }
+    if let Command::SamplerTradeoff {
+        run,
+        sequences,
+        samples,
+        ..
+    } = &cli.command
+    {
+        return tradeoff::run(&tradeoff::Args {
+            run: run.clone(),
+            sequences: *sequences,
+            samples: *samples,
             device: parsed,
         });
     }

@@ -254,6 +254,17 @@ impl Model {
         self.transition.as_ref()
     }
 
+    /// Switches the diffusion transition's sampler (forecasts and predictives use it from now on;
+    /// the config, and so a checkpoint written later, records it). An error for a Gaussian
+    /// transition.
+    pub fn set_sampler(&mut self, sampler: ddssm_diffusion::Sampler) -> Result<()> {
+        self.transition.set_sampler(sampler)?;
+        if let TransitionConfig::Diffusion(d) = &mut self.config.transition {
+            d.sampler = sampler;
+        }
+        Ok(())
+    }
+
     /// The observation standardisation stored with the model, if any.
     pub fn standardization(&self) -> Option<&Standardization> {
         self.standardization.as_ref()

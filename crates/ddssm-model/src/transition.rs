@@ -21,8 +21,8 @@ use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 
 use crate::model::section;
 use crate::{
-    check_shape, DiffusionTransitionConfig, Estimator, GaussianTransitionConfig, ModelConfig,
-    Result,
+    check_shape, DiffusionTransitionConfig, Error, Estimator, GaussianTransitionConfig,
+    ModelConfig, Result,
 };
 
 /// The conditioning of `N` transitions `z_{t−j:t−1} → z_t`.
@@ -66,6 +66,16 @@ pub trait Transition: std::fmt::Debug + Send + Sync {
 
     /// One draw `z_t ~ p_ψ(z_t | input)` per row: `[N, M]`, without gradient.
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor>;
+
+    /// Switches the sampler `sample` uses (the diffusion transition only; the parameters are
+    /// untouched). The default refuses: a Gaussian transition has no sampler to choose.
+    fn set_sampler(&mut self, sampler: Sampler) -> Result<()> {
+        Err(Error::InvalidConfig {
+            field: "transition.sampler".into(),
+            value: format!("{sampler:?}"),
+            allowed: format!("a diffusion transition (this one is {})", self.kind()),
+        })
+    }
 }
 
 fn check_input(input: &TransitionInput, j: usize, m: usize, v: usize) -> Result<usize> {
@@ -354,5 +364,23 @@ impl Transition for DiffusionTransition {
 
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor> {
         self.sample_using(input, &self.sampler, noise)
+    }
+
+    fn set_sampler(&mut self, sampler: Sampler) -> Result<()> {
+        let k = self.schedule.num_steps();
+        let ok = match sampler {
+            Sampler::Ancestral { .. } => true,
+            Sampler::Ddim { steps }
+            | Sampler::EdmHeun { steps }
+            | Sampler::DpmSolver2M { steps } => (1..=k).contains(&steps),
+        };
+        crate::check_config(
+            ok,
+            "transition.sampler.steps",
+            format!("{sampler:?}"),
+            &format!("between 1 and K = {k} levels"),
+        )?;
+        self.sampler = sampler;
+        Ok(())
     }
 }

@@ -508,3 +508,31 @@ fn the_decoder_depends_on_the_latents() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_sampler_can_be_switched_on_a_diffusion_model_only() -> Result<()> {
+    use ddssm_diffusion::Sampler;
+    let mut dkf = Model::new(&ModelConfig::paper_dkf(), 1, DType::F32, &dev())?;
+    let e = dkf
+        .set_sampler(Sampler::Ddim { steps: 10 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("transition.sampler"), "{e}");
+
+    let mut model = Model::new(&ModelConfig::paper_ddssm(), 1, DType::F32, &dev())?;
+    let data = batch(model.config(), 3, 6, 2)?;
+    let before = scalars(&model.one_step_predictive(&data, 4, &mut SeededNoise::new(5))?)?;
+    model.set_sampler(Sampler::Ddim { steps: 10 })?;
+    let after = scalars(&model.one_step_predictive(&data, 4, &mut SeededNoise::new(5))?)?;
+    assert_ne!(before, after);
+    match &model.config().transition {
+        TransitionConfig::Diffusion(d) => assert_eq!(d.sampler, Sampler::Ddim { steps: 10 }),
+        TransitionConfig::Gaussian(_) => unreachable!(),
+    }
+    let e = model
+        .set_sampler(Sampler::DpmSolver2M { steps: 0 })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("between 1 and K = 128"), "{e}");
+    Ok(())
+}

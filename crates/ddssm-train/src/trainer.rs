@@ -482,7 +482,10 @@ mod tests {
         // the next one runs (peak memory follows micro_batch, not batch_size).
         for (name, var) in model.named_parameters() {
             if let Some(g) = grads.get(var.as_tensor()) {
-                assert!(!g.track_op(), "the gradient of {name} still references its graph");
+                assert!(
+                    !g.track_op(),
+                    "the gradient of {name} still references its graph"
+                );
             }
         }
         assert!((summary.recon - recon).abs() < 1e-12 * recon.abs().max(1.0));

@@ -82,11 +82,11 @@ enum Command {
         /// Which model to tune.
         #[arg(long, value_enum, default_value = "ddssm")]
         model: ModelKind,
-        /// Number of trials (the paper: 50; --quick: 4). A study that already holds trials
+        /// Number of trials (the paper: 50; --quick: 3). A study that already holds trials
         /// continues up to this number.
         #[arg(long)]
         trials: Option<usize>,
-        /// Training steps per trial (the paper: 1500; --quick: 5).
+        /// Training steps per trial (the paper: 1500; --quick: 3).
         #[arg(long)]
         steps: Option<usize>,
         /// The score of a trial on the validation sequences.
@@ -106,7 +106,7 @@ enum Command {
         /// configs/tuned/MODEL.toml (with --quick: only OUT/best.toml).
         #[arg(long)]
         write_config: Option<PathBuf>,
-        /// A small, fast study: small data and sample counts, 4 trials of 5 steps by default.
+        /// A small, fast study: short series, few samples, 3 trials of 3 steps by default.
         #[arg(long)]
         quick: bool,
         /// Device: "cpu", "cuda:N" or "metal".
@@ -242,8 +242,8 @@ fn run(cli: Cli) -> Result<()> {
         };
         return tune::run(&tune::Args {
             model: model.to_string(),
-            trials: trials.unwrap_or(if *quick { 4 } else { 50 }),
-            steps: steps.unwrap_or(if *quick { 5 } else { 1500 }),
+            trials: trials.unwrap_or(if *quick { 3 } else { 50 }),
+            steps: steps.unwrap_or(if *quick { 3 } else { 1500 }),
             metric: match metric {
                 MetricKind::Jsd => tune::Metric::Jsd,
                 MetricKind::CrpsSum => tune::Metric::CrpsSum,

@@ -71,6 +71,16 @@ pub enum Metric {
     CrpsSum,
 }
 
+impl Metric {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Jsd => "jsd",
+            Metric::CrpsSum => "crps-sum",
+        }
+    }
+}
+
 /// The command's options.
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -316,8 +326,9 @@ fn base_config(args: &Args) -> ExperimentConfig {
     let mut cfg = ExperimentConfig::paper();
     if args.quick {
         cfg = cfg.quick();
-        // Room for the search space's largest batch (512).
+        // Room for the search space's largest batch (512); short series keep trials cheap.
         cfg.data.train = 512;
+        cfg.data.sim.t = 16;
     }
     cfg.seed = args.seed;
     for run in [&mut cfg.ddssm, &mut cfg.dkf] {
@@ -527,13 +538,13 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
     }
     tuned.validate()?;
     let toml_text = format!(
-        "# The best of a {}-trial TPE study of the {} ({} steps per trial, metric {:?}, seed {}),\n\
+        "# The best of a {}-trial TPE study of the {} ({} steps per trial, metric {}, seed {}),\n\
          # trial {} with score {:.5}; written by `cargo xtask tune`. Run it with\n\
          # `cargo xtask bimodal-experiment --config <this file>`.\n\n{}",
         trials.len(),
         args.model,
         args.steps,
-        args.metric,
+        args.metric.name(),
         args.seed,
         best.number,
         best.score.unwrap_or(f64::NAN),
@@ -550,11 +561,11 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
 
     let mut s = String::new();
     s.push_str(&format!(
-        "# TPE study: {} ({} trials, {} steps each, metric {:?}, seed {}{})\n\n",
+        "# TPE study: {} ({} trials, {} steps each, metric {}, seed {}{})\n\n",
         args.model,
         trials.len(),
         args.steps,
-        args.metric,
+        args.metric.name(),
         args.seed,
         if args.quick { ", quick" } else { "" }
     ));

@@ -47,6 +47,8 @@ pub struct Args {
     pub python: PathBuf,
     /// Also write the JSON here.
     pub out: Option<PathBuf>,
+    /// Run only this block (`ddssm_train`, `dkf_train`, `ddssm_sampler`, `scaling`).
+    pub only: Option<String>,
     /// Device.
     pub device: Device,
 }
@@ -91,17 +93,30 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Resets the kernel's record of this process's peak resident set (Linux; a no-op elsewhere).
-fn reset_peak_memory() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
+/// Warm-up steps before the timed ones (the first steps of a process are slower while the heap
+/// grows to its working size).
+const WARMUP: usize = 3;
 
-/// This process's peak resident set since the last reset, MiB (None where unknown).
-fn peak_memory_mib() -> Option<f64> {
+fn status_mib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// Resets the kernel's record of this process's peak resident set (Linux); returns whether the
+/// kernel honoured it (some virtual machines do not).
+fn reset_peak_memory() -> bool {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    match (status_mib("VmHWM:"), status_mib("VmRSS:")) {
+        (Some(hwm), Some(rss)) => hwm <= rss + 1.0,
+        _ => false,
+    }
+}
+
+/// This process's peak resident set, MiB (None where unknown).
+fn peak_memory_mib() -> Option<f64> {
+    status_mib("VmHWM:")
 }
 
 /// Standardised bimodal training sequences, `[n, t, 1]`.
@@ -130,8 +145,8 @@ fn time_steps(
     let batch = train_config.batch_size;
     let n = x.dim(0)? as u32;
     let mut times = Vec::with_capacity(runs);
-    reset_peak_memory();
-    for step in 0..=runs {
+    let reset = reset_peak_memory();
+    for step in 0..WARMUP + runs {
         let indices: Vec<u32> = (0..batch as u32).map(|i| (i + step as u32) % n).collect();
         let began = Instant::now();
         let lambda = train_config.lambda.at(step);
@@ -139,11 +154,12 @@ fn time_steps(
             accumulated_gradients(&model, &data, &indices, train_config, lambda, step)?;
         opt.step(&grads)?;
         device.synchronize()?;
-        if step > 0 {
+        if step >= WARMUP {
             times.push(began.elapsed().as_secs_f64());
         }
     }
     let mut v = stats(times);
+    v["warmup_steps"] = json!(WARMUP);
     v["batch"] = json!(batch);
     v["T"] = json!(x.dim(1)?);
     v["S"] = json!(train_config.samples);
@@ -152,7 +168,9 @@ fn time_steps(
         ddssm_model::TransitionConfig::Diffusion(d) => d.loss.s_k,
         ddssm_model::TransitionConfig::Gaussian(_) => 0,
     });
-    v["peak_rss_mib"] = json!(peak_memory_mib());
+    // Without a working reset the process-wide peak is all there is: run one block alone
+    // (`--only`) and read `process_peak_rss_mib`.
+    v["peak_rss_mib"] = json!(peak_memory_mib().filter(|_| reset));
     Ok(v)
 }
 
@@ -240,7 +258,8 @@ fn run_peer(args: &Args, threads: usize) -> Result<Value> {
     );
     let output = Command::new(&args.python)
         .arg(script)
-        .args(["--threads", &threads, "--steps", &steps, "--warmup", "1"])
+        .args(["--threads", &threads, "--steps", &steps])
+        .args(["--warmup", &WARMUP.to_string()])
         .args(["--sample-examples", &examples, "--sample-n", &samples])
         .output()
         .with_context(|| {
@@ -286,6 +305,13 @@ pub fn measure(args: &Args) -> Result<Value> {
     if args.runs == 0 {
         bail!("--runs: expected an integer ≥ 1");
     }
+    const BLOCKS: [&str; 4] = ["ddssm_train", "dkf_train", "ddssm_sampler", "scaling"];
+    if let Some(only) = &args.only {
+        if !BLOCKS.contains(&only.as_str()) {
+            bail!("--only {only}: expected one of {}", BLOCKS.join(", "));
+        }
+    }
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
     let device = &args.device;
     let threads = threads();
     let mut out = json!({
@@ -308,6 +334,9 @@ pub fn measure(args: &Args) -> Result<Value> {
             TrainConfig::paper_dkf(),
         ),
     ] {
+        if !wanted(name) {
+            continue;
+        }
         if args.quick {
             train_config.batch_size = 8;
         }
@@ -317,17 +346,19 @@ pub fn measure(args: &Args) -> Result<Value> {
         tracing::info!("bench: {name}: median {:.3} s per step", median(&v));
         out[name] = v;
     }
-    out["ddssm_sampler"] = time_sampler(args, device)?;
-    tracing::info!(
-        "bench: sampler: median {:.0} samples/s",
-        median(&out["ddssm_sampler"])
-    );
-    if !args.skip_scaling {
+    if wanted("ddssm_sampler") {
+        out["ddssm_sampler"] = time_sampler(args, device)?;
+        tracing::info!(
+            "bench: sampler: median {:.0} samples/s",
+            median(&out["ddssm_sampler"])
+        );
+    }
+    if !args.skip_scaling && wanted("scaling") {
         let (by_t, by_batch) = scaling(args, device)?;
         out["scaling_t"] = by_t;
         out["scaling_batch"] = by_batch;
     }
-    if args.peer {
+    if args.peer && args.only.is_none() {
         let peer = run_peer(args, threads)?;
         let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| t / ours);
         out["ratios"] = json!({
@@ -346,6 +377,7 @@ pub fn measure(args: &Args) -> Result<Value> {
         out["peer"] = peer;
     }
     out["loadavg_after"] = loadavg();
+    out["process_peak_rss_mib"] = json!(peak_memory_mib());
     Ok(out)
 }
 
@@ -364,6 +396,7 @@ mod tests {
             peer: false,
             python: "python3".into(),
             out: None,
+            only: None,
             device: Device::Cpu,
         };
         let out = measure(&args)?;
@@ -392,6 +425,7 @@ mod tests {
             peer: false,
             python: "python3".into(),
             out: None,
+            only: None,
             device: Device::Cpu,
         };
         let e = measure(&args).unwrap_err().to_string();

@@ -156,6 +156,10 @@ enum Command {
         /// Also write the JSON to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run one block only (ddssm_train, dkf_train, ddssm_sampler, scaling), e.g. to read
+        /// its peak memory as the process's (process_peak_rss_mib).
+        #[arg(long)]
+        only: Option<String>,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -208,10 +212,12 @@ fn run(cli: Cli) -> Result<()> {
         skip_scaling,
         quick,
         out,
+        only,
         ..
     } = &cli.command
     {
         return bench::run(&bench::Args {
+            only: only.clone(),
             runs: *runs,
             sampler_examples: *sampler_examples,
             sampler_samples: *sampler_samples,

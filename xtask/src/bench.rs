@@ -385,10 +385,9 @@ pub fn measure(args: &Args) -> Result<Value> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_quick_benchmark_reports_every_figure() -> Result<()> {
-        let args = Args {
-            runs: 2,
+    fn quick(runs: usize) -> Args {
+        Args {
+            runs,
             sampler_examples: 3,
             sampler_samples: 4,
             skip_scaling: false,
@@ -398,8 +397,12 @@ mod tests {
             out: None,
             only: None,
             device: Device::Cpu,
-        };
-        let out = measure(&args)?;
+        }
+    }
+
+    #[test]
+    fn the_quick_benchmark_reports_every_figure() -> Result<()> {
+        let out = measure(&quick(2))?;
         for key in ["ddssm_train", "dkf_train", "ddssm_sampler"] {
             let v = &out[key];
             assert_eq!(v["runs"], 2, "{key}");
@@ -416,19 +419,7 @@ mod tests {
 
     #[test]
     fn zero_runs_is_refused() {
-        let args = Args {
-            runs: 0,
-            sampler_examples: 1,
-            sampler_samples: 1,
-            skip_scaling: true,
-            quick: true,
-            peer: false,
-            python: "python3".into(),
-            out: None,
-            only: None,
-            device: Device::Cpu,
-        };
-        let e = measure(&args).unwrap_err().to_string();
+        let e = measure(&quick(0)).unwrap_err().to_string();
         assert!(e.contains("--runs"), "{e}");
     }
 }

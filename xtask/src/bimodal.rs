@@ -499,13 +499,12 @@ pub fn run(args: &Args) -> Result<()> {
 
     // 1. Data.
     let root = SeededNoise::new(cfg.seed);
-    let data = Splits::new(&cfg, dev)?;
-    let (standardization, train_data, val_sub, test_x) = (
-        data.standardization.clone(),
-        data.train.clone(),
-        data.validation.clone(),
-        data.test.clone(),
-    );
+    let Splits {
+        train: train_data,
+        standardization,
+        validation: val_sub,
+        test: test_x,
+    } = Splits::new(&cfg, dev)?;
     let sim = cfg.data.sim;
     let t = sim.t;
     let val_n = val_sub.n;

@@ -41,6 +41,22 @@ fn register_bundled_font() -> Result<()> {
     Ok(())
 }
 
+/// Draws into a temporary file next to `dir/file` with `draw`, then renames it: no half-written
+/// figure is left behind (the temporary keeps the extension, which picks the image encoder).
+fn write_atomically(dir: &Path, file: &str, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let path = dir.join(file);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
+    let tmp = dir.join(format!(".{file}.tmp.{ext}"));
+    let drawn = draw(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    });
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("figure {file}")));
+    }
+    Ok(())
+}
+
 /// Writes `fig1a`, `fig1b` and `fig2` as `.png` and `.svg` into `dir`; returns the file names.
 pub fn write_all(r: &Results, dir: &Path) -> Result<Vec<String>> {
     register_bundled_font()?;
@@ -53,20 +69,13 @@ pub fn write_all(r: &Results, dir: &Path) -> Result<Vec<String>> {
     for (name, size) in figures {
         for ext in ["png", "svg"] {
             let file = format!("{name}.{ext}");
-            let path = dir.join(&file);
-            // Draw to a temporary name, then rename: no half-written figure is left behind.
-            let tmp = dir.join(format!(".{file}.tmp.{ext}"));
-            let drawn = if ext == "png" {
-                draw(name, r, BitMapBackend::new(&tmp, size).into_drawing_area())
-            } else {
-                draw(name, r, SVGBackend::new(&tmp, size).into_drawing_area())
-            };
-            if let Err(e) = drawn.and_then(|()| {
-                std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
-            }) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e.context(format!("figure {file}")));
-            }
+            write_atomically(dir, &file, |tmp| {
+                if ext == "png" {
+                    draw(name, r, BitMapBackend::new(tmp, size).into_drawing_area())
+                } else {
+                    draw(name, r, SVGBackend::new(tmp, size).into_drawing_area())
+                }
+            })?;
             written.push(file);
         }
     }
@@ -344,20 +353,14 @@ pub fn study_history(trials: &[Trial], dir: &Path) -> Result<Vec<String>> {
     let mut written = Vec::new();
     for ext in ["png", "svg"] {
         let file = format!("history.{ext}");
-        let path = dir.join(&file);
-        let tmp = dir.join(format!(".{file}.tmp.{ext}"));
         let size = (900, 520);
-        let drawn = if ext == "png" {
-            history(trials, BitMapBackend::new(&tmp, size).into_drawing_area())
-        } else {
-            history(trials, SVGBackend::new(&tmp, size).into_drawing_area())
-        };
-        if let Err(e) = drawn.and_then(|()| {
-            std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
-        }) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e.context(format!("figure {file}")));
-        }
+        write_atomically(dir, &file, |tmp| {
+            if ext == "png" {
+                history(trials, BitMapBackend::new(tmp, size).into_drawing_area())
+            } else {
+                history(trials, SVGBackend::new(tmp, size).into_drawing_area())
+            }
+        })?;
         written.push(file);
     }
     Ok(written)

@@ -173,114 +173,105 @@ fn run(cli: Cli) -> Result<()> {
         | Command::SamplerTradeoff { device, .. }
         | Command::Bench { device, .. } => device,
     };
-    let parsed =
+    let device =
         ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
-    if let Command::BimodalExperiment {
-        out,
-        config,
-        seed,
-        steps,
-        quick,
-        resume,
-        print_config,
-        ..
-    } = &cli.command
-    {
-        if *print_config {
-            let cfg = bimodal::ExperimentConfig::paper();
-            let cfg = if *quick { cfg.quick() } else { cfg };
-            print!("{}", toml::to_string(&cfg)?);
-            return Ok(());
+    match cli.command {
+        Command::BimodalExperiment {
+            out,
+            config,
+            seed,
+            steps,
+            quick,
+            resume,
+            print_config,
+            ..
+        } => {
+            if print_config {
+                let cfg = bimodal::ExperimentConfig::paper();
+                let cfg = if quick { cfg.quick() } else { cfg };
+                print!("{}", toml::to_string(&cfg)?);
+                return Ok(());
+            }
+            bimodal::run(&bimodal::Args {
+                out,
+                config,
+                seed,
+                steps,
+                device,
+                quick,
+                resume,
+                progress: std::io::stderr().is_terminal(),
+            })
         }
-        return bimodal::run(&bimodal::Args {
-            out: out.clone(),
-            config: config.clone(),
-            seed: *seed,
-            steps: *steps,
-            device: parsed,
-            quick: *quick,
-            resume: *resume,
-            progress: std::io::stderr().is_terminal(),
-        });
+        Command::Bench {
+            peer,
+            python,
+            runs,
+            sampler_examples,
+            sampler_samples,
+            skip_scaling,
+            quick,
+            out,
+            only,
+            ..
+        } => bench::run(&bench::Args {
+            runs,
+            sampler_examples,
+            sampler_samples,
+            skip_scaling,
+            quick,
+            peer,
+            python,
+            out,
+            only,
+            device,
+        }),
+        Command::Tune {
+            model,
+            trials,
+            steps,
+            metric,
+            seed,
+            space,
+            out,
+            write_config,
+            quick,
+            ..
+        } => {
+            let model = match model {
+                ModelKind::Ddssm => "ddssm",
+                ModelKind::Dkf => "dkf",
+            };
+            tune::run(&tune::Args {
+                model: model.to_string(),
+                trials: trials.unwrap_or(if quick { 3 } else { 50 }),
+                steps: steps.unwrap_or(if quick { 3 } else { 1500 }),
+                metric: match metric {
+                    MetricKind::Jsd => tune::Metric::Jsd,
+                    MetricKind::CrpsSum => tune::Metric::CrpsSum,
+                },
+                seed,
+                space,
+                out: out.unwrap_or_else(|| PathBuf::from(format!("results/tune-{model}"))),
+                write_config: write_config.or_else(|| {
+                    (!quick).then(|| PathBuf::from(format!("configs/tuned/{model}.toml")))
+                }),
+                quick,
+                device,
+            })
+        }
+        Command::SamplerTradeoff {
+            run,
+            sequences,
+            samples,
+            ..
+        } => tradeoff::run(&tradeoff::Args {
+            run,
+            sequences,
+            samples,
+            device,
+        }),
     }
-    if let Command::Bench {
-        peer,
-        python,
-        runs,
-        sampler_examples,
-        sampler_samples,
-        skip_scaling,
-        quick,
-        out,
-        only,
-        ..
-    } = &cli.command
-    {
-        return bench::run(&bench::Args {
-            only: only.clone(),
-            runs: *runs,
-            sampler_examples: *sampler_examples,
-            sampler_samples: *sampler_samples,
-            skip_scaling: *skip_scaling,
-            quick: *quick,
-            peer: *peer,
-            python: python.clone(),
-            out: out.clone(),
-            device: parsed,
-        });
-    }
-    if let Command::Tune {
-        model,
-        trials,
-        steps,
-        metric,
-        seed,
-        space,
-        out,
-        write_config,
-        quick,
-        ..
-    } = &cli.command
-    {
-        let model = match model {
-            ModelKind::Ddssm => "ddssm",
-            ModelKind::Dkf => "dkf",
-        };
-        return tune::run(&tune::Args {
-            model: model.to_string(),
-            trials: trials.unwrap_or(if *quick { 3 } else { 50 }),
-            steps: steps.unwrap_or(if *quick { 3 } else { 1500 }),
-            metric: match metric {
-                MetricKind::Jsd => tune::Metric::Jsd,
-                MetricKind::CrpsSum => tune::Metric::CrpsSum,
-            },
-            seed: *seed,
-            space: space.clone(),
-            out: out
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("results/tune-{model}"))),
-            write_config: write_config.clone().or_else(|| {
-                (!*quick).then(|| PathBuf::from(format!("configs/tuned/{model}.toml")))
-            }),
-            quick: *quick,
-            device: parsed,
-        });
-    }
-    if let Command::SamplerTradeoff {
-        run,
-        sequences,
-        samples,
-        ..
-    } = &cli.command
-    {
-        return tradeoff::run(&tradeoff::Args {
-            run: run.clone(),
-            sequences: *sequences,
-            samples: *samples,
-            device: parsed,
-        });
-    }
-    unreachable!("every command is handled above")
 }
 
 fn main() -> ExitCode {

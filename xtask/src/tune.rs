@@ -46,19 +46,19 @@ pub struct SpaceFile {
     pub diffusion_params: Space,
 }
 
-/// Names a search space may use, and what they set.
-const KNOWN: [(&str, &str); 11] = [
-    ("lambda_schedule", "train.lambda.lambda_schedule"),
-    ("lambda_warmup_steps", "train.lambda.lambda_warmup_steps"),
-    ("lambda_start", "train.lambda.lambda_start"),
-    ("lambda_end", "train.lambda.lambda_end"),
-    ("enc_lr", "train.learning_rates.encoder"),
-    ("dec_lr", "train.learning_rates.decoder"),
-    ("trans_lr", "train.learning_rates.transition"),
-    ("zinit_lr", "train.learning_rates.zinit"),
-    ("S", "train.samples"),
-    ("batch_size", "train.batch_size"),
-    ("s_k", "model.transition.loss.s_k (diffusion only)"),
+/// Names a search space may use (see [`apply`] for what each sets).
+const KNOWN: [&str; 11] = [
+    "lambda_schedule",
+    "lambda_warmup_steps",
+    "lambda_start",
+    "lambda_end",
+    "enc_lr",
+    "dec_lr",
+    "trans_lr",
+    "zinit_lr",
+    "S",
+    "batch_size",
+    "s_k",
 ];
 
 /// Which metric scores a trial.
@@ -147,12 +147,11 @@ pub fn load_space(path: &Path, model: &str) -> Result<Space> {
         space.extend(file.diffusion_params);
     }
     for (name, d) in &space {
-        if !KNOWN.iter().any(|(k, _)| k == name) {
-            let allowed: Vec<&str> = KNOWN.iter().map(|(k, _)| *k).collect();
+        if !KNOWN.contains(&name.as_str()) {
             bail!(
                 "{}: unknown parameter `{name}`; allowed: {}",
                 path.display(),
-                allowed.join(", ")
+                KNOWN.join(", ")
             );
         }
         d.validate(name)

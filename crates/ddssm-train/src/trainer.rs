@@ -226,11 +226,8 @@ pub fn accumulated_gradients(
         m => m.min(indices.len()),
     };
     let chunks: Vec<&[u32]> = indices.chunks(size.max(1)).collect();
-    let parameters: HashSet<TensorId> = model
-        .named_parameters()
-        .iter()
-        .map(|(_, v)| v.as_tensor().id())
-        .collect();
+    let named = model.named_parameters();
+    let parameters: HashSet<TensorId> = named.iter().map(|(_, v)| v.as_tensor().id()).collect();
     let placeholder = Tensor::zeros((), candle_core::DType::F32, data.x.device())?;
     let mut total: Option<GradStore> = None;
     let mut objective_value = 0.0;
@@ -281,7 +278,7 @@ pub fn accumulated_gradients(
         total = Some(match total {
             None => grads,
             Some(mut acc) => {
-                for (_, var) in model.named_parameters() {
+                for (_, var) in &named {
                     let t = var.as_tensor();
                     if let Some(g) = grads.get(t) {
                         let sum = match acc.get(t) {

@@ -187,7 +187,9 @@ fn time_sampler(args: &Args, device: &Device) -> Result<Value> {
     let prefix = raw.narrow(1, 0, walk.t - 1)?;
     let n = args.sampler_samples;
     // The experiment's chunking (configs/bimodal.toml, evaluation.max_chains).
-    let max_chains = 16384;
+    let max_chains = crate::bimodal::ExperimentConfig::paper()
+        .evaluation
+        .max_chains;
     let mut noise = SeededNoise::new(1);
     model_predictive_samples(&model, &prefix.narrow(0, 0, 1)?, 4, max_chains, &mut noise)?;
     let mut rates = Vec::with_capacity(args.runs);
@@ -281,11 +283,13 @@ fn run_peer(args: &Args, threads: usize) -> Result<Value> {
     serde_json::from_slice(&output.stdout).context("--peer: bench.py printed no JSON")
 }
 
+/// Threads in use: the worker threads times candle's own threads per op.
 fn threads() -> usize {
-    ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+    let candle = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
         .iter()
         .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ddssm_tensor_ops::workers() * candle
 }
 
 /// Runs the benchmarks and prints (and optionally writes) the JSON.

@@ -112,7 +112,7 @@ impl ExperimentConfig {
                 test_sequences: 1024,
                 validation_sequences: 64,
                 validation_samples: 256,
-                max_chains: 16_384,
+                max_chains: 4_096,
                 elbo_samples: 4,
                 histogram: JsdHistogram::default(),
             },
@@ -364,15 +364,12 @@ pub fn git_commit() -> String {
 }
 
 fn threads() -> String {
-    for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
-        if let Ok(v) = std::env::var(var) {
-            return format!("{v} ({var})");
-        }
-    }
-    format!(
-        "{} (all cores)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    )
+    let candle = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok().map(|n| format!("{v}={n}")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{} workers ({candle})", ddssm_tensor_ops::workers())
 }
 
 /// Mean negative ELBO per sequence in original units, over `x` (raw, `[N, T, 1]`), in chunks.
@@ -388,30 +385,35 @@ fn negative_elbo(
         .unwrap_or_else(|| Standardization::identity(1));
     let t = x_raw.dim(1)? as f64;
     let n = x_raw.dim(0)?;
-    let mut out = Vec::with_capacity(n);
     let chunk = 128;
-    let mut start = 0;
-    while start < n {
+    // One stream per chunk, split off in order: the chunks run on the worker threads and the
+    // result does not depend on how many there are.
+    let chunks: Vec<(usize, SeededNoise)> = (0..n)
+        .step_by(chunk)
+        .map(|start| (start, noise.split()))
+        .collect();
+    let per_chunk = ddssm_tensor_ops::map_ordered(&chunks, |_, (start, chunk_noise)| {
         let len = chunk.min(n - start);
-        let x = s.apply(&x_raw.narrow(0, start, len)?)?;
+        let x = s.apply(&x_raw.narrow(0, *start, len)?)?;
         let terms = model.elbo(
             &Batch::new(x),
             &ElboOptions {
                 samples,
                 ..ElboOptions::default()
             },
-            noise,
+            &mut chunk_noise.clone(),
         )?;
-        out.extend(
+        anyhow::Ok(
             terms
                 .negative_elbo()?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?
                 .into_iter()
-                .map(|v| v + t * s.log_det_per_step()),
-        );
-        start += len;
-    }
+                .map(|v| v + t * s.log_det_per_step())
+                .collect::<Vec<f64>>(),
+        )
+    })?;
+    let out: Vec<f64> = per_chunk.into_iter().flatten().collect();
     Ok(out)
 }
 

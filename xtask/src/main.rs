@@ -276,6 +276,12 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     ddssm_tensor_ops::tune_allocator();
+    // Before any candle op: candle's kernels single-threaded, the work split over
+    // $DDSSM_THREADS (default: all cores) worker threads (docs/performance.md).
+    if let Err(err) = ddssm_tensor_ops::configure_threads(None) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -76,28 +76,65 @@ pub fn model_predictive_samples(
 ) -> Result<Vec<Vec<f64>>> {
     let b = prefix.dim(0)?;
     let per_call = (max_chains / n.max(1)).max(1);
-    let mut out = Vec::with_capacity(b);
-    let mut start = 0;
-    while start < b {
-        let len = per_call.min(b - start);
-        let raw = prefix.narrow(0, start, len)?;
+    // One noise stream per chunk, split off in order, so the chunks can run on the worker threads
+    // (`ddssm_tensor_ops::workers`) and the draws do not depend on the worker count.
+    let chunks: Vec<(usize, usize, SeededNoise)> = (0..b)
+        .step_by(per_call)
+        .map(|start| (start, per_call.min(b - start), noise.split()))
+        .collect();
+    let per_chunk = ddssm_tensor_ops::map_ordered(&chunks, |_, (start, len, chunk_noise)| {
+        let mut chunk_noise = chunk_noise.clone();
+        let raw = prefix.narrow(0, *start, *len)?;
         let x = match model.standardization() {
             Some(s) => s.apply(&raw)?,
             None => raw,
         };
-        let draws = model.one_step_predictive(&Batch::new(x), n, noise)?; // [n, len, D]
+        let draws = model.one_step_predictive(&Batch::new(x), n, &mut chunk_noise)?; // [n, len, D]
         let draws = match model.standardization() {
             Some(s) => s.invert(&draws)?,
             None => draws,
         };
-        let draws = draws
-            .narrow(2, 0, 1)?
-            .squeeze(2)?
-            .t()?
-            .to_dtype(DType::F64)?
-            .to_vec2::<f64>()?;
-        out.extend(draws);
-        start += len;
-    }
+        Ok::<_, crate::Error>(
+            draws
+                .narrow(2, 0, 1)?
+                .squeeze(2)?
+                .t()?
+                .to_dtype(DType::F64)?
+                .to_vec2::<f64>()?,
+        )
+    })?;
+    let out: Vec<Vec<f64>> = per_chunk.into_iter().flatten().collect();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use ddssm_model::ModelConfig;
+
+    /// Chunks of one series each, on one worker and on three: the same draws, in the same order,
+    /// and a second call continues the stream instead of repeating it.
+    #[test]
+    fn draws_do_not_depend_on_the_worker_count() -> Result<()> {
+        let model = Model::new(&ModelConfig::paper_ddssm(), 0, DType::F32, &Device::Cpu)?;
+        let prefix = SeededNoise::new(3).randn((3, 5, 1), DType::F32, &Device::Cpu)?;
+        type Draws = Vec<Vec<f64>>;
+        let draw = |workers: usize| -> Result<(Draws, Draws)> {
+            ddssm_tensor_ops::set_workers(workers);
+            let mut noise = SeededNoise::new(8);
+            let first = model_predictive_samples(&model, &prefix, 4, 4, &mut noise);
+            let second = model_predictive_samples(&model, &prefix, 4, 4, &mut noise);
+            ddssm_tensor_ops::set_workers(1);
+            Ok((first?, second?))
+        };
+        let (one, one_again) = draw(1)?;
+        let (three, three_again) = draw(3)?;
+        assert_eq!(one.len(), 3);
+        assert!(one.iter().all(|v| v.len() == 4));
+        assert_eq!(one, three);
+        assert_eq!(one_again, three_again);
+        assert_ne!(one, one_again);
+        Ok(())
+    }
 }

@@ -14,6 +14,29 @@ use crate::{
     Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer, TimeMixerConfig,
 };
 
+/// A per-row diffusion-level embedding stored once per distinct level: row `r` uses
+/// `table[index[r]]`, or `table[r]` without an index. Rows of a denoiser call share few levels
+/// (one per call when sampling), so every projection of the embedding runs on the table only.
+#[derive(Debug, Clone)]
+pub struct LevelEmbedding {
+    /// `[U, E]`: the embedding of each distinct level.
+    pub table: Tensor,
+    /// `[B]` (u32): each row's level, a row of `table`.
+    pub index: Option<Tensor>,
+}
+
+impl LevelEmbedding {
+    /// `proj` of every row's embedding, `[B, out]`: projected once per distinct level, then
+    /// gathered.
+    pub fn project(&self, proj: &Dense) -> Result<Tensor> {
+        let table = proj.forward(&self.table)?;
+        Ok(match &self.index {
+            Some(index) => table.index_select(index, 0)?,
+            None => table,
+        })
+    }
+}
+
 /// Configuration of a stack of residual blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,17 +116,17 @@ impl ResidualBlock {
         })
     }
 
-    /// `x`: `[B, H, L, C]`; `diffusion_emb`: `[B, E_diff]` when the block has a diffusion
-    /// projection. Returns `(next x, skip)`, both `[B, H, L, C]`.
+    /// `x`: `[B, H, L, C]`; `diffusion_emb`: the rows' level embedding (`E_diff` wide) when the
+    /// block has a diffusion projection. Returns `(next x, skip)`, both `[B, H, L, C]`.
     pub fn forward(
         &self,
         x: &Tensor,
         side: &SideInfo,
-        diffusion_emb: Option<&Tensor>,
+        diffusion_emb: Option<&LevelEmbedding>,
     ) -> Result<(Tensor, Tensor)> {
         let mut y = x.clone();
         if let (Some(proj), Some(e)) = (&self.diffusion_projection, diffusion_emb) {
-            y = y.broadcast_add(&proj.forward(e)?.unsqueeze(1)?.unsqueeze(1)?)?;
+            y = y.broadcast_add(&e.project(proj)?.unsqueeze(1)?.unsqueeze(1)?)?;
         }
         let y = self.feature_mixer.forward(&self.time_mixer.forward(&y)?)?;
         let y = self.mid_projection.forward(&y)?;
@@ -182,7 +205,7 @@ impl ResidualStack {
         &self,
         x: &Tensor,
         side: &SideInfo,
-        diffusion_emb: Option<&Tensor>,
+        diffusion_emb: Option<&LevelEmbedding>,
     ) -> Result<Tensor> {
         let mut x = x.clone();
         let mut skip_sum: Option<Tensor> = None;

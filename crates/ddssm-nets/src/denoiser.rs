@@ -19,8 +19,8 @@ use ddssm_tensor_ops::sinusoidal_embedding;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check_config, check_shape, Dense, ResidualStack, ResidualStackConfig, Result, SideInfo,
-    TemporalSide, TemporalSideConfig,
+    check_config, check_shape, Dense, LevelEmbedding, ResidualStack, ResidualStackConfig, Result,
+    SideInfo, TemporalSide, TemporalSideConfig,
 };
 
 /// Configuration; the defaults are the paper's (Table 2).
@@ -167,6 +167,46 @@ impl CsdiDenoiser {
         self.forward_with_side(history, noisy, c_noise, &side)
     }
 
+    /// The diffusion-level embedding of every row: sinusoidal features of `c_noise` through two
+    /// SiLU projections. Rows share few distinct levels (at most `K` in training, one per call
+    /// when sampling), so the projections run once per distinct `c_noise` value (the table) and
+    /// each row refers to its entry; with all values distinct, the table has one row per row.
+    fn level_embedding(&self, c_noise: &Tensor) -> Result<LevelEmbedding> {
+        let values = c_noise
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?;
+        let mut slot: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        let mut distinct = Vec::new();
+        let index: Vec<u32> = values
+            .iter()
+            .map(|v| {
+                *slot.entry(v.to_bits()).or_insert_with(|| {
+                    distinct.push(*v);
+                    (distinct.len() - 1) as u32
+                })
+            })
+            .collect();
+        let dev = c_noise.device();
+        let (levels, index) = if distinct.len() == values.len() {
+            (c_noise.clone(), None)
+        } else {
+            (
+                Tensor::new(distinct, dev)?.to_dtype(c_noise.dtype())?,
+                Some(Tensor::new(index, dev)?),
+            )
+        };
+        let emb = sinusoidal_embedding(
+            &(levels * self.config.noise_embedding_scale)?,
+            self.config.diffusion_embedding_dim,
+            10_000.0,
+        )?;
+        let table = self
+            .embedding_projection2
+            .forward(&self.embedding_projection1.forward(&emb)?.silu()?)?
+            .silu()?;
+        Ok(LevelEmbedding { table, index })
+    }
+
     /// `F`: `history` `[B, j, M]` (oldest first), `noisy` `[B, M]` (the scaled noisy target
     /// `c_in ẑ`), `c_noise` `[B]` and the batch's side information. Returns `[B, M]`.
     pub fn forward_with_side(
@@ -203,15 +243,7 @@ impl CsdiDenoiser {
         let z = Tensor::stack(&[hist, target], 3)?;
         let h0 = self.input_projection.forward(&z)?.relu()?;
 
-        let emb = sinusoidal_embedding(
-            &(c_noise * self.config.noise_embedding_scale)?,
-            self.config.diffusion_embedding_dim,
-            10_000.0,
-        )?;
-        let emb = self
-            .embedding_projection2
-            .forward(&self.embedding_projection1.forward(&emb)?.silu()?)?
-            .silu()?;
+        let emb = self.level_embedding(c_noise)?;
 
         let y = self.stack.forward(&h0, side, Some(&emb))?;
         let y = self.output_projection1.forward(&y)?.relu()?;

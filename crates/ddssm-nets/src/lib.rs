@@ -27,7 +27,7 @@ mod mixer;
 mod side;
 mod summary;
 
-pub use block::{ResidualBlock, ResidualStack, ResidualStackConfig};
+pub use block::{LevelEmbedding, ResidualBlock, ResidualStack, ResidualStackConfig};
 pub use context::{ContextProducer, ContextProducerConfig};
 pub use denoiser::{CsdiDenoiser, CsdiDenoiserConfig};
 pub use dense::Dense;

@@ -507,3 +507,61 @@ fn denoiser_side_information_built_once_gives_the_same_output() {
         assert_eq!(max_abs_diff(&fresh, &reused), 0.0);
     }
 }
+
+/// Rows that share a diffusion level share one embedding computation (a table and an index):
+/// outputs and parameter gradients must equal those of running every row on its own.
+#[test]
+fn shared_levels_give_the_per_row_outputs_and_gradients() {
+    let (varmap, vb) = builder(30);
+    let net = CsdiDenoiser::new(&CsdiDenoiserConfig::default(), 2, 1, 0, vb).unwrap();
+    randomise(&varmap, "output_projection2", 31);
+    let mut noise = SeededNoise::new(32);
+    let b = 6;
+    let (hist, target) = (randn(&mut noise, &[b, 1, 2]), randn(&mut noise, &[b, 2]));
+    // Levels 0.3, −1.2, 0.3, 0.3, −1.2, 2.0: three distinct values over six rows.
+    let c_noise = Tensor::new(&[0.3f32, -1.2, 0.3, 0.3, -1.2, 2.0], &Device::Cpu).unwrap();
+    let together = net.forward(&hist, &target, &c_noise, None, None).unwrap();
+    let weights = randn(&mut noise, &[b, 2]);
+    let loss = (&together * &weights).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let vars = varmap.all_vars();
+    let mut expected: Vec<Option<Tensor>> = vec![None; vars.len()];
+    for r in 0..b {
+        let row = |t: &Tensor| t.narrow(0, r, 1).unwrap();
+        let alone = net
+            .forward(&row(&hist), &row(&target), &row(&c_noise), None, None)
+            .unwrap();
+        assert!(max_abs_diff(&alone, &row(&together)) < 1e-6, "row {r}");
+        let g = (&alone * &row(&weights))
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (e, v) in expected.iter_mut().zip(&vars) {
+            if let Some(gv) = g.get(v.as_tensor()) {
+                *e = Some(match e.take() {
+                    Some(acc) => (acc + gv).unwrap(),
+                    None => gv.clone(),
+                });
+            }
+        }
+    }
+    let mut checked = 0;
+    for (e, v) in expected.iter().zip(&vars) {
+        if let (Some(e), Some(g)) = (e, grads.get(v.as_tensor())) {
+            let scale = e
+                .abs()
+                .unwrap()
+                .max_keepdim(0)
+                .unwrap()
+                .flatten_all()
+                .unwrap();
+            let scale = scale.max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            assert!(max_abs_diff(e, g) < 1e-5 * scale, "{:?}", v.shape());
+            checked += 1;
+        }
+    }
+    // The diffusion-embedding projections are among the checked parameters.
+    assert!(checked >= 10, "only {checked} parameters had gradients");
+}

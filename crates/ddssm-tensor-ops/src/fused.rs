@@ -172,13 +172,21 @@ fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ from the bits of `shifted`, whose low mantissa bits hold n (|n| ≤ 127) as an offset from
+    // ROUND's bit pattern: integer arithmetic only, where `n as i32` (a saturating conversion)
+    // would keep the loop scalar.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     p * scale
 }
 
@@ -186,6 +194,7 @@ trait Gate: Copy + 'static {
     fn sigmoid(x: Self) -> Self;
     fn tanh(x: Self) -> Self;
     fn one() -> Self;
+    fn zero() -> Self;
     fn mul(a: Self, b: Self) -> Self;
     fn sub(a: Self, b: Self) -> Self;
 }
@@ -201,6 +210,9 @@ impl Gate for f32 {
     }
     fn one() -> f32 {
         1.0
+    }
+    fn zero() -> f32 {
+        0.0
     }
     fn mul(a: f32, b: f32) -> f32 {
         a * b
@@ -220,6 +232,9 @@ impl Gate for f64 {
     fn one() -> f64 {
         1.0
     }
+    fn zero() -> f64 {
+        0.0
+    }
     fn mul(a: f64, b: f64) -> f64 {
         a * b
     }
@@ -229,33 +244,32 @@ impl Gate for f64 {
 }
 
 fn gated_fwd<T: Gate>(y: &[T], c: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(y.len() / 2);
-    for row in y.chunks_exact(2 * c) {
+    let mut out = vec![T::zero(); y.len() / 2];
+    for (o, row) in out.chunks_exact_mut(c).zip(y.chunks_exact(2 * c)) {
         let (gate, filter) = row.split_at(c);
-        out.extend(
-            gate.iter()
-                .zip(filter)
-                .map(|(&g, &f)| T::mul(T::sigmoid(g), T::tanh(f))),
-        );
+        for ((o, &g), &f) in o.iter_mut().zip(gate).zip(filter) {
+            *o = T::mul(T::sigmoid(g), T::tanh(f));
+        }
     }
     out
 }
 
 fn gated_bwd<T: Gate>(y: &[T], grad: &[T], c: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(y.len());
-    for (row, g) in y.chunks_exact(2 * c).zip(grad.chunks_exact(c)) {
+    let mut out = vec![T::zero(); y.len()];
+    for ((o, row), g) in out
+        .chunks_exact_mut(2 * c)
+        .zip(y.chunks_exact(2 * c))
+        .zip(grad.chunks_exact(c))
+    {
+        let (o_gate, o_filter) = o.split_at_mut(c);
         let (gate, filter) = row.split_at(c);
-        // d/dgate = g·tanh(f)·σ(1 − σ); d/dfilter = g·σ·(1 − tanh²).
-        out.extend(gate.iter().zip(filter).zip(g).map(|((&a, &f), &g)| {
-            let s = T::sigmoid(a);
-            let t = T::tanh(f);
-            T::mul(T::mul(g, t), T::mul(s, T::sub(T::one(), s)))
-        }));
-        out.extend(gate.iter().zip(filter).zip(g).map(|((&a, &f), &g)| {
-            let s = T::sigmoid(a);
-            let t = T::tanh(f);
-            T::mul(T::mul(g, s), T::sub(T::one(), T::mul(t, t)))
-        }));
+        // d/dgate = g·tanh(f)·σ(1 − σ); d/dfilter = g·σ·(1 − tanh²); σ and tanh computed once.
+        for i in 0..c {
+            let s = T::sigmoid(gate[i]);
+            let t = T::tanh(filter[i]);
+            o_gate[i] = T::mul(T::mul(g[i], t), T::mul(s, T::sub(T::one(), s)));
+            o_filter[i] = T::mul(T::mul(g[i], s), T::sub(T::one(), T::mul(t, t)));
+        }
     }
     out
 }

@@ -9,6 +9,8 @@
 //! - [`history_windows`]: the zero-padded `j`-step windows and padding masks behind the encoder,
 //!   decoder, transition and VHP of App. H.3–H.6, and [`reverse_time`];
 //! - [`SeededNoise`]: one seed drives every random draw, and its state can be saved;
+//! - [`map_ordered`] and [`configure_threads`]: data parallelism over OS threads with candle's
+//!   kernels single-threaded;
 //! - [`parse_device`]: `"cpu"`, `"cuda:0"`, `"metal"` with a clear error when a device was not
 //!   compiled in;
 //! - [`Error`]: this crate's typed errors.
@@ -21,6 +23,7 @@ mod fused;
 mod gaussian;
 mod mixture;
 mod noise;
+mod parallel;
 mod window;
 
 pub use alloc::tune_allocator;
@@ -31,4 +34,5 @@ pub use fused::{axis_conv, gated_activation, gated_with_side, linear, residual_u
 pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
 pub use mixture::{normal_cdf, GaussianMixture};
 pub use noise::{NoiseState, SeededNoise};
+pub use parallel::{configure_threads, map_ordered, set_workers, workers, THREADS_VAR};
 pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};

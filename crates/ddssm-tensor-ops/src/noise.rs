@@ -77,6 +77,17 @@ impl SeededNoise {
         Self::new(splitmix64(self.state.seed ^ splitmix64(label_hash(label))))
     }
 
+    /// An independent stream seeded by this stream's next draw (which it consumes): for work
+    /// split into pieces that may run in any order, one `split` per piece, taken in order.
+    pub fn split(&mut self) -> Self {
+        let key = splitmix64(
+            splitmix64(self.state.seed ^ 0x5851_F42D_4C95_7F2D)
+                ^ self.state.draws.wrapping_mul(0xD1B5_4A32_D192_ED03),
+        );
+        self.state.draws += 1;
+        Self::new(key)
+    }
+
     /// The generator for the next draw; advances the draw counter.
     pub fn next_rng(&mut self) -> StdRng {
         let key = splitmix64(
@@ -232,6 +243,21 @@ mod tests {
         let (x1, x2, y) = (a1.normals(6), a2.normals(6), b.normals(6));
         assert_eq!(x1, x2);
         assert_ne!(x1, y);
+    }
+
+    #[test]
+    fn splits_are_deterministic_distinct_and_advance_the_parent() {
+        let mut p1 = SeededNoise::new(11);
+        let mut p2 = SeededNoise::new(11);
+        let (mut a1, mut b1) = (p1.split(), p1.split());
+        let (mut a2, mut b2) = (p2.split(), p2.split());
+        assert_eq!(p1.state().draws, 2);
+        let (x1, y1) = (a1.normals(6), b1.normals(6));
+        assert_eq!((x1.clone(), y1.clone()), (a2.normals(6), b2.normals(6)));
+        assert_ne!(x1, y1);
+        // Neither the parent's next draw nor a fork repeats a split stream.
+        assert_ne!(p1.normals(6), x1);
+        assert_ne!(SeededNoise::new(11).fork("a").normals(6), x1);
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl TrainConfig {
         Self {
             steps: 3000,
             batch_size: 128,
-            micro_batch: 128,
+            micro_batch: 64,
             samples: 2,
             estimator: Estimator::Analytic,
             learning_rates: LearningRates {

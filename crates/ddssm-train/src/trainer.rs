@@ -226,23 +226,17 @@ pub fn accumulated_gradients(
         m => m.min(indices.len()),
     };
     let chunks: Vec<&[u32]> = indices.chunks(size.max(1)).collect();
+    let several = chunks.len() > 1;
     let named = model.named_parameters();
     let parameters: HashSet<TensorId> = named.iter().map(|(_, v)| v.as_tensor().id()).collect();
     let placeholder = Tensor::zeros((), candle_core::DType::F32, data.x.device())?;
-    let mut total: Option<GradStore> = None;
-    let mut objective_value = 0.0;
-    let mut mean = ElboSummary {
-        recon: 0.0,
-        init_entropy: 0.0,
-        vhp: 0.0,
-        transition: 0.0,
-        entropy: 0.0,
-        negative_elbo: 0.0,
-    };
-    for (k, chunk) in chunks.iter().enumerate() {
+    // The chunks are independent (each draws its own noise), so they run on the worker threads
+    // (`ddssm_tensor_ops::workers`); the sums below run in chunk order, so the result does not
+    // depend on the worker count.
+    let per_chunk = ddssm_tensor_ops::map_ordered(&chunks, |k, chunk| -> Result<_> {
         let share = chunk.len() as f64 / indices.len() as f64;
         let mut noise = step_noise(config.seed, step);
-        if chunks.len() > 1 {
+        if several {
             noise = noise.fork(&format!("micro{k}"));
         }
         let terms = model.elbo(&select(data, chunk)?, &elbo_options, &mut noise)?;
@@ -256,25 +250,39 @@ pub fn accumulated_gradients(
         ] {
             finite_or(step, what, v)?;
         }
-        mean.recon += share * summary.recon;
-        mean.init_entropy += share * summary.init_entropy;
-        mean.vhp += share * summary.vhp;
-        mean.transition += share * summary.transition;
-        mean.entropy += share * summary.entropy;
-        mean.negative_elbo += share * summary.negative_elbo;
         let objective = terms.objective(lambda)?;
-        let objective = if chunks.len() > 1 {
+        let objective = if several {
             objective.affine(share, 0.0)?
         } else {
             objective
         };
-        objective_value += objective
+        let value = objective
             .to_dtype(candle_core::DType::F64)?
             .to_scalar::<f64>()?;
         let mut grads = objective.backward()?;
         drop(objective);
         drop(terms);
         release_graph(&mut grads, &parameters, &placeholder);
+        Ok((share, summary, value, grads))
+    })?;
+    let mut total: Option<GradStore> = None;
+    let mut objective_value = 0.0;
+    let mut mean = ElboSummary {
+        recon: 0.0,
+        init_entropy: 0.0,
+        vhp: 0.0,
+        transition: 0.0,
+        entropy: 0.0,
+        negative_elbo: 0.0,
+    };
+    for (share, summary, value, grads) in per_chunk {
+        mean.recon += share * summary.recon;
+        mean.init_entropy += share * summary.init_entropy;
+        mean.vhp += share * summary.vhp;
+        mean.transition += share * summary.transition;
+        mean.entropy += share * summary.entropy;
+        mean.negative_elbo += share * summary.negative_elbo;
+        objective_value += value;
         total = Some(match total {
             None => grads,
             Some(mut acc) => {
@@ -486,6 +494,26 @@ mod tests {
             }
         }
         assert!((summary.recon - recon).abs() < 1e-12 * recon.abs().max(1.0));
+        Ok(())
+    }
+
+    /// Micro-batches on several worker threads give bit-for-bit the result of one thread: each
+    /// chunk has its own noise and the sums run in chunk order. (Other tests of this binary may
+    /// run while the worker count is raised; by this very property their results are unchanged.)
+    #[test]
+    fn worker_threads_do_not_change_the_gradient() -> Result<()> {
+        let (model, data, mut config) = setup();
+        config.micro_batch = 2;
+        let idx: Vec<u32> = (0..6).collect();
+        ddssm_tensor_ops::set_workers(1);
+        let (a, oa, sa) = accumulated_gradients(&model, &data, &idx, &config, 0.7, 3)?;
+        ddssm_tensor_ops::set_workers(3);
+        let parallel = accumulated_gradients(&model, &data, &idx, &config, 0.7, 3);
+        ddssm_tensor_ops::set_workers(1);
+        let (b, ob, sb) = parallel?;
+        assert_eq!(flat(&model, &a), flat(&model, &b));
+        assert_eq!(oa, ob);
+        assert_eq!(sa.negative_elbo, sb.negative_elbo);
         Ok(())
     }
 

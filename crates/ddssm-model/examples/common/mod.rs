@@ -9,6 +9,9 @@ impl Args {
     /// Reads the arguments and tunes the allocator.
     pub fn read() -> Self {
         ddssm_tensor_ops::tune_allocator();
+        if let Err(err) = ddssm_tensor_ops::configure_threads(None) {
+            panic!("{err}");
+        }
         Self(std::env::args().collect())
     }
 

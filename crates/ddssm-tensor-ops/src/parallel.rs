@@ -1,0 +1,149 @@
+//! Data parallelism over OS threads: independent pieces of work (the micro-batches of a training
+//! step, the chunks of chains of a sampler) run on `workers()` threads, each calling candle with
+//! its own kernels single-threaded.
+//!
+//! Why not candle's own threads: the networks here are small (16 channels), so most candle ops
+//! touch a few thousand floats. Splitting each op over two threads costs more in wake-ups than it
+//! saves, and candle 0.11 asks the system for the core count on every matmul (it reads
+//! `/proc/cpuinfo` unless `RAYON_NUM_THREADS` is set). Measured on the 2-core development machine
+//! (docs/performance.md): a DKF micro-batch step took 1.58 s with candle's default threading and
+//! 1.00 s with candle single-threaded; splitting the work instead of the ops gives both cores
+//! something to do.
+//!
+//! Results never depend on the worker count: [`map_ordered`] returns results in input order and
+//! each piece of work must draw its own noise (e.g. a [`crate::SeededNoise::fork`] per chunk).
+//!
+//! Binaries call [`configure_threads`] first thing in `main`; libraries only read [`workers`]
+//! (1 unless a binary configured more), so tests and embedding programs are unaffected.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+/// The environment variable that sets the number of worker threads for [`configure_threads`].
+pub const THREADS_VAR: &str = "DDSSM_THREADS";
+
+/// The number of worker threads [`map_ordered`] uses (at least 1).
+pub fn workers() -> usize {
+    WORKERS.load(Ordering::Relaxed).max(1)
+}
+
+/// Sets the number of worker threads [`map_ordered`] uses (0 is read as 1).
+pub fn set_workers(n: usize) {
+    WORKERS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// For binaries, before any candle op runs: makes candle's kernels single-threaded
+/// (`CANDLE_NUM_THREADS = RAYON_NUM_THREADS = 1`, unless the user set either) and sets the number
+/// of workers to `requested`, else `$DDSSM_THREADS`, else the cores available. Returns the
+/// worker count, or an error naming the variable when `$DDSSM_THREADS` is not a positive integer.
+pub fn configure_threads(requested: Option<usize>) -> Result<usize, String> {
+    let from_env = match std::env::var(THREADS_VAR) {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(format!(
+                    "{THREADS_VAR}={v:?}: expected a positive whole number of threads"
+                ))
+            }
+        },
+        Err(_) => None,
+    };
+    let n = requested
+        .filter(|&n| n > 0)
+        .or(from_env)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        });
+    let user_set = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !user_set {
+        // Called at the start of `main`, before other threads exist.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    set_workers(n);
+    Ok(n)
+}
+
+/// Applies `f` to every item on up to [`workers`] threads and returns the results in input order
+/// (`f` gets the item's index). At most `workers()` items are in flight at once, so memory grows
+/// with the worker count, not the item count. The first error (in input order) is returned.
+pub fn map_ordered<T, R, E, F>(items: &[T], f: F) -> Result<Vec<R>, E>
+where
+    T: Sync,
+    R: Send,
+    E: Send,
+    F: Fn(usize, &T) -> Result<R, E> + Sync,
+{
+    let threads = workers().min(items.len());
+    if threads <= 1 {
+        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Result<R, E>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() {
+                    break;
+                }
+                let out = f(i, &items[i]);
+                let failed = out.is_err();
+                slots.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(out);
+                if failed {
+                    // Stop handing out work; items already running finish.
+                    next.store(items.len(), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let slots = slots.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut out = Vec::with_capacity(items.len());
+    for slot in slots {
+        match slot {
+            Some(r) => out.push(r?),
+            // Only items after a failure are skipped, and that failure was returned above.
+            None => unreachable!("an item was skipped without an earlier error"),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Both tests change the process-wide worker count; one test owns it.
+    #[test]
+    fn results_keep_input_order_and_errors_surface() {
+        for w in [1, 2, 3, 8] {
+            set_workers(w);
+            let items: Vec<u64> = (0..37).collect();
+            let out: Vec<u64> = map_ordered(&items, |i, &x| {
+                // Uneven work so threads finish out of order.
+                std::thread::sleep(std::time::Duration::from_micros((x * 7919) % 300));
+                Ok::<_, String>(x * 10 + i as u64)
+            })
+            .unwrap();
+            assert_eq!(out, items.iter().map(|x| x * 11).collect::<Vec<_>>());
+            let err = map_ordered(&items, |_, &x| {
+                if x == 5 || x == 20 {
+                    Err(format!("item {x}"))
+                } else {
+                    Ok(x)
+                }
+            })
+            .unwrap_err();
+            assert_eq!(err, "item 5", "workers {w}");
+        }
+        set_workers(1);
+        assert_eq!(workers(), 1);
+    }
+}

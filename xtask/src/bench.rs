@@ -4,7 +4,7 @@
 //!   draws, backward, AdamW) at the paper's configurations (Table 3: batch 128 / 512, S = 2,
 //!   S_k = 5 / 1, T = 32), on the bimodal walk's standardised training data; median, min and max
 //!   of `runs` timed steps after one warm-up step, and the peak resident memory of the block
-//!   (the paper configs process the batch in micro-batches of 128: `TrainConfig::micro_batch`).
+//!   (the paper configs process the batch in micro-batches of 64: `TrainConfig::micro_batch`).
 //! - `ddssm_sampler`: the one-step predictive `p(x_32 | x_{1:31})` (encoder over 31 steps,
 //!   K = 128 ancestral steps, emission), samples per second; median of `runs` calls.
 //! - `scaling_t`, `scaling_batch`: DDSSM step time for T = 16 … 256 (batch 32) and for batch

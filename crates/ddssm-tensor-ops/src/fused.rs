@@ -84,6 +84,7 @@ fn column_sums(g: &Tensor) -> candle_core::Result<Tensor> {
         .squeeze(0)
 }
 
+#[inline(always)]
 fn add_bias<T: Copy + std::ops::AddAssign>(y: &mut [T], b: &[T]) {
     for row in y.chunks_exact_mut(b.len()) {
         for (a, &c) in row.iter_mut().zip(b) {
@@ -110,7 +111,7 @@ impl CustomOp3 for LinearOp {
         let off = lb.start_offset();
         let y = match (y, b) {
             (CpuStorage::F32(mut y), CpuStorage::F32(b)) => {
-                add_bias(&mut y, &b[off..off + n]);
+                add_bias_f32(&mut y, &b[off..off + n]);
                 CpuStorage::F32(y)
             }
             (CpuStorage::F64(mut y), CpuStorage::F64(b)) => {
@@ -243,6 +244,7 @@ impl Gate for f64 {
     }
 }
 
+#[inline(always)]
 fn gated_fwd<T: Gate>(y: &[T], c: usize) -> Vec<T> {
     let mut out = vec![T::zero(); y.len() / 2];
     for (o, row) in out.chunks_exact_mut(c).zip(y.chunks_exact(2 * c)) {
@@ -254,6 +256,7 @@ fn gated_fwd<T: Gate>(y: &[T], c: usize) -> Vec<T> {
     out
 }
 
+#[inline(always)]
 fn gated_bwd<T: Gate>(y: &[T], grad: &[T], c: usize) -> Vec<T> {
     let mut out = vec![T::zero(); y.len()];
     for ((o, row), g) in out
@@ -294,7 +297,10 @@ impl CustomOp1 for GatedOp {
         let c = dims[dims.len() - 1] / 2;
         *dims.last_mut().expect("rank ≥ 1") = c;
         let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(gated_fwd(contiguous_slice(v, l)?, c)),
+            CpuStorage::F32(v) => CpuStorage::F32({
+                let v = contiguous_slice(v, l)?;
+                gated_fwd_f32(v, c)
+            }),
             CpuStorage::F64(v) => CpuStorage::F64(gated_fwd(contiguous_slice(v, l)?, c)),
             _ => candle_core::bail!("ddssm-gated: f32 or f64"),
         };
@@ -330,11 +336,10 @@ impl CustomOp2 for GatedGradOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let c = l.dims()[l.dims().len() - 1] / 2;
         let out = match (s, g) {
-            (CpuStorage::F32(v), CpuStorage::F32(g)) => CpuStorage::F32(gated_bwd(
-                contiguous_slice(v, l)?,
-                contiguous_slice(g, lg)?,
-                c,
-            )),
+            (CpuStorage::F32(v), CpuStorage::F32(g)) => {
+                let (v, g) = (contiguous_slice(v, l)?, contiguous_slice(g, lg)?);
+                CpuStorage::F32(gated_bwd_f32(v, g, c))
+            }
             (CpuStorage::F64(v), CpuStorage::F64(g)) => CpuStorage::F64(gated_bwd(
                 contiguous_slice(v, l)?,
                 contiguous_slice(g, lg)?,
@@ -391,6 +396,7 @@ pub fn time_pool(y: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
 
 struct PoolOp;
 
+#[inline(always)]
 fn pool_fwd<T: Copy + std::ops::Mul<Output = T> + std::ops::AddAssign>(
     y: &[T],
     w: &[T],
@@ -601,6 +607,7 @@ impl AxisConvOp {
     }
 }
 
+#[inline(always)]
 fn conv_accumulate<T: Copy + std::ops::AddAssign>(
     out: &mut [T],
     y: &[T],
@@ -657,7 +664,8 @@ impl CustomOp3 for AxisConvOp {
             let y = x.matmul(w, (1, rows, c, c), &x2, &wt)?;
             match (&mut out, &y) {
                 (CpuStorage::F32(o), CpuStorage::F32(y)) => {
-                    conv_accumulate(o, y, (n, h, l, c), self.axis, d)
+                    let axis = self.axis;
+                    conv_accumulate_f32(o, y, (n, h, l, c), axis, d)
                 }
                 (CpuStorage::F64(o), CpuStorage::F64(y)) => {
                     conv_accumulate(o, y, (n, h, l, c), self.axis, d)
@@ -755,6 +763,7 @@ pub fn gated_with_side(
 }
 
 /// `y + t + s` with the broadcasting of [`gated_with_side`], as a plain buffer.
+#[inline(always)]
 fn side_sum<T: Copy + std::ops::Add<Output = T>>(
     y: &[T],
     t: &[T],
@@ -803,14 +812,12 @@ impl CustomOp3 for GatedSideOp {
         let bc = (lt.dims()[1], ls.dims()[1]);
         let out = match (y, t, s) {
             (CpuStorage::F32(y), CpuStorage::F32(t), CpuStorage::F32(s)) => {
-                let pre = side_sum(
+                let (y, t, s) = (
                     contiguous_slice(y, ly)?,
                     contiguous_slice(t, lt)?,
                     contiguous_slice(s, ls)?,
-                    dims,
-                    bc,
                 );
-                CpuStorage::F32(gated_fwd(&pre, c2 / 2))
+                CpuStorage::F32(gated_side_f32(y, t, s, dims, bc))
             }
             (CpuStorage::F64(y), CpuStorage::F64(t), CpuStorage::F64(s)) => {
                 let pre = side_sum(
@@ -870,13 +877,12 @@ impl CustomOp3 for SideSumOp {
         let bc = (lt.dims()[1], ls.dims()[1]);
         let out = match (y, t, s) {
             (CpuStorage::F32(y), CpuStorage::F32(t), CpuStorage::F32(s)) => {
-                CpuStorage::F32(side_sum(
+                let (y, t, s) = (
                     contiguous_slice(y, ly)?,
                     contiguous_slice(t, lt)?,
                     contiguous_slice(s, ls)?,
-                    dims,
-                    bc,
-                ))
+                );
+                CpuStorage::F32(side_sum_f32(y, t, s, dims, bc))
             }
             (CpuStorage::F64(y), CpuStorage::F64(t), CpuStorage::F64(s)) => {
                 CpuStorage::F64(side_sum(
@@ -900,6 +906,7 @@ struct SideReduceOp {
     broadcast: bool,
 }
 
+#[inline(always)]
 fn side_reduce<T: Copy + Default + std::ops::AddAssign>(
     d: &[T],
     (b, h, l, c): (usize, usize, usize, usize),
@@ -951,12 +958,11 @@ impl CustomOp1 for SideReduceOp {
         };
         let dims = (b, h, len, c);
         let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(side_reduce(
-                contiguous_slice(v, l)?,
-                dims,
-                self.keep,
-                self.broadcast,
-            )),
+            CpuStorage::F32(v) => {
+                let v = contiguous_slice(v, l)?;
+                let (keep, broadcast) = (self.keep, self.broadcast);
+                CpuStorage::F32(side_reduce_f32(v, dims, keep, broadcast))
+            }
             CpuStorage::F64(v) => CpuStorage::F64(side_reduce(
                 contiguous_slice(v, l)?,
                 dims,
@@ -1035,6 +1041,64 @@ impl CustomOp2 for ResidualOp {
         let g = (grad * std::f64::consts::FRAC_1_SQRT_2)?;
         Ok((Some(g.clone()), Some(g)))
     }
+}
+
+// The f32 kernels in copies compiled for the CPU's widest vector instructions (`crate::simd`).
+crate::simd::wide_f32! {
+    fn add_bias_f32(y: &mut [f32], b: &[f32]) -> () = add_bias::<f32>;
+}
+crate::simd::wide_f32! {
+    fn gated_fwd_f32(y: &[f32], c: usize) -> Vec<f32> = gated_fwd::<f32>;
+}
+crate::simd::wide_f32! {
+    fn gated_bwd_f32(y: &[f32], grad: &[f32], c: usize) -> Vec<f32> = gated_bwd::<f32>;
+}
+crate::simd::wide_f32! {
+    fn gated_side_f32(
+        y: &[f32],
+        t: &[f32],
+        s: &[f32],
+        dims: (usize, usize, usize, usize),
+        bc: (usize, usize),
+    ) -> Vec<f32> = gated_side::<f32>;
+}
+crate::simd::wide_f32! {
+    fn side_sum_f32(
+        y: &[f32],
+        t: &[f32],
+        s: &[f32],
+        dims: (usize, usize, usize, usize),
+        bc: (usize, usize),
+    ) -> Vec<f32> = side_sum::<f32>;
+}
+crate::simd::wide_f32! {
+    fn side_reduce_f32(
+        v: &[f32],
+        dims: (usize, usize, usize, usize),
+        keep: usize,
+        broadcast: bool,
+    ) -> Vec<f32> = side_reduce::<f32>;
+}
+crate::simd::wide_f32! {
+    fn conv_accumulate_f32(
+        o: &mut [f32],
+        y: &[f32],
+        dims: (usize, usize, usize, usize),
+        axis: usize,
+        d: isize,
+    ) -> () = conv_accumulate::<f32>;
+}
+
+/// `side_sum` then the gated activation, as one kernel.
+#[inline(always)]
+fn gated_side<T: Gate + std::ops::Add<Output = T>>(
+    y: &[T],
+    t: &[T],
+    s: &[T],
+    dims: (usize, usize, usize, usize),
+    bc: (usize, usize),
+) -> Vec<T> {
+    gated_fwd(&side_sum(y, t, s, dims, bc), dims.3 / 2)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ mod gaussian;
 mod mixture;
 mod noise;
 mod parallel;
+mod simd;
 mod window;
 
 pub use alloc::tune_allocator;

@@ -112,7 +112,7 @@ impl ExperimentConfig {
                 test_sequences: 1024,
                 validation_sequences: 64,
                 validation_samples: 256,
-                max_chains: 4_096,
+                max_chains: 1_024,
                 elbo_samples: 4,
                 histogram: JsdHistogram::default(),
             },

@@ -18,6 +18,8 @@ use ddssm_train::{train, Metrics, TrainConfig, TrainOptions};
 const USAGE: &str = "usage: train_probe <ddssm|dkf> STEPS BATCH [LAMBDA_END]";
 
 fn main() -> Result<()> {
+    ddssm_tensor_ops::tune_allocator();
+    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !(3..=4).contains(&args.len()) {
         bail!("{USAGE}");

@@ -385,23 +385,16 @@ fn negative_elbo(
         .unwrap_or_else(|| Standardization::identity(1));
     let t = x_raw.dim(1)? as f64;
     let n = x_raw.dim(0)?;
-    let chunk = 128;
-    // One stream per chunk, split off in order: the chunks run on the worker threads and the
-    // result does not depend on how many there are.
-    let chunks: Vec<(usize, SeededNoise)> = (0..n)
-        .step_by(chunk)
-        .map(|start| (start, noise.split()))
-        .collect();
-    let per_chunk = ddssm_tensor_ops::map_ordered(&chunks, |_, (start, chunk_noise)| {
-        let len = chunk.min(n - start);
-        let x = s.apply(&x_raw.narrow(0, *start, len)?)?;
+    // Chunks of 128 sequences on the worker threads, each with its own noise stream.
+    ddssm_tensor_ops::map_chunks(n, 128, noise, |start, len, chunk_noise| {
+        let x = s.apply(&x_raw.narrow(0, start, len)?)?;
         let terms = model.elbo(
             &Batch::new(x),
             &ElboOptions {
                 samples,
                 ..ElboOptions::default()
             },
-            &mut chunk_noise.clone(),
+            chunk_noise,
         )?;
         anyhow::Ok(
             terms
@@ -412,9 +405,7 @@ fn negative_elbo(
                 .map(|v| v + t * s.log_det_per_step())
                 .collect::<Vec<f64>>(),
         )
-    })?;
-    let out: Vec<f64> = per_chunk.into_iter().flatten().collect();
-    Ok(out)
+    })
 }
 
 /// Scores predictive samples (one vector per sequence) of the sequences `x` (raw `[N, T]`).

@@ -76,20 +76,14 @@ pub fn model_predictive_samples(
 ) -> Result<Vec<Vec<f64>>> {
     let b = prefix.dim(0)?;
     let per_call = (max_chains / n.max(1)).max(1);
-    // One noise stream per chunk, split off in order, so the chunks can run on the worker threads
-    // (`ddssm_tensor_ops::workers`) and the draws do not depend on the worker count.
-    let chunks: Vec<(usize, usize, SeededNoise)> = (0..b)
-        .step_by(per_call)
-        .map(|start| (start, per_call.min(b - start), noise.split()))
-        .collect();
-    let per_chunk = ddssm_tensor_ops::map_ordered(&chunks, |_, (start, len, chunk_noise)| {
-        let mut chunk_noise = chunk_noise.clone();
-        let raw = prefix.narrow(0, *start, *len)?;
+    // Chunks run on the worker threads, each with its own noise stream (`map_chunks`).
+    ddssm_tensor_ops::map_chunks(b, per_call, noise, |start, len, chunk_noise| {
+        let raw = prefix.narrow(0, start, len)?;
         let x = match model.standardization() {
             Some(s) => s.apply(&raw)?,
             None => raw,
         };
-        let draws = model.one_step_predictive(&Batch::new(x), n, &mut chunk_noise)?; // [n, len, D]
+        let draws = model.one_step_predictive(&Batch::new(x), n, chunk_noise)?; // [n, len, D]
         let draws = match model.standardization() {
             Some(s) => s.invert(&draws)?,
             None => draws,
@@ -102,9 +96,7 @@ pub fn model_predictive_samples(
                 .to_dtype(DType::F64)?
                 .to_vec2::<f64>()?,
         )
-    })?;
-    let out: Vec<Vec<f64>> = per_chunk.into_iter().flatten().collect();
-    Ok(out)
+    })
 }
 
 #[cfg(test)]

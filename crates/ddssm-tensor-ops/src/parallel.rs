@@ -19,6 +19,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::SeededNoise;
+
 static WORKERS: AtomicUsize = AtomicUsize::new(1);
 
 /// The environment variable that sets the number of worker threads for [`configure_threads`].
@@ -116,6 +118,33 @@ where
     Ok(out)
 }
 
+/// Runs `f(start, len, noise)` on the consecutive chunks of `size` items out of `total` (the last
+/// may be shorter), on the worker threads, and concatenates the chunks' results in order. Each
+/// chunk gets its own stream, split off `noise` in chunk order ([`SeededNoise::split`]), so the
+/// result depends on `size` but not on the worker count, and `noise` advances by one draw per
+/// chunk.
+pub fn map_chunks<R, E, F>(
+    total: usize,
+    size: usize,
+    noise: &mut SeededNoise,
+    f: F,
+) -> Result<Vec<R>, E>
+where
+    R: Send,
+    E: Send,
+    F: Fn(usize, usize, &mut SeededNoise) -> Result<Vec<R>, E> + Sync,
+{
+    let size = size.max(1);
+    let chunks: Vec<(usize, SeededNoise)> = (0..total)
+        .step_by(size)
+        .map(|start| (start, noise.split()))
+        .collect();
+    let per_chunk = map_ordered(&chunks, |_, (start, chunk_noise)| {
+        f(*start, size.min(total - start), &mut chunk_noise.clone())
+    })?;
+    Ok(per_chunk.into_iter().flatten().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +172,15 @@ mod tests {
             .unwrap_err();
             assert_eq!(err, "item 5", "workers {w}");
         }
+        // Chunks of 4 out of 10: starts 0, 4, 8 with lengths 4, 4, 2, results in order.
+        set_workers(2);
+        let mut noise = SeededNoise::new(1);
+        let out = map_chunks(10, 4, &mut noise, |start, len, _| {
+            Ok::<_, String>((start..start + len).collect::<Vec<usize>>())
+        })
+        .unwrap();
+        assert_eq!(out, (0..10).collect::<Vec<_>>());
+        assert_eq!(noise.state().draws, 3);
         set_workers(1);
         assert_eq!(workers(), 1);
     }

@@ -820,14 +820,13 @@ impl CustomOp3 for GatedSideOp {
                 CpuStorage::F32(gated_side_f32(y, t, s, dims, bc))
             }
             (CpuStorage::F64(y), CpuStorage::F64(t), CpuStorage::F64(s)) => {
-                let pre = side_sum(
+                CpuStorage::F64(gated_side(
                     contiguous_slice(y, ly)?,
                     contiguous_slice(t, lt)?,
                     contiguous_slice(s, ls)?,
                     dims,
                     bc,
-                );
-                CpuStorage::F64(gated_fwd(&pre, c2 / 2))
+                ))
             }
             _ => candle_core::bail!("ddssm-gated-side: f32 or f64 with matching dtypes"),
         };

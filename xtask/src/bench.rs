@@ -283,15 +283,6 @@ fn run_peer(args: &Args, threads: usize) -> Result<Value> {
     serde_json::from_slice(&output.stdout).context("--peer: bench.py printed no JSON")
 }
 
-/// Threads in use: the worker threads times candle's own threads per op.
-fn threads() -> usize {
-    let candle = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    ddssm_tensor_ops::workers() * candle
-}
-
 /// Runs the benchmarks and prints (and optionally writes) the JSON.
 pub fn run(args: &Args) -> Result<()> {
     let out = measure(args)?;
@@ -317,7 +308,7 @@ pub fn measure(args: &Args) -> Result<Value> {
     }
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
     let device = &args.device;
-    let threads = threads();
+    let threads = ddssm_tensor_ops::ThreadSettings::current().total();
     let mut out = json!({
         "git_commit": crate::bimodal::git_commit(),
         "cpu": cpu_model(),

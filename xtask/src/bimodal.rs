@@ -363,15 +363,6 @@ pub fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn threads() -> String {
-    let candle = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok().map(|n| format!("{v}={n}")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("{} workers ({candle})", ddssm_tensor_ops::workers())
-}
-
 /// Mean negative ELBO per sequence in original units, over `x` (raw, `[N, T, 1]`), in chunks.
 fn negative_elbo(
     model: &Model,
@@ -608,7 +599,7 @@ pub fn run(args: &Args) -> Result<()> {
         examples,
         training,
         wall_seconds: began.elapsed().as_secs_f64(),
-        threads: threads(),
+        threads: ddssm_tensor_ops::ThreadSettings::current().to_string(),
         git_commit: git_commit(),
     };
     write_text(

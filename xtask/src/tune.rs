@@ -173,33 +173,49 @@ fn count(name: &str, v: &Value) -> Result<usize> {
     Ok(x as usize)
 }
 
+/// A searchable field of a run, borrowed for reading or writing.
+enum Slot<'a> {
+    Shape(&'a mut LambdaShape),
+    Count(&'a mut usize),
+    Number(&'a mut f64),
+}
+
+/// The field a search-space name stands for: the one place names map to fields.
+fn slot<'a>(run: &'a mut ModelRun, name: &str) -> Result<Slot<'a>> {
+    let t = &mut run.train;
+    Ok(match name {
+        "lambda_schedule" => Slot::Shape(&mut t.lambda.lambda_schedule),
+        "lambda_warmup_steps" => Slot::Count(&mut t.lambda.lambda_warmup_steps),
+        "lambda_start" => Slot::Number(&mut t.lambda.lambda_start),
+        "lambda_end" => Slot::Number(&mut t.lambda.lambda_end),
+        "enc_lr" => Slot::Number(&mut t.learning_rates.encoder),
+        "dec_lr" => Slot::Number(&mut t.learning_rates.decoder),
+        "trans_lr" => Slot::Number(&mut t.learning_rates.transition),
+        "zinit_lr" => Slot::Number(&mut t.learning_rates.zinit),
+        "S" => Slot::Count(&mut t.samples),
+        "batch_size" => Slot::Count(&mut t.batch_size),
+        "s_k" => match &mut run.model.transition {
+            TransitionConfig::Diffusion(d) => Slot::Count(&mut d.loss.s_k),
+            TransitionConfig::Gaussian(_) => bail!("s_k: the DKF has no diffusion loss"),
+        },
+        other => bail!("unknown parameter `{other}`"),
+    })
+}
+
 /// `run` with the values of `params`.
 pub fn apply(run: &ModelRun, params: &Params) -> Result<ModelRun> {
     let mut run = run.clone();
-    let t = &mut run.train;
     for (name, v) in params {
-        match name.as_str() {
-            "lambda_schedule" => {
-                t.lambda.lambda_schedule = match v.as_str() {
+        match slot(&mut run, name)? {
+            Slot::Shape(shape) => {
+                *shape = match v.as_str() {
                     Some("linear") => LambdaShape::Linear,
                     Some("cosine") => LambdaShape::Cosine,
-                    _ => bail!("lambda_schedule = {v}: expected \"linear\" or \"cosine\""),
+                    _ => bail!("{name} = {v}: expected \"linear\" or \"cosine\""),
                 }
             }
-            "lambda_warmup_steps" => t.lambda.lambda_warmup_steps = count(name, v)?,
-            "lambda_start" => t.lambda.lambda_start = number(name, v)?,
-            "lambda_end" => t.lambda.lambda_end = number(name, v)?,
-            "enc_lr" => t.learning_rates.encoder = number(name, v)?,
-            "dec_lr" => t.learning_rates.decoder = number(name, v)?,
-            "trans_lr" => t.learning_rates.transition = number(name, v)?,
-            "zinit_lr" => t.learning_rates.zinit = number(name, v)?,
-            "S" => t.samples = count(name, v)?,
-            "batch_size" => t.batch_size = count(name, v)?,
-            "s_k" => match &mut run.model.transition {
-                TransitionConfig::Diffusion(d) => d.loss.s_k = count(name, v)?,
-                TransitionConfig::Gaussian(_) => bail!("s_k: the DKF has no diffusion loss"),
-            },
-            other => bail!("unknown parameter `{other}`"),
+            Slot::Count(field) => *field = count(name, v)?,
+            Slot::Number(field) => *field = number(name, v)?,
         }
     }
     Ok(run)
@@ -464,23 +480,12 @@ fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
 
 /// The value of a parameter in the base (paper) config, for the comparison table.
 fn base_value(run: &ModelRun, name: &str) -> String {
-    let t = &run.train;
-    match name {
-        "lambda_schedule" => format!("{:?}", t.lambda.lambda_schedule).to_lowercase(),
-        "lambda_warmup_steps" => t.lambda.lambda_warmup_steps.to_string(),
-        "lambda_start" => t.lambda.lambda_start.to_string(),
-        "lambda_end" => t.lambda.lambda_end.to_string(),
-        "enc_lr" => t.learning_rates.encoder.to_string(),
-        "dec_lr" => t.learning_rates.decoder.to_string(),
-        "trans_lr" => t.learning_rates.transition.to_string(),
-        "zinit_lr" => t.learning_rates.zinit.to_string(),
-        "S" => t.samples.to_string(),
-        "batch_size" => t.batch_size.to_string(),
-        "s_k" => match &run.model.transition {
-            TransitionConfig::Diffusion(d) => d.loss.s_k.to_string(),
-            TransitionConfig::Gaussian(_) => "–".into(),
-        },
-        _ => "?".into(),
+    let mut run = run.clone();
+    match slot(&mut run, name) {
+        Ok(Slot::Shape(shape)) => format!("{shape:?}").to_lowercase(),
+        Ok(Slot::Count(field)) => field.to_string(),
+        Ok(Slot::Number(field)) => field.to_string(),
+        Err(_) => "–".into(),
     }
 }
 
@@ -790,6 +795,29 @@ high = 3
         let cfg = ExperimentConfig::paper();
         check_space(&ddssm, &cfg, "ddssm")?;
         check_space(&dkf, &cfg, "dkf")?;
+        // The report's "paper" column reads the same fields the proposals write.
+        assert_eq!(base_value(&cfg.ddssm, "lambda_schedule"), "cosine");
+        assert_eq!(base_value(&cfg.ddssm, "lambda_warmup_steps"), "889");
+        assert_eq!(base_value(&cfg.ddssm, "trans_lr"), "0.00941");
+        assert_eq!(base_value(&cfg.ddssm, "s_k"), "5");
+        assert_eq!(base_value(&cfg.dkf, "s_k"), "–");
+
+        // The short-trial space: Table 3's, with the warm-up scaled by 300/1500.
+        let short =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tune/space-300-steps.toml");
+        let mut short = load_space(&short, "ddssm")?;
+        assert_eq!(
+            short.insert(
+                "lambda_warmup_steps".into(),
+                ddssm["lambda_warmup_steps"].clone()
+            ),
+            Some(Distribution::Int {
+                low: 40,
+                high: 240,
+                log: false
+            })
+        );
+        assert_eq!(short, ddssm);
         Ok(())
     }
 

@@ -35,5 +35,7 @@ pub use fused::{axis_conv, gated_activation, gated_with_side, linear, residual_u
 pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
 pub use mixture::{normal_cdf, GaussianMixture};
 pub use noise::{NoiseState, SeededNoise};
-pub use parallel::{configure_threads, map_chunks, map_ordered, set_workers, workers, THREADS_VAR};
+pub use parallel::{
+    configure_threads, map_chunks, map_ordered, set_workers, workers, ThreadSettings, THREADS_VAR,
+};
 pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};

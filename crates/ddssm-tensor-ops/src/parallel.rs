@@ -60,9 +60,7 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize, String> {
                 .map(usize::from)
                 .unwrap_or(1)
         });
-    let user_set = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some());
+    let user_set = KERNEL_VARS.iter().any(|v| std::env::var_os(v).is_some());
     if !user_set {
         // Called at the start of `main`, before other threads exist.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
@@ -70,6 +68,54 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize, String> {
     }
     set_workers(n);
     Ok(n)
+}
+
+/// candle's kernel-thread variables, in the order candle 0.11 reads them.
+const KERNEL_VARS: [&str; 2] = ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"];
+
+/// The threading this process runs with, as benchmarks and result files record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadSettings {
+    /// Worker threads ([`workers`]).
+    pub workers: usize,
+    /// candle's kernel-thread variables that are set, as `(name, value)`.
+    pub kernel_vars: Vec<(String, String)>,
+}
+
+impl ThreadSettings {
+    /// The current settings.
+    pub fn current() -> Self {
+        Self {
+            workers: workers(),
+            kernel_vars: KERNEL_VARS
+                .iter()
+                .filter_map(|v| std::env::var(v).ok().map(|n| (v.to_string(), n)))
+                .collect(),
+        }
+    }
+
+    /// Threads that may run at once: workers × candle's kernel threads (the first kernel variable
+    /// that parses, else the cores available, as candle does).
+    pub fn total(&self) -> usize {
+        let kernel = self
+            .kernel_vars
+            .iter()
+            .find_map(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        self.workers * kernel
+    }
+}
+
+impl std::fmt::Display for ThreadSettings {
+    /// `"2 workers (CANDLE_NUM_THREADS=1, RAYON_NUM_THREADS=1)"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let vars: Vec<String> = self
+            .kernel_vars
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        write!(f, "{} workers ({})", self.workers, vars.join(", "))
+    }
 }
 
 /// Applies `f` to every item on up to [`workers`] threads and returns the results in input order
@@ -148,6 +194,31 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_settings_describe_and_multiply() {
+        let s = ThreadSettings {
+            workers: 3,
+            kernel_vars: vec![
+                ("CANDLE_NUM_THREADS".into(), "2".into()),
+                ("RAYON_NUM_THREADS".into(), "1".into()),
+            ],
+        };
+        assert_eq!(
+            s.to_string(),
+            "3 workers (CANDLE_NUM_THREADS=2, RAYON_NUM_THREADS=1)"
+        );
+        // The first variable that parses wins, as in candle.
+        assert_eq!(s.total(), 6);
+        let unparsable = ThreadSettings {
+            workers: 2,
+            kernel_vars: vec![
+                ("CANDLE_NUM_THREADS".into(), "many".into()),
+                ("RAYON_NUM_THREADS".into(), "4".into()),
+            ],
+        };
+        assert_eq!(unparsable.total(), 8);
+    }
 
     // Both tests change the process-wide worker count; one test owns it.
     #[test]

@@ -822,6 +822,43 @@ high = 3
     }
 
     #[test]
+    fn shipped_tuned_configs_change_only_searched_parameters() -> Result<()> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tuned");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+        assert!(!files.is_empty(), "no tuned config in {}", dir.display());
+        let paper = ExperimentConfig::paper();
+        for path in files {
+            let text = std::fs::read_to_string(&path)?;
+            let tuned: ExperimentConfig =
+                toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+            tuned.validate()?;
+            // Put every searched field back to the paper's value: what is left must be the
+            // paper's experiment, so a tuned config differs from it only where the study searched.
+            let mut back = tuned.clone();
+            for (run, reference) in [(&mut back.ddssm, &paper.ddssm), (&mut back.dkf, &paper.dkf)] {
+                let mut reference = reference.clone();
+                for name in KNOWN {
+                    let (Ok(to), Ok(from)) = (slot(run, name), slot(&mut reference, name)) else {
+                        continue;
+                    };
+                    match (to, from) {
+                        (Slot::Shape(a), Slot::Shape(b)) => *a = *b,
+                        (Slot::Count(a), Slot::Count(b)) => *a = *b,
+                        (Slot::Number(a), Slot::Number(b)) => *a = *b,
+                        _ => unreachable!("one name, one kind of field"),
+                    }
+                }
+            }
+            assert_eq!(back, paper, "{}", path.display());
+            assert!(tuned != paper, "{}: holds no tuned value", path.display());
+        }
+        Ok(())
+    }
+
+    #[test]
     fn bad_spaces_are_named() -> Result<()> {
         let dir = std::env::temp_dir().join(format!("ddssm-tune-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;

@@ -818,6 +818,24 @@ high = 3
             })
         );
         assert_eq!(short, ddssm);
+
+        // The one-point space of Table 3's DDSSM values: the paper's run, warm-up scaled.
+        let point = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs/tune/table3-ddssm-300-steps.toml");
+        let point = load_space(&point, "ddssm")?;
+        assert_eq!(point.len(), ddssm.len());
+        let params: Params = point
+            .iter()
+            .map(|(name, d)| match d {
+                Distribution::Categorical { choices } if choices.len() == 1 => {
+                    (name.clone(), choices[0].clone())
+                }
+                other => panic!("{name}: {other:?} is not one value"),
+            })
+            .collect();
+        let mut want = cfg.ddssm.clone();
+        want.train.lambda.lambda_warmup_steps = 178;
+        assert_eq!(apply(&cfg.ddssm, &params)?, want);
         Ok(())
     }
 

@@ -914,6 +914,37 @@ high = 3
     }
 
     #[test]
+    fn trials_read_back_bit_for_bit() -> Result<()> {
+        // A resumed study rebuilds TPE's history from the file, and checks the header (with the
+        // space's values) for equality: both need JSON floats read back exactly. These values
+        // are proposals and one-point choices from the 300-step study.
+        for x in [
+            0.00044431891778993956,
+            0.008989677911415632,
+            0.3279559011813212,
+            0.009558721887611614,
+            0.0001967646733863921,
+            1e-300,
+            5e-5,
+        ] {
+            let trial = Trial {
+                number: 0,
+                params: [("enc_lr".to_string(), Value::from(x))]
+                    .into_iter()
+                    .collect(),
+                score: Some(x),
+                status: "complete".into(),
+                seconds: x,
+                error: None,
+            };
+            let back: Trial = serde_json::from_str(&serde_json::to_string(&trial)?)?;
+            assert_eq!(back, trial, "{x:e}");
+            assert_eq!(back.params["enc_lr"].as_f64(), Some(x));
+        }
+        Ok(())
+    }
+
+    #[test]
     fn spearman_matches_known_values() {
         assert_eq!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), Some(1.0));
         assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));

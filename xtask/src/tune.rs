@@ -202,6 +202,16 @@ fn slot<'a>(run: &'a mut ModelRun, name: &str) -> Result<Slot<'a>> {
     })
 }
 
+/// The value `run` has for a search-space name, as [`apply`] takes it.
+fn value(run: &ModelRun, name: &str) -> Result<Value> {
+    let mut run = run.clone();
+    Ok(match slot(&mut run, name)? {
+        Slot::Shape(shape) => serde_json::to_value(*shape)?,
+        Slot::Count(field) => Value::from(*field),
+        Slot::Number(field) => Value::from(*field),
+    })
+}
+
 /// `run` with the values of `params`.
 pub fn apply(run: &ModelRun, params: &Params) -> Result<ModelRun> {
     let mut run = run.clone();
@@ -480,11 +490,9 @@ fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
 
 /// The value of a parameter in the base (paper) config, for the comparison table.
 fn base_value(run: &ModelRun, name: &str) -> String {
-    let mut run = run.clone();
-    match slot(&mut run, name) {
-        Ok(Slot::Shape(shape)) => format!("{shape:?}").to_lowercase(),
-        Ok(Slot::Count(field)) => field.to_string(),
-        Ok(Slot::Number(field)) => field.to_string(),
+    match value(run, name) {
+        Ok(Value::String(s)) => s,
+        Ok(v) => v.to_string(),
         Err(_) => "–".into(),
     }
 }
@@ -857,18 +865,11 @@ high = 3
             // paper's experiment, so a tuned config differs from it only where the study searched.
             let mut back = tuned.clone();
             for (run, reference) in [(&mut back.ddssm, &paper.ddssm), (&mut back.dkf, &paper.dkf)] {
-                let mut reference = reference.clone();
-                for name in KNOWN {
-                    let (Ok(to), Ok(from)) = (slot(run, name), slot(&mut reference, name)) else {
-                        continue;
-                    };
-                    match (to, from) {
-                        (Slot::Shape(a), Slot::Shape(b)) => *a = *b,
-                        (Slot::Count(a), Slot::Count(b)) => *a = *b,
-                        (Slot::Number(a), Slot::Number(b)) => *a = *b,
-                        _ => unreachable!("one name, one kind of field"),
-                    }
-                }
+                let papers: Params = KNOWN
+                    .iter()
+                    .filter_map(|&name| Some((name.to_string(), value(reference, name).ok()?)))
+                    .collect();
+                *run = apply(run, &papers)?;
             }
             assert_eq!(back, paper, "{}", path.display());
             assert!(tuned != paper, "{}: holds no tuned value", path.display());

@@ -55,19 +55,21 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize, String> {
     let n = requested
         .filter(|&n| n > 0)
         .or(from_env)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1)
-        });
+        .unwrap_or_else(cores);
     let user_set = KERNEL_VARS.iter().any(|v| std::env::var_os(v).is_some());
     if !user_set {
         // Called at the start of `main`, before other threads exist.
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-        std::env::set_var("RAYON_NUM_THREADS", "1");
+        for v in KERNEL_VARS {
+            std::env::set_var(v, "1");
+        }
     }
     set_workers(n);
     Ok(n)
+}
+
+/// The cores available to this process (1 if unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// candle's kernel-thread variables, in the order candle 0.11 reads them.
@@ -101,7 +103,7 @@ impl ThreadSettings {
             .kernel_vars
             .iter()
             .find_map(|(_, v)| v.trim().parse::<usize>().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            .unwrap_or_else(cores);
         self.workers * kernel
     }
 }

@@ -67,13 +67,19 @@ enum Command {
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// A one-minute smoke version of the whole pipeline.
+        /// A smoke test of the whole pipeline in seconds (tiny data, 10 steps): checks that
+        /// everything runs, its numbers mean nothing.
         #[arg(long)]
         quick: bool,
-        /// Continue an interrupted run from its last checkpoints.
+        /// Continue an interrupted run from its last checkpoints (same seed and data; only the
+        /// steps may grow).
         #[arg(long)]
         resume: bool,
-        /// Print the experiment config (after --quick, --seed, --steps) as TOML and exit.
+        /// Replace the run already in --out (without it a folder holding a run is refused).
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
+        /// Print the experiment config (the --config file or the paper's, after --quick, --seed
+        /// and --steps), validated, as TOML and exit.
         #[arg(long)]
         print_config: bool,
     },
@@ -183,16 +189,11 @@ fn run(cli: Cli) -> Result<()> {
             steps,
             quick,
             resume,
+            force,
             print_config,
             ..
         } => {
-            if print_config {
-                let cfg = bimodal::ExperimentConfig::paper();
-                let cfg = if quick { cfg.quick() } else { cfg };
-                print!("{}", toml::to_string(&cfg)?);
-                return Ok(());
-            }
-            bimodal::run(&bimodal::Args {
+            let args = bimodal::Args {
                 out,
                 config,
                 seed,
@@ -200,8 +201,14 @@ fn run(cli: Cli) -> Result<()> {
                 device,
                 quick,
                 resume,
+                force,
                 progress: std::io::stderr().is_terminal(),
-            })
+            };
+            if print_config {
+                print!("{}", toml::to_string(&bimodal::resolve_config(&args)?)?);
+                return Ok(());
+            }
+            bimodal::run(&args)
         }
         Command::Bench {
             peer,
@@ -288,6 +295,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,8 +19,11 @@ mod series;
 
 pub use bimodal::BimodalRandomWalk;
 pub use linear_gaussian::LinearGaussianSsm;
-pub use metrics::{crps, sample_mixture, JsdHistogram, MeanSem};
-pub use onestep::{model_predictive_samples, paper_reference, score_sequence, SequenceScores};
+pub use metrics::{crps, sample_mixture, JsdHistogram, MeanSem, Tails};
+pub use onestep::{
+    model_predictive_samples, model_predictive_samples_with_progress, paper_reference,
+    score_sequence, SequenceScores,
+};
 pub use predictive::{ExactPredictive, PRUNE};
 pub use series::Series;
 

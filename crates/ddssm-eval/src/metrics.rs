@@ -4,6 +4,8 @@
 use ddssm_tensor_ops::{GaussianMixture, SeededNoise};
 use serde::{Deserialize, Serialize};
 
+use crate::{check, Result};
+
 /// The histogram used by the JSD: `bins` equal bins on `[lo, hi]`, probabilities clipped below at
 /// `clip`, natural log. The defaults are the paper authors' published evaluation (300 bins on
 /// `[−10, 10]`, clip 1e-12).
@@ -31,39 +33,108 @@ impl Default for JsdHistogram {
     }
 }
 
+/// What [`JsdHistogram`] does with the mass outside `[lo, hi]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tails {
+    /// The paper authors' convention (numpy's `histogram(..., range, density)`): samples outside
+    /// the range are dropped and both histograms renormalised to the range. A sampler whose draws
+    /// all fall outside scores the divergence of an all-zero histogram, which is *not* maximal
+    /// (`ln 2 / 2` after clipping): kept only for comparability with the paper, always reported
+    /// with the share of samples outside the range.
+    Dropped,
+    /// Two more bins, `(−∞, lo)` and `(hi, ∞)`: no sample is dropped and the reference's tail mass
+    /// goes there too, so mass outside the range counts fully against a model.
+    Open,
+}
+
 impl JsdHistogram {
-    /// The normalised histogram of `samples`: samples outside `[lo, hi]` are dropped and the rest
-    /// normalised (numpy's `histogram(..., range, density)` convention). All-outside samples give
-    /// the uniform-zero histogram, which the clip turns into a maximal divergence.
+    /// Checks `lo < hi` (both finite), `bins ≥ 1` and `0 < clip < 1 / (bins + 2)` (a larger floor
+    /// would exceed a bin's uniform share and swamp the histogram). Errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        check(self.lo.is_finite(), "lo", self.lo, "a finite number")?;
+        check(
+            self.hi.is_finite() && self.hi > self.lo,
+            "hi",
+            self.hi,
+            &format!("a finite number > lo = {}", self.lo),
+        )?;
+        check(self.bins >= 1, "bins", self.bins, "an integer ≥ 1")?;
+        let most = 1.0 / (self.bins as f64 + 2.0);
+        check(
+            self.clip > 0.0 && self.clip < most,
+            "clip",
+            self.clip,
+            &format!("0 < clip < 1 / (bins + 2) = {most:.3e}"),
+        )
+    }
+
+    /// Width of one bin.
+    fn width(&self) -> f64 {
+        (self.hi - self.lo) / self.bins as f64
+    }
+
+    /// The share of `samples` outside `[lo, hi]` (non-finite samples count as outside).
+    pub fn out_of_range_share(&self, samples: &[f64]) -> f64 {
+        let outside = samples
+            .iter()
+            .filter(|&&x| !(x >= self.lo && x <= self.hi))
+            .count();
+        outside as f64 / samples.len().max(1) as f64
+    }
+
+    /// The normalised histogram of `samples` on `[lo, hi]`: samples outside are dropped and the
+    /// rest normalised ([`Tails::Dropped`]). All-outside samples give the all-zero histogram.
     pub fn histogram(&self, samples: &[f64]) -> Vec<f64> {
-        let w = (self.hi - self.lo) / self.bins as f64;
-        let mut counts = vec![0.0; self.bins];
-        let mut inside = 0.0;
-        for &x in samples {
-            if x >= self.lo && x <= self.hi {
-                let b = (((x - self.lo) / w) as usize).min(self.bins - 1);
-                counts[b] += 1.0;
-                inside += 1.0;
-            }
-        }
+        let mut h = self.histogram_with_tails(samples);
+        let inside: f64 = h[1..=self.bins].iter().sum();
+        h.pop();
+        h.remove(0);
         if inside > 0.0 {
-            for c in &mut counts {
+            for c in &mut h {
                 *c /= inside;
             }
         }
-        counts
+        h
     }
 
-    /// The reference's bin probabilities on `[lo, hi]`, renormalised to the range.
+    /// The normalised histogram of `samples` with the two open tail bins first and last
+    /// ([`Tails::Open`]; `bins + 2` entries summing to 1). A NaN sample counts in the upper tail.
+    pub fn histogram_with_tails(&self, samples: &[f64]) -> Vec<f64> {
+        let w = self.width();
+        let mut counts = vec![0.0; self.bins + 2];
+        for &x in samples {
+            let b = if x < self.lo {
+                0
+            } else if x <= self.hi {
+                1 + (((x - self.lo) / w) as usize).min(self.bins - 1)
+            } else {
+                self.bins + 1
+            };
+            counts[b] += 1.0;
+        }
+        let n = samples.len().max(1) as f64;
+        counts.iter().map(|c| c / n).collect()
+    }
+
+    /// The reference's bin probabilities on `[lo, hi]`, renormalised to the range
+    /// ([`Tails::Dropped`]).
     pub fn reference(&self, reference: &GaussianMixture) -> Vec<f64> {
-        let w = (self.hi - self.lo) / self.bins as f64;
-        let cdf: Vec<f64> = (0..=self.bins)
-            .map(|b| reference.cdf(self.lo + b as f64 * w))
-            .collect();
-        let total = cdf[self.bins] - cdf[0];
-        cdf.windows(2)
-            .map(|c| (c[1] - c[0]) / total.max(f64::MIN_POSITIVE))
-            .collect()
+        let mut p = self.reference_with_tails(reference);
+        p.pop();
+        p.remove(0);
+        let total: f64 = p.iter().sum();
+        p.iter().map(|q| q / total.max(f64::MIN_POSITIVE)).collect()
+    }
+
+    /// The reference's probabilities of the `bins + 2` bins of
+    /// [`JsdHistogram::histogram_with_tails`].
+    pub fn reference_with_tails(&self, reference: &GaussianMixture) -> Vec<f64> {
+        let w = self.width();
+        let mut cdf = vec![0.0];
+        cdf.extend((0..=self.bins).map(|b| reference.cdf(self.lo + b as f64 * w)));
+        cdf.push(1.0);
+        cdf.windows(2).map(|c| (c[1] - c[0]).max(0.0)).collect()
     }
 
     /// `JSD(p, q) = ½ KL(p ‖ m) + ½ KL(q ‖ m)`, `m = (p + q)/2`, after clipping both at `clip`.
@@ -77,9 +148,16 @@ impl JsdHistogram {
         total
     }
 
-    /// The JSD between the histogram of `samples` and `reference`'s bins.
-    pub fn sample_jsd(&self, samples: &[f64], reference: &GaussianMixture) -> f64 {
-        self.jsd(&self.histogram(samples), &self.reference(reference))
+    /// The JSD between the histogram of `samples` and `reference`'s bins, with the tails as
+    /// `tails` says.
+    pub fn sample_jsd(&self, samples: &[f64], reference: &GaussianMixture, tails: Tails) -> f64 {
+        match tails {
+            Tails::Dropped => self.jsd(&self.histogram(samples), &self.reference(reference)),
+            Tails::Open => self.jsd(
+                &self.histogram_with_tails(samples),
+                &self.reference_with_tails(reference),
+            ),
+        }
     }
 
     /// The estimator's noise floor for `n` samples: the JSD of `n` draws from `reference` itself.
@@ -87,9 +165,10 @@ impl JsdHistogram {
         &self,
         reference: &GaussianMixture,
         n: usize,
+        tails: Tails,
         noise: &mut SeededNoise,
     ) -> f64 {
-        self.sample_jsd(&sample_mixture(reference, n, noise), reference)
+        self.sample_jsd(&sample_mixture(reference, n, noise), reference, tails)
     }
 }
 
@@ -194,7 +273,10 @@ mod tests {
         let m = paper_mixture();
         let mut noise = SeededNoise::new(3);
         let avg = |n: usize, noise: &mut SeededNoise| -> f64 {
-            (0..20).map(|_| h.noise_floor(&m, n, noise)).sum::<f64>() / 20.0
+            (0..20)
+                .map(|_| h.noise_floor(&m, n, Tails::Dropped, noise))
+                .sum::<f64>()
+                / 20.0
         };
         let a = avg(1024, &mut noise);
         let b = avg(4096, &mut noise);
@@ -202,7 +284,83 @@ mod tests {
         // A sampler putting one mode at the wrong place is far above the floor.
         let wrong = GaussianMixture::new(&[0.5, 0.5], &[-4.0, 3.0], &[0.2, 0.2]).unwrap();
         let s = sample_mixture(&wrong, 1024, &mut noise);
-        assert!(h.sample_jsd(&s, &m) > 10.0 * a);
+        assert!(h.sample_jsd(&s, &m, Tails::Dropped) > 10.0 * a);
+    }
+
+    /// A diverged sampler (every draw far outside the range) must score worse than any sampler
+    /// with its mass in the right place. With the paper's dropped tails it reads ln 2 / 2 ≈ 0.347
+    /// — better than a one-bump Gaussian fit (≈ 0.5) — which is why `jsd_exact` uses open tails.
+    #[test]
+    fn open_tails_score_a_diverged_sampler_as_the_worst() {
+        let h = JsdHistogram::default();
+        let m = paper_mixture();
+        let diverged = vec![1e6; 1024];
+        let dropped = h.sample_jsd(&diverged, &m, Tails::Dropped);
+        assert!(
+            (dropped - std::f64::consts::LN_2 / 2.0).abs() < 1e-3,
+            "{dropped}"
+        );
+        let open = h.sample_jsd(&diverged, &m, Tails::Open);
+        assert!(open > 0.69, "{open}");
+        assert_eq!(h.out_of_range_share(&diverged), 1.0);
+        // One broad bump over both modes (the DKF's failure) stays below the diverged score.
+        let bump = sample_mixture(
+            &GaussianMixture::new(&[1.0], &[0.0], &[4.0]).unwrap(),
+            1024,
+            &mut SeededNoise::new(1),
+        );
+        assert!(h.sample_jsd(&bump, &m, Tails::Open) < open - 0.1);
+        // NaN draws are outside too, never silently dropped.
+        assert_eq!(h.out_of_range_share(&[f64::NAN, 0.0]), 0.5);
+        let with_tails = h.histogram_with_tails(&[f64::NAN, -20.0, 0.0, 20.0]);
+        assert_eq!(with_tails.len(), 302);
+        assert_eq!((with_tails[0], with_tails[301]), (0.25, 0.5));
+        // Inside the range the open-tail reference is the range-normalised one times its mass.
+        let r = h.reference_with_tails(&m);
+        assert!((r.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let inner: f64 = r[1..301].iter().sum();
+        for (a, b) in h.reference(&m).iter().zip(&r[1..301]) {
+            assert!((a * inner - b).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn bad_histograms_are_named() {
+        let ok = JsdHistogram::default();
+        assert!(ok.validate().is_ok());
+        for (h, field) in [
+            (
+                JsdHistogram {
+                    lo: 1.0,
+                    hi: 1.0,
+                    ..ok
+                },
+                "hi",
+            ),
+            (
+                JsdHistogram {
+                    lo: 2.0,
+                    hi: 1.0,
+                    ..ok
+                },
+                "hi",
+            ),
+            (
+                JsdHistogram {
+                    hi: f64::INFINITY,
+                    ..ok
+                },
+                "hi",
+            ),
+            (JsdHistogram { lo: f64::NAN, ..ok }, "lo"),
+            (JsdHistogram { bins: 0, ..ok }, "bins"),
+            (JsdHistogram { clip: -1.0, ..ok }, "clip"),
+            (JsdHistogram { clip: 0.0, ..ok }, "clip"),
+            (JsdHistogram { clip: 0.5, ..ok }, "clip"),
+        ] {
+            let err = h.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("invalid {field} =")), "{err}");
+        }
     }
 
     #[test]

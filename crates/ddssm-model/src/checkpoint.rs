@@ -4,7 +4,14 @@
 //! Other tools read it as any safetensors file (`safetensors.safe_open(path, "np").metadata()`).
 //!
 //! Files are written atomically: to a temporary file beside the target, then renamed, so an
-//! interrupted save never leaves a half-written checkpoint under the target name.
+//! interrupted save never leaves a half-written checkpoint under the target name; the temporary
+//! files a killed writer leaves behind are removed by [`remove_stale_temp_files`].
+//!
+//! Integrity: the metadata key `checksum` holds `crc32:XXXXXXXX`, the CRC-32 (zlib's) of every
+//! other metadata entry (`key NUL value NUL`, sorted by key) followed by the tensor data section.
+//! A file whose checksum, format, dtype, tensor names or shapes do not fit is an error, and
+//! nothing is changed; a flipped bit anywhere in the file is caught. (Files of format
+//! `ddssm-checkpoint/1`, written before the checksum existed, are still read, unchecked.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,7 +21,10 @@ use candle_core::{DType, Device};
 use crate::{Error, Model, ModelConfig, Result, Standardization};
 
 /// The value of the `format` metadata key this version writes and reads.
-pub const FORMAT: &str = "ddssm-checkpoint/1";
+pub const FORMAT: &str = "ddssm-checkpoint/2";
+
+/// The format before the checksum; still read.
+const FORMAT_V1: &str = "ddssm-checkpoint/1";
 
 /// Tensors whose names start with this prefix are not model parameters but training state saved
 /// alongside them (optimizer moments, …); the model ignores them when loading.
@@ -30,6 +40,8 @@ pub mod keys {
     pub const STANDARDIZATION: &str = "standardization";
     /// The parameters' dtype (`f32`, `f64`, …).
     pub const DTYPE: &str = "dtype";
+    /// `crc32:XXXXXXXX` over the other metadata and the tensor data (module docs).
+    pub const CHECKSUM: &str = "checksum";
 }
 
 fn checkpoint_error(path: &Path, reason: impl Into<String>) -> Error {
@@ -63,6 +75,71 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.map_err(io)
 }
 
+/// Removes the temporary files that [`write_atomic`] calls of processes that no longer run left
+/// in `dir` (`.NAME.tmpPID`, e.g. after a `kill -9` during a save); returns their paths. On
+/// systems without `/proc` a temporary file is taken as stale unless it is this process's.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+    };
+    let me = std::process::id();
+    let proc_fs = Path::new("/proc/self").exists();
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|rest| rest.rsplit_once(".tmp"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == me || (proc_fs && Path::new(&format!("/proc/{pid}")).exists());
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// The checksum of the module docs over `meta` (without its `checksum` entry) and the tensor
+/// data section `data`.
+fn checksum(meta: &HashMap<String, String>, data: &[u8]) -> String {
+    let mut entries: Vec<(&String, &String)> = meta
+        .iter()
+        .filter(|(k, _)| k.as_str() != keys::CHECKSUM)
+        .collect();
+    entries.sort();
+    let mut h = crc32fast::Hasher::new();
+    for (k, v) in entries {
+        h.update(k.as_bytes());
+        h.update(&[0]);
+        h.update(v.as_bytes());
+        h.update(&[0]);
+    }
+    h.update(data);
+    format!("crc32:{:08x}", h.finalize())
+}
+
+/// The tensor data section of a safetensors buffer (after the 8-byte length and the header).
+fn data_section<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    let len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or_else(|| checkpoint_error(path, "shorter than a safetensors header"))?;
+    bytes
+        .get(8usize.saturating_add(len)..)
+        .ok_or_else(|| checkpoint_error(path, "truncated header"))
+}
+
 /// Reads a checkpoint's metadata (format, config, …) without loading its tensors.
 pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = read_file(path)?;
@@ -74,10 +151,23 @@ fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
         .map_err(|e| checkpoint_error(path, format!("not a readable safetensors file ({e})")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     match meta.get(keys::FORMAT) {
-        Some(f) if f == FORMAT => Ok(meta),
+        Some(f) if f == FORMAT => {
+            let stored = meta
+                .get(keys::CHECKSUM)
+                .ok_or_else(|| checkpoint_error(path, "no checksum in the metadata"))?;
+            let actual = checksum(&meta, data_section(path, bytes)?);
+            if *stored != actual {
+                return Err(checkpoint_error(
+                    path,
+                    format!("corrupt: checksum {actual}, the file says {stored}"),
+                ));
+            }
+            Ok(meta)
+        }
+        Some(f) if f == FORMAT_V1 => Ok(meta),
         Some(f) => Err(checkpoint_error(
             path,
-            format!("format {f:?}; this version reads {FORMAT:?}"),
+            format!("format {f:?}; this version reads {FORMAT:?} and {FORMAT_V1:?}"),
         )),
         None => Err(checkpoint_error(
             path,
@@ -93,9 +183,32 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn load_tensors(path: &Path, bytes: &[u8]) -> Result<HashMap<String, candle_core::Tensor>> {
-    candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
-        .map_err(|e| checkpoint_error(path, format!("unreadable tensors ({e})")))
+/// Every tensor of the file, on the CPU; each must have the dtype the metadata declares.
+fn load_tensors(
+    path: &Path,
+    bytes: &[u8],
+    meta: &HashMap<String, String>,
+) -> Result<HashMap<String, candle_core::Tensor>> {
+    let dtype = parse_dtype(path, meta.get(keys::DTYPE).map_or("f32", |s| s.as_str()))?;
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| checkpoint_error(path, format!("unreadable tensors ({e})")))?;
+    let mut odd: Vec<(&String, DType)> = tensors
+        .iter()
+        .filter(|(_, t)| t.dtype() != dtype)
+        .map(|(n, t)| (n, t.dtype()))
+        .collect();
+    odd.sort_by_key(|(n, _)| n.as_str());
+    if let Some((name, other)) = odd.first() {
+        return Err(checkpoint_error(
+            path,
+            format!(
+                "tensor {name} is {}, the file declares {}",
+                dtype_name(*other),
+                dtype_name(dtype)
+            ),
+        ));
+    }
+    Ok(tensors)
 }
 
 /// The metadata and the training-state tensors (names without [`STATE_PREFIX`]) of a checkpoint,
@@ -108,7 +221,7 @@ pub fn read_state(
 )> {
     let bytes = read_file(path)?;
     let meta = metadata_of(path, &bytes)?;
-    let state = load_tensors(path, &bytes)?
+    let state = load_tensors(path, &bytes, &meta)?
         .into_iter()
         .filter_map(|(name, t)| {
             name.strip_prefix(STATE_PREFIX)
@@ -175,8 +288,15 @@ impl Model {
                 .iter()
                 .map(|(name, t)| (format!("{STATE_PREFIX}{name}"), t.clone())),
         );
-        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-            .map_err(|e| Error::InvalidData(format!("serialising the checkpoint: {e}")))
+        let serialise = |meta: HashMap<String, String>| {
+            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+                .map_err(|e| Error::InvalidData(format!("serialising the checkpoint: {e}")))
+        };
+        // The data section does not depend on the metadata: serialise once to checksum it.
+        let unsealed = serialise(meta.clone())?;
+        let sum = checksum(&meta, data_section(Path::new("checkpoint"), &unsealed)?);
+        meta.insert(keys::CHECKSUM.into(), sum);
+        serialise(meta)
     }
 
     /// Saves the model to `path` atomically, with `extra` metadata entries (e.g. a git commit).
@@ -195,7 +315,7 @@ impl Model {
             .map_err(|e| checkpoint_error(path, format!("its model config is invalid: {e}")))?;
         let dtype = parse_dtype(path, meta.get(keys::DTYPE).map_or("f32", |s| s.as_str()))?;
         let mut model = Model::new(&config, 0, dtype, device)?;
-        model.assign_from_bytes(path, &bytes)?;
+        model.assign_from_bytes(path, &bytes, &meta)?;
         if let Some(json) = meta.get(keys::STANDARDIZATION) {
             let s: Standardization = serde_json::from_str(json)
                 .map_err(|e| checkpoint_error(path, format!("bad standardization: {e}")))?;
@@ -216,15 +336,7 @@ impl Model {
             .transpose()
             .map_err(|e| checkpoint_error(path, format!("its model config is invalid: {e}")))?
             .ok_or_else(|| checkpoint_error(path, "no model config in the metadata"))?;
-        if &theirs != self.config() {
-            let ours = self.config().to_toml()?;
-            let other = theirs.to_toml()?;
-            let diff = ours
-                .lines()
-                .zip(other.lines())
-                .find(|(a, b)| a != b)
-                .map(|(a, b)| format!("this model has `{a}`, the file `{b}`"))
-                .unwrap_or_else(|| "the configs differ".into());
+        if let Some(diff) = crate::config_difference(self.config(), &theirs) {
             return Err(checkpoint_error(
                 path,
                 format!("written for another model config: {diff}"),
@@ -235,15 +347,24 @@ impl Model {
             .map(|json| serde_json::from_str::<Standardization>(json))
             .transpose()
             .map_err(|e| checkpoint_error(path, format!("bad standardization: {e}")))?;
-        self.assign_from_bytes(path, &bytes)?;
+        if let Some(s) = &standardization {
+            self.check_standardization(s)
+                .map_err(|e| checkpoint_error(path, e.to_string()))?;
+        }
+        self.assign_from_bytes(path, &bytes, &meta)?;
         if standardization.is_some() {
             self.set_standardization(standardization)?;
         }
         Ok(())
     }
 
-    fn assign_from_bytes(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let mut tensors = load_tensors(path, bytes)?;
+    fn assign_from_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        meta: &HashMap<String, String>,
+    ) -> Result<()> {
+        let mut tensors = load_tensors(path, bytes, meta)?;
         tensors.retain(|name, _| !name.starts_with(STATE_PREFIX));
         self.assign(&tensors, &path.display().to_string())
     }

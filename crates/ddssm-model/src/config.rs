@@ -69,41 +69,92 @@ impl ModelConfig {
         Self::default()
     }
 
-    /// Checks the sizes; each network checks its own section when it is built.
+    /// Checks every field before anything is built, naming a bad one by its full dotted path in
+    /// this config (`transition.schedule.num_steps`, `encoder.head.logvar_bounds`, …) with the
+    /// allowed values.
     pub fn validate(&self) -> Result<()> {
-        check_config(
-            self.latent_dim >= 1,
-            "latent_dim",
-            self.latent_dim,
-            "an integer ≥ 1",
-        )?;
-        check_config(self.obs_dim >= 1, "obs_dim", self.obs_dim, "an integer ≥ 1")?;
-        check_config(self.order >= 1, "order", self.order, "an integer ≥ 1")?;
-        check_config(self.h_seq >= 1, "h_seq", self.h_seq, "an integer ≥ 1")?;
-        for (name, stack) in [
-            ("encoder.context", &self.encoder.context.stack),
-            ("decoder.context", &self.decoder.context.stack),
-            ("vhp.prior", &self.vhp.prior.stack),
-            ("vhp.posterior", &self.vhp.posterior.stack),
+        for (field, value) in [
+            ("latent_dim", self.latent_dim),
+            ("obs_dim", self.obs_dim),
+            ("order", self.order),
+            ("h_seq", self.h_seq),
         ] {
+            check_config(value >= 1, field, value, "an integer ≥ 1")?;
+        }
+        let s = &self.encoder.summary;
+        for (field, value) in [
+            ("encoder.summary.hidden", s.hidden),
+            ("encoder.summary.layers", s.layers),
+        ] {
+            check_config(value >= 1, field, value, "an integer ≥ 1")?;
+        }
+        check_embedding_dim(
+            "encoder.summary.time_embedding_dim",
+            s.time_embedding_dim,
+            true,
+        )?;
+        let mut contexts = vec![
+            ("encoder.context.stack", &self.encoder.context.stack),
+            ("decoder.context.stack", &self.decoder.context.stack),
+            ("vhp.prior.stack", &self.vhp.prior.stack),
+            ("vhp.posterior.stack", &self.vhp.posterior.stack),
+        ];
+        let mut heads = vec![
+            ("encoder.head", &self.encoder.head),
+            ("decoder.head", &self.decoder.head),
+            ("vhp.head", &self.vhp.head),
+        ];
+        let mut sides = vec![
+            ("encoder.side", &self.encoder.side),
+            ("decoder.side", &self.decoder.side),
+            ("vhp.side", &self.vhp.side),
+        ];
+        match &self.transition {
+            TransitionConfig::Gaussian(g) => {
+                contexts.push(("transition.context.stack", &g.context.stack));
+                heads.push(("transition.head", &g.head));
+                sides.push(("transition.side", &g.side));
+            }
+            TransitionConfig::Diffusion(d) => {
+                contexts.push(("transition.denoiser.stack", &d.denoiser.stack));
+                sides.push(("transition.denoiser.side", &d.denoiser.side));
+                validate_diffusion(d)?;
+            }
+        }
+        for (path, stack) in contexts {
+            check_stack(path, stack)?;
+        }
+        for (path, head) in heads {
             check_config(
-                stack.layers >= 1,
-                &format!("{name}.layers"),
-                stack.layers,
+                head.hidden >= 1,
+                &format!("{path}.hidden"),
+                head.hidden,
                 "an integer ≥ 1",
             )?;
             check_config(
-                stack.channels >= 1,
-                &format!("{name}.channels"),
-                stack.channels,
+                head.layers >= 1,
+                &format!("{path}.layers"),
+                head.layers,
                 "an integer ≥ 1",
+            )?;
+            let b = head.logvar_bounds;
+            check_config(
+                b.min.is_finite() && b.max.is_finite() && b.min < b.max,
+                &format!("{path}.logvar_bounds"),
+                format!("{{ min = {}, max = {} }}", b.min, b.max),
+                "finite min < max",
             )?;
         }
-        if let TransitionConfig::Diffusion(d) = &self.transition {
+        for (path, side) in sides {
+            check_embedding_dim(
+                &format!("{path}.time_embedding_dim"),
+                side.time_embedding_dim,
+                true,
+            )?;
             check_config(
-                d.loss.s_k >= 1,
-                "transition.loss.s_k",
-                d.loss.s_k,
+                side.mask_dim >= 1,
+                &format!("{path}.mask_dim"),
+                side.mask_dim,
                 "an integer ≥ 1",
             )?;
         }
@@ -269,6 +320,144 @@ pub struct DiffusionTransitionConfig {
     pub loss: DiffusionLossConfig,
     /// The sampler used when the model generates (forecasts, predictive).
     pub sampler: Sampler,
+}
+
+/// The first field in which two configs differ, as `` `path`: this run has A, the other B ``
+/// (dotted path as in a TOML file; `None` when they are equal). Works for any serialisable
+/// config.
+pub fn config_difference<T: Serialize>(ours: &T, theirs: &T) -> Option<String> {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+        use serde_json::Value;
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                keys.into_iter().find_map(|k| {
+                    let sub = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let null = Value::Null;
+                    walk(&sub, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null))
+                })
+            }
+            _ if a == b => None,
+            _ => {
+                let show = |v: &Value| match v {
+                    Value::Null => "nothing".to_string(),
+                    other => other.to_string(),
+                };
+                Some(format!(
+                    "`{path}`: this run has {}, the other {}",
+                    show(a),
+                    show(b)
+                ))
+            }
+        }
+    }
+    match (serde_json::to_value(ours), serde_json::to_value(theirs)) {
+        (Ok(a), Ok(b)) => walk("", &a, &b),
+        _ => Some("the configs cannot be compared (not serialisable)".into()),
+    }
+}
+
+/// A sinusoidal embedding's width: even and ≥ 2, or 0 where `off_allowed` (disabled).
+fn check_embedding_dim(path: &str, dim: usize, off_allowed: bool) -> Result<()> {
+    let ok = dim.is_multiple_of(2) && (dim >= 2 || (off_allowed && dim == 0));
+    let allowed = if off_allowed {
+        "0 (off) or an even integer ≥ 2"
+    } else {
+        "an even integer ≥ 2"
+    };
+    check_config(ok, path, dim, allowed)
+}
+
+/// A residual stack at `path` (`….stack`): sizes and mixer kernels.
+fn check_stack(path: &str, stack: &ResidualStackConfig) -> Result<()> {
+    check_config(
+        stack.layers >= 1,
+        &format!("{path}.layers"),
+        stack.layers,
+        "an integer ≥ 1",
+    )?;
+    check_config(
+        stack.channels >= 1,
+        &format!("{path}.channels"),
+        stack.channels,
+        "an integer ≥ 1",
+    )?;
+    if let TimeMixerConfig::Conv { kernel } = stack.time_mixer {
+        check_config(
+            kernel >= 1,
+            &format!("{path}.time_mixer.kernel"),
+            kernel,
+            "an integer ≥ 1",
+        )?;
+    }
+    if let FeatureMixerConfig::Conv { kernel } = stack.feature_mixer {
+        check_config(
+            kernel >= 1,
+            &format!("{path}.feature_mixer.kernel"),
+            kernel,
+            "an integer ≥ 1",
+        )?;
+    }
+    Ok(())
+}
+
+/// The diffusion transition's own fields: denoiser sizes, schedule, loss, sampler.
+fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
+    check_embedding_dim(
+        "transition.denoiser.diffusion_embedding_dim",
+        d.denoiser.diffusion_embedding_dim,
+        false,
+    )?;
+    check_config(
+        d.denoiser.diffusion_projection_dim >= 1,
+        "transition.denoiser.diffusion_projection_dim",
+        d.denoiser.diffusion_projection_dim,
+        "an integer ≥ 1",
+    )?;
+    let scale = d.denoiser.noise_embedding_scale;
+    check_config(
+        scale.is_finite() && scale > 0.0,
+        "transition.denoiser.noise_embedding_scale",
+        scale,
+        "a finite number > 0",
+    )?;
+    if let Err(ddssm_diffusion::Error::InvalidConfig {
+        field,
+        value,
+        allowed,
+    }) = d.schedule.build()
+    {
+        let path = if field == "num_steps" {
+            format!("transition.schedule.{field}")
+        } else {
+            format!("transition.schedule.betas.{field}")
+        };
+        check_config(false, &path, value, &allowed)?;
+    }
+    d.schedule.build()?;
+    check_config(
+        d.loss.s_k >= 1,
+        "transition.loss.s_k",
+        d.loss.s_k,
+        "an integer ≥ 1",
+    )?;
+    match d.sampler {
+        Sampler::Ddim { steps } | Sampler::EdmHeun { steps } | Sampler::DpmSolver2M { steps } => {
+            check_config(
+                steps >= 1,
+                "transition.sampler.steps",
+                steps,
+                "an integer ≥ 1",
+            )
+        }
+        Sampler::Ancestral { .. } => Ok(()),
+    }
 }
 
 /// How an expectation over `z_t ~ q(z_t | history)` is estimated where a closed form exists.

@@ -31,8 +31,8 @@ mod transition;
 mod vhp;
 
 pub use config::{
-    DecoderConfig, DiffusionTransitionConfig, EncoderConfig, Estimator, GaussianTransitionConfig,
-    ModelConfig, TransitionConfig, VhpConfig,
+    config_difference, DecoderConfig, DiffusionTransitionConfig, EncoderConfig, Estimator,
+    GaussianTransitionConfig, ModelConfig, TransitionConfig, VhpConfig,
 };
 pub use decoder::Decoder;
 pub use elbo::{ElboOptions, ElboSummary, ElboTerms};
@@ -99,6 +99,26 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+impl Error {
+    /// The same error with a configuration field's path placed under `prefix` (a
+    /// [`ModelConfig`] nested in a larger config: `ddssm.model` + `order` → `ddssm.model.order`).
+    /// Other errors are returned as they are.
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Error::InvalidConfig {
+                field,
+                value,
+                allowed,
+            } => Error::InvalidConfig {
+                field: format!("{prefix}.{field}"),
+                value,
+                allowed,
+            },
+            other => other,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

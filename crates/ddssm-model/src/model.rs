@@ -273,15 +273,30 @@ impl Model {
     /// Stores the map between raw and model-space observations (saved in checkpoints).
     pub fn set_standardization(&mut self, s: Option<Standardization>) -> Result<()> {
         if let Some(s) = &s {
-            if s.mean.len() != self.config.obs_dim {
-                return Err(Error::InvalidData(format!(
-                    "standardization has {} dimensions, the model observes {}",
-                    s.mean.len(),
-                    self.config.obs_dim
-                )));
-            }
+            self.check_standardization(s)?;
         }
         self.standardization = s;
+        Ok(())
+    }
+
+    /// Checks that `s` fits this model: one finite mean and one finite `std > 0` per observed
+    /// dimension.
+    pub(crate) fn check_standardization(&self, s: &Standardization) -> Result<()> {
+        let d = self.config.obs_dim;
+        if s.mean.len() != d || s.std.len() != d {
+            return Err(Error::InvalidData(format!(
+                "standardization has {} means and {} stds, the model observes {d} dimensions",
+                s.mean.len(),
+                s.std.len(),
+            )));
+        }
+        if s.mean.iter().any(|m| !m.is_finite())
+            || s.std.iter().any(|v| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(Error::InvalidData(format!(
+                "standardization {s:?}: means must be finite and stds finite and > 0"
+            )));
+        }
         Ok(())
     }
 

@@ -109,7 +109,7 @@ impl TrainConfig {
                 Ok(())
             } else {
                 Err(Error::InvalidConfig {
-                    field,
+                    field: field.into(),
                     value,
                     allowed: allowed.into(),
                 })

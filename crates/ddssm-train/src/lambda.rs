@@ -46,15 +46,16 @@ impl Default for LambdaSchedule {
 }
 
 impl LambdaSchedule {
-    /// Checks that both ends are finite and non-negative.
+    /// Checks that both ends are finite and non-negative (fields named as in a
+    /// [`crate::TrainConfig`]: `lambda.lambda_end`).
     pub fn validate(&self) -> Result<()> {
         for (field, v) in [
-            ("lambda_start", self.lambda_start),
-            ("lambda_end", self.lambda_end),
+            ("lambda.lambda_start", self.lambda_start),
+            ("lambda.lambda_end", self.lambda_end),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::InvalidConfig {
-                    field,
+                    field: field.into(),
                     value: v.to_string(),
                     allowed: "a finite number ≥ 0".into(),
                 });

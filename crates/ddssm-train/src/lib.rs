@@ -19,8 +19,8 @@ pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use config::{LearningRates, TrainConfig};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use trainer::{
-    accumulated_gradients, batch_indices, keys, optimizer_for, select, step_noise, train, Metrics,
-    StepRecord, TrainOptions, TrainReport, Validator,
+    accumulated_gradients, batch_indices, keys, optimizer_for, resumable_step, select, step_noise,
+    train, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
 };
 
 /// Errors of this crate.
@@ -29,8 +29,8 @@ pub enum Error {
     /// A configuration value outside its allowed range.
     #[error("invalid {field} = {value}: {allowed}")]
     InvalidConfig {
-        /// The config field, as written in a TOML file.
-        field: &'static str,
+        /// The config field, as written in a TOML file (dotted path).
+        field: String,
         /// The value that was given.
         value: String,
         /// What would have been accepted.
@@ -41,7 +41,7 @@ pub enum Error {
         "step {step}: the {what} is not finite; the run stopped and the last checkpoint was kept"
     )]
     NonFinite {
-        /// The step (0-based).
+        /// The step, 1-based as on the progress line (`step 1` is the first).
         step: usize,
         /// Which term or gradient.
         what: String,
@@ -55,6 +55,26 @@ pub enum Error {
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// The same error with a configuration field's path placed under `prefix` (a
+    /// [`TrainConfig`] nested in a larger config: `ddssm.model` + `order` → `ddssm.model.order`).
+    /// Other errors are returned as they are.
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Error::InvalidConfig {
+                field,
+                value,
+                allowed,
+            } => Error::InvalidConfig {
+                field: format!("{prefix}.{field}"),
+                value,
+                allowed,
+            },
+            other => other,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -58,7 +58,7 @@ impl Distribution {
     /// Checks the bounds; `name` is used in the message.
     pub fn validate(&self, name: &str) -> Result<()> {
         let bad = |allowed: &str, value: String| Error::InvalidConfig {
-            field: "search space",
+            field: "search space".into(),
             value: format!("{name}: {value}"),
             allowed: allowed.to_string(),
         };

@@ -7,7 +7,7 @@
 //! checkpoint at step `s` continues with exactly the numbers the uninterrupted run would have
 //! produced.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -48,10 +48,10 @@ pub fn step_noise(seed: u64, step: usize) -> SeededNoise {
     SeededNoise::new(seed).fork(&format!("step{step}"))
 }
 
-/// Rows `idx` of every tensor of `data`.
+/// Rows `idx` of every tensor of `data` (which may be non-contiguous views).
 pub fn select(data: &Batch, idx: &[u32]) -> Result<Batch> {
     let idx = Tensor::from_vec(idx.to_vec(), idx.len(), data.x.device())?;
-    let pick = |t: &Tensor| t.index_select(&idx, 0);
+    let pick = |t: &Tensor| t.contiguous()?.index_select(&idx, 0);
     Ok(Batch {
         x: pick(&data.x)?,
         mask: data.mask.as_ref().map(pick).transpose()?,
@@ -105,12 +105,14 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
+/// `Ok` for a finite `v`; otherwise [`Error::NonFinite`] at the 0-based `step`, reported 1-based
+/// as on the progress line.
 fn finite_or(step: usize, what: &str, v: f64) -> Result<()> {
     if v.is_finite() {
         Ok(())
     } else {
         Err(Error::NonFinite {
-            step,
+            step: step + 1,
             what: what.to_string(),
         })
     }
@@ -160,29 +162,65 @@ fn save(model: &Model, opt: &AdamW, config: &TrainConfig, path: &Path, step: usi
     Ok(())
 }
 
-/// Restores model, optimizer and step from a training checkpoint; returns the step.
-fn restore(model: &mut Model, opt: &mut AdamW, config: &TrainConfig, path: &Path) -> Result<usize> {
-    let (meta, state): (HashMap<String, String>, _) = checkpoint::read_state(path)?;
+/// The step of the training checkpoint at `path` if a run of `model` with `config` can continue
+/// from it: `None` when there is no file; an error naming the first differing field when the file
+/// was written for another model or training config (only `steps` may change), or when it is
+/// already past `config.steps` (training never goes back). Reads only the metadata, so a command
+/// can check every checkpoint before it writes anything.
+pub fn resumable_step(
+    path: &Path,
+    model: &ddssm_model::ModelConfig,
+    config: &TrainConfig,
+) -> Result<Option<usize>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let meta = checkpoint::read_metadata(path)?;
+    let bad = |reason: String| Error::State(format!("{}: {reason}", path.display()));
     let step: usize = meta
         .get(keys::STEP)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::State(format!("{}: not a training checkpoint", path.display())))?;
+        .ok_or_else(|| bad("not a training checkpoint (no step)".into()))?;
+    let theirs = meta
+        .get(checkpoint::keys::CONFIG)
+        .and_then(|s| ddssm_model::ModelConfig::from_json(s).ok())
+        .ok_or_else(|| bad("no readable model config".into()))?;
+    if let Some(diff) = ddssm_model::config_difference(model, &theirs) {
+        return Err(bad(format!(
+            "written for another model config, {diff}; use another output folder"
+        )));
+    }
     let theirs: TrainConfig = meta
         .get(keys::CONFIG)
         .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| Error::State(format!("{}: no training config", path.display())))?;
+        .ok_or_else(|| bad("no readable training config".into()))?;
     let theirs = TrainConfig {
         steps: config.steps,
         ..theirs
     };
-    if theirs != *config {
-        return Err(Error::State(format!(
-            "{} was written with another training config; only `steps` may change on resume",
-            path.display()
+    if let Some(diff) = ddssm_model::config_difference(config, &theirs) {
+        return Err(bad(format!(
+            "written with another training config ({diff}); only `steps` may change on resume"
         )));
     }
-    model.load_weights(path)?;
+    if step > config.steps {
+        return Err(bad(format!(
+            "the checkpoint is at step {step}, past the {} steps asked for: a run never trains \
+             backwards (ask for ≥ {step} steps, or use another output folder)",
+            config.steps
+        )));
+    }
+    Ok(Some(step))
+}
+
+/// Restores model, optimizer and step from a training checkpoint; returns the step. The model
+/// is changed only when everything in the file fits.
+fn restore(model: &mut Model, opt: &mut AdamW, config: &TrainConfig, path: &Path) -> Result<usize> {
+    let step = resumable_step(path, model.config(), config)?
+        .ok_or_else(|| Error::State(format!("{}: no such checkpoint", path.display())))?;
+    let (_, state) = checkpoint::read_state(path)?;
     opt.load_state(&state, step)?;
+    model.load_weights(path)?;
     Ok(step)
 }
 
@@ -320,7 +358,7 @@ pub fn train(
     let n = data.batch();
     if config.batch_size > n {
         return Err(Error::InvalidConfig {
-            field: "batch_size",
+            field: "batch_size".into(),
             value: config.batch_size.to_string(),
             allowed: format!("at most the {n} training sequences"),
         });
@@ -398,7 +436,8 @@ pub fn train(
         }
         if config.validate_every > 0 && done % config.validate_every == 0 && done < config.steps {
             let metrics = validate(model, done)?;
-            tracing::info!("{} step {done}: {metrics:?}", options.label);
+            // Printed above the bar, never glued onto it.
+            bar.suspend(|| tracing::info!("{} step {done}: {metrics:?}", options.label));
             report.validations.push((done, metrics));
         }
         if let Some(path) = &options.checkpoint {

@@ -155,13 +155,64 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() -> Result<()>
     let err = train(&mut model, &bad, &tc, &opts, &mut no_validation).unwrap_err();
     match &err {
         Error::NonFinite { step, what } => {
-            assert_eq!(*step, 3);
+            // Resumed after 3 steps: the first step run here is the 4th, as the progress line
+            // counts.
+            assert_eq!(*step, 4);
             assert_eq!(what, "reconstruction");
         }
         other => panic!("unexpected error {other}"),
     }
-    assert!(err.to_string().contains("step 3"));
+    assert!(err.to_string().contains("step 4"));
     assert_eq!(std::fs::read(&path)?, before);
+    Ok(())
+}
+
+/// `--resume` with fewer steps than the checkpoint holds is refused before anything changes
+/// (it used to train nothing and rewrite the checkpoint as the earlier step); another training
+/// config is refused naming the field that differs.
+#[test]
+fn a_resume_never_goes_backwards_or_onto_another_config() -> Result<()> {
+    let (mc, tc, data) = small();
+    let path = tmp("backwards.safetensors");
+    let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let opts = TrainOptions {
+        checkpoint: Some(path.clone()),
+        resume: true,
+        progress: false,
+        label: "test".into(),
+    };
+    let four = TrainConfig { steps: 4, ..tc };
+    train(&mut model, &data, &four, &opts, &mut no_validation)?;
+    let before = std::fs::read(&path)?;
+    let params = |m: &Model| -> Vec<Vec<f32>> {
+        m.named_parameters()
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    };
+    let weights = params(&model);
+    let two = TrainConfig { steps: 2, ..tc };
+    let err = train(&mut model, &data, &two, &opts, &mut no_validation)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 4") && err.contains("2 steps"), "{err}");
+    assert_eq!(ddssm_train::resumable_step(&path, &mc, &four)?, Some(4));
+    let mut other = four;
+    other.learning_rates.encoder *= 2.0;
+    let err = ddssm_train::resumable_step(&path, &mc, &other)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`learning_rates.encoder`"), "{err}");
+    let err = train(&mut model, &data, &other, &opts, &mut no_validation)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`learning_rates.encoder`"), "{err}");
+    assert_eq!(std::fs::read(&path)?, before);
+    assert_eq!(params(&model), weights);
+    assert_eq!(
+        ddssm_train::resumable_step(&tmp("absent"), &mc, &four)?,
+        None
+    );
     Ok(())
 }
 

@@ -1105,7 +1105,7 @@ mod tests {
         // The sampler comparison runs on the finished folder.
         crate::tradeoff::run(&crate::tradeoff::Args {
             run: args.out.clone(),
-            sequences: 2,
+            sequences: Some(2),
             samples: 4,
             device: Device::Cpu,
         })?;

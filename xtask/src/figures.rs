@@ -5,8 +5,8 @@
 //! - `fig1b`: one-step `jsd_exact` mean ± SEM per model, with the estimator's noise floor
 //!   (Fig. 1b);
 //! - `fig2`: for the two test sequences nearest the DDSSM's median JSD, the data, each model's
-//!   reconstruction (dashed) and forecast paths of the last steps (light) with their mean (solid),
-//!   one panel per model (Fig. 2).
+//!   reconstruction (dashed) and forecast paths of the last steps (light) with their mean (solid)
+//!   after a marker where the forecast starts, one panel per model (Fig. 2).
 //!
 //! Text is set in DejaVu Sans, bundled in `xtask/assets` (its licence is next to it), so the
 //! figures look the same on every machine and need no system fonts.
@@ -103,6 +103,16 @@ fn density(r: &Results, probabilities: &[f64]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Labels a tick of an axis of whole numbers (time steps, trials): the integer, or nothing
+/// between integers.
+fn integer_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
 fn fig1a<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Result<()> {
     let h = &r.config.evaluation.histogram;
     let truth = density(r, &r.exact_mean_histogram);
@@ -135,13 +145,21 @@ fn fig1a<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resu
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
     for (key, label, colour) in MODELS {
         if let Some(m) = r.models.get(key) {
+            let curve = density(r, &m.mean_histogram);
+            // A point mass (LOCF) spikes far above the truth: say where a curve is cut.
+            let cut = curve.iter().any(|p| p.1 > y_max);
             chart
-                .draw_series(LineSeries::new(
-                    clip(density(r, &m.mean_histogram)),
-                    colour.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new(clip(curve), colour.stroke_width(2)))
                 .map_err(err)?
-                .label(format!("{label} (JSD {:.3})", m.jsd_exact.mean))
+                .label(format!(
+                    "{label} (JSD {:.3}){}",
+                    m.jsd_exact.mean,
+                    if cut {
+                        format!("; cut at density {y_max:.2}")
+                    } else {
+                        String::new()
+                    }
+                ))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
@@ -170,7 +188,7 @@ fn fig1b<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resu
         .iter()
         .map(|b| b.2 + b.3)
         .fold(std::f64::consts::LN_2, f64::max)
-        * 1.1;
+        * 1.3;
     let n = bars.len() as i32;
     let mut chart = ChartBuilder::on(area)
         .caption(
@@ -229,8 +247,10 @@ fn fig1b<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resu
             .map_err(err)?
             .label(format!("noise floor ({f:.4})"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+        // Upper left, above the first (lowest) bar, with headroom over the tallest.
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
             .label_font((FONT, 14))
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
@@ -273,10 +293,14 @@ fn fig2<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resul
             };
             let mut chart = ChartBuilder::on(&panels[row * models.len() + col])
                 .caption(
-                    format!(
-                        "{label}: test sequence {} (DDSSM JSD {:.3})",
-                        example.index, example.ddssm_jsd_exact
-                    ),
+                    if *key == "ddssm" {
+                        format!(
+                            "{label}: test sequence {} (its jsd_exact {:.3})",
+                            example.index, example.ddssm_jsd_exact
+                        )
+                    } else {
+                        format!("{label}: test sequence {}", example.index)
+                    },
                     (FONT, 16),
                 )
                 .margin(10)
@@ -288,6 +312,7 @@ fn fig2<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resul
                 .configure_mesh()
                 .x_desc("t")
                 .y_desc("x")
+                .x_label_formatter(&integer_label)
                 .label_style((FONT, 12))
                 .draw()
                 .map_err(err)?;
@@ -298,12 +323,25 @@ fn fig2<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resul
                     .collect()
             };
             let t0 = example.forecast_from;
-            for path in &panel.forecast_paths {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(t0 as f64 + 0.5, lo - pad), (t0 as f64 + 0.5, hi + pad)],
+                    BLACK.mix(0.5),
+                )))
+                .map_err(err)?
+                .label(format!("forecast starts (after t = {t0})"))
+                .legend(|(x, y)| PathElement::new(vec![(x + 10, y - 6), (x + 10, y + 6)], BLACK));
+            for (i, path) in panel.forecast_paths.iter().enumerate() {
                 let mut p = vec![(t0 as f64, example.data[t0 - 1])];
                 p.extend(steps(path, t0 + 1));
-                chart
+                let drawn = chart
                     .draw_series(LineSeries::new(p, colour.mix(0.18)))
                     .map_err(err)?;
+                if i == 0 {
+                    drawn.label("forecast paths").legend(|(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], colour.mix(0.3))
+                    });
+                }
             }
             let mut mean = vec![(t0 as f64, example.data[t0 - 1])];
             mean.extend(steps(&panel.forecast_mean, t0 + 1));
@@ -323,7 +361,12 @@ fn fig2<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resul
                 ))
                 .map_err(err)?
                 .label("reconstruction")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.mix(0.6)));
+                .legend(|(x, y)| {
+                    // Dashed, as drawn.
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (7, 0)], colour.stroke_width(2))
+                        + PathElement::new(vec![(12, 0), (19, 0)], colour.stroke_width(2))
+                });
             chart
                 .draw_series(
                     steps(&example.data, 1)
@@ -384,6 +427,7 @@ fn history<DB: DrawingBackend>(trials: &[Trial], area: DrawingArea<DB, Shift>) -
     chart
         .configure_mesh()
         .x_desc("trial")
+        .x_label_formatter(&integer_label)
         .y_desc("score (lower is better)")
         .label_style((FONT, 14))
         .draw()

@@ -120,14 +120,14 @@ enum Command {
         device: String,
     },
     /// Accuracy against cost of the diffusion samplers on a trained DDSSM (a finished
-    /// bimodal-experiment folder).
+    /// bimodal-experiment folder); writes sampler-tradeoff.{json,md} into that folder.
     SamplerTradeoff {
         /// The experiment folder (config.toml, ddssm.safetensors).
         #[arg(long, default_value = "results/bimodal")]
         run: PathBuf,
-        /// Validation sequences scored.
-        #[arg(long, default_value_t = 64)]
-        sequences: usize,
+        /// Validation sequences scored (default: 64, or all the run holds if fewer).
+        #[arg(long)]
+        sequences: Option<usize>,
         /// One-step draws per sequence.
         #[arg(long, default_value_t = 256)]
         samples: usize,

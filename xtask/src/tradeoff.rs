@@ -22,13 +22,16 @@ use serde_json::{json, Value};
 
 use crate::bimodal::{validation_scores, ExperimentConfig, Splits};
 
+/// Validation sequences scored when `--sequences` is not given (fewer if the run holds fewer).
+pub const DEFAULT_SEQUENCES: usize = 64;
+
 /// The command's options.
 #[derive(Debug, Clone)]
 pub struct Args {
     /// The experiment folder.
     pub run: PathBuf,
-    /// Validation sequences scored.
-    pub sequences: usize,
+    /// Validation sequences scored (None: up to 64, at most what the run's data holds).
+    pub sequences: Option<usize>,
     /// Draws per sequence.
     pub samples: usize,
     /// Device.
@@ -65,7 +68,8 @@ fn samplers(k: usize) -> Vec<(String, Sampler)> {
     out
 }
 
-/// Runs the comparison; prints a table and writes `sampler-tradeoff.{json,md}` into the run.
+/// Runs the comparison; prints a table and writes `sampler-tradeoff.{json,md}` into the run
+/// folder (and says so).
 pub fn run(args: &Args) -> Result<()> {
     let config_path = args.run.join("config.toml");
     let mut cfg: ExperimentConfig = toml::from_str(
@@ -73,14 +77,16 @@ pub fn run(args: &Args) -> Result<()> {
             .with_context(|| format!("reading {}", config_path.display()))?,
     )
     .with_context(|| format!("{}: not an experiment config", config_path.display()))?;
+    let sequences = args
+        .sequences
+        .unwrap_or(DEFAULT_SEQUENCES.min(cfg.data.validation));
     anyhow::ensure!(
-        args.sequences >= 1 && args.sequences <= cfg.data.validation,
-        "--sequences {}: expected 1 ..= {} (data.validation)",
-        args.sequences,
+        sequences >= 1 && sequences <= cfg.data.validation,
+        "--sequences {sequences}: expected 1 ..= {} (the run's data.validation)",
         cfg.data.validation
     );
     anyhow::ensure!(args.samples >= 2, "--samples: expected at least 2");
-    cfg.evaluation.validation_sequences = args.sequences;
+    cfg.evaluation.validation_sequences = sequences;
     cfg.evaluation.validation_samples = args.samples;
     let checkpoint = args.run.join("ddssm.safetensors");
     let mut model = Model::load(&checkpoint, &args.device)
@@ -112,7 +118,7 @@ pub fn run(args: &Args) -> Result<()> {
         if reference.is_none() {
             reference = Some(per);
         }
-        let rate = (args.sequences * args.samples) as f64 / seconds;
+        let rate = (sequences * args.samples) as f64 / seconds;
         let calls = sampler.network_calls(&schedule);
         tracing::info!(
             "{name}: {calls} calls, jsd_exact {}, {rate:.0} samples/s",
@@ -135,7 +141,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let out = json!({
         "run": args.run,
-        "sequences": args.sequences,
+        "sequences": sequences,
         "samples": args.samples,
         "samplers": rows,
     });
@@ -143,17 +149,19 @@ pub fn run(args: &Args) -> Result<()> {
         "Sampler trade-off on {} ({} validation sequences × {} samples; \
          paired difference: mean ± SE over sequences, same noise stream)\n\n",
         checkpoint.display(),
-        args.sequences,
+        sequences,
         args.samples
     );
+    let (json_path, md_path) = (
+        args.run.join("sampler-tradeoff.json"),
+        args.run.join("sampler-tradeoff.md"),
+    );
     ddssm_model::checkpoint::write_atomic(
-        &args.run.join("sampler-tradeoff.json"),
+        &json_path,
         serde_json::to_string_pretty(&out)?.as_bytes(),
     )?;
-    ddssm_model::checkpoint::write_atomic(
-        &args.run.join("sampler-tradeoff.md"),
-        format!("{header}{table}").as_bytes(),
-    )?;
+    ddssm_model::checkpoint::write_atomic(&md_path, format!("{header}{table}").as_bytes())?;
     println!("{header}{table}");
+    tracing::info!("wrote {} and {}", json_path.display(), md_path.display());
     Ok(())
 }

@@ -146,6 +146,15 @@ pub fn load_space(path: &Path, model: &str) -> Result<Space> {
     if model == "ddssm" {
         space.extend(file.diffusion_params);
     }
+    if space.is_empty() {
+        bail!(
+            "{}: no parameter to search for --model {model}: every trial would be the same run \
+             (to score one configuration, give a parameter a single categorical choice); \
+             allowed names: {}",
+            path.display(),
+            KNOWN.join(", ")
+        );
+    }
     for (name, d) in &space {
         if !KNOWN.contains(&name.as_str()) {
             bail!(
@@ -895,6 +904,7 @@ high = 3
                 "[params.enc_lr]\nkind = \"gaussian\"\n",
                 "not a valid search space",
             ),
+            ("[params]\n", "no parameter to search"),
         ] {
             std::fs::write(&path, text)?;
             let e = format!("{:#}", load_space(&path, "ddssm").unwrap_err());

@@ -93,11 +93,12 @@ impl ModelConfig {
             s.time_embedding_dim,
             true,
         )?;
+        // A context producer's stack is flattened into its table (`encoder.context.layers`).
         let mut contexts = vec![
-            ("encoder.context.stack", &self.encoder.context.stack),
-            ("decoder.context.stack", &self.decoder.context.stack),
-            ("vhp.prior.stack", &self.vhp.prior.stack),
-            ("vhp.posterior.stack", &self.vhp.posterior.stack),
+            ("encoder.context", &self.encoder.context.stack),
+            ("decoder.context", &self.decoder.context.stack),
+            ("vhp.prior", &self.vhp.prior.stack),
+            ("vhp.posterior", &self.vhp.posterior.stack),
         ];
         let mut heads = vec![
             ("encoder.head", &self.encoder.head),
@@ -111,7 +112,7 @@ impl ModelConfig {
         ];
         match &self.transition {
             TransitionConfig::Gaussian(g) => {
-                contexts.push(("transition.context.stack", &g.context.stack));
+                contexts.push(("transition.context", &g.context.stack));
                 heads.push(("transition.head", &g.head));
                 sides.push(("transition.side", &g.side));
             }
@@ -374,7 +375,8 @@ fn check_embedding_dim(path: &str, dim: usize, off_allowed: bool) -> Result<()> 
     check_config(ok, path, dim, allowed)
 }
 
-/// A residual stack at `path` (`….stack`): sizes and mixer kernels.
+/// A residual stack whose fields sit at `path` (`encoder.context`, `transition.denoiser.stack`):
+/// sizes and mixer kernels.
 fn check_stack(path: &str, stack: &ResidualStackConfig) -> Result<()> {
     check_config(
         stack.layers >= 1,

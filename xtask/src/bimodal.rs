@@ -518,12 +518,7 @@ pub const OUT_OF_RANGE_WARNING: f64 = 0.01;
 /// `--seed` and `--steps`, validated. `--print-config` prints exactly this.
 pub fn resolve_config(args: &Args) -> Result<ExperimentConfig> {
     let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<ExperimentConfig>(&text)
-                .with_context(|| format!("{}: not a valid experiment config", path.display()))?
-        }
+        Some(path) => crate::read_toml::<ExperimentConfig>(path, "experiment config")?,
         None => ExperimentConfig::paper(),
     };
     if args.quick {
@@ -583,10 +578,7 @@ fn check_output_folder(args: &Args, cfg: &ExperimentConfig) -> Result<BTreeMap<S
     }
     let saved = out.join("config.toml");
     if saved.exists() {
-        let text = std::fs::read_to_string(&saved)
-            .with_context(|| format!("reading {}", saved.display()))?;
-        let theirs: ExperimentConfig = toml::from_str(&text)
-            .with_context(|| format!("{}: not a valid experiment config", saved.display()))?;
+        let theirs: ExperimentConfig = crate::read_toml(&saved, "experiment config")?;
         /// What fixes the data (and so the standardisation) of a run.
         #[derive(Serialize)]
         struct DataKey {

@@ -72,11 +72,7 @@ fn samplers(k: usize) -> Vec<(String, Sampler)> {
 /// folder (and says so).
 pub fn run(args: &Args) -> Result<()> {
     let config_path = args.run.join("config.toml");
-    let mut cfg: ExperimentConfig = toml::from_str(
-        &std::fs::read_to_string(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?,
-    )
-    .with_context(|| format!("{}: not an experiment config", config_path.display()))?;
+    let mut cfg: ExperimentConfig = crate::read_toml(&config_path, "experiment config")?;
     let sequences = args
         .sequences
         .unwrap_or(DEFAULT_SEQUENCES.min(cfg.data.validation));

@@ -138,10 +138,7 @@ pub struct Trial {
 
 /// Reads and checks a search-space file for `model`: the parameters that apply to it.
 pub fn load_space(path: &Path, model: &str) -> Result<Space> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: SpaceFile = toml::from_str(&text)
-        .with_context(|| format!("{}: not a valid search space", path.display()))?;
+    let file: SpaceFile = crate::read_toml(path, "search space")?;
     let mut space = file.params;
     if model == "ddssm" {
         space.extend(file.diffusion_params);

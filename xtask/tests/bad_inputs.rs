@@ -94,12 +94,16 @@ fn every_bad_config_field_is_named_and_nothing_is_written() {
     std::fs::write(out.join("config.toml"), "# an earlier run's config\n").unwrap();
     let cases: &[(&str, &str, &str)] = &[
         // Wrong types.
-        ("seed", "-1", "seed"),
-        ("data.train", "\"many\"", "train"),
-        ("ddssm.train.steps", "1.5", "steps"),
-        ("evaluation.histogram.bins", "\"300\"", "bins"),
+        ("seed", "-1", "at `seed`"),
+        ("data.train", "\"many\"", "at `data.train`"),
+        ("ddssm.train.steps", "1.5", "at `ddssm.train.steps`"),
+        (
+            "evaluation.histogram.bins",
+            "\"300\"",
+            "at `evaluation.histogram.bins`",
+        ),
         ("ddssm.model.transition.kind", "\"flow\"", "flow"),
-        ("ddssm.model.foo", "1", "foo"),
+        ("ddssm.model.foo", "1", "at `ddssm.model.foo`"),
         // The simulator.
         ("data.sim.t", "1", "data.sim.t"),
         ("data.sim.phi", "nan", "data.sim.phi"),

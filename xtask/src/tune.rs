@@ -280,9 +280,20 @@ fn read_study(path: &Path, header: &Header) -> Result<Vec<Trial>> {
         );
     }
     let mut trials = Vec::new();
+    let count = text.lines().count();
     for (i, line) in lines.enumerate() {
-        let trial: Trial = serde_json::from_str(line)
-            .with_context(|| format!("{}: line {} is not a trial", path.display(), i + 2))?;
+        let number = i + 2;
+        let trial: Trial = serde_json::from_str(line).with_context(|| {
+            if number == count && !text.ends_with('\n') {
+                format!(
+                    "{}: line {number} is incomplete (the study stopped while writing it); \
+                     delete that line to run the trial again",
+                    path.display()
+                )
+            } else {
+                format!("{}: line {number} is not a trial", path.display())
+            }
+        })?;
         if trial.number != trials.len() {
             bail!(
                 "{}: line {} holds trial {}, expected {}",
@@ -761,6 +772,81 @@ high = 3
         let e = study(&wrong, tiny(1, 2)).unwrap_err().to_string();
         assert!(e.contains("another study"), "{e}");
         assert_eq!(read_trials(&dir)?.len(), 3);
+        Ok(())
+    }
+
+    /// Every file in `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_file() {
+                files.push((p.clone(), std::fs::read(&p)?));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// A damaged study file — its last line cut at seeded random places, a garbage line, a
+    /// header of another study, an empty file — stops the study with an error naming the file
+    /// and line before any work, and the study folder is left exactly as it was.
+    #[test]
+    fn a_damaged_study_file_is_refused_and_left_alone() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ddssm-tune-damage-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        study(&args(&dir, 2)?, tiny(1, 2))?;
+        let file = dir.join("study/study.jsonl");
+        let good = std::fs::read_to_string(&file)?;
+        let lines: Vec<&str> = good.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let last_start = good.len() - lines[2].len() - 1;
+        let mut cases: Vec<(String, String, &str)> = Vec::new();
+        let cuts =
+            SeededNoise::new(11).uniform_ints(12, last_start as u32 + 1, good.len() as u32 - 3)?;
+        for cut in cuts {
+            cases.push((
+                format!("cut at byte {cut}"),
+                good[..cut as usize].to_string(),
+                "line 3 is incomplete",
+            ));
+        }
+        cases.push((
+            "garbage line".into(),
+            format!("{}\n{}\nnot json at all\n", lines[0], lines[1]),
+            "line 3 is not a trial",
+        ));
+        cases.push((
+            "trial out of order".into(),
+            format!("{}\n{}\n", lines[0], lines[2]),
+            "expected 0",
+        ));
+        let mut other: Value = serde_json::from_str(lines[0])?;
+        other["seed"] = Value::from(99);
+        cases.push((
+            "another study's header".into(),
+            format!("{other}\n{}\n{}\n", lines[1], lines[2]),
+            "another study",
+        ));
+        cases.push(("empty file".into(), String::new(), "line 1"));
+        for (what, text, needle) in cases {
+            std::fs::write(&file, &text)?;
+            let before = snapshot(&dir.join("study"))?;
+            let outcome = std::panic::catch_unwind(|| study(&args(&dir, 3)?, tiny(1, 2)));
+            let err = outcome
+                .unwrap_or_else(|_| panic!("{what}: panicked"))
+                .expect_err(&what);
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains(needle) && msg.contains("study.jsonl"),
+                "{what}: {msg}"
+            );
+            assert_eq!(
+                snapshot(&dir.join("study"))?,
+                before,
+                "{what}: files changed"
+            );
+        }
         Ok(())
     }
 

@@ -8,7 +8,9 @@
 //! files a killed writer leaves behind are removed by [`remove_stale_temp_files`].
 //!
 //! Integrity: the metadata key `checksum` holds `crc32:XXXXXXXX`, the CRC-32 (zlib's) of every
-//! other metadata entry (`key NUL value NUL`, sorted by key) followed by the tensor data section.
+//! other metadata entry (`key NUL value NUL`, sorted by key), then each tensor's name and
+//! `dtype shape offsets` (sorted by name, each followed by NUL, as Rust's `Debug` prints them),
+//! then the tensor data section.
 //! A file whose checksum, format, dtype, tensor names or shapes do not fit is an error, and
 //! nothing is changed; a flipped bit anywhere in the file is caught. (Files of format
 //! `ddssm-checkpoint/1`, written before the checksum existed, are still read, unchecked.)
@@ -110,34 +112,68 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(removed)
 }
 
-/// The checksum of the module docs over `meta` (without its `checksum` entry) and the tensor
-/// data section `data`.
-fn checksum(meta: &HashMap<String, String>, data: &[u8]) -> String {
+/// The checksum of the module docs over a parsed header (its metadata without the `checksum`
+/// entry, and each tensor's name, dtype, shape and offsets) and the tensor data section `data`.
+fn checksum(header: &safetensors::tensor::Metadata, data: &[u8]) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(bytes);
+        h.update(&[0]);
+    };
+    let meta = header.metadata().clone().unwrap_or_default();
     let mut entries: Vec<(&String, &String)> = meta
         .iter()
         .filter(|(k, _)| k.as_str() != keys::CHECKSUM)
         .collect();
     entries.sort();
-    let mut h = crc32fast::Hasher::new();
     for (k, v) in entries {
-        h.update(k.as_bytes());
-        h.update(&[0]);
-        h.update(v.as_bytes());
-        h.update(&[0]);
+        field(k.as_bytes());
+        field(v.as_bytes());
+    }
+    let mut tensors: Vec<(String, &safetensors::tensor::TensorInfo)> =
+        header.tensors().into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, info) in tensors {
+        field(name.as_bytes());
+        let layout = format!("{:?} {:?} {:?}", info.dtype, info.shape, info.data_offsets);
+        field(layout.as_bytes());
     }
     h.update(data);
     format!("crc32:{:08x}", h.finalize())
 }
 
-/// The tensor data section of a safetensors buffer (after the 8-byte length and the header).
-fn data_section<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
-    let len = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-        .ok_or_else(|| checkpoint_error(path, "shorter than a safetensors header"))?;
-    bytes
+/// A safetensors buffer's parsed header and its tensor data section.
+fn parse_header<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+) -> Result<(safetensors::tensor::Metadata, &'a [u8])> {
+    let (len, header) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| checkpoint_error(path, format!("not a readable safetensors file ({e})")))?;
+    let data = bytes
         .get(8usize.saturating_add(len)..)
-        .ok_or_else(|| checkpoint_error(path, "truncated header"))
+        .ok_or_else(|| checkpoint_error(path, "truncated header"))?;
+    Ok((header, data))
+}
+
+/// Serialises `tensors` with the metadata `meta` as a checkpoint file's bytes: `meta` gains the
+/// [`keys::FORMAT`] and [`keys::CHECKSUM`] entries. (What [`Model::checkpoint_bytes`] writes;
+/// public so tools and tests can write files in this format.)
+pub fn seal(
+    tensors: &[(String, candle_core::Tensor)],
+    mut meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    meta.insert(keys::FORMAT.into(), FORMAT.into());
+    meta.remove(keys::CHECKSUM);
+    let serialise = |meta: HashMap<String, String>| {
+        safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+            .map_err(|e| Error::InvalidData(format!("serialising the checkpoint: {e}")))
+    };
+    // The data section and the tensors' offsets do not depend on the metadata: serialise once
+    // to checksum them, then again with the checksum.
+    let unsealed = serialise(meta.clone())?;
+    let (header, data) = parse_header(Path::new("checkpoint"), &unsealed)?;
+    meta.insert(keys::CHECKSUM.into(), checksum(&header, data));
+    serialise(meta)
 }
 
 /// Reads a checkpoint's metadata (format, config, …) without loading its tensors.
@@ -147,15 +183,14 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
 }
 
 fn metadata_of(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| checkpoint_error(path, format!("not a readable safetensors file ({e})")))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let (header, data) = parse_header(path, bytes)?;
+    let meta = header.metadata().clone().unwrap_or_default();
     match meta.get(keys::FORMAT) {
         Some(f) if f == FORMAT => {
             let stored = meta
                 .get(keys::CHECKSUM)
                 .ok_or_else(|| checkpoint_error(path, "no checksum in the metadata"))?;
-            let actual = checksum(&meta, data_section(path, bytes)?);
+            let actual = checksum(&header, data);
             if *stored != actual {
                 return Err(checkpoint_error(
                     path,
@@ -270,7 +305,6 @@ impl Model {
         state: &[(String, candle_core::Tensor)],
     ) -> Result<Vec<u8>> {
         let mut meta: HashMap<String, String> = extra.clone().into_iter().collect();
-        meta.insert(keys::FORMAT.into(), FORMAT.into());
         meta.insert(keys::CONFIG.into(), self.config().to_json()?);
         meta.insert(keys::DTYPE.into(), dtype_name(self.dtype()).into());
         if let Some(s) = self.standardization() {
@@ -288,15 +322,7 @@ impl Model {
                 .iter()
                 .map(|(name, t)| (format!("{STATE_PREFIX}{name}"), t.clone())),
         );
-        let serialise = |meta: HashMap<String, String>| {
-            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
-                .map_err(|e| Error::InvalidData(format!("serialising the checkpoint: {e}")))
-        };
-        // The data section does not depend on the metadata: serialise once to checksum it.
-        let unsealed = serialise(meta.clone())?;
-        let sum = checksum(&meta, data_section(Path::new("checkpoint"), &unsealed)?);
-        meta.insert(keys::CHECKSUM.into(), sum);
-        serialise(meta)
+        seal(&tensors, meta)
     }
 
     /// Saves the model to `path` atomically, with `extra` metadata entries (e.g. a git commit).

@@ -216,6 +216,73 @@ fn a_resume_never_goes_backwards_or_onto_another_config() -> Result<()> {
     Ok(())
 }
 
+/// A training checkpoint whose optimiser state does not fit (a moment of the wrong shape, or
+/// missing) is refused on resume, and the model keeps its parameters.
+#[test]
+fn a_checkpoint_with_corrupt_optimizer_state_is_refused() -> Result<()> {
+    let (mc, tc, data) = small();
+    let path = tmp("corrupt-state.safetensors");
+    let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let opts = TrainOptions {
+        checkpoint: Some(path.clone()),
+        resume: true,
+        progress: false,
+        label: "test".into(),
+    };
+    let two = TrainConfig { steps: 2, ..tc };
+    train(&mut model, &data, &two, &opts, &mut no_validation)?;
+    let (meta, state) = ddssm_model::checkpoint::read_state(&path)?;
+    let params: Vec<(String, Tensor)> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().clone()))
+        .collect();
+    let mut names: Vec<&String> = state.keys().collect();
+    names.sort();
+    let victim = names[0].clone();
+    for (what, replacement) in [
+        (
+            "flattened",
+            Some(state[&victim].flatten_all()?.unsqueeze(0)?),
+        ),
+        ("missing", None),
+    ] {
+        let mut tensors = params.clone();
+        for (n, t) in &state {
+            let t = if *n == victim {
+                match &replacement {
+                    Some(r) => r.clone(),
+                    None => continue,
+                }
+            } else {
+                t.clone()
+            };
+            tensors.push((format!("{}{n}", ddssm_model::checkpoint::STATE_PREFIX), t));
+        }
+        std::fs::write(
+            &path,
+            ddssm_model::checkpoint::seal(&tensors, meta.clone())?,
+        )?;
+        let mut fresh = Model::new(&mc, 9, DType::F32, &Device::Cpu)?;
+        let before: Vec<Vec<f32>> = fresh
+            .named_parameters()
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        let err = train(&mut fresh, &data, &tc, &opts, &mut no_validation)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&victim), "{what}: {err}");
+        let after: Vec<Vec<f32>> = fresh
+            .named_parameters()
+            .iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
+        assert_eq!(before, after, "{what}: the model changed");
+    }
+    Ok(())
+}
+
 #[test]
 fn bad_training_configs_name_their_field() {
     let bad = TrainConfig {

@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::{check_gradients, t, vec1};
+use common::{check_gradients_f64_and_f32, t, vec1};
 use ddssm_tensor_ops::{
     axis_conv, gated_activation, gated_with_side, linear, residual_update, time_pool, SeededNoise,
 };
@@ -81,7 +81,7 @@ fn linear_gradients_match_finite_differences() {
         ],
         &[6, 2],
     );
-    check_gradients(&[x.clone(), w.clone(), b.clone()], |v| {
+    check_gradients_f64_and_f32(&[x.clone(), w.clone(), b.clone()], |v| {
         let x = v[0].reshape((2, 3, 4)).unwrap();
         let w = v[1].reshape((2, 4)).unwrap();
         let y = linear(&x, &w, Some(&v[2]))
@@ -89,14 +89,14 @@ fn linear_gradients_match_finite_differences() {
             .reshape((6, 2))
             .unwrap();
         // A non-uniform upstream gradient, so every output's gradient path is exercised.
-        (y * &weights)
+        (y * weights.to_dtype(v[0].dtype()).unwrap())
             .unwrap()
             .sum_all()
             .unwrap()
             .reshape(1)
             .unwrap()
     });
-    check_gradients(&[x, w], |v| {
+    check_gradients_f64_and_f32(&[x, w], |v| {
         let x = v[0].reshape((6, 4)).unwrap();
         let w = v[1].reshape((2, 4)).unwrap();
         let y = linear(&x, &w, None).unwrap().sqr().unwrap();
@@ -128,9 +128,9 @@ fn gated_activation_gradients_match_finite_differences() {
     let y: Vec<f64> = (0..24).map(|i| 2.0 * (i as f64 * 0.53).sin()).collect();
     let weights: Vec<f64> = (0..12).map(|i| 1.0 + 0.1 * i as f64).collect();
     let weights = t(&weights, &[3, 4]);
-    check_gradients(&[y], |v| {
+    check_gradients_f64_and_f32(&[y], |v| {
         let y = v[0].reshape((3, 8)).unwrap();
-        (gated_activation(&y).unwrap() * &weights)
+        (gated_activation(&y).unwrap() * weights.to_dtype(v[0].dtype()).unwrap())
             .unwrap()
             .sum_all()
             .unwrap()
@@ -192,11 +192,11 @@ fn time_pool_gradients_match_finite_differences() {
     let b: Vec<f64> = (0..6).map(|i| 0.1 * i as f64 - 0.2).collect();
     let weights: Vec<f64> = (0..12).map(|i| 1.0 - 0.15 * i as f64).collect();
     let weights = t(&weights, &[2, 2, 3]);
-    check_gradients(&[y, w, b], |v| {
+    check_gradients_f64_and_f32(&[y, w, b], |v| {
         let y = v[0].reshape((2, 2, 2, 3)).unwrap();
         let w = v[1].reshape((2, 2, 3)).unwrap();
         let b = v[2].reshape((2, 3)).unwrap();
-        (time_pool(&y, &w, &b).unwrap() * &weights)
+        (time_pool(&y, &w, &b).unwrap() * weights.to_dtype(v[0].dtype()).unwrap())
             .unwrap()
             .sum_all()
             .unwrap()
@@ -260,10 +260,10 @@ fn axis_conv_gradients_match_finite_differences() {
         let b = vec![0.2, -0.1];
         let weights: Vec<f64> = (0..nx).map(|i| 1.0 + 0.05 * i as f64).collect();
         let weights = t(&weights, &[2, h, l, c]);
-        check_gradients(&[x, w, b], |v| {
+        check_gradients_f64_and_f32(&[x, w, b], |v| {
             let x = v[0].reshape((2, h, l, c)).unwrap();
             let w = v[1].reshape((c, k * c)).unwrap();
-            (axis_conv(&x, &w, &v[2], axis, pad).unwrap() * &weights)
+            (axis_conv(&x, &w, &v[2], axis, pad).unwrap() * weights.to_dtype(v[0].dtype()).unwrap())
                 .unwrap()
                 .sum_all()
                 .unwrap()
@@ -322,25 +322,26 @@ fn gated_with_side_gradients_match_finite_differences() {
         .map(|i| 1.0 + 0.1 * i as f64)
         .collect();
     let weights = t(&weights, &[b, h, l, c2 / 2]);
-    check_gradients(&[y.clone(), tv, sv], |v| {
+    check_gradients_f64_and_f32(&[y.clone(), tv, sv], |v| {
         let y = v[0].reshape((b, h, l, c2)).unwrap();
         let tt = v[1].reshape((b, l, c2)).unwrap();
         let ss = v[2].reshape((b, h, c2)).unwrap();
-        (gated_with_side(&y, Some(&tt), Some(&ss)).unwrap() * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .reshape(1)
-            .unwrap()
+        (gated_with_side(&y, Some(&tt), Some(&ss)).unwrap()
+            * weights.to_dtype(v[0].dtype()).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .reshape(1)
+        .unwrap()
     });
     // Only one side part: the missing one is a broadcast zero inside.
     let sv: Vec<f64> = (0..b * h * c2)
         .map(|i| 0.2 * (i as f64 * 0.37).cos())
         .collect();
-    check_gradients(&[y, sv], |v| {
+    check_gradients_f64_and_f32(&[y, sv], |v| {
         let y = v[0].reshape((b, h, l, c2)).unwrap();
         let ss = v[1].reshape((b, h, c2)).unwrap();
-        (gated_with_side(&y, None, Some(&ss)).unwrap() * &weights)
+        (gated_with_side(&y, None, Some(&ss)).unwrap() * weights.to_dtype(v[0].dtype()).unwrap())
             .unwrap()
             .sum_all()
             .unwrap()
@@ -359,7 +360,7 @@ fn residual_update_and_its_gradients() {
     assert!(residual_update(&x, &r.narrow(1, 0, 2).unwrap()).is_err());
     let xv: Vec<f64> = (0..6).map(|i| i as f64 * 0.3 - 1.0).collect();
     let rv: Vec<f64> = (0..6).map(|i| (i as f64).sin()).collect();
-    check_gradients(&[xv, rv], |v| {
+    check_gradients_f64_and_f32(&[xv, rv], |v| {
         residual_update(&v[0], &v[1])
             .unwrap()
             .sqr()

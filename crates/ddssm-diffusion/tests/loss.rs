@@ -188,63 +188,69 @@ fn simple_weighting_has_no_constant_and_zero_s_k_is_rejected() {
 
 /// With the exact denoiser of a Gaussian target N(m, s²) and z⁰ drawn from that target,
 /// E[loss + C] = E[−log p_ψ(z⁰)] + E[KL(q(z^{1:K}|z⁰) ‖ p_ψ(z^{1:K}|z⁰))] ≥ E[−log N(z⁰; m, s²)]
-/// (Gibbs' inequality), so the average of the paired differences bound − exact NLL must not fall
-/// below 0 beyond Monte-Carlo error (4 standard errors of that average). Because everything is
-/// Gaussian, the expected bound is also available in closed form,
-/// `L_fwd + Σ_k w_k ᾱ_k s²/(ᾱ_k s² + 1 − ᾱ_k) + C` (the posterior variance of ε given z^k), which
-/// for K = 128 exceeds the entropy by 0.0008 nats at s = 0.8 (0.14 at s = 0.1, 0 at s = 1); the paired
-/// Monte-Carlo gap must agree with it within 4 standard errors.
+/// (Gibbs' inequality). Because everything is Gaussian, the expected bound is also available in
+/// closed form, `L_fwd + Σ_k w_k ᾱ_k s²/(ᾱ_k s² + 1 − ᾱ_k) + C` (the posterior variance of ε
+/// given z^k): for K = 128 it exceeds the entropy by 0.0008 nats at s = 0.8 and by 0.14 at
+/// s = 0.1 (0 at s = 1). The closed-form gaps are checked exactly (≥ 0, and their size); the
+/// Monte-Carlo gap, the mean of the paired differences bound − exact NLL over n draws, must
+/// agree with the closed form within 4 of its standard errors. At s = 0.8 that standard error
+/// (≈ 0.02 nats at n = 4000) is far larger than the gap, so the Monte-Carlo check there confirms
+/// the bookkeeping (C, the weights, the forward KL), not the size of the gap; at s = 0.1 the gap
+/// is many standard errors wide, so the check also sees the bound's slack itself.
 #[test]
 fn loss_plus_constant_bounds_the_exact_negative_log_likelihood() {
     let s = NoiseScheduleConfig::default().build().unwrap();
-    let (m, sd) = (0.5, 0.8);
-    let exact = GaussianMixtureDenoiser::new(&[1.0], &[m], &[sd]).unwrap();
+    let m = 0.5;
     let n = 4000;
-    let sched_bound = {
-        let k = s.num_steps();
-        let ab_k = s.alpha_bar_final();
-        let fwd = 0.5 * (ab_k * (m * m + sd * sd) - ab_k - (1.0 - ab_k).ln());
-        let reg: f64 = (0..k)
-            .map(|i| {
-                s.w[i] * s.alpha_bar[i] * sd * sd
-                    / (s.alpha_bar[i] * sd * sd + 1.0 - s.alpha_bar[i])
-            })
-            .sum();
-        fwd + reg + s.bound_constant_per_dim()
-    };
-    let entropy = 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * sd * sd).ln();
-    assert!(
-        sched_bound > entropy && sched_bound - entropy < 0.01,
-        "closed-form gap {}",
-        sched_bound - entropy
-    );
-    let mut noise = SeededNoise::new(7);
-    let z0 = (noise.randn((n, 1), DType::F64, &Device::Cpu).unwrap() * sd)
-        .unwrap()
-        .affine(1.0, m)
-        .unwrap();
-    let cfg = DiffusionLossConfig {
-        s_k: 128,
-        weighting: LossWeighting::Elbo,
-    };
-    let loss = diffusion_loss(&exact, &s, &z0, &(), &cfg, &mut noise).unwrap();
-    let bound = f64s(&loss.bound().unwrap());
-    let nll: Vec<f64> = f64s(&z0)
-        .iter()
-        .map(|z| 0.5 * ((2.0 * std::f64::consts::PI * sd * sd).ln() + ((z - m) / sd).powi(2)))
-        .collect();
-    let diffs: Vec<f64> = bound.iter().zip(&nll).map(|(b, l)| b - l).collect();
-    let gap = diffs.iter().sum::<f64>() / n as f64;
-    let se =
-        (diffs.iter().map(|d| (d - gap).powi(2)).sum::<f64>() / (n as f64 - 1.0) / n as f64).sqrt();
-    let closed_gap = sched_bound - entropy;
-    eprintln!("gap bound − exact NLL {gap:.4} ± {se:.4} nats; closed-form gap {closed_gap:.4}");
-    assert!(
-        gap > -4.0 * se,
-        "the bound falls below the exact NLL by {gap} ± {se}"
-    );
-    assert!(
-        (gap - closed_gap).abs() < 4.0 * se,
-        "MC gap {gap} ± {se} vs closed form {closed_gap}"
-    );
+    for (sd, closed_lo, closed_hi) in [(0.8, 0.0, 0.01), (0.1, 0.1, 0.2)] {
+        let exact = GaussianMixtureDenoiser::new(&[1.0], &[m], &[sd]).unwrap();
+        let sched_bound = {
+            let k = s.num_steps();
+            let ab_k = s.alpha_bar_final();
+            let fwd = 0.5 * (ab_k * (m * m + sd * sd) - ab_k - (1.0 - ab_k).ln());
+            let reg: f64 = (0..k)
+                .map(|i| {
+                    s.w[i] * s.alpha_bar[i] * sd * sd
+                        / (s.alpha_bar[i] * sd * sd + 1.0 - s.alpha_bar[i])
+                })
+                .sum();
+            fwd + reg + s.bound_constant_per_dim()
+        };
+        let entropy = 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * sd * sd).ln();
+        let closed_gap = sched_bound - entropy;
+        assert!(
+            closed_gap > closed_lo && closed_gap < closed_hi,
+            "s = {sd}: closed-form gap {closed_gap}"
+        );
+        let mut noise = SeededNoise::new(7);
+        let z0 = (noise.randn((n, 1), DType::F64, &Device::Cpu).unwrap() * sd)
+            .unwrap()
+            .affine(1.0, m)
+            .unwrap();
+        let cfg = DiffusionLossConfig {
+            s_k: 128,
+            weighting: LossWeighting::Elbo,
+        };
+        let loss = diffusion_loss(&exact, &s, &z0, &(), &cfg, &mut noise).unwrap();
+        let bound = f64s(&loss.bound().unwrap());
+        let nll: Vec<f64> = f64s(&z0)
+            .iter()
+            .map(|z| 0.5 * ((2.0 * std::f64::consts::PI * sd * sd).ln() + ((z - m) / sd).powi(2)))
+            .collect();
+        let diffs: Vec<f64> = bound.iter().zip(&nll).map(|(b, l)| b - l).collect();
+        let gap = diffs.iter().sum::<f64>() / n as f64;
+        let se =
+            (diffs.iter().map(|d| (d - gap).powi(2)).sum::<f64>() / (n as f64 - 1.0) / n as f64)
+                .sqrt();
+        eprintln!(
+            "s = {sd}: gap bound − exact NLL {gap:.4} ± {se:.4} nats; closed form {closed_gap:.4}"
+        );
+        assert!(
+            (gap - closed_gap).abs() < 4.0 * se,
+            "s = {sd}: MC gap {gap} ± {se} vs closed form {closed_gap}"
+        );
+        if sd < 0.5 {
+            assert!(closed_gap > 4.0 * se, "s = {sd}: the check has no power");
+        }
+    }
 }

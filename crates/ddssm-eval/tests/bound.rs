@@ -7,8 +7,14 @@
 //! every sequence and every parameter value. So the mean over test sequences of
 //! `gap_i = −ELBO_i − (−log p(x_i))` must be ≥ 0 up to its standard error; the test allows
 //! 4 standard errors (the SE is the sample standard deviation of the gaps over √n, which includes
-//! the Monte Carlo noise of each −ELBO estimate). For the DKF, training must also have lowered the
-//! bound, so the check is not passed by an untrained model alone.
+//! the Monte Carlo noise of each −ELBO estimate).
+//!
+//! That side alone would pass for any loose bound, so the other side is checked too: training
+//! must have lowered each model's bound, by more than 4 standard errors of the paired
+//! per-sequence gain (the same sequences and the same noise stream before and after), so the
+//! bound moves toward the exact value and the check is not passed by an untrained model. The
+//! printed line gives where the trained bounds end (about 2 nats above the exact value per
+//! sequence of T = 8 after 100 steps).
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
@@ -50,13 +56,13 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Trains `config` for `steps` steps and checks the bound; with `must_improve`, also that
-/// training lowered the bound by more than 4 standard errors of the paired per-sequence gain.
-fn check_bound(config: &ModelConfig, steps: usize, lr: f64, must_improve: bool) -> Result<()> {
+/// Trains `config` for `steps` steps and checks the bound, and that training lowered it by more
+/// than 4 standard errors of the paired per-sequence gain.
+fn check_bound(config: &ModelConfig, steps: usize, lr: f64) -> Result<()> {
     let dev = Device::Cpu;
     let mut noise = SeededNoise::new(1);
     let (_, train) = SSM.simulate(512, &mut noise)?;
-    let (_, test) = SSM.simulate(64, &mut noise)?;
+    let (_, test) = SSM.simulate(128, &mut noise)?;
     let train = train.to_tensor(DType::F32, &dev)?;
     let test_x = test.to_tensor(DType::F32, &dev)?;
     let nll: Vec<f64> = SSM.log_likelihoods(&test).iter().map(|l| -l).collect();
@@ -96,7 +102,9 @@ fn check_bound(config: &ModelConfig, steps: usize, lr: f64, must_improve: bool) 
         opt.backward_step(&terms.objective(1.0)?)?;
     }
 
-    let bound = negative_elbo(&model, &test_x, 32, 6)?;
+    // The same noise stream as before training (common random numbers): the paired gain then
+    // differs only through the parameters, not through different draws.
+    let bound = negative_elbo(&model, &test_x, 32, 3)?;
     let gaps: Vec<f64> = bound.iter().zip(&nll).map(|(b, n)| b - n).collect();
     let (gap, sd) = mean_sd(&gaps);
     let se = sd / (gaps.len() as f64).sqrt();
@@ -118,7 +126,7 @@ fn check_bound(config: &ModelConfig, steps: usize, lr: f64, must_improve: bool) 
         "the ELBO exceeds the exact likelihood: gap {gap} ± {se}"
     );
     assert!(
-        !must_improve || gain > 4.0 * gain_se,
+        gain > 4.0 * gain_se,
         "training did not lower the bound: gain {gain} ± {gain_se}"
     );
     Ok(())
@@ -126,13 +134,12 @@ fn check_bound(config: &ModelConfig, steps: usize, lr: f64, must_improve: bool) 
 
 #[test]
 fn dkf_negative_elbo_bounds_the_kalman_likelihood() -> Result<()> {
-    check_bound(&ModelConfig::paper_dkf(), 100, 1e-2, true)
+    check_bound(&ModelConfig::paper_dkf(), 100, 1e-2)
 }
 
 #[test]
 fn ddssm_negative_elbo_with_its_constant_bounds_the_kalman_likelihood() -> Result<()> {
-    // The DDSSM's estimate is much noisier (Eq. 52 with S_k = 5 weights its draws by K·w̃_k,
-    // which spans orders of magnitude), so 100 steps' gain is not resolved at this test's
-    // budget; the bound itself is.
-    check_bound(&ModelConfig::paper_ddssm(), 100, 1e-2, false)
+    // The DDSSM's estimate is noisier (Eq. 52 with S_k = 5 weights its draws by K·w̃_k, which
+    // spans orders of magnitude); 128 test sequences and common random numbers resolve its gain.
+    check_bound(&ModelConfig::paper_ddssm(), 100, 1e-2)
 }

@@ -15,6 +15,8 @@
 //! `N = 1e3` bounds the growth of rounding over the objective's operations. So
 //! `|fd − autograd| ≤ 1e-6 · |fd| + 1e3 · ε · |f| / h`.
 
+mod common;
+
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use ddssm_model::{Batch, ElboOptions, Model, ModelConfig};

@@ -1,6 +1,8 @@
 //! The model end to end: shapes, the ELBO's bookkeeping, causality of the encoder, general shapes
 //! with covariates and missing data, the transition swap, determinism, checkpoints.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use anyhow::Result;

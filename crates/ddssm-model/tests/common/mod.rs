@@ -1,0 +1,29 @@
+//! Helpers shared by this crate's integration tests.
+#![allow(dead_code)]
+
+use anyhow::Result;
+use ddssm_model::Model;
+use ddssm_tensor_ops::SeededNoise;
+
+/// Gives every parameter that is exactly zero (the denoiser's last projection, zero-initialised as
+/// in CSDI, and the biases) seeded N(0, 0.3²) values; returns how many tensors changed. At zero,
+/// the denoiser's last layer hides the whole denoiser from its output: its conditioning and every
+/// parameter before it would have no effect and get no gradient, so a test could not see them.
+pub fn randomise_zero_parameters(model: &Model, seed: u64) -> Result<usize> {
+    let mut init = SeededNoise::new(seed);
+    let mut changed = 0;
+    for (_, var) in model.named_parameters() {
+        let t = var.as_tensor();
+        if t.abs()?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?
+            == 0.0
+        {
+            let values = init.randn_like(t)?.affine(0.3, 0.0)?;
+            var.set(&values)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}

@@ -704,10 +704,8 @@ pub fn run(args: &Args) -> Result<()> {
     for stale in ddssm_model::checkpoint::remove_stale_temp_files(&args.out)? {
         tracing::info!("removed {}, left by an interrupted save", stale.display());
     }
-    let mut warnings: Vec<String> = [("ddssm", &cfg.ddssm), ("dkf", &cfg.dkf)]
-        .into_iter()
-        .filter_map(|(name, run)| warmup_warning(name, run))
-        .collect();
+    // The quick run's caveat first: it outweighs every other.
+    let mut warnings: Vec<String> = Vec::new();
     if args.quick {
         warnings.push(
             "--quick: a smoke test of the pipeline (tiny data, 10 training steps, few samples); \
@@ -715,6 +713,11 @@ pub fn run(args: &Args) -> Result<()> {
                 .into(),
         );
     }
+    warnings.extend(
+        [("ddssm", &cfg.ddssm), ("dkf", &cfg.dkf)]
+            .into_iter()
+            .filter_map(|(name, run)| warmup_warning(name, run)),
+    );
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -1097,7 +1100,8 @@ mod tests {
         // The sampler comparison runs on the finished folder.
         crate::tradeoff::run(&crate::tradeoff::Args {
             run: args.out.clone(),
-            sequences: Some(2),
+            // The default: 64 sequences, or all the run holds (4 here).
+            sequences: None,
             samples: 4,
             device: Device::Cpu,
         })?;
@@ -1184,6 +1188,128 @@ mod tests {
         cfg.dkf.train.batch_size = 1000;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("dkf.train.batch_size"), "{err}");
+    }
+
+    /// Every file in `dir` with its bytes.
+    fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.is_file() {
+                files.push((p.clone(), std::fs::read(&p)?));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// A finished run is never silently replaced or continued on other terms: a fresh run into
+    /// it needs `--force`; `--resume` refuses other data (naming the key), fewer steps than the
+    /// checkpoints hold and another model config — each before any file is written.
+    #[test]
+    fn a_finished_run_is_replaced_or_resumed_only_on_its_own_terms() -> Result<()> {
+        let out = std::env::temp_dir().join(format!("ddssm-xtask-guard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out)?;
+        let write = |name: &str, cfg: &ExperimentConfig| -> Result<PathBuf> {
+            let path = out.join(name);
+            std::fs::write(&path, toml::to_string(cfg)?)?;
+            Ok(path)
+        };
+        let args = |config: PathBuf, resume: bool, force: bool| Args {
+            out: out.join("run"),
+            config: Some(config),
+            seed: None,
+            steps: None,
+            device: Device::Cpu,
+            quick: false,
+            resume,
+            force,
+            progress: false,
+        };
+        let base = write("base.toml", &tiny())?;
+        run(&args(base.clone(), false, false))?;
+        // A killed save's temporary file: removed by the next run that is allowed to start.
+        let stale = out.join("run/.dkf.safetensors.tmp4294967295");
+        std::fs::write(&stale, b"half a checkpoint")?;
+        let before = snapshot(&out.join("run"))?;
+        let mut other_data = tiny();
+        other_data.data.sim.step = 3.0;
+        let mut fewer_steps = tiny();
+        fewer_steps.ddssm.train.steps = 2;
+        let mut other_model = tiny();
+        other_model.dkf.model.h_seq = 8;
+        for (what, config, resume, needle) in [
+            ("a fresh run", base.clone(), false, "--force"),
+            (
+                "other data",
+                write("data.toml", &other_data)?,
+                true,
+                "`data.sim.step`",
+            ),
+            (
+                "fewer steps",
+                write("steps.toml", &fewer_steps)?,
+                true,
+                "at step 3",
+            ),
+            (
+                "another model",
+                write("model.toml", &other_model)?,
+                true,
+                "`h_seq`",
+            ),
+        ] {
+            let err = format!("{:#}", run(&args(config, resume, false)).unwrap_err());
+            assert!(err.contains(needle), "{what}: {err}");
+            assert_eq!(snapshot(&out.join("run"))?, before, "{what}: files changed");
+        }
+        run(&args(base, false, true))?;
+        assert!(!stale.exists());
+        std::fs::remove_dir_all(&out)?;
+        Ok(())
+    }
+
+    /// A diverged model — every one-step sample far outside the histogram — scores worse than
+    /// any model with its mass in place, and is flagged; the paper's convention alone would
+    /// read ln 2 / 2 ≈ 0.35 (better than the DKF's 0.51).
+    #[test]
+    fn a_diverged_model_scores_worst_and_is_flagged() -> Result<()> {
+        let cfg = tiny();
+        let (_, test) = cfg
+            .data
+            .sim
+            .simulate(4, &mut SeededNoise::new(1))
+            .map_err(anyhow::Error::new)?;
+        let diverged = vec![vec![1e6; 64]; 4];
+        let scored = score(&cfg, &test, &diverged, &mut SeededNoise::new(2))?;
+        assert_eq!(scored.out_of_range, 1.0);
+        assert!(scored.jsd_exact.mean > 0.69, "{}", scored.jsd_exact);
+        assert!((scored.jsd_paper.mean - std::f64::consts::LN_2 / 2.0).abs() < 1e-3);
+        let w = out_of_range_warning("dkf", &scored, &cfg.evaluation.histogram).unwrap();
+        assert!(w.contains("100.0 %") && w.contains("jsd_paper"), "{w}");
+        // Samples in place are not flagged.
+        let t = test.t;
+        let in_place: Vec<Vec<f64>> = (0..4)
+            .map(|i| vec![cfg.data.sim.phi * test.values[i * t + t - 2] + 4.0; 64])
+            .collect();
+        let fine = score(&cfg, &test, &in_place, &mut SeededNoise::new(2))?;
+        assert_eq!(fine.out_of_range, 0.0);
+        assert!(out_of_range_warning("dkf", &fine, &cfg.evaluation.histogram).is_none());
+        Ok(())
+    }
+
+    /// `--steps` below the λ warm-up is said, with the λ the run ends at.
+    #[test]
+    fn a_warm_up_longer_than_the_training_is_warned_about() {
+        let mut run = ExperimentConfig::paper().ddssm;
+        assert!(warmup_warning("ddssm", &run).is_none());
+        run.train.steps = 3;
+        run.train.lambda.lambda_warmup_steps = 5;
+        let w = warmup_warning("ddssm", &run).unwrap();
+        let end = run.train.lambda.at(2);
+        assert!(w.contains(&format!("{end:.3}")), "{w}");
+        assert!(w.contains("ddssm.train.lambda.lambda_warmup_steps"), "{w}");
     }
 
     #[test]

@@ -408,3 +408,74 @@ fn every_bad_config_field_is_named_and_nothing_is_written() {
     println!("{}", rows.join("\n"));
     assert!(rows.len() >= 2 + 60, "{} rows", rows.len());
 }
+
+/// `--print-config` applies `--config`, `--seed` and `--steps` (it used to print the paper's
+/// config whatever was asked), and `--help` names every command.
+#[test]
+fn print_config_applies_every_option_and_help_names_every_command() {
+    let file = tmp("seeded.toml");
+    std::fs::write(
+        &file,
+        toml::to_string(&with(&base(), "data.test", "48")).unwrap(),
+    )
+    .unwrap();
+    let out = xtask()
+        .args([
+            "bimodal-experiment",
+            "--print-config",
+            "--seed",
+            "7",
+            "--steps",
+            "3",
+        ])
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed: Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    assert_eq!(printed["seed"].as_integer(), Some(7));
+    assert_eq!(printed["data"]["test"].as_integer(), Some(48));
+    for model in ["ddssm", "dkf"] {
+        assert_eq!(printed[model]["train"]["steps"].as_integer(), Some(3));
+        assert_eq!(printed[model]["train"]["seed"].as_integer(), Some(7));
+    }
+    let help = xtask().arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for command in ["bimodal-experiment", "tune", "sampler-tradeoff", "bench"] {
+        assert!(help.contains(command), "{command}: {help}");
+    }
+}
+
+/// A `--quick` run through the binary with its log going to a pipe: plain text (no colour
+/// codes), one record per line; the report says up front that the numbers mean nothing, that
+/// lower is better and what "between modes" is; Fig. 2's panels are titled per model and its
+/// legend has the forecast paths and the forecast start.
+#[test]
+fn a_quick_run_logs_plain_text_and_its_report_and_figures_explain_themselves() {
+    let out = tmp("quick-run");
+    let o = xtask()
+        .env("RUST_LOG", "info")
+        .args(["bimodal-experiment", "--quick", "--steps", "3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a redirected log");
+    for line in log.lines() {
+        // Every record starts with its timestamp: nothing glued onto another line.
+        assert!(line.starts_with("20"), "not one record per line: {line:?}");
+    }
+    assert!(log.contains("λ warm-up"), "{log}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let head: String = report.lines().take(6).collect::<Vec<_>>().join("\n");
+    assert!(
+        head.contains("--quick") && head.contains("mean nothing") || head.contains("say nothing"),
+        "{head}"
+    );
+    assert!(report.contains("Lower is better") && report.contains("\"between modes\""));
+    let fig2 = std::fs::read_to_string(out.join("fig2.svg")).unwrap();
+    assert!(fig2.contains("forecast paths") && fig2.contains("forecast starts"));
+    assert!(fig2.contains("DKF: test sequence") && !fig2.contains("DKF: test sequence 0 (DDSSM"));
+}

@@ -214,3 +214,23 @@ fn wrong_shapes_and_dtypes_of_every_tensor_kind_are_errors() -> Result<()> {
     }
     Ok(())
 }
+
+/// The temporary files of killed writers are removed; a running writer's (here: this process's)
+/// and every other file are kept.
+#[test]
+fn stale_temporary_files_are_removed_and_live_ones_kept() -> Result<()> {
+    let dir = tmp("stale");
+    std::fs::create_dir_all(&dir)?;
+    let dead = dir.join(".model.safetensors.tmp4294967294");
+    let live = dir.join(format!(".model.safetensors.tmp{}", std::process::id()));
+    let other = dir.join("model.safetensors");
+    let odd = dir.join(".notes.tmpfile");
+    for f in [&dead, &live, &other, &odd] {
+        std::fs::write(f, b"x")?;
+    }
+    let removed = checkpoint::remove_stale_temp_files(&dir)?;
+    assert_eq!(removed, vec![dead.clone()]);
+    assert!(!dead.exists() && live.exists() && other.exists() && odd.exists());
+    assert!(checkpoint::remove_stale_temp_files(&dir.join("absent"))?.is_empty());
+    Ok(())
+}

@@ -283,6 +283,47 @@ fn a_checkpoint_with_corrupt_optimizer_state_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// Inputs given as non-contiguous views (a transposed covariate tensor) train like their
+/// contiguous copies (they used to fail deep inside with "index-select only supports contiguous
+/// tensors").
+#[test]
+fn non_contiguous_inputs_train_like_contiguous_ones() -> Result<()> {
+    let mc = ModelConfig {
+        covariate_dim: 2,
+        ..ModelConfig::paper_dkf()
+    };
+    let tc = TrainConfig {
+        steps: 2,
+        batch_size: 4,
+        samples: 1,
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..TrainConfig::paper_dkf()
+    };
+    let mut noise = SeededNoise::new(3);
+    let x = noise.randn((6, 5, 1), DType::F32, &Device::Cpu)?;
+    let u_t = noise.randn((6, 2, 5), DType::F32, &Device::Cpu)?;
+    let view = u_t.transpose(1, 2)?; // [6, 5, 2], not contiguous
+    assert!(!view.is_contiguous());
+    let run = |u: Tensor| -> Result<Vec<f64>> {
+        let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+        let data = Batch {
+            covariates: Some(u),
+            ..Batch::new(x.clone())
+        };
+        let report = train(
+            &mut model,
+            &data,
+            &tc,
+            &TrainOptions::default(),
+            &mut no_validation,
+        )?;
+        Ok(report.history.iter().map(|r| r.objective).collect())
+    };
+    assert_eq!(run(view.clone())?, run(view.contiguous()?)?);
+    Ok(())
+}
+
 #[test]
 fn bad_training_configs_name_their_field() {
     let bad = TrainConfig {

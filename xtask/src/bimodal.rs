@@ -1190,19 +1190,6 @@ mod tests {
         assert!(err.contains("dkf.train.batch_size"), "{err}");
     }
 
-    /// Every file in `dir` with its bytes.
-    fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-        let mut files = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let p = e?.path();
-            if p.is_file() {
-                files.push((p.clone(), std::fs::read(&p)?));
-            }
-        }
-        files.sort();
-        Ok(files)
-    }
-
     /// A finished run is never silently replaced or continued on other terms: a fresh run into
     /// it needs `--force`; `--resume` refuses other data (naming the key), fewer steps than the
     /// checkpoints hold and another model config — each before any file is written.
@@ -1232,7 +1219,7 @@ mod tests {
         // A killed save's temporary file: removed by the next run that is allowed to start.
         let stale = out.join("run/.dkf.safetensors.tmp4294967295");
         std::fs::write(&stale, b"half a checkpoint")?;
-        let before = snapshot(&out.join("run"))?;
+        let before = crate::snapshot(&out.join("run"))?;
         let mut other_data = tiny();
         other_data.data.sim.step = 3.0;
         let mut fewer_steps = tiny();
@@ -1262,7 +1249,11 @@ mod tests {
         ] {
             let err = format!("{:#}", run(&args(config, resume, false)).unwrap_err());
             assert!(err.contains(needle), "{what}: {err}");
-            assert_eq!(snapshot(&out.join("run"))?, before, "{what}: files changed");
+            assert_eq!(
+                crate::snapshot(&out.join("run"))?,
+                before,
+                "{what}: files changed"
+            );
         }
         run(&args(base, false, true))?;
         assert!(!stale.exists());

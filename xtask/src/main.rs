@@ -192,6 +192,21 @@ pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| bad(e.path().to_string(), e.into_inner()))
 }
 
+/// Every file directly in `dir` with its bytes, sorted: what a test compares to show that a
+/// refused command left a folder alone.
+#[cfg(test)]
+pub(crate) fn snapshot(dir: &std::path::Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_file() {
+            files.push((p.clone(), std::fs::read(&p)?));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 fn run(cli: Cli) -> Result<()> {
     let device = match &cli.command {
         Command::BimodalExperiment { device, .. }

@@ -775,19 +775,6 @@ high = 3
         Ok(())
     }
 
-    /// Every file in `dir` with its bytes.
-    fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-        let mut files = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let p = e?.path();
-            if p.is_file() {
-                files.push((p.clone(), std::fs::read(&p)?));
-            }
-        }
-        files.sort();
-        Ok(files)
-    }
-
     /// A damaged study file — its last line cut at seeded random places, a garbage line, a
     /// header of another study, an empty file — stops the study with an error naming the file
     /// and line before any work, and the study folder is left exactly as it was.
@@ -831,7 +818,7 @@ high = 3
         cases.push(("empty file".into(), String::new(), "line 1"));
         for (what, text, needle) in cases {
             std::fs::write(&file, &text)?;
-            let before = snapshot(&dir.join("study"))?;
+            let before = crate::snapshot(&dir.join("study"))?;
             let outcome = std::panic::catch_unwind(|| study(&args(&dir, 3)?, tiny(1, 2)));
             let err = outcome
                 .unwrap_or_else(|_| panic!("{what}: panicked"))
@@ -842,7 +829,7 @@ high = 3
                 "{what}: {msg}"
             );
             assert_eq!(
-                snapshot(&dir.join("study"))?,
+                crate::snapshot(&dir.join("study"))?,
                 before,
                 "{what}: files changed"
             );

@@ -24,9 +24,7 @@ mod common;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use ddssm_model::{
-    Batch, ElboOptions, Estimator, Model, ModelConfig, TransitionConfig, TransitionInput,
-};
+use ddssm_model::{Batch, ElboOptions, Estimator, Model, TransitionConfig, TransitionInput};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -55,15 +53,7 @@ fn repeat(t: &Tensor, s: usize) -> Tensor {
 
 fn check(transition: TransitionConfig) -> Result<()> {
     let dev = Device::Cpu;
-    let config = ModelConfig {
-        latent_dim: 2,
-        obs_dim: 3,
-        order: 2,
-        covariate_dim: 2,
-        static_dim: 2,
-        transition,
-        ..ModelConfig::default()
-    };
+    let config = common::general_config(transition);
     let (j, m, d) = (config.order, config.latent_dim, config.obs_dim);
     let (b, t_len, s) = (3, 6, 2);
     let n = s * b;

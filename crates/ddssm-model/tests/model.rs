@@ -39,18 +39,6 @@ fn batch(config: &ModelConfig, b: usize, t: usize, seed: u64) -> Result<Batch> {
     })
 }
 
-fn general_config(transition: TransitionConfig) -> ModelConfig {
-    ModelConfig {
-        latent_dim: 2,
-        obs_dim: 3,
-        order: 2,
-        covariate_dim: 2,
-        static_dim: 2,
-        transition,
-        ..ModelConfig::default()
-    }
-}
-
 /// The five terms add up to the negative ELBO (with the transition's bound constant). Tolerance,
 /// derived: the terms and their total are f32 sums of at most ~10³ values (T · S · (M + D) per
 /// sequence, and the network outputs before them), so each carries a relative rounding error of at
@@ -134,7 +122,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
         TransitionConfig::Gaussian(Default::default()),
         TransitionConfig::Diffusion(Default::default()),
     ] {
-        let config = general_config(transition);
+        let config = common::general_config(transition);
         let model = Model::new(&config, 5, DType::F32, &dev())?;
         // Parameters that start at zero (the denoiser's last projection, as in CSDI; biases)
         // get seeded random values, so that every parameter must receive a gradient.
@@ -225,7 +213,7 @@ fn missing_entries_do_not_change_the_elbo() -> Result<()> {
 
 #[test]
 fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
-    let config = general_config(TransitionConfig::default());
+    let config = common::general_config(TransitionConfig::default());
     let model = Model::new(&config, 21, DType::F64, &dev())?;
     let mut data = batch(&config, 2, 5, 22)?;
     data.x = data.x.to_dtype(DType::F64)?;
@@ -259,7 +247,7 @@ fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
 
 #[test]
 fn the_encoder_sees_the_past_only_through_the_sampled_history() -> Result<()> {
-    let config = general_config(TransitionConfig::default());
+    let config = common::general_config(TransitionConfig::default());
     let model = Model::new(&config, 31, DType::F64, &dev())?;
     let (b, t_len) = (2, 7);
     let mut noise = SeededNoise::new(32);
@@ -344,7 +332,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 fn save_then_load_gives_identical_elbo_terms() -> Result<()> {
     for (i, config) in [
         ModelConfig::paper_ddssm(),
-        general_config(TransitionConfig::Gaussian(Default::default())),
+        common::general_config(TransitionConfig::Gaussian(Default::default())),
     ]
     .iter()
     .enumerate()
@@ -457,7 +445,7 @@ fn configs_round_trip_and_bad_values_name_their_field() -> Result<()> {
     for config in [
         ModelConfig::paper_ddssm(),
         ModelConfig::paper_dkf(),
-        general_config(TransitionConfig::default()),
+        common::general_config(TransitionConfig::default()),
     ] {
         let text = config.to_toml()?;
         assert_eq!(ModelConfig::from_toml(&text)?, config);
@@ -507,7 +495,7 @@ fn the_shipped_model_configs_are_the_papers() -> Result<()> {
 
 #[test]
 fn decoding_a_stretch_matches_decoding_the_whole_path() -> Result<()> {
-    let mut config = general_config(TransitionConfig::default());
+    let mut config = common::general_config(TransitionConfig::default());
     config.decoder.side.time_embedding_dim = 4;
     let model = Model::new(&config, 71, DType::F64, &dev())?;
     let mut noise = SeededNoise::new(72);

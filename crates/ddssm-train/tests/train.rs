@@ -94,6 +94,25 @@ fn tmp(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
+/// Options that checkpoint to `path` and resume from it.
+fn resuming(path: &std::path::Path) -> TrainOptions {
+    TrainOptions {
+        checkpoint: Some(path.to_path_buf()),
+        resume: true,
+        progress: false,
+        label: "test".into(),
+    }
+}
+
+/// Every parameter's values, in name order.
+fn parameter_values(model: &Model) -> Vec<Vec<f32>> {
+    model
+        .named_parameters()
+        .iter()
+        .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
 fn no_validation(_: &Model, _: usize) -> ddssm_train::Result<BTreeMap<String, f64>> {
     Ok(BTreeMap::new())
 }
@@ -104,12 +123,7 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_numbers() -> Result<()> {
     // Uninterrupted.
     let mut a = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
     let path_a = tmp("a.safetensors");
-    let opts = |path: &std::path::Path| TrainOptions {
-        checkpoint: Some(path.to_path_buf()),
-        resume: true,
-        progress: false,
-        label: "test".into(),
-    };
+    let opts = resuming;
     let ra = train(&mut a, &data, &tc, &opts(&path_a), &mut no_validation)?;
     assert_eq!(ra.history.len(), 6);
     assert_eq!(ra.validations.len(), 3);
@@ -138,12 +152,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() -> Result<()>
     let path = tmp("nan.safetensors");
     let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
     let short = TrainConfig { steps: 3, ..tc };
-    let opts = TrainOptions {
-        checkpoint: Some(path.clone()),
-        resume: true,
-        progress: false,
-        label: "test".into(),
-    };
+    let opts = resuming(&path);
     train(&mut model, &data, &short, &opts, &mut no_validation)?;
     let before = std::fs::read(&path)?;
 
@@ -175,22 +184,11 @@ fn a_resume_never_goes_backwards_or_onto_another_config() -> Result<()> {
     let (mc, tc, data) = small();
     let path = tmp("backwards.safetensors");
     let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-    let opts = TrainOptions {
-        checkpoint: Some(path.clone()),
-        resume: true,
-        progress: false,
-        label: "test".into(),
-    };
+    let opts = resuming(&path);
     let four = TrainConfig { steps: 4, ..tc };
     train(&mut model, &data, &four, &opts, &mut no_validation)?;
     let before = std::fs::read(&path)?;
-    let params = |m: &Model| -> Vec<Vec<f32>> {
-        m.named_parameters()
-            .iter()
-            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
-            .collect()
-    };
-    let weights = params(&model);
+    let weights = parameter_values(&model);
     let two = TrainConfig { steps: 2, ..tc };
     let err = train(&mut model, &data, &two, &opts, &mut no_validation)
         .unwrap_err()
@@ -208,7 +206,7 @@ fn a_resume_never_goes_backwards_or_onto_another_config() -> Result<()> {
         .to_string();
     assert!(err.contains("`learning_rates.encoder`"), "{err}");
     assert_eq!(std::fs::read(&path)?, before);
-    assert_eq!(params(&model), weights);
+    assert_eq!(parameter_values(&model), weights);
     assert_eq!(
         ddssm_train::resumable_step(&tmp("absent"), &mc, &four)?,
         None
@@ -223,12 +221,7 @@ fn a_checkpoint_with_corrupt_optimizer_state_is_refused() -> Result<()> {
     let (mc, tc, data) = small();
     let path = tmp("corrupt-state.safetensors");
     let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-    let opts = TrainOptions {
-        checkpoint: Some(path.clone()),
-        resume: true,
-        progress: false,
-        label: "test".into(),
-    };
+    let opts = resuming(&path);
     let two = TrainConfig { steps: 2, ..tc };
     train(&mut model, &data, &two, &opts, &mut no_validation)?;
     let (meta, state) = ddssm_model::checkpoint::read_state(&path)?;
@@ -264,21 +257,16 @@ fn a_checkpoint_with_corrupt_optimizer_state_is_refused() -> Result<()> {
             ddssm_model::checkpoint::seal(&tensors, meta.clone())?,
         )?;
         let mut fresh = Model::new(&mc, 9, DType::F32, &Device::Cpu)?;
-        let before: Vec<Vec<f32>> = fresh
-            .named_parameters()
-            .iter()
-            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
-            .collect();
+        let before = parameter_values(&fresh);
         let err = train(&mut fresh, &data, &tc, &opts, &mut no_validation)
             .unwrap_err()
             .to_string();
         assert!(err.contains(&victim), "{what}: {err}");
-        let after: Vec<Vec<f32>> = fresh
-            .named_parameters()
-            .iter()
-            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
-            .collect();
-        assert_eq!(before, after, "{what}: the model changed");
+        assert_eq!(
+            before,
+            parameter_values(&fresh),
+            "{what}: the model changed"
+        );
     }
     Ok(())
 }

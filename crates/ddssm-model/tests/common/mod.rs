@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use anyhow::Result;
-use ddssm_model::Model;
+use ddssm_model::{Model, ModelConfig, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 
 /// Gives every parameter that is exactly zero (the denoiser's last projection, zero-initialised as
@@ -26,4 +26,18 @@ pub fn randomise_zero_parameters(model: &Model, seed: u64) -> Result<usize> {
         }
     }
     Ok(changed)
+}
+
+/// A model that uses every input the paper describes: `M = 2`, `D = 3`, `j = 2`, two dynamic
+/// and two static covariates, with `transition`.
+pub fn general_config(transition: TransitionConfig) -> ModelConfig {
+    ModelConfig {
+        latent_dim: 2,
+        obs_dim: 3,
+        order: 2,
+        covariate_dim: 2,
+        static_dim: 2,
+        transition,
+        ..ModelConfig::default()
+    }
 }

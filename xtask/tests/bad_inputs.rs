@@ -447,21 +447,36 @@ fn print_config_applies_every_option_and_help_names_every_command() {
     }
 }
 
-/// A `--quick` run through the binary with its log going to a pipe: plain text (no colour
-/// codes), one record per line; the report says up front that the numbers mean nothing, that
-/// lower is better and what "between modes" is; Fig. 2's panels are titled per model and its
-/// legend has the forecast paths and the forecast start.
+/// A `--quick --resume` run into a new folder through the binary, its log going to a pipe: it
+/// says it starts fresh, shows the evaluation's progress, logs plain text (no colour codes), one
+/// record per line; the report says up front that the numbers mean nothing, that lower is better
+/// and what "between modes" is; Fig. 2's panels are titled per model and its legend has the
+/// forecast paths and the forecast start. Then `sampler-tradeoff` with its defaults on that
+/// folder, saying what it writes.
 #[test]
 fn a_quick_run_logs_plain_text_and_its_report_and_figures_explain_themselves() {
     let out = tmp("quick-run");
     let o = xtask()
         .env("RUST_LOG", "info")
-        .args(["bimodal-experiment", "--quick", "--steps", "3", "--out"])
+        .args([
+            "bimodal-experiment",
+            "--quick",
+            "--resume",
+            "--steps",
+            "3",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{log}");
+    // `--resume` on a new folder says that it starts fresh; the evaluation shows progress.
+    assert!(log.contains("starting fresh"), "{log}");
+    assert!(
+        log.contains("ddssm: one-step samples: 16/16 test sequences"),
+        "{log}"
+    );
     assert!(!log.contains('\u{1b}'), "colour codes in a redirected log");
     for line in log.lines() {
         // Every record starts with its timestamp: nothing glued onto another line.
@@ -478,4 +493,18 @@ fn a_quick_run_logs_plain_text_and_its_report_and_figures_explain_themselves() {
     let fig2 = std::fs::read_to_string(out.join("fig2.svg")).unwrap();
     assert!(fig2.contains("forecast paths") && fig2.contains("forecast starts"));
     assert!(fig2.contains("DKF: test sequence") && !fig2.contains("DKF: test sequence 0 (DDSSM"));
+    // sampler-tradeoff with its defaults works on a --quick folder and says what it writes.
+    let o = xtask()
+        .env("RUST_LOG", "info")
+        .args(["sampler-tradeoff", "--samples", "4", "--run"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("wrote") && log.contains("sampler-tradeoff.json"),
+        "{log}"
+    );
+    assert!(out.join("sampler-tradeoff.md").exists());
 }

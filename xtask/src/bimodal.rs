@@ -347,7 +347,7 @@ pub struct Results {
 /// on the training split.
 #[derive(Debug, Clone)]
 pub struct Splits {
-    /// The training split in model space (standardised), `[N, T, 1]`.
+    /// The training split, original units, `[N, T, 1]` (the model standardises it).
     pub train: Batch,
     /// The map between original units and model space.
     pub standardization: Standardization,
@@ -384,7 +384,7 @@ impl Splits {
             values: val_x.values[..n * sim.t].to_vec(),
         };
         Ok(Self {
-            train: Batch::new(standardization.apply(&train_raw)?),
+            train: Batch::new(train_raw),
             standardization,
             validation,
             test,
@@ -423,24 +423,19 @@ pub fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Mean negative ELBO per sequence in original units, over `x` (raw, `[N, T, 1]`), in chunks.
+/// Negative ELBO per sequence in original units (the model applies its standardisation and its
+/// Jacobian), over `x_raw` (`[N, T, 1]`), in chunks.
 fn negative_elbo(
     model: &Model,
     x_raw: &Tensor,
     samples: usize,
     noise: &mut SeededNoise,
 ) -> Result<Vec<f64>> {
-    let s = model
-        .standardization()
-        .cloned()
-        .unwrap_or_else(|| Standardization::identity(1));
-    let t = x_raw.dim(1)? as f64;
     let n = x_raw.dim(0)?;
     // Chunks of 128 sequences on the worker threads, each with its own noise stream.
     ddssm_tensor_ops::map_chunks(n, 128, noise, |start, len, chunk_noise| {
-        let x = s.apply(&x_raw.narrow(0, start, len)?)?;
         let terms = model.elbo(
-            &Batch::new(x),
+            &Batch::new(x_raw.narrow(0, start, len)?),
             &ElboOptions {
                 samples,
                 ..ElboOptions::default()
@@ -451,10 +446,7 @@ fn negative_elbo(
             terms
                 .negative_elbo()?
                 .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?
-                .into_iter()
-                .map(|v| v + t * s.log_det_per_step())
-                .collect::<Vec<f64>>(),
+                .to_vec1::<f64>()?,
         )
     })
 }
@@ -914,24 +906,21 @@ fn examples(
         )?;
         let mut models = BTreeMap::new();
         for (name, model) in trained {
-            let raw = raw.to_device(model.device())?;
-            let s = model
-                .standardization()
-                .cloned()
-                .unwrap_or_else(|| Standardization::identity(1));
+            let x = raw.to_device(model.device())?;
             let mut noise = root.fork(&format!("{name}/example/{index}"));
-            let x = s.apply(&raw)?;
             let rec = model.reconstruct(&Batch::new(x.clone()), EXAMPLE_PATHS, &mut noise)?;
-            let reconstruction = s
-                .invert(&rec.mean.squeeze(1)?)? // [n, T, 1]
+            let reconstruction = rec
+                .mean
+                .squeeze(1)? // [n, T, 1]
                 .mean(0)?
                 .flatten_all()?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?;
             let history = Batch::new(x.narrow(1, 0, t0)?);
             let fc = model.forecast(&history, horizon, EXAMPLE_PATHS, &mut noise)?;
-            let paths = s
-                .invert(&fc.samples.squeeze(1)?)? // [n, horizon, 1]
+            let paths = fc
+                .samples
+                .squeeze(1)? // [n, horizon, 1]
                 .squeeze(2)?
                 .to_dtype(DType::F64)?
                 .to_vec2::<f64>()?;

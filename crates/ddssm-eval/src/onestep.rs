@@ -73,7 +73,7 @@ pub fn score_sequence(
 }
 
 /// `n` draws of `x_{T'+1}` for each of the `B` series `prefix` (`[B, T', 1]`, original units), from
-/// `model` (which maps to and from its standardised space with its stored standardisation). Runs
+/// `model` (which applies its own standardisation). Runs
 /// at most `max_chains` encoder chains per call. Returns `B` vectors of `n` values.
 pub fn model_predictive_samples(
     model: &Model,
@@ -99,16 +99,8 @@ pub fn model_predictive_samples_with_progress(
     let per_call = (max_chains / n.max(1)).max(1);
     // Chunks run on the worker threads, each with its own noise stream (`map_chunks`).
     ddssm_tensor_ops::map_chunks(b, per_call, noise, |start, len, chunk_noise| {
-        let raw = prefix.narrow(0, start, len)?;
-        let x = match model.standardization() {
-            Some(s) => s.apply(&raw)?,
-            None => raw,
-        };
+        let x = prefix.narrow(0, start, len)?;
         let draws = model.one_step_predictive(&Batch::new(x), n, chunk_noise)?; // [n, len, D]
-        let draws = match model.standardization() {
-            Some(s) => s.invert(&draws)?,
-            None => draws,
-        };
         let rows = draws
             .narrow(2, 0, 1)?
             .squeeze(2)?

@@ -25,10 +25,13 @@ impl Default for ElboOptions {
 }
 
 /// Every term of Eq. 46 for each of `B` sequences (`[B]` tensors, averaged over the `S`
-/// trajectories), in nats in the model's observation space.
+/// trajectories), in nats of the data in its own units: when the model standardises its
+/// observations, `recon` includes the Jacobian `Σ_observed log s_d` of `x ↦ (x − m)/s`, so the
+/// negative ELBO bounds `−log p(x)` of the data as given.
 #[derive(Debug, Clone)]
 pub struct ElboTerms {
-    /// Eq. 50: `Σ_t −log p_θ(x_t | z_{t−j+1:t})` over the observed entries.
+    /// Eq. 50: `Σ_t −log p_θ(x_t | z_{t−j+1:t})` over the observed entries, in the data's units
+    /// (with the standardisation's Jacobian).
     pub recon: Tensor,
     /// Eq. 47: `Σ_{t≤j} log q_φ(z_t | …)`, the negative entropy of the initial states.
     pub init_entropy: Tensor,

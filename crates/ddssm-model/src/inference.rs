@@ -1,5 +1,6 @@
 //! Inference with a trained model: reconstruction, forecasting and the one-step predictive of
-//! Sec. 4. Nothing here builds a gradient: every result is detached.
+//! Sec. 4. Nothing here builds a gradient: every result is detached. Observations go in and come
+//! out in the data's own units: the model applies and inverts its stored standardisation.
 
 use candle_core::Tensor;
 use ddssm_tensor_ops::SeededNoise;
@@ -12,9 +13,9 @@ use crate::{check_shape, Batch, Model, Result, TransitionInput};
 pub struct Reconstruction {
     /// `[n, B, T, M]`: the encoder's trajectories.
     pub z: Tensor,
-    /// `[n, B, T, D]`: the emission means `μ_θ(z_{t−j+1:t})`.
+    /// `[n, B, T, D]`: the emission means `μ_θ(z_{t−j+1:t})`, in the data's units.
     pub mean: Tensor,
-    /// `[n, B, T, D]`: draws `x_t ~ p_θ(x_t | z_{t−j+1:t})`.
+    /// `[n, B, T, D]`: draws `x_t ~ p_θ(x_t | z_{t−j+1:t})`, in the data's units.
     pub samples: Tensor,
 }
 
@@ -23,9 +24,9 @@ pub struct Reconstruction {
 pub struct Forecast {
     /// `[n, B, horizon, M]`: the latent path rolled forward by the transition.
     pub z: Tensor,
-    /// `[n, B, horizon, D]`: the emission means.
+    /// `[n, B, horizon, D]`: the emission means, in the data's units.
     pub mean: Tensor,
-    /// `[n, B, horizon, D]`: draws from the emissions.
+    /// `[n, B, horizon, D]`: draws from the emissions, in the data's units.
     pub samples: Tensor,
 }
 
@@ -44,7 +45,7 @@ impl Model {
         n: usize,
         noise: &mut SeededNoise,
     ) -> Result<Reconstruction> {
-        let x = batch.checked(self.config())?;
+        let x = self.to_model_units(&batch.checked(self.config())?)?;
         let (b, t_len, _) = x.dims3()?;
         let covariates = batch.covariates_upto(t_len)?;
         let inputs = self.encoder().prepare(
@@ -64,10 +65,10 @@ impl Model {
         let emission = self
             .decoder()
             .forward(&z, covariates.as_ref(), statics.as_ref())?;
-        let samples = emission.sample(noise)?;
+        let samples = self.to_data_units(&emission.sample(noise)?)?;
         Ok(Reconstruction {
             z: split(&z, n, b)?,
-            mean: split(emission.mean(), n, b)?,
+            mean: split(&self.to_data_units(emission.mean())?, n, b)?,
             samples: split(&samples, n, b)?,
         })
     }
@@ -84,7 +85,7 @@ impl Model {
         n: usize,
         noise: &mut SeededNoise,
     ) -> Result<Forecast> {
-        let x = batch.checked(self.config())?;
+        let x = self.to_model_units(&batch.checked(self.config())?)?;
         let (b, t0, _) = x.dims3()?;
         let j = self.config().order;
         check_shape(
@@ -162,16 +163,16 @@ impl Model {
         let mean = emission.mean().narrow(1, j - 1, horizon)?.detach();
         let logvar = emission.logvar().narrow(1, j - 1, horizon)?.detach();
         let future = ddssm_tensor_ops::DiagGaussian::new(mean, logvar)?;
-        let samples = future.sample(noise)?;
+        let samples = self.to_data_units(&future.sample(noise)?)?;
         Ok(Forecast {
             z: split(&z.narrow(1, t0, horizon)?, n, b)?,
-            mean: split(future.mean(), n, b)?,
+            mean: split(&self.to_data_units(future.mean())?, n, b)?,
             samples: split(&samples, n, b)?,
         })
     }
 
     /// The one-step predictive of Sec. 4, `p(x_{T+1} | x_{1:T})`: `n` draws per sequence of
-    /// `batch` (`[n, B, D]`).
+    /// `batch` (`[n, B, D]`), in the data's units.
     pub fn one_step_predictive(
         &self,
         batch: &Batch,

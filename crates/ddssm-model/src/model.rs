@@ -270,7 +270,10 @@ impl Model {
         self.standardization.as_ref()
     }
 
-    /// Stores the map between raw and model-space observations (saved in checkpoints).
+    /// Stores the map between the data's units and the model's observation space (saved in
+    /// checkpoints). Every public entry — [`Model::elbo`], reconstruction, forecasting, the
+    /// one-step predictive — then takes and returns the data's own units and applies the map
+    /// itself; the ELBO includes its Jacobian.
     pub fn set_standardization(&mut self, s: Option<Standardization>) -> Result<()> {
         if let Some(s) = &s {
             self.check_standardization(s)?;
@@ -375,17 +378,52 @@ impl Model {
         ))
     }
 
-    /// The ELBO terms of `batch` (App. I.3–I.4): `S` encoder trajectories per sequence, the
-    /// decoder, the VHP and the transition each in one batched call, averaged over `S`. Every
-    /// random draw comes from `noise`, in this order: the encoder's `ε_t` (`[S·B, M]` per step),
-    /// the VHP's auxiliary latents, the transition's draws (for the DDSSM, Eq. 52's `k` and `ε`).
+    /// `x` (`[…, D]`, the data's units) in the model's observation space: standardised with the
+    /// stored [`Standardization`], or as it is without one.
+    pub(crate) fn to_model_units(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.standardization {
+            Some(s) => s.apply(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// Observations `x` (`[…, D]`) in the model's space back in the data's units.
+    pub(crate) fn to_data_units(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.standardization {
+            Some(s) => s.invert(x),
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// `Σ_{t,d observed} log s_d` per sequence (`[B]`): what `−log p(x̃)` of the standardised
+    /// `x̃` lacks to be `−log p(x)`. `None` without a standardisation.
+    fn jacobian(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let Some(s) = &self.standardization else {
+            return Ok(None);
+        };
+        let log_s: Vec<f64> = s.std.iter().map(|v| v.ln()).collect();
+        let log_s = Tensor::from_vec(log_s, s.std.len(), x.device())?.to_dtype(x.dtype())?;
+        let per_entry = match mask {
+            Some(m) => m.broadcast_mul(&log_s)?,
+            None => log_s.broadcast_as(x.shape())?.contiguous()?,
+        };
+        Ok(Some(per_entry.sum(D::Minus1)?.sum(D::Minus1)?))
+    }
+
+    /// The ELBO terms of `batch` (App. I.3–I.4), given in the data's own units (the model applies
+    /// its standardisation; the terms are nats of the data as given): `S` encoder trajectories
+    /// per sequence, the decoder, the VHP and the transition each in one batched call, averaged
+    /// over `S`. Every random draw comes from `noise`, in this order: the encoder's `ε_t`
+    /// (`[S·B, M]` per step), the VHP's auxiliary latents, the transition's draws (for the
+    /// DDSSM, Eq. 52's `k` and `ε`).
     pub fn elbo(
         &self,
         batch: &Batch,
         options: &ElboOptions,
         noise: &mut SeededNoise,
     ) -> Result<ElboTerms> {
-        let x = batch.checked(&self.config)?;
+        let raw = batch.checked(&self.config)?;
+        let x = self.to_model_units(&raw)?;
         let s = options.samples;
         crate::check_config(s >= 1, "samples (S)", s, "an integer ≥ 1")?;
         let (b, t_len, _) = x.dims3()?;
@@ -456,8 +494,13 @@ impl Model {
         let transition = loss.objective.reshape((n, steps))?.sum(1)?;
 
         let per_sequence = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?.mean(0)?) };
+        let recon = per_sequence(recon)?;
+        let recon = match self.jacobian(&raw, batch.mask.as_ref())? {
+            Some(j) => (recon + j)?,
+            None => recon,
+        };
         Ok(ElboTerms {
-            recon: per_sequence(recon)?,
+            recon,
             init_entropy: per_sequence(init_entropy)?,
             vhp: per_sequence(vhp)?,
             transition: per_sequence(transition)?,

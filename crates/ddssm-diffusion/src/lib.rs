@@ -27,3 +27,8 @@ pub use loss::{diffusion_loss, forward_kl, DiffusionLoss, DiffusionLossConfig, L
 pub use precond::{EdmCoefficients, EdmPreconditioning};
 pub use sampler::{few_step_levels, sample, LatentShape, ReverseVariance, Sampler};
 pub use schedule::{BetaSchedule, NoiseSchedule, NoiseScheduleConfig};
+
+/// The README's examples, compiled and run as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -70,3 +70,8 @@ pub(crate) fn check(
         })
     }
 }
+
+/// The README's examples, compiled and run as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

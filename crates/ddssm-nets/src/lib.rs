@@ -40,3 +40,8 @@ pub use mixer::{
 };
 pub use side::{SideInfo, TemporalSide, TemporalSideConfig};
 pub use summary::{FutureSummary, FutureSummaryConfig};
+
+/// The README's examples, compiled and run as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -39,3 +39,8 @@ pub use parallel::{
     configure_threads, map_chunks, map_ordered, set_workers, workers, ThreadSettings, THREADS_VAR,
 };
 pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};
+
+/// The README's examples, compiled and run as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

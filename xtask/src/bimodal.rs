@@ -21,10 +21,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_eval::{
-    model_predictive_samples, model_predictive_samples_with_progress, score_sequence,
-    BimodalRandomWalk, JsdHistogram, MeanSem, Series,
+    locf_samples, model_predictive_samples, model_predictive_samples_with_progress,
+    negative_elbo_per_sequence, score_one_step, BimodalRandomWalk, JsdHistogram, MeanSem,
+    ModelScores, Series,
 };
-use ddssm_model::{Batch, ElboOptions, Model, ModelConfig, Standardization};
+use ddssm_model::{Batch, Model, ModelConfig, Standardization};
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::{train, Metrics, TrainConfig, TrainOptions};
 use serde::{Deserialize, Serialize};
@@ -258,35 +259,6 @@ pub struct Args {
     pub progress: bool,
 }
 
-/// Per-model results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelResults {
-    /// One-step JSD against the paper's reference.
-    pub jsd_paper: MeanSem,
-    /// One-step JSD against the exact predictive.
-    pub jsd_exact: MeanSem,
-    /// Noise floor of `jsd_paper` at this sample count.
-    pub floor_paper: MeanSem,
-    /// Noise floor of `jsd_exact` at this sample count.
-    pub floor_exact: MeanSem,
-    /// CRPS of the one-step predictive (original units).
-    pub crps: MeanSem,
-    /// Negative ELBO per test sequence, nats, original units (None for LOCF).
-    pub negative_elbo: Option<MeanSem>,
-    /// Share of centred samples between the modes (|x̂ − φx| < c/2).
-    pub between_modes: f64,
-    /// Share of centred samples outside the JSD histogram's range (`jsd_paper` drops them,
-    /// `jsd_exact` counts them in its tail bins); above [`OUT_OF_RANGE_WARNING`] a warning.
-    #[serde(default)]
-    pub out_of_range: f64,
-    /// Training wall time, seconds (0 for LOCF).
-    pub train_seconds: f64,
-    /// Per-sequence `jsd_exact` (for figures and re-analysis).
-    pub per_sequence_jsd_exact: Vec<f64>,
-    /// The test-set average histogram of centred samples (the JSD histogram's bins).
-    pub mean_histogram: Vec<f64>,
-}
-
 /// One model's view of one example sequence (Fig. 2), in original units.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExamplePanel {
@@ -323,7 +295,7 @@ pub struct Results {
     /// Largest pruned mass of the exact filter over the scored test sequences.
     pub exact_filter_pruned_mass: f64,
     /// DDSSM, DKF, LOCF.
-    pub models: BTreeMap<String, ModelResults>,
+    pub models: BTreeMap<String, ModelScores>,
     /// The exact centred one-step predictive averaged over the test set, as probabilities of the
     /// JSD histogram's bins (Fig. 1a's truth).
     pub exact_mean_histogram: Vec<f64>,
@@ -399,13 +371,19 @@ pub fn validation_scores(
     model: &Model,
     val: &Series,
     noise: &mut SeededNoise,
-) -> Result<ModelResults> {
+) -> Result<ModelScores> {
     let raw = series_tensor(val, model.device())?;
     let prefix = raw.narrow(1, 0, val.t - 1)?;
     let e = &cfg.evaluation;
     let draws =
         model_predictive_samples(model, &prefix, e.validation_samples, e.max_chains, noise)?;
-    score(cfg, val, &draws, noise)
+    Ok(score_one_step(
+        &cfg.data.sim,
+        &e.histogram,
+        val,
+        &draws,
+        noise,
+    )?)
 }
 
 fn series_tensor(s: &Series, device: &Device) -> Result<Tensor> {
@@ -423,88 +401,10 @@ pub fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Negative ELBO per sequence in original units (the model applies its standardisation and its
-/// Jacobian), over `x_raw` (`[N, T, 1]`), in chunks.
-fn negative_elbo(
-    model: &Model,
-    x_raw: &Tensor,
-    samples: usize,
-    noise: &mut SeededNoise,
-) -> Result<Vec<f64>> {
-    let n = x_raw.dim(0)?;
-    // Chunks of 128 sequences on the worker threads, each with its own noise stream.
-    ddssm_tensor_ops::map_chunks(n, 128, noise, |start, len, chunk_noise| {
-        let terms = model.elbo(
-            &Batch::new(x_raw.narrow(0, start, len)?),
-            &ElboOptions {
-                samples,
-                ..ElboOptions::default()
-            },
-            chunk_noise,
-        )?;
-        anyhow::Ok(
-            terms
-                .negative_elbo()?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?,
-        )
-    })
-}
-
-/// Scores predictive samples (one vector per sequence) of the sequences `x` (raw `[N, T]`).
-fn score(
-    cfg: &ExperimentConfig,
-    x: &Series,
-    samples: &[Vec<f64>],
-    noise: &mut SeededNoise,
-) -> Result<ModelResults> {
-    let sim = &cfg.data.sim;
-    let hist = &cfg.evaluation.histogram;
-    let t = x.t;
-    let (mut jp, mut je, mut fp, mut fe, mut cr) = (vec![], vec![], vec![], vec![], vec![]);
-    let mut mean_hist = vec![0.0; hist.bins];
-    let (mut between, mut total) = (0usize, 0usize);
-    let mut outside = 0.0;
-    for (i, draws) in samples.iter().enumerate() {
-        let row = &x.values[i * t..(i + 1) * t];
-        let s = score_sequence(sim, hist, &row[..t - 1], row[t - 1], draws, noise)?;
-        jp.push(s.jsd_paper);
-        je.push(s.jsd_exact);
-        fp.push(s.floor_paper);
-        fe.push(s.floor_exact);
-        cr.push(s.crps);
-        outside += s.out_of_range * draws.len() as f64;
-        let shift = sim.phi * row[t - 2];
-        let centred: Vec<f64> = draws.iter().map(|d| d - shift).collect();
-        for (m, h) in mean_hist.iter_mut().zip(hist.histogram(&centred)) {
-            *m += h / samples.len() as f64;
-        }
-        between += centred.iter().filter(|c| c.abs() < 0.5 * sim.step).count();
-        total += centred.len();
-    }
-    Ok(ModelResults {
-        jsd_paper: MeanSem::of(&jp),
-        jsd_exact: MeanSem::of(&je),
-        floor_paper: MeanSem::of(&fp),
-        floor_exact: MeanSem::of(&fe),
-        crps: MeanSem::of(&cr),
-        negative_elbo: None,
-        between_modes: between as f64 / total.max(1) as f64,
-        out_of_range: outside / total.max(1) as f64,
-        train_seconds: 0.0,
-        per_sequence_jsd_exact: je,
-        mean_histogram: mean_hist,
-    })
-}
-
 fn write_text(path: &Path, text: &str) -> Result<()> {
     ddssm_model::checkpoint::write_atomic(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
-
-/// Share of samples outside the histogram's range above which a model's one-step figures are
-/// flagged (1 %).
-pub const OUT_OF_RANGE_WARNING: f64 = 0.01;
 
 /// The experiment config `args` ask for: the file (or the paper's settings), then `--quick`,
 /// `--seed` and `--steps`, validated. `--print-config` prints exactly this.
@@ -613,21 +513,6 @@ fn warmup_warning(name: &str, run: &ModelRun) -> Option<String> {
             l.lambda_warmup_steps,
             l.at(steps.saturating_sub(1)),
             l.lambda_end
-        )
-    })
-}
-
-/// The warning for a model with more than [`OUT_OF_RANGE_WARNING`] of its centred samples
-/// outside the JSD histogram.
-fn out_of_range_warning(name: &str, m: &ModelResults, h: &JsdHistogram) -> Option<String> {
-    (m.out_of_range > OUT_OF_RANGE_WARNING).then(|| {
-        format!(
-            "{name}: {:.1} % of the centred one-step samples fall outside the histogram's \
-             [{}, {}] (diverged?): jsd_exact counts them in its tail bins, jsd_paper drops them \
-             and is not to be trusted",
-            100.0 * m.out_of_range,
-            h.lo,
-            h.hi
         )
     })
 }
@@ -747,7 +632,8 @@ pub fn run(args: &Args) -> Result<()> {
                     let s = validation_scores(&cfg, model, &val_sub, &mut noise)?;
                     m.insert("jsd_exact".into(), s.jsd_exact.mean);
                     m.insert("jsd_paper".into(), s.jsd_paper.mean);
-                    let elbo = negative_elbo(model, &val_raw, eval.elbo_samples, &mut noise)?;
+                    let elbo =
+                        negative_elbo_per_sequence(model, &val_raw, eval.elbo_samples, &mut noise)?;
                     m.insert("negative_elbo".into(), MeanSem::of(&elbo).mean);
                 }
                 Ok(m)
@@ -802,8 +688,8 @@ pub fn run(args: &Args) -> Result<()> {
             &|k| progress.add(k),
         )?;
         progress.finish();
-        let mut scored = score(&cfg, &test_sub, &draws, &mut noise)?;
-        let elbo = negative_elbo(model, &test_raw, e.elbo_samples, &mut noise)?;
+        let mut scored = score_one_step(&sim, &e.histogram, &test_sub, &draws, &mut noise)?;
+        let elbo = negative_elbo_per_sequence(model, &test_raw, e.elbo_samples, &mut noise)?;
         scored.negative_elbo = Some(MeanSem::of(&elbo));
         scored.train_seconds = training[*name].seconds;
         tracing::info!(
@@ -818,14 +704,12 @@ pub fn run(args: &Args) -> Result<()> {
         models.insert(name.to_string(), scored);
     }
     // LOCF: a point mass at x_{T−1}.
-    let locf: Vec<Vec<f64>> = (0..n_test)
-        .map(|i| vec![test_sub.values[i * t + t - 2]; e.samples])
-        .collect();
+    let locf = locf_samples(&test_sub, e.samples);
     let mut locf_noise = root.fork("locf/test");
-    let locf_scores = score(&cfg, &test_sub, &locf, &mut locf_noise)?;
+    let locf_scores = score_one_step(&sim, &e.histogram, &test_sub, &locf, &mut locf_noise)?;
     models.insert("locf".into(), locf_scores);
     for (name, m) in &models {
-        if let Some(w) = out_of_range_warning(name, m, &e.histogram) {
+        if let Some(w) = m.out_of_range_warning(name, &e.histogram) {
             tracing::warn!("{w}");
             warnings.push(w);
         }
@@ -883,7 +767,7 @@ const FORECAST_HORIZON: usize = 8;
 /// trained model's reconstruction and forecasts.
 fn examples(
     trained: &[(&str, Model)],
-    ddssm: &ModelResults,
+    ddssm: &ModelScores,
     test: &Series,
     root: &SeededNoise,
 ) -> Result<Vec<ExampleSequence>> {
@@ -1262,20 +1146,36 @@ mod tests {
             .simulate(4, &mut SeededNoise::new(1))
             .map_err(anyhow::Error::new)?;
         let diverged = vec![vec![1e6; 64]; 4];
-        let scored = score(&cfg, &test, &diverged, &mut SeededNoise::new(2))?;
+        let scored = score_one_step(
+            &cfg.data.sim,
+            &cfg.evaluation.histogram,
+            &test,
+            &diverged,
+            &mut SeededNoise::new(2),
+        )?;
         assert_eq!(scored.out_of_range, 1.0);
         assert!(scored.jsd_exact.mean > 0.69, "{}", scored.jsd_exact);
         assert!((scored.jsd_paper.mean - std::f64::consts::LN_2 / 2.0).abs() < 1e-3);
-        let w = out_of_range_warning("dkf", &scored, &cfg.evaluation.histogram).unwrap();
+        let w = scored
+            .out_of_range_warning("dkf", &cfg.evaluation.histogram)
+            .unwrap();
         assert!(w.contains("100.0 %") && w.contains("jsd_paper"), "{w}");
         // Samples in place are not flagged.
         let t = test.t;
         let in_place: Vec<Vec<f64>> = (0..4)
             .map(|i| vec![cfg.data.sim.phi * test.values[i * t + t - 2] + 4.0; 64])
             .collect();
-        let fine = score(&cfg, &test, &in_place, &mut SeededNoise::new(2))?;
+        let fine = score_one_step(
+            &cfg.data.sim,
+            &cfg.evaluation.histogram,
+            &test,
+            &in_place,
+            &mut SeededNoise::new(2),
+        )?;
         assert_eq!(fine.out_of_range, 0.0);
-        assert!(out_of_range_warning("dkf", &fine, &cfg.evaluation.histogram).is_none());
+        assert!(fine
+            .out_of_range_warning("dkf", &cfg.evaluation.histogram)
+            .is_none());
         Ok(())
     }
 

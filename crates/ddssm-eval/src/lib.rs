@@ -6,7 +6,9 @@
 //!   must be a bound;
 //! - the exact one-step predictive of the bimodal walk by a Gaussian-sum filter
 //!   ([`BimodalRandomWalk::exact_predictive`]);
-//! - metrics: the histogram JSD with its noise floor ([`JsdHistogram`]), the CRPS, mean ± SEM.
+//! - metrics: the histogram JSD with its noise floor ([`JsdHistogram`]), the CRPS, mean ± SEM;
+//! - scoring a model on a set of sequences ([`score_one_step`], [`negative_elbo_per_sequence`])
+//!   and the LOCF baseline ([`locf_samples`]).
 //!
 //! Series are plain [`Series`] values (`[N, T, D]`, row-major f64) that convert to candle tensors.
 
@@ -15,6 +17,7 @@ mod linear_gaussian;
 mod metrics;
 mod onestep;
 mod predictive;
+mod scoring;
 mod series;
 
 pub use bimodal::BimodalRandomWalk;
@@ -25,6 +28,9 @@ pub use onestep::{
     score_sequence, SequenceScores,
 };
 pub use predictive::{ExactPredictive, PRUNE};
+pub use scoring::{
+    locf_samples, negative_elbo_per_sequence, score_one_step, ModelScores, OUT_OF_RANGE_WARNING,
+};
 pub use series::Series;
 
 /// Errors of this crate.

@@ -27,7 +27,7 @@ use ddssm_eval::{
 };
 use ddssm_model::{Batch, Model, ModelConfig, Standardization};
 use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::{train, Metrics, TrainConfig, TrainOptions};
+use ddssm_train::{fit, Metrics, ModelRun, TrainConfig, TrainOptions};
 use serde::{Deserialize, Serialize};
 
 /// The data splits (Sec. 4, App. F.1.1: 1024 sequences each).
@@ -42,16 +42,6 @@ pub struct DataConfig {
     pub validation: usize,
     /// Test sequences.
     pub test: usize,
-}
-
-/// One model and how it is trained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelRun {
-    /// The model.
-    pub model: ModelConfig,
-    /// Its training.
-    pub train: TrainConfig,
 }
 
 /// How models are evaluated.
@@ -165,12 +155,7 @@ impl ExperimentConfig {
             );
         }
         for (name, run) in [("ddssm", &self.ddssm), ("dkf", &self.dkf)] {
-            run.model
-                .validate()
-                .map_err(|e| e.within(&format!("{name}.model")))?;
-            run.train
-                .validate()
-                .map_err(|e| e.within(&format!("{name}.train")))?;
+            run.validate(name)?;
             if run.train.batch_size > self.data.train {
                 bail!(
                     "invalid {name}.train.batch_size = {}: at most data.train = {}",
@@ -621,8 +606,6 @@ pub fn run(args: &Args) -> Result<()> {
     let mut trained = Vec::new();
     let mut training = BTreeMap::new();
     for (name, run) in [("ddssm", &cfg.ddssm), ("dkf", &cfg.dkf)] {
-        let mut model = Model::new(&run.model, cfg.seed, DType::F32, dev)?;
-        model.set_standardization(Some(standardization.clone()))?;
         let eval = cfg.evaluation;
         let mut validate = |model: &Model, step: usize| -> ddssm_train::Result<Metrics> {
             let mut noise = root.fork(&format!("{name}/validation/{step}"));
@@ -647,13 +630,20 @@ pub fn run(args: &Args) -> Result<()> {
             label: name.to_string(),
         };
         tracing::info!(
-            "{name}: {} parameters, {} steps at batch {}",
-            model.parameter_count(),
+            "{name}: {} steps at batch {}",
             run.train.steps,
             run.train.batch_size
         );
-        let report = train(&mut model, &train_data, &run.train, &options, &mut validate)
-            .with_context(|| format!("training {name}"))?;
+        let (model, report) = fit(
+            run,
+            cfg.seed,
+            Some(standardization.clone()),
+            &train_data,
+            &options,
+            &mut validate,
+        )
+        .with_context(|| format!("training {name}"))?;
+        tracing::info!("{name}: {} parameters", model.parameter_count());
         training.insert(name.to_string(), report);
         trained.push((name, model));
     }

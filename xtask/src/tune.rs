@@ -25,15 +25,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use ddssm_model::{Model, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::tpe::{Distribution, Params, Space, Tpe};
-use ddssm_train::{train, LambdaShape, Metrics, TrainOptions};
+use ddssm_train::{fit, LambdaShape, Metrics, ModelRun, TrainOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bimodal::{validation_scores, ExperimentConfig, ModelRun, Splits};
+use crate::bimodal::{validation_scores, ExperimentConfig, Splits};
 
 /// The search-space file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,26 +327,24 @@ fn run_trial(
     data: &Splits,
     metric: Metric,
     label: &str,
-    device: &Device,
 ) -> Result<std::result::Result<f64, String>> {
-    let mut model = Model::new(&run.model, cfg.seed, DType::F32, device)?;
-    model.set_standardization(Some(data.standardization.clone()))?;
     let options = TrainOptions {
         label: label.to_string(),
         ..TrainOptions::default()
     };
     let mut no_validation = |_: &Model, _: usize| Ok(Metrics::new());
-    match train(
-        &mut model,
+    let model = match fit(
+        run,
+        cfg.seed,
+        Some(data.standardization.clone()),
         &data.train,
-        &run.train,
         &options,
         &mut no_validation,
     ) {
-        Ok(_) => {}
+        Ok((model, _)) => model,
         Err(e @ ddssm_train::Error::NonFinite { .. }) => return Ok(Err(e.to_string())),
         Err(e) => return Err(e.into()),
-    }
+    };
     let mut noise = SeededNoise::new(cfg.seed).fork(&format!("tune/{label}/score"));
     let scores = match validation_scores(cfg, &model, &data.validation, &mut noise) {
         Ok(s) => s,
@@ -442,7 +440,7 @@ fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
         let run = apply(&base, &params)?;
         let began = Instant::now();
         let label = format!("{}-trial{number}", args.model);
-        let outcome = run_trial(&cfg, &run, &data, args.metric, &label, &args.device)?;
+        let outcome = run_trial(&cfg, &run, &data, args.metric, &label)?;
         let trial = Trial {
             number,
             params,

@@ -7,16 +7,20 @@
 //! - [`LambdaSchedule`]: the annealing of the rate weight λ (App. I.2);
 //! - [`tpe`]: the Tree-structured Parzen Estimator of the hyperparameter search (App. F.1.1);
 //! - [`train`]: the loop, with seeded batches, progress, validation, atomic checkpoints, exact
-//!   resume and a clear stop on a non-finite loss or gradient.
+//!   resume and a clear stop on a non-finite loss or gradient;
+//! - [`fit`]: a [`ModelRun`] (model and training config) to a trained, validated, checkpointed
+//!   model in one call.
 
 mod adamw;
 mod config;
+mod fit;
 mod lambda;
 pub mod tpe;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use config::{LearningRates, TrainConfig};
+pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use trainer::{
     accumulated_gradients, batch_indices, keys, optimizer_for, resumable_step, select, step_noise,

@@ -312,6 +312,50 @@ fn non_contiguous_inputs_train_like_contiguous_ones() -> Result<()> {
     Ok(())
 }
 
+/// `fit` is the model built from the run's config, given the standardisation, and trained: the
+/// same history as doing those steps by hand; a bad field of a `ModelRun` is named by its path.
+#[test]
+fn fit_is_build_standardise_and_train_in_one_call() -> Result<()> {
+    let (mc, tc, data) = small();
+    let tc = TrainConfig { steps: 2, ..tc };
+    let s = ddssm_model::Standardization {
+        mean: vec![0.3],
+        std: vec![1.7],
+    };
+    let run = ddssm_train::ModelRun {
+        model: mc.clone(),
+        train: tc,
+    };
+    let (model, report) = ddssm_train::fit(
+        &run,
+        5,
+        Some(s.clone()),
+        &data,
+        &TrainOptions::default(),
+        &mut no_validation,
+    )?;
+    let mut by_hand = Model::new(&mc, 5, DType::F32, &Device::Cpu)?;
+    by_hand.set_standardization(Some(s))?;
+    let expected = train(
+        &mut by_hand,
+        &data,
+        &tc,
+        &TrainOptions::default(),
+        &mut no_validation,
+    )?;
+    assert_eq!(report.history, expected.history);
+    assert_eq!(parameter_values(&model), parameter_values(&by_hand));
+    let mut bad = run.clone();
+    bad.model.order = 0;
+    let err = bad.validate("dkf").unwrap_err().to_string();
+    assert!(err.contains("dkf.model.order"), "{err}");
+    bad = run;
+    bad.train.samples = 0;
+    let err = bad.validate("dkf").unwrap_err().to_string();
+    assert!(err.contains("dkf.train.samples"), "{err}");
+    Ok(())
+}
+
 #[test]
 fn bad_training_configs_name_their_field() {
     let bad = TrainConfig {

@@ -1,0 +1,49 @@
+//! The training run as one library call: a model config and its training config in, a trained,
+//! validated and checkpointed model out.
+
+use ddssm_model::{Batch, Model, ModelConfig, Standardization};
+use serde::{Deserialize, Serialize};
+
+use crate::{train, Result, TrainConfig, TrainOptions, TrainReport, Validator};
+
+/// A model and how it is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRun {
+    /// The model.
+    pub model: ModelConfig,
+    /// Its training.
+    pub train: TrainConfig,
+}
+
+impl ModelRun {
+    /// Checks both configs, naming a bad field by its path under `prefix` (`ddssm` →
+    /// `ddssm.model.order`, `ddssm.train.steps`).
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        self.model
+            .validate()
+            .map_err(|e| e.within(&format!("{prefix}.model")))?;
+        self.train
+            .validate()
+            .map_err(|e| e.within(&format!("{prefix}.train")))
+    }
+}
+
+/// Builds `run`'s model (parameters initialised from `seed`, in the dtype and on the device of
+/// `data`), gives it `standardization` (so that it takes the data's own units), and trains it on
+/// `data` with `options` (checkpoint, resume, progress) and `validate`: the model and the
+/// training report. A resumed run continues from the checkpoint's step (see
+/// [`crate::resumable_step`]).
+pub fn fit(
+    run: &ModelRun,
+    seed: u64,
+    standardization: Option<Standardization>,
+    data: &Batch,
+    options: &TrainOptions,
+    validate: &mut Validator<'_>,
+) -> Result<(Model, TrainReport)> {
+    let mut model = Model::new(&run.model, seed, data.x.dtype(), data.x.device())?;
+    model.set_standardization(standardization)?;
+    let report = train(&mut model, data, &run.train, options, validate)?;
+    Ok((model, report))
+}

@@ -187,7 +187,7 @@ fn time_sampler(args: &Args, device: &Device) -> Result<Value> {
     let prefix = raw.narrow(1, 0, walk.t - 1)?;
     let n = args.sampler_samples;
     // The experiment's chunking (configs/bimodal.toml, evaluation.max_chains).
-    let max_chains = crate::bimodal::ExperimentConfig::paper()
+    let max_chains = ddssm_train::experiment::ExperimentConfig::paper()
         .evaluation
         .max_chains;
     let mut noise = SeededNoise::new(1);

@@ -21,205 +21,14 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_eval::{
-    locf_samples, model_predictive_samples, model_predictive_samples_with_progress,
-    negative_elbo_per_sequence, score_one_step, BimodalRandomWalk, JsdHistogram, MeanSem,
-    ModelScores, Series,
+    locf_samples, model_predictive_samples_with_progress, negative_elbo_per_sequence,
+    score_one_step, MeanSem, ModelScores, Series,
 };
-use ddssm_model::{Batch, Model, ModelConfig, Standardization};
+use ddssm_model::{Batch, Model};
 use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::{fit, Metrics, ModelRun, TrainConfig, TrainOptions};
+use ddssm_train::experiment::{validation_scores, DataConfig, ExperimentConfig, Splits};
+use ddssm_train::{fit, Metrics, ModelRun, TrainOptions};
 use serde::{Deserialize, Serialize};
-
-/// The data splits (Sec. 4, App. F.1.1: 1024 sequences each).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    /// The simulator.
-    pub sim: BimodalRandomWalk,
-    /// Training sequences.
-    pub train: usize,
-    /// Validation sequences.
-    pub validation: usize,
-    /// Test sequences.
-    pub test: usize,
-}
-
-/// How models are evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Predictive samples per test sequence (the paper: 1024).
-    pub samples: usize,
-    /// Test sequences scored (the paper: all 1024).
-    pub test_sequences: usize,
-    /// Validation sequences scored during training.
-    pub validation_sequences: usize,
-    /// Predictive samples per validation sequence.
-    pub validation_samples: usize,
-    /// Encoder chains per sampling call (memory bound).
-    pub max_chains: usize,
-    /// Trajectories `S` per sequence for the reported negative ELBO.
-    pub elbo_samples: usize,
-    /// The JSD histogram.
-    pub histogram: JsdHistogram,
-}
-
-/// The whole experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExperimentConfig {
-    /// Drives data, initialisation and every draw.
-    pub seed: u64,
-    /// The data.
-    pub data: DataConfig,
-    /// The DDSSM run.
-    pub ddssm: ModelRun,
-    /// The DKF run.
-    pub dkf: ModelRun,
-    /// The evaluation.
-    pub evaluation: EvalConfig,
-}
-
-impl ExperimentConfig {
-    /// The paper's settings (Sec. 4, App. F, Tables 1–4).
-    pub fn paper() -> Self {
-        Self {
-            seed: 0,
-            data: DataConfig {
-                sim: BimodalRandomWalk::default(),
-                train: 1024,
-                validation: 1024,
-                test: 1024,
-            },
-            ddssm: ModelRun {
-                model: ModelConfig::paper_ddssm(),
-                train: TrainConfig::paper_ddssm(),
-            },
-            dkf: ModelRun {
-                model: ModelConfig::paper_dkf(),
-                train: TrainConfig::paper_dkf(),
-            },
-            evaluation: EvalConfig {
-                samples: 1024,
-                test_sequences: 1024,
-                validation_sequences: 64,
-                validation_samples: 256,
-                max_chains: 1_024,
-                elbo_samples: 4,
-                histogram: JsdHistogram::default(),
-            },
-        }
-    }
-
-    /// A smoke version of the whole pipeline: small splits, a few steps, few samples.
-    pub fn quick(mut self) -> Self {
-        self.data.train = 128;
-        self.data.validation = 32;
-        self.data.test = 32;
-        for run in [&mut self.ddssm, &mut self.dkf] {
-            run.train.steps = 10;
-            run.train.batch_size = run.train.batch_size.min(32);
-            run.train.validate_every = 5;
-            run.train.checkpoint_every = 5;
-            run.train.lambda.lambda_warmup_steps = 5;
-        }
-        self.evaluation.samples = 64;
-        self.evaluation.test_sequences = 16;
-        self.evaluation.validation_sequences = 4;
-        self.evaluation.validation_samples = 32;
-        self.evaluation.elbo_samples = 2;
-        self
-    }
-
-    /// Checks every field before any work starts (nothing is written before this passes); an
-    /// error names the field by its full dotted path as in the TOML file
-    /// (`ddssm.model.transition.schedule.num_steps`) with the allowed values.
-    pub fn validate(&self) -> Result<()> {
-        self.data
-            .sim
-            .validate()
-            .map_err(|e| eval_field("data.sim", e))?;
-        for (field, n) in [
-            ("data.train", self.data.train),
-            ("data.validation", self.data.validation),
-            ("data.test", self.data.test),
-        ] {
-            if n == 0 {
-                bail!("invalid {field} = 0: an integer ≥ 1");
-            }
-        }
-        if self.data.sim.t < 2 {
-            bail!(
-                "invalid data.sim.t = {}: an integer ≥ 2 (a one-step predictive needs a history)",
-                self.data.sim.t
-            );
-        }
-        for (name, run) in [("ddssm", &self.ddssm), ("dkf", &self.dkf)] {
-            run.validate(name)?;
-            if run.train.batch_size > self.data.train {
-                bail!(
-                    "invalid {name}.train.batch_size = {}: at most data.train = {}",
-                    run.train.batch_size,
-                    self.data.train
-                );
-            }
-            for (field, value) in [
-                ("obs_dim", run.model.obs_dim),
-                ("covariate_dim", run.model.covariate_dim),
-                ("static_dim", run.model.static_dim),
-            ] {
-                let want = usize::from(field == "obs_dim");
-                if value != want {
-                    bail!(
-                        "invalid {name}.model.{field} = {value}: the bimodal walk needs {want} \
-                         (one observed dimension, no covariates)"
-                    );
-                }
-            }
-            // Anything the field checks above missed fails here, before a file is written.
-            Model::new(&run.model, 0, DType::F32, &Device::Cpu)
-                .with_context(|| format!("{name}.model: cannot be built"))?;
-        }
-        let e = &self.evaluation;
-        for (field, value, least, most) in [
-            ("test_sequences", e.test_sequences, 1, Some(self.data.test)),
-            (
-                "validation_sequences",
-                e.validation_sequences,
-                0,
-                Some(self.data.validation),
-            ),
-            ("samples", e.samples, 2, None),
-            ("validation_samples", e.validation_samples, 2, None),
-            ("elbo_samples", e.elbo_samples, 1, None),
-            ("max_chains", e.max_chains, 1, None),
-        ] {
-            if value < least || most.is_some_and(|m| value > m) {
-                let range = match most {
-                    Some(m) => format!("an integer in {least}..={m} (at most the data split)"),
-                    None => format!("an integer ≥ {least}"),
-                };
-                bail!("invalid evaluation.{field} = {value}: {range}");
-            }
-        }
-        e.histogram
-            .validate()
-            .map_err(|err| eval_field("evaluation.histogram", err))?;
-        Ok(())
-    }
-}
-
-/// An evaluation-crate config error with its field placed under `prefix`.
-fn eval_field(prefix: &str, e: ddssm_eval::Error) -> anyhow::Error {
-    match e {
-        ddssm_eval::Error::InvalidConfig {
-            field,
-            value,
-            allowed,
-        } => anyhow::anyhow!("invalid {prefix}.{field} = {value}: {allowed}"),
-        other => anyhow::Error::new(other).context(prefix.to_string()),
-    }
-}
 
 /// The command's options.
 #[derive(Debug, Clone)]
@@ -298,81 +107,6 @@ pub struct Results {
     pub threads: String,
     /// The git commit of the code.
     pub git_commit: String,
-}
-
-/// The experiment's data: the three splits from the config's seed, and the standardisation fitted
-/// on the training split.
-#[derive(Debug, Clone)]
-pub struct Splits {
-    /// The training split, original units, `[N, T, 1]` (the model standardises it).
-    pub train: Batch,
-    /// The map between original units and model space.
-    pub standardization: Standardization,
-    /// The first `evaluation.validation_sequences` validation sequences, original units.
-    pub validation: Series,
-    /// The whole test split, original units.
-    pub test: Series,
-}
-
-impl Splits {
-    /// Simulates the splits of `cfg` (each from its own fork of the seed) on `device`.
-    pub fn new(cfg: &ExperimentConfig, device: &Device) -> Result<Self> {
-        let root = SeededNoise::new(cfg.seed);
-        let sim = cfg.data.sim;
-        let (_, train_x) = sim.simulate(cfg.data.train, &mut root.fork("data/train"))?;
-        let (_, val_x) = sim.simulate(cfg.data.validation, &mut root.fork("data/validation"))?;
-        let (_, test) = sim.simulate(cfg.data.test, &mut root.fork("data/test"))?;
-        let train_raw = series_tensor(&train_x, device)?;
-        let standardization = Standardization::fit(&train_raw, None)?;
-        tracing::info!(
-            "data: {} / {} / {} sequences of T = {}; standardisation mean {:.3}, std {:.3}",
-            cfg.data.train,
-            cfg.data.validation,
-            cfg.data.test,
-            sim.t,
-            standardization.mean[0],
-            standardization.std[0]
-        );
-        let n = cfg.evaluation.validation_sequences;
-        let validation = Series {
-            n,
-            t: sim.t,
-            d: 1,
-            values: val_x.values[..n * sim.t].to_vec(),
-        };
-        Ok(Self {
-            train: Batch::new(train_raw),
-            standardization,
-            validation,
-            test,
-        })
-    }
-}
-
-/// One-step scores of `model` on the validation sequences `val` (original units):
-/// `evaluation.validation_samples` draws per sequence.
-pub fn validation_scores(
-    cfg: &ExperimentConfig,
-    model: &Model,
-    val: &Series,
-    noise: &mut SeededNoise,
-) -> Result<ModelScores> {
-    let raw = series_tensor(val, model.device())?;
-    let prefix = raw.narrow(1, 0, val.t - 1)?;
-    let e = &cfg.evaluation;
-    let draws =
-        model_predictive_samples(model, &prefix, e.validation_samples, e.max_chains, noise)?;
-    Ok(score_one_step(
-        &cfg.data.sim,
-        &e.histogram,
-        val,
-        &draws,
-        noise,
-    )?)
-}
-
-fn series_tensor(s: &Series, device: &Device) -> Result<Tensor> {
-    Ok(s.to_tensor(DType::F32, device)?)
 }
 
 /// The short hash of the checked-out commit (`unknown` outside a git checkout).
@@ -600,7 +334,7 @@ pub fn run(args: &Args) -> Result<()> {
     let sim = cfg.data.sim;
     let t = sim.t;
     let val_n = val_sub.n;
-    let val_raw = series_tensor(&val_sub, dev)?;
+    let val_raw = val_sub.to_tensor(DType::F32, dev)?;
 
     // 2. Training.
     let mut trained = Vec::new();
@@ -657,7 +391,7 @@ pub fn run(args: &Args) -> Result<()> {
         d: 1,
         values: test_x.values[..n_test * t].to_vec(),
     };
-    let test_raw = series_tensor(&test_sub, dev)?;
+    let test_raw = test_sub.to_tensor(DType::F32, dev)?;
     let prefix = test_raw.narrow(1, 0, t - 1)?;
     let mut models = BTreeMap::new();
     for (name, model) in &trained {
@@ -1041,18 +775,6 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn bad_configs_are_named_before_any_work() {
-        let mut cfg = tiny();
-        cfg.evaluation.test_sequences = 99;
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("evaluation.test_sequences"), "{err}");
-        let mut cfg = tiny();
-        cfg.dkf.train.batch_size = 1000;
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("dkf.train.batch_size"), "{err}");
-    }
-
     /// A finished run is never silently replaced or continued on other terms: a fresh run into
     /// it needs `--force`; `--resume` refuses other data (naming the key), fewer steps than the
     /// checkpoints hold and another model config — each before any file is written.
@@ -1180,14 +902,5 @@ mod tests {
         let end = run.train.lambda.at(2);
         assert!(w.contains(&format!("{end:.3}")), "{w}");
         assert!(w.contains("ddssm.train.lambda.lambda_warmup_steps"), "{w}");
-    }
-
-    #[test]
-    fn the_shipped_config_is_the_papers() -> Result<()> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/bimodal.toml");
-        let text = std::fs::read_to_string(&path)?;
-        let parsed: ExperimentConfig = toml::from_str(&text)?;
-        assert_eq!(parsed, ExperimentConfig::paper());
-        Ok(())
     }
 }

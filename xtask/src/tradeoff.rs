@@ -20,7 +20,7 @@ use ddssm_model::Model;
 use ddssm_tensor_ops::SeededNoise;
 use serde_json::{json, Value};
 
-use crate::bimodal::{validation_scores, ExperimentConfig, Splits};
+use ddssm_train::experiment::{validation_scores, ExperimentConfig, Splits};
 
 /// Validation sequences scored when `--sequences` is not given (fewer if the run holds fewer).
 pub const DEFAULT_SEQUENCES: usize = 64;

@@ -33,7 +33,7 @@ use ddssm_train::{fit, LambdaShape, Metrics, ModelRun, TrainOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bimodal::{validation_scores, ExperimentConfig, Splits};
+use ddssm_train::experiment::{validation_scores, ExperimentConfig, Splits};
 
 /// The search-space file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

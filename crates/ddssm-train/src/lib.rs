@@ -9,10 +9,12 @@
 //! - [`train`]: the loop, with seeded batches, progress, validation, atomic checkpoints, exact
 //!   resume and a clear stop on a non-finite loss or gradient;
 //! - [`fit`]: a [`ModelRun`] (model and training config) to a trained, validated, checkpointed
-//!   model in one call.
+//!   model in one call;
+//! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score).
 
 mod adamw;
 mod config;
+pub mod experiment;
 mod fit;
 mod lambda;
 pub mod tpe;
@@ -59,6 +61,18 @@ pub enum Error {
     /// An error raised by candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An error from the evaluation crate (simulators, metrics); boxed, it is large.
+    #[error(transparent)]
+    Eval(Box<ddssm_eval::Error>),
+    /// An error from the shared tensor operations.
+    #[error(transparent)]
+    TensorOps(#[from] ddssm_tensor_ops::Error),
+}
+
+impl From<ddssm_eval::Error> for Error {
+    fn from(e: ddssm_eval::Error) -> Self {
+        Error::Eval(Box::new(e))
+    }
 }
 
 impl Error {

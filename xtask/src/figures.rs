@@ -18,7 +18,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::bimodal::Results;
-use crate::tune::Trial;
+use ddssm_train::study::Trial;
 
 const FONT: &str = "sans-serif";
 /// (key in `Results::models`, label, colour).

@@ -289,8 +289,8 @@ fn run(cli: Cli) -> Result<()> {
                 trials: trials.unwrap_or(if quick { 3 } else { 50 }),
                 steps: steps.unwrap_or(if quick { 3 } else { 1500 }),
                 metric: match metric {
-                    MetricKind::Jsd => tune::Metric::Jsd,
-                    MetricKind::CrpsSum => tune::Metric::CrpsSum,
+                    MetricKind::Jsd => ddssm_train::study::Metric::Jsd,
+                    MetricKind::CrpsSum => ddssm_train::study::Metric::CrpsSum,
                 },
                 seed,
                 space,

@@ -20,20 +20,22 @@
 //!   correlations of each parameter with the score, and `history.{png,svg}` (score per trial and
 //!   running best).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use ddssm_model::{Model, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::tpe::{Distribution, Params, Space, Tpe};
-use ddssm_train::{fit, LambdaShape, Metrics, ModelRun, TrainOptions};
+use ddssm_train::ModelRun;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use ddssm_train::experiment::{validation_scores, ExperimentConfig, Splits};
+use ddssm_train::experiment::{ExperimentConfig, Splits};
+use ddssm_train::study::{
+    append_trial, apply, check_space, read_study, run_trial, validate_space, value, Header, Metric,
+    Trial,
+};
 
 /// The search-space file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,41 +46,6 @@ pub struct SpaceFile {
     /// Parameters searched for the diffusion model only.
     #[serde(default)]
     pub diffusion_params: Space,
-}
-
-/// Names a search space may use (see [`apply`] for what each sets).
-const KNOWN: [&str; 11] = [
-    "lambda_schedule",
-    "lambda_warmup_steps",
-    "lambda_start",
-    "lambda_end",
-    "enc_lr",
-    "dec_lr",
-    "trans_lr",
-    "zinit_lr",
-    "S",
-    "batch_size",
-    "s_k",
-];
-
-/// Which metric scores a trial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    /// Mean one-step `jsd_exact` over the validation sequences.
-    Jsd,
-    /// Mean one-step CRPS (of the sum over dimensions; one dimension here).
-    CrpsSum,
-}
-
-impl Metric {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Jsd => "jsd",
-            Metric::CrpsSum => "crps-sum",
-        }
-    }
 }
 
 /// The command's options.
@@ -106,36 +73,6 @@ pub struct Args {
     pub device: Device,
 }
 
-/// The study's identity: a study file continues only under the same header.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Header {
-    model: String,
-    metric: Metric,
-    steps: usize,
-    seed: u64,
-    quick: bool,
-    space: Space,
-    base: ModelRun,
-}
-
-/// One finished trial, as a line of `study.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trial {
-    /// 0-based trial number.
-    pub number: usize,
-    /// The proposal.
-    pub params: Params,
-    /// The score (None when failed).
-    pub score: Option<f64>,
-    /// `complete` or `failed`.
-    pub status: String,
-    /// Wall time, seconds.
-    pub seconds: f64,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// Reads and checks a search-space file for `model`: the parameters that apply to it.
 pub fn load_space(path: &Path, model: &str) -> Result<Space> {
     let file: SpaceFile = crate::read_toml(path, "search space")?;
@@ -143,222 +80,8 @@ pub fn load_space(path: &Path, model: &str) -> Result<Space> {
     if model == "ddssm" {
         space.extend(file.diffusion_params);
     }
-    if space.is_empty() {
-        bail!(
-            "{}: no parameter to search for --model {model}: every trial would be the same run \
-             (to score one configuration, give a parameter a single categorical choice); \
-             allowed names: {}",
-            path.display(),
-            KNOWN.join(", ")
-        );
-    }
-    for (name, d) in &space {
-        if !KNOWN.contains(&name.as_str()) {
-            bail!(
-                "{}: unknown parameter `{name}`; allowed: {}",
-                path.display(),
-                KNOWN.join(", ")
-            );
-        }
-        d.validate(name)
-            .with_context(|| format!("{}: parameter `{name}`", path.display()))?;
-    }
+    validate_space(&space).with_context(|| format!("{} (--model {model})", path.display()))?;
     Ok(space)
-}
-
-fn number(name: &str, v: &Value) -> Result<f64> {
-    v.as_f64()
-        .with_context(|| format!("{name} = {v}: expected a number"))
-}
-
-fn count(name: &str, v: &Value) -> Result<usize> {
-    let x = number(name, v)?;
-    if x < 0.0 || x.fract() != 0.0 {
-        bail!("{name} = {v}: expected a non-negative integer");
-    }
-    Ok(x as usize)
-}
-
-/// A searchable field of a run, borrowed for reading or writing.
-enum Slot<'a> {
-    Shape(&'a mut LambdaShape),
-    Count(&'a mut usize),
-    Number(&'a mut f64),
-}
-
-/// The field a search-space name stands for: the one place names map to fields.
-fn slot<'a>(run: &'a mut ModelRun, name: &str) -> Result<Slot<'a>> {
-    let t = &mut run.train;
-    Ok(match name {
-        "lambda_schedule" => Slot::Shape(&mut t.lambda.lambda_schedule),
-        "lambda_warmup_steps" => Slot::Count(&mut t.lambda.lambda_warmup_steps),
-        "lambda_start" => Slot::Number(&mut t.lambda.lambda_start),
-        "lambda_end" => Slot::Number(&mut t.lambda.lambda_end),
-        "enc_lr" => Slot::Number(&mut t.learning_rates.encoder),
-        "dec_lr" => Slot::Number(&mut t.learning_rates.decoder),
-        "trans_lr" => Slot::Number(&mut t.learning_rates.transition),
-        "zinit_lr" => Slot::Number(&mut t.learning_rates.zinit),
-        "S" => Slot::Count(&mut t.samples),
-        "batch_size" => Slot::Count(&mut t.batch_size),
-        "s_k" => match &mut run.model.transition {
-            TransitionConfig::Diffusion(d) => Slot::Count(&mut d.loss.s_k),
-            TransitionConfig::Gaussian(_) => bail!("s_k: the DKF has no diffusion loss"),
-        },
-        other => bail!("unknown parameter `{other}`"),
-    })
-}
-
-/// The value `run` has for a search-space name, as [`apply`] takes it.
-fn value(run: &ModelRun, name: &str) -> Result<Value> {
-    let mut run = run.clone();
-    Ok(match slot(&mut run, name)? {
-        Slot::Shape(shape) => serde_json::to_value(*shape)?,
-        Slot::Count(field) => Value::from(*field),
-        Slot::Number(field) => Value::from(*field),
-    })
-}
-
-/// `run` with the values of `params`.
-pub fn apply(run: &ModelRun, params: &Params) -> Result<ModelRun> {
-    let mut run = run.clone();
-    for (name, v) in params {
-        match slot(&mut run, name)? {
-            Slot::Shape(shape) => {
-                *shape = match v.as_str() {
-                    Some("linear") => LambdaShape::Linear,
-                    Some("cosine") => LambdaShape::Cosine,
-                    _ => bail!("{name} = {v}: expected \"linear\" or \"cosine\""),
-                }
-            }
-            Slot::Count(field) => *field = count(name, v)?,
-            Slot::Number(field) => *field = number(name, v)?,
-        }
-    }
-    Ok(run)
-}
-
-/// Applies every extreme value of `space` (bounds, every choice) to the base config and validates
-/// the result, so a space that would produce an invalid run fails before any training.
-fn check_space(space: &Space, cfg: &ExperimentConfig, model: &str) -> Result<()> {
-    for (name, d) in space {
-        let values: Vec<Value> = match d {
-            Distribution::Float { low, high, .. } => vec![Value::from(*low), Value::from(*high)],
-            Distribution::Int { low, high, .. } => vec![Value::from(*low), Value::from(*high)],
-            Distribution::Categorical { choices } => choices.clone(),
-        };
-        for v in values {
-            let params: Params = [(name.clone(), v.clone())].into_iter().collect();
-            let mut c = cfg.clone();
-            let run = if model == "ddssm" {
-                &mut c.ddssm
-            } else {
-                &mut c.dkf
-            };
-            *run = apply(run, &params).with_context(|| format!("search space: {name} = {v}"))?;
-            c.validate()
-                .with_context(|| format!("search space: {name} = {v}"))?;
-        }
-    }
-    Ok(())
-}
-
-fn read_study(path: &Path, header: &Header) -> Result<Vec<Trial>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines();
-    let first = lines.next().unwrap_or("");
-    let theirs: Header = serde_json::from_str(first)
-        .with_context(|| format!("{}: line 1 is not a study header", path.display()))?;
-    if &theirs != header {
-        bail!(
-            "{} belongs to another study (model, metric, steps, seed, quick, space or base \
-             config differ); use another --out or remove it",
-            path.display()
-        );
-    }
-    let mut trials = Vec::new();
-    let count = text.lines().count();
-    for (i, line) in lines.enumerate() {
-        let number = i + 2;
-        let trial: Trial = serde_json::from_str(line).with_context(|| {
-            if number == count && !text.ends_with('\n') {
-                format!(
-                    "{}: line {number} is incomplete (the study stopped while writing it); \
-                     delete that line to run the trial again",
-                    path.display()
-                )
-            } else {
-                format!("{}: line {number} is not a trial", path.display())
-            }
-        })?;
-        if trial.number != trials.len() {
-            bail!(
-                "{}: line {} holds trial {}, expected {}",
-                path.display(),
-                i + 2,
-                trial.number,
-                trials.len()
-            );
-        }
-        trials.push(trial);
-    }
-    Ok(trials)
-}
-
-fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(f, "{line}").with_context(|| format!("writing {}", path.display()))?;
-    f.sync_data()
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// Trains and scores one proposal. `Ok(Err(reason))` is a failed trial (non-finite training or
-/// score); `Err` is a fault of the tool (I/O, invalid config) that stops the study.
-fn run_trial(
-    cfg: &ExperimentConfig,
-    run: &ModelRun,
-    data: &Splits,
-    metric: Metric,
-    label: &str,
-) -> Result<std::result::Result<f64, String>> {
-    let options = TrainOptions {
-        label: label.to_string(),
-        ..TrainOptions::default()
-    };
-    let mut no_validation = |_: &Model, _: usize| Ok(Metrics::new());
-    let model = match fit(
-        run,
-        cfg.seed,
-        Some(data.standardization.clone()),
-        &data.train,
-        &options,
-        &mut no_validation,
-    ) {
-        Ok((model, _)) => model,
-        Err(e @ ddssm_train::Error::NonFinite { .. }) => return Ok(Err(e.to_string())),
-        Err(e) => return Err(e.into()),
-    };
-    let mut noise = SeededNoise::new(cfg.seed).fork(&format!("tune/{label}/score"));
-    let scores = match validation_scores(cfg, &model, &data.validation, &mut noise) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(format!("scoring: {e:#}"))),
-    };
-    let score = match metric {
-        Metric::Jsd => scores.jsd_exact.mean,
-        Metric::CrpsSum => scores.crps.mean,
-    };
-    Ok(if score.is_finite() {
-        Ok(score)
-    } else {
-        Err(format!("non-finite score {score}"))
-    })
 }
 
 /// The experiment config a study starts from.
@@ -469,7 +192,7 @@ fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
             ),
             trial.seconds
         );
-        append_line(&study, &serde_json::to_string(&trial)?)?;
+        append_trial(&study, &trial)?;
         trials.push(trial);
     }
     finish(args, &base, &space, &trials)
@@ -650,6 +373,8 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ddssm_model::TransitionConfig;
+    use ddssm_train::study::KNOWN;
 
     fn tiny(seed: u64, steps: usize) -> ExperimentConfig {
         let mut cfg = ExperimentConfig::paper().quick();

@@ -10,13 +10,15 @@
 //!   resume and a clear stop on a non-finite loss or gradient;
 //! - [`fit`]: a [`ModelRun`] (model and training config) to a trained, validated, checkpointed
 //!   model in one call;
-//! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score).
+//! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score);
+//! - [`study`]: the hyperparameter search's study file, search-space names and one trial.
 
 mod adamw;
 mod config;
 pub mod experiment;
 mod fit;
 mod lambda;
+pub mod study;
 pub mod tpe;
 mod trainer;
 

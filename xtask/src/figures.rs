@@ -17,7 +17,7 @@ use anyhow::{anyhow, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::bimodal::Results;
+use ddssm_train::experiment::Results;
 use ddssm_train::study::Trial;
 
 const FONT: &str = "sans-serif";

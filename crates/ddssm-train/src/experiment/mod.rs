@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, ModelRun, Result, TrainConfig};
 
+mod run;
+
+pub use run::{
+    check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
+    RunOptions,
+};
+
 /// A config error at `field` (a dotted path).
 fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> Error {
     Error::InvalidConfig {

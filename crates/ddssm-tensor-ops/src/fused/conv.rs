@@ -1,0 +1,201 @@
+//! A length-preserving convolution along one axis, as matmuls of shifted taps.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+use super::*;
+use crate::{Error, Result};
+
+/// A length-preserving convolution of `kernel` taps along `axis` (1 or 2) of a channels-last
+/// `x` (`[B, H, L, C]`), zero-padded with `pad_before` positions before the sequence and
+/// `kernel − 1 − pad_before` after: `out[p] = b + Σ_i W_i x[p + i − pad_before]`, with `w`
+/// `[C, kernel·C]` holding the taps' `[C_out, C_in]` blocks side by side and `b` `[C]`.
+///
+/// One graph node: the taps are matmuls of the unshifted `x`, shifted while summing, so no
+/// padded or concatenated copy of `x` is built; taps that fall wholly into the padding are
+/// skipped.
+pub fn axis_conv(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    axis: usize,
+    pad_before: usize,
+) -> Result<Tensor> {
+    let (_, _, _, c) = x.dims4()?;
+    let (c_out, kc) = w.dims2()?;
+    let kernel = kc / c.max(1);
+    if !(axis == 1 || axis == 2)
+        || c_out != c
+        || kernel * c != kc
+        || pad_before >= kernel
+        || b.dims() != [c]
+    {
+        return Err(Error::Shape {
+            what: "axis convolution",
+            expected: format!("axis 1 or 2, w [{c}, k·{c}], b [{c}], pad_before < k"),
+            got: [w.dims(), b.dims(), &[axis, pad_before]].concat(),
+        });
+    }
+    if supported(x) && x.dtype() == w.dtype() && w.dtype() == b.dtype() {
+        let op = AxisConvOp {
+            axis,
+            kernel,
+            pad_before,
+        };
+        return Ok(x.contiguous()?.apply_op3(w, &b.contiguous()?, op)?);
+    }
+    let n = x.dim(axis)?;
+    let padded = x.pad_with_zeros(axis, pad_before, kernel - 1 - pad_before)?;
+    let shifted = (0..kernel)
+        .map(|i| padded.narrow(axis, i, n))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    linear(&Tensor::cat(&shifted, 3)?, w, Some(b))
+}
+
+struct AxisConvOp {
+    axis: usize,
+    kernel: usize,
+    pad_before: usize,
+}
+
+impl AxisConvOp {
+    /// The taps that touch the sequence, with their offsets `i − pad_before`.
+    fn taps(&self, len: usize) -> Vec<(usize, isize)> {
+        (0..self.kernel)
+            .map(|i| (i, i as isize - self.pad_before as isize))
+            .filter(|(_, d)| d.unsigned_abs() < len)
+            .collect()
+    }
+
+    /// Moves `t` (`[B, H, L, C]`) by `shift` positions along the axis: `out[q] = t[q − shift]`,
+    /// zero where that is outside.
+    fn shifted(&self, t: &Tensor, shift: isize) -> candle_core::Result<Tensor> {
+        let len = t.dim(self.axis)?;
+        let s = shift.unsigned_abs();
+        if shift == 0 {
+            Ok(t.clone())
+        } else if shift > 0 {
+            t.narrow(self.axis, 0, len - s)?
+                .pad_with_zeros(self.axis, s, 0)
+        } else {
+            t.narrow(self.axis, s, len - s)?
+                .pad_with_zeros(self.axis, 0, s)
+        }
+    }
+}
+
+#[inline(always)]
+fn conv_accumulate<T: Copy + std::ops::AddAssign>(
+    out: &mut [T],
+    y: &[T],
+    (n, h, l, c): (usize, usize, usize, usize),
+    axis: usize,
+    d: isize,
+) {
+    for nn in 0..n {
+        for hh in 0..h {
+            for ll in 0..l {
+                let (sh, sl) = if axis == 1 {
+                    (hh as isize + d, ll as isize)
+                } else {
+                    (hh as isize, ll as isize + d)
+                };
+                if sh < 0 || sh >= h as isize || sl < 0 || sl >= l as isize {
+                    continue;
+                }
+                let dst = ((nn * h + hh) * l + ll) * c;
+                let src = ((nn * h + sh as usize) * l + sl as usize) * c;
+                for (o, &v) in out[dst..dst + c].iter_mut().zip(&y[src..src + c]) {
+                    *o += v;
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp3 for AxisConvOp {
+    fn name(&self) -> &'static str {
+        "ddssm-axis-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, h, l, c) = lx.shape().dims4()?;
+        let rows = n * h * l;
+        let len = if self.axis == 1 { h } else { l };
+        let x2 = Layout::contiguous_with_offset((rows, c), lx.start_offset());
+        let mut out = match b {
+            CpuStorage::F32(b) => CpuStorage::F32(contiguous_slice(b, lb)?.repeat(rows)),
+            CpuStorage::F64(b) => CpuStorage::F64(contiguous_slice(b, lb)?.repeat(rows)),
+            _ => candle_core::bail!("ddssm-axis-conv: f32 or f64"),
+        };
+        for (i, d) in self.taps(len) {
+            let wt = lw.narrow(1, i * c, c)?.transpose(0, 1)?;
+            let y = x.matmul(w, (1, rows, c, c), &x2, &wt)?;
+            match (&mut out, &y) {
+                (CpuStorage::F32(o), CpuStorage::F32(y)) => {
+                    let axis = self.axis;
+                    conv_accumulate_f32(o, y, (n, h, l, c), axis, d)
+                }
+                (CpuStorage::F64(o), CpuStorage::F64(y)) => {
+                    conv_accumulate(o, y, (n, h, l, c), self.axis, d)
+                }
+                _ => candle_core::bail!("ddssm-axis-conv: matching dtypes"),
+            }
+        }
+        Ok((out, lx.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, h, l, c) = x.dims4()?;
+        let rows = n * h * l;
+        let len = if self.axis == 1 { h } else { l };
+        let g = grad.contiguous()?;
+        let x2 = x.reshape((rows, c))?;
+        let mut dx: Option<Tensor> = None;
+        let mut dw: Vec<Tensor> = (0..self.kernel)
+            .map(|_| Tensor::zeros((c, c), w.dtype(), w.device()))
+            .collect::<candle_core::Result<_>>()?;
+        for (i, d) in self.taps(len) {
+            // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
+            let dy = self.shifted(&g, d)?.reshape((rows, c))?;
+            let wi = w.narrow(1, i * c, c)?;
+            let term = dy.matmul(&wi)?;
+            dx = Some(match dx {
+                Some(acc) => (acc + term)?,
+                None => term,
+            });
+            dw[i] = dy.t()?.matmul(&x2)?;
+        }
+        let dx = match dx {
+            Some(d) => d.reshape((n, h, l, c))?,
+            None => x.zeros_like()?,
+        };
+        let db = column_sums(&g.reshape((rows, c))?)?;
+        Ok((Some(dx), Some(Tensor::cat(&dw, 1)?), Some(db)))
+    }
+}
+
+crate::simd::wide_f32! {
+    fn conv_accumulate_f32(
+        o: &mut [f32],
+        y: &[f32],
+        dims: (usize, usize, usize, usize),
+        axis: usize,
+        d: isize,
+    ) -> () = conv_accumulate::<f32>;
+}

@@ -1,0 +1,145 @@
+//! `x Wᵀ + b` as one graph node.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+use super::*;
+use crate::{Error, Result};
+
+/// `x Wᵀ + b` over the last axis of `x` (`[…, in]`), with `weight` `[out, in]` and `bias` `[out]`:
+/// `[…, out]`.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims();
+    let (out_dim, in_dim) = weight.dims2()?;
+    if dims.last() != Some(&in_dim) {
+        return Err(Error::Shape {
+            what: "linear input",
+            expected: format!("[…, {in_dim}]"),
+            got: dims.to_vec(),
+        });
+    }
+    let mut out_shape = dims.to_vec();
+    *out_shape.last_mut().expect("rank ≥ 1") = out_dim;
+    let flat = x.reshape(((), in_dim))?;
+    let y = if supported(x) && x.dtype() == weight.dtype() {
+        let flat = flat.contiguous()?;
+        let weight = weight.contiguous()?;
+        match bias {
+            Some(b) => flat.apply_op3(&weight, &b.contiguous()?, LinearOp)?,
+            None => flat.apply_op2(&weight, LinearOp)?,
+        }
+    } else {
+        let y = flat.matmul(&weight.t()?)?;
+        match bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        }
+    };
+    Ok(y.reshape(out_shape)?)
+}
+
+/// The fused linear layer; inputs are contiguous `x` `[R, in]`, `w` `[out, in]`, `b` `[out]`.
+struct LinearOp;
+
+impl LinearOp {
+    fn matmul(
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, usize, usize)> {
+        let (r, k) = lx.shape().dims2()?;
+        let n = lw.dims()[0];
+        let wt = lw.transpose(0, 1)?;
+        Ok((x.matmul(w, (1, r, n, k), lx, &wt)?, r, n))
+    }
+
+    /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`.
+    fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((grad.matmul(w)?, grad.t()?.matmul(x)?))
+    }
+}
+
+#[inline(always)]
+fn add_bias<T: Copy + std::ops::AddAssign>(y: &mut [T], b: &[T]) {
+    for row in y.chunks_exact_mut(b.len()) {
+        for (a, &c) in row.iter_mut().zip(b) {
+            *a += c;
+        }
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "ddssm-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, r, n) = Self::matmul(x, lx, w, lw)?;
+        let off = lb.start_offset();
+        let y = match (y, b) {
+            (CpuStorage::F32(mut y), CpuStorage::F32(b)) => {
+                add_bias_f32(&mut y, &b[off..off + n]);
+                CpuStorage::F32(y)
+            }
+            (CpuStorage::F64(mut y), CpuStorage::F64(b)) => {
+                add_bias(&mut y, &b[off..off + n]);
+                CpuStorage::F64(y)
+            }
+            _ => candle_core::bail!("ddssm-linear: f32 or f64 with matching dtypes"),
+        };
+        Ok((y, Shape::from((r, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = Self::backward(x, w, grad)?;
+        Ok((Some(dx), Some(dw), Some(column_sums(grad)?)))
+    }
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "ddssm-linear-no-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, r, n) = Self::matmul(x, lx, w, lw)?;
+        Ok((y, Shape::from((r, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = Self::backward(x, w, grad)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+crate::simd::wide_f32! {
+    fn add_bias_f32(y: &mut [f32], b: &[f32]) -> () = add_bias::<f32>;
+}

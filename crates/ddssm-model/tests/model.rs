@@ -8,35 +8,13 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use ddssm_model::{
-    checkpoint, Batch, ElboOptions, ElboTerms, Estimator, Model, ModelConfig, Standardization,
+    checkpoint, ElboOptions, ElboTerms, Estimator, Model, ModelConfig, Standardization,
     TransitionConfig,
 };
 use ddssm_tensor_ops::SeededNoise;
 
 fn dev() -> Device {
     Device::Cpu
-}
-
-fn scalars(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
-}
-
-/// `b` random sequences of length `t` for `config` (with covariates / statics when it has them).
-fn batch(config: &ModelConfig, b: usize, t: usize, seed: u64) -> Result<Batch> {
-    let mut noise = SeededNoise::new(seed);
-    let x = noise.randn((b, t, config.obs_dim), DType::F32, &dev())?;
-    let covariates = (config.covariate_dim > 0)
-        .then(|| noise.randn((b, t, config.covariate_dim), DType::F32, &dev()))
-        .transpose()?;
-    let statics = (config.static_dim > 0)
-        .then(|| noise.randn((b, config.static_dim), DType::F32, &dev()))
-        .transpose()?;
-    Ok(Batch {
-        x,
-        mask: None,
-        covariates,
-        statics,
-    })
 }
 
 /// The five terms add up to the negative ELBO (with the transition's bound constant). Tolerance,
@@ -52,11 +30,11 @@ fn check_terms(terms: &ElboTerms, b: usize) -> Result<()> {
         &terms.transition,
         &terms.entropy,
     ];
-    let neg = scalars(&terms.negative_elbo()?)?;
+    let neg = common::scalars(&terms.negative_elbo()?)?;
     for (i, c) in neg.iter().enumerate() {
         let values: Vec<f64> = parts
             .iter()
-            .map(|t| scalars(t).map(|v| v[i]))
+            .map(|t| common::scalars(t).map(|v| v[i]))
             .collect::<Result<_>>()?;
         let sum: f64 = values.iter().sum::<f64>() + terms.transition_constant;
         let scale: f64 =
@@ -71,7 +49,7 @@ fn check_terms(terms: &ElboTerms, b: usize) -> Result<()> {
         &terms.entropy,
     ] {
         assert_eq!(t.dims(), [b]);
-        assert!(scalars(t)?.iter().all(|v| v.is_finite()));
+        assert!(common::scalars(t)?.iter().all(|v| v.is_finite()));
     }
     Ok(())
 }
@@ -80,7 +58,7 @@ fn check_terms(terms: &ElboTerms, b: usize) -> Result<()> {
 fn paper_models_give_finite_terms_that_add_up() -> Result<()> {
     for config in [ModelConfig::paper_ddssm(), ModelConfig::paper_dkf()] {
         let model = Model::new(&config, 1, DType::F32, &dev())?;
-        let data = batch(&config, 4, 8, 2)?;
+        let data = common::batch(&config, 4, 8, 2)?;
         let terms = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(3))?;
         check_terms(&terms, 4)?;
         match config.transition {
@@ -92,8 +70,8 @@ fn paper_models_give_finite_terms_that_add_up() -> Result<()> {
         }
         // The λ-weighted objective: D + λR, averaged over the batch.
         let lambda = 0.37;
-        let expect = (scalars(&terms.recon)?.iter().sum::<f64>()
-            + lambda * scalars(&terms.rate()?)?.iter().sum::<f64>())
+        let expect = (common::scalars(&terms.recon)?.iter().sum::<f64>()
+            + lambda * common::scalars(&terms.rate()?)?.iter().sum::<f64>())
             / 4.0;
         let got = terms
             .objective(lambda)?
@@ -101,9 +79,12 @@ fn paper_models_give_finite_terms_that_add_up() -> Result<()> {
             .to_scalar::<f64>()?;
         // f32 arithmetic over a few dozen values: relative rounding ≲ 10² · ε₃₂ ≈ 6e-6 of the
         // magnitudes summed.
-        let magnitude = (scalars(&terms.recon)?.iter().map(|v| v.abs()).sum::<f64>()
+        let magnitude = (common::scalars(&terms.recon)?
+            .iter()
+            .map(|v| v.abs())
+            .sum::<f64>()
             + lambda
-                * scalars(&terms.rate()?)?
+                * common::scalars(&terms.rate()?)?
                     .iter()
                     .map(|v| v.abs())
                     .sum::<f64>())
@@ -128,7 +109,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
         // get seeded random values, so that every parameter must receive a gradient.
         let mut init = SeededNoise::new(17);
         for (_, var) in model.named_parameters() {
-            if scalars(var.as_tensor())?.iter().all(|v| *v == 0.0) {
+            if common::scalars(var.as_tensor())?.iter().all(|v| *v == 0.0) {
                 var.set(
                     &init
                         .randn(var.shape().dims(), DType::F32, &dev())?
@@ -136,7 +117,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
                 )?;
             }
         }
-        let mut data = batch(&config, 3, 6, 6)?;
+        let mut data = common::batch(&config, 3, 6, 6)?;
         // Missing observations: every third entry.
         let mask: Vec<f32> = (0..3 * 6 * 3)
             .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
@@ -153,7 +134,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
         for (name, var) in model.named_parameters() {
             match grads.get(var.as_tensor()) {
                 Some(g) => {
-                    let g = scalars(g)?;
+                    let g = common::scalars(g)?;
                     assert!(g.iter().all(|v| v.is_finite()), "{name}");
                     if g.iter().all(|v| *v == 0.0) {
                         without.push(name);
@@ -176,7 +157,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
         let f = model.forecast(&history, 2, 5, &mut SeededNoise::new(9))?;
         assert_eq!(f.samples.dims(), [5, 3, 2, 3]);
         assert_eq!(f.z.dims(), [5, 3, 2, 2]);
-        assert!(scalars(&f.samples)?.iter().all(|v| v.is_finite()));
+        assert!(common::scalars(&f.samples)?.iter().all(|v| v.is_finite()));
         let p = model.one_step_predictive(&history, 7, &mut SeededNoise::new(10))?;
         assert_eq!(p.dims(), [7, 3, 3]);
     }
@@ -187,7 +168,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
 fn missing_entries_do_not_change_the_elbo() -> Result<()> {
     let config = ModelConfig::paper_dkf();
     let model = Model::new(&config, 11, DType::F32, &dev())?;
-    let data = batch(&config, 3, 6, 12)?;
+    let data = common::batch(&config, 3, 6, 12)?;
     let mut mask = vec![1f32; 18];
     mask[4] = 0.0;
     mask[13] = 0.0;
@@ -201,13 +182,13 @@ fn missing_entries_do_not_change_the_elbo() -> Result<()> {
     let ta = model.elbo(&a, &ElboOptions::default(), &mut SeededNoise::new(13))?;
     let tb = model.elbo(&b, &ElboOptions::default(), &mut SeededNoise::new(13))?;
     assert_eq!(
-        scalars(&ta.negative_elbo()?)?,
-        scalars(&tb.negative_elbo()?)?
+        common::scalars(&ta.negative_elbo()?)?,
+        common::scalars(&tb.negative_elbo()?)?
     );
     // And a missing entry contributes nothing to the reconstruction term: masking more lowers
     // the number of terms, so the value changes.
     let tc = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(13))?;
-    assert_ne!(scalars(&ta.recon)?, scalars(&tc.recon)?);
+    assert_ne!(common::scalars(&ta.recon)?, common::scalars(&tc.recon)?);
     Ok(())
 }
 
@@ -215,7 +196,7 @@ fn missing_entries_do_not_change_the_elbo() -> Result<()> {
 fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
     let config = common::general_config(TransitionConfig::default());
     let model = Model::new(&config, 21, DType::F64, &dev())?;
-    let mut data = batch(&config, 2, 5, 22)?;
+    let mut data = common::batch(&config, 2, 5, 22)?;
     data.x = data.x.to_dtype(DType::F64)?;
     data.covariates = data
         .covariates
@@ -272,7 +253,7 @@ fn the_encoder_sees_the_past_only_through_the_sampled_history() -> Result<()> {
     )?;
     let past = q_of(&(&x + (&bump * 5.0)?)?)?;
     let diff = (&base - &past)?.abs()?.max(D::Minus1)?;
-    let diff = scalars(&diff.max(0)?)?;
+    let diff = common::scalars(&diff.max(0)?)?;
     for (step, d) in diff.iter().enumerate() {
         if step >= t {
             assert!(*d < 1e-12, "step {step} changed by {d}");
@@ -286,7 +267,7 @@ fn the_encoder_sees_the_past_only_through_the_sampled_history() -> Result<()> {
 /// Code written once against `Model` runs either transition.
 fn train_like_usage(config: &ModelConfig) -> Result<(f64, Vec<usize>)> {
     let model = Model::new(config, 41, DType::F32, &dev())?;
-    let data = batch(config, 2, 5, 42)?;
+    let data = common::batch(config, 2, 5, 42)?;
     let mut noise = SeededNoise::new(43);
     let terms = model.elbo(&data, &ElboOptions::default(), &mut noise)?;
     let loss = terms.objective(0.5)?.to_scalar::<f32>()? as f64;
@@ -308,13 +289,13 @@ fn the_same_seed_gives_the_same_numbers() -> Result<()> {
     let config = ModelConfig::paper_ddssm();
     let run = |model_seed: u64, noise_seed: u64| -> Result<Vec<f64>> {
         let model = Model::new(&config, model_seed, DType::F32, &dev())?;
-        let data = batch(&config, 3, 6, 52)?;
+        let data = common::batch(&config, 3, 6, 52)?;
         let t = model.elbo(
             &data,
             &ElboOptions::default(),
             &mut SeededNoise::new(noise_seed),
         )?;
-        scalars(&t.negative_elbo()?)
+        common::scalars(&t.negative_elbo()?)
     };
     assert_eq!(run(1, 2)?, run(1, 2)?);
     assert_ne!(run(1, 2)?, run(1, 3)?);
@@ -354,7 +335,7 @@ fn save_then_load_gives_identical_elbo_terms() -> Result<()> {
         let loaded = Model::load(&path, &dev())?;
         assert_eq!(loaded.config(), config);
         assert_eq!(loaded.standardization(), model.standardization());
-        let data = batch(config, 2, 5, 62)?;
+        let data = common::batch(config, 2, 5, 62)?;
         let a = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(63))?;
         let b = loaded.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(63))?;
         for (x, y) in [
@@ -364,13 +345,16 @@ fn save_then_load_gives_identical_elbo_terms() -> Result<()> {
             (&a.transition, &b.transition),
             (&a.entropy, &b.entropy),
         ] {
-            assert_eq!(scalars(x)?, scalars(y)?);
+            assert_eq!(common::scalars(x)?, common::scalars(y)?);
         }
         // A differently initialised model of the same config takes the saved weights.
         let mut other = Model::new(config, 99, DType::F32, &dev())?;
         other.load_weights(&path)?;
         let c = other.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(63))?;
-        assert_eq!(scalars(&a.negative_elbo()?)?, scalars(&c.negative_elbo()?)?);
+        assert_eq!(
+            common::scalars(&a.negative_elbo()?)?,
+            common::scalars(&c.negative_elbo()?)?
+        );
     }
     Ok(())
 }
@@ -549,10 +533,11 @@ fn the_sampler_can_be_switched_on_a_diffusion_model_only() -> Result<()> {
     assert!(e.contains("transition.sampler"), "{e}");
 
     let mut model = Model::new(&ModelConfig::paper_ddssm(), 1, DType::F32, &dev())?;
-    let data = batch(model.config(), 3, 6, 2)?;
-    let before = scalars(&model.one_step_predictive(&data, 4, &mut SeededNoise::new(5))?)?;
+    let data = common::batch(model.config(), 3, 6, 2)?;
+    let before =
+        common::scalars(&model.one_step_predictive(&data, 4, &mut SeededNoise::new(5))?)?;
     model.set_sampler(Sampler::Ddim { steps: 10 })?;
-    let after = scalars(&model.one_step_predictive(&data, 4, &mut SeededNoise::new(5))?)?;
+    let after = common::scalars(&model.one_step_predictive(&data, 4, &mut SeededNoise::new(5))?)?;
     assert_ne!(before, after);
     match &model.config().transition {
         TransitionConfig::Diffusion(d) => assert_eq!(d.sampler, Sampler::Ddim { steps: 10 }),
@@ -563,108 +548,5 @@ fn the_sampler_can_be_switched_on_a_diffusion_model_only() -> Result<()> {
         .unwrap_err()
         .to_string();
     assert!(e.contains("between 1 and K = 128"), "{e}");
-    Ok(())
-}
-
-/// The model owns its units: with a standardisation `(m, s)` every entry takes and returns the
-/// data's own units. Data rescaled as `1000·x + 5`, given to the same model with the matching
-/// standardisation `(1000·m + 5, 1000·s)`, gives forecasts and reconstructions rescaled the same
-/// way and the same ELBO terms except the reconstruction, which moves by exactly the Jacobian,
-/// `ln 1000` per observed entry. And a standardised model on raw data is the plain model on the
-/// standardised data plus `Σ_observed ln s_d`. (f64: agreement to 1e-9 relative.)
-#[test]
-fn the_model_owns_its_units() -> Result<()> {
-    let config = common::general_config(TransitionConfig::Gaussian(Default::default()));
-    let s = Standardization {
-        mean: vec![0.5, -1.0, 2.0],
-        std: vec![2.0, 0.5, 3.0],
-    };
-    let scaled = Standardization {
-        mean: s.mean.iter().map(|m| 1000.0 * m + 5.0).collect(),
-        std: s.std.iter().map(|v| 1000.0 * v).collect(),
-    };
-    let with = |st: Option<Standardization>| -> Result<Model> {
-        let mut m = Model::new(&config, 8, DType::F64, &dev())?;
-        m.set_standardization(st)?;
-        Ok(m)
-    };
-    let (a, b, plain) = (with(Some(s.clone()))?, with(Some(scaled))?, with(None)?);
-    let mut data = batch(&config, 3, 6, 9)?;
-    data.x = data.x.to_dtype(DType::F64)?;
-    data.covariates = data
-        .covariates
-        .map(|u| u.to_dtype(DType::F64))
-        .transpose()?;
-    data.statics = data.statics.map(|u| u.to_dtype(DType::F64)).transpose()?;
-    let mask: Vec<f64> = (0..3 * 6 * 3)
-        .map(|i| if i % 5 == 2 { 0.0 } else { 1.0 })
-        .collect();
-    data.mask = Some(Tensor::from_vec(mask.clone(), (3, 6, 3), &dev())?);
-    let big = Batch {
-        x: data.x.affine(1000.0, 5.0)?,
-        ..data.clone()
-    };
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * (1.0 + y.abs());
-    let opts = ElboOptions::default();
-    let ta = a.elbo(&data, &opts, &mut SeededNoise::new(4))?;
-    let tb = b.elbo(&big, &opts, &mut SeededNoise::new(4))?;
-    for (x, y) in [
-        (&ta.init_entropy, &tb.init_entropy),
-        (&ta.vhp, &tb.vhp),
-        (&ta.transition, &tb.transition),
-        (&ta.entropy, &tb.entropy),
-    ] {
-        for (x, y) in scalars(x)?.iter().zip(scalars(y)?) {
-            assert!(close(*x, y), "{x} vs {y}");
-        }
-    }
-    for (seq, (ra, rb)) in scalars(&ta.recon)?
-        .iter()
-        .zip(scalars(&tb.recon)?)
-        .enumerate()
-    {
-        let observed = mask[seq * 18..(seq + 1) * 18].iter().sum::<f64>();
-        assert!(close(rb - ra, observed * 1000f64.ln()), "{seq}: {ra} {rb}");
-    }
-    // The plain model on standardised data, plus the Jacobian.
-    let standardised = Batch {
-        x: s.apply(&data.x)?,
-        ..data.clone()
-    };
-    let tp = plain.elbo(&standardised, &opts, &mut SeededNoise::new(4))?;
-    let log_s: Vec<f64> = s.std.iter().map(|v| v.ln()).collect();
-    for (seq, (ra, rp)) in scalars(&ta.recon)?
-        .iter()
-        .zip(scalars(&tp.recon)?)
-        .enumerate()
-    {
-        let jacobian: f64 = (0..18).map(|i| mask[seq * 18 + i] * log_s[i % 3]).sum();
-        assert!(
-            close(*ra, rp + jacobian),
-            "{seq}: {ra} vs {rp} + {jacobian}"
-        );
-    }
-    // Forecasts and reconstructions come back in the data's units.
-    let history = |x: &Batch| -> Result<Batch> {
-        Ok(Batch {
-            x: x.x.narrow(1, 0, 4)?,
-            mask: None,
-            ..x.clone()
-        })
-    };
-    let fa = a.forecast(&history(&data)?, 2, 5, &mut SeededNoise::new(6))?;
-    let fb = b.forecast(&history(&big)?, 2, 5, &mut SeededNoise::new(6))?;
-    let ra = a.reconstruct(&data, 3, &mut SeededNoise::new(7))?;
-    let rb = b.reconstruct(&big, 3, &mut SeededNoise::new(7))?;
-    for (x, y) in [
-        (&fa.samples, &fb.samples),
-        (&fa.mean, &fb.mean),
-        (&ra.mean, &rb.mean),
-        (&ra.samples, &rb.samples),
-    ] {
-        for (x, y) in scalars(x)?.iter().zip(scalars(y)?) {
-            assert!(close(1000.0 * x + 5.0, y), "{x} → {y}");
-        }
-    }
     Ok(())
 }

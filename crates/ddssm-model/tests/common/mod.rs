@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use anyhow::Result;
-use ddssm_model::{Model, ModelConfig, TransitionConfig};
+use candle_core::{DType, Device, Tensor};
+use ddssm_model::{Batch, Model, ModelConfig, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 
 /// Gives every parameter that is exactly zero (the denoiser's last projection, zero-initialised as
@@ -40,4 +41,27 @@ pub fn general_config(transition: TransitionConfig) -> ModelConfig {
         transition,
         ..ModelConfig::default()
     }
+}
+
+/// `b` random sequences of length `t` for `config` (with covariates / statics when it has them).
+pub fn batch(config: &ModelConfig, b: usize, t: usize, seed: u64) -> Result<Batch> {
+    let mut noise = SeededNoise::new(seed);
+    let x = noise.randn((b, t, config.obs_dim), DType::F32, &Device::Cpu)?;
+    let covariates = (config.covariate_dim > 0)
+        .then(|| noise.randn((b, t, config.covariate_dim), DType::F32, &Device::Cpu))
+        .transpose()?;
+    let statics = (config.static_dim > 0)
+        .then(|| noise.randn((b, config.static_dim), DType::F32, &Device::Cpu))
+        .transpose()?;
+    Ok(Batch {
+        x,
+        mask: None,
+        covariates,
+        statics,
+    })
+}
+
+/// A tensor's values as f64, flattened.
+pub fn scalars(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }

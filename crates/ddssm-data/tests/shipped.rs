@@ -5,7 +5,9 @@ use std::path::Path;
 use ddssm_data::{read_csv, rolling_origin, Columns, WindowSpec};
 
 fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data")
+        .join(name)
 }
 
 #[test]

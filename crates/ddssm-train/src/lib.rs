@@ -11,10 +11,12 @@
 //! - [`fit`]: a [`ModelRun`] (model and training config) to a trained, validated, checkpointed
 //!   model in one call;
 //! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score);
-//! - [`study`]: the hyperparameter search's study file, search-space names and one trial.
+//! - [`study`]: the hyperparameter search's study file, search-space names and one trial;
+//! - [`dataset`]: windows of a user's CSV series (`ddssm-data`) as the model's batches.
 
 mod adamw;
 mod config;
+pub mod dataset;
 pub mod experiment;
 mod fit;
 mod lambda;

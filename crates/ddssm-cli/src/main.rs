@@ -1,0 +1,238 @@
+//! `ddssm`: fit, forecast and inspect diffusion-driven state space models (or the DKF) on your own
+//! CSV series. Every step is a library call (`ddssm-data` reads and windows the file,
+//! `ddssm_train::fit` trains, the model forecasts in the data's own units); this binary holds the
+//! command line, the run folder and the output files.
+//!
+//! - `ddssm fit`: reads the file, cuts rolling-origin windows, trains on the training windows
+//!   (validating the negative ELBO on the validation windows, checkpointing, `--resume`), and
+//!   writes the run folder: `model.safetensors` (the trained model, with the file's column roles
+//!   and the windowing inside, so the folder alone serves `forecast`), `train.safetensors` (the
+//!   training checkpoint), `training.json`.
+//! - `ddssm forecast`: `--horizon` steps after the last observation of every series, quantiles
+//!   and mean per series, variable and step, as CSV.
+//! - `ddssm info`: what a model file or run folder holds.
+
+mod forecast;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Fit, forecast and inspect diffusion-driven state space models on your own CSV series.
+#[derive(Debug, Parser)]
+#[command(name = "ddssm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which transition the model has.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModelKind {
+    /// A conditional diffusion model (the DDSSM).
+    Ddssm,
+    /// A Gaussian transition (the deep Kalman filter).
+    Dkf,
+}
+
+/// Comma-separated column names.
+fn columns(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model on a CSV file's series and write a run folder.
+    Fit {
+        /// The CSV file (a header row, one row per series and time).
+        #[arg(long)]
+        data: PathBuf,
+        /// The time column (numbers, or text that sorts in time order such as ISO dates).
+        #[arg(long)]
+        time: String,
+        /// Target columns, comma-separated (empty, NA or NaN cells are missing values).
+        #[arg(long)]
+        target: String,
+        /// Covariate columns known over history and horizon, comma-separated.
+        #[arg(long, default_value = "")]
+        covariates: String,
+        /// Static columns (one value per series), comma-separated.
+        #[arg(long = "static", default_value = "")]
+        statics: String,
+        /// The series id column, for many series in one file (long format).
+        #[arg(long)]
+        id: Option<String>,
+        /// Steps of context before each forecast origin.
+        #[arg(long)]
+        context: usize,
+        /// Steps forecast after each origin.
+        #[arg(long)]
+        horizon: usize,
+        /// Forecast origins per series held out for testing (the last ones); as many before them
+        /// validate.
+        #[arg(long, default_value_t = 1)]
+        test_windows: usize,
+        /// The transition.
+        #[arg(long, value_enum, default_value = "ddssm")]
+        model: ModelKind,
+        /// Training steps (the paper's runs: 3000); the λ warm-up is scaled with them.
+        #[arg(long, default_value_t = 3000)]
+        steps: usize,
+        /// The seed of initialisation, batches and every draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// The run folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue an interrupted fit in `out`.
+        #[arg(long)]
+        resume: bool,
+        /// Replace a run already in `out`.
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
+    },
+    /// Forecast every series of a file after its last observation with a fitted run.
+    Forecast {
+        /// The run folder written by `ddssm fit`.
+        #[arg(long)]
+        run: PathBuf,
+        /// The CSV file, with the columns the run was fitted on (rows after the last observation
+        /// give the covariates of the forecast steps).
+        #[arg(long)]
+        data: PathBuf,
+        /// Steps to forecast (default: the run's horizon).
+        #[arg(long)]
+        horizon: Option<usize>,
+        /// Sample paths per series.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Quantile levels, comma-separated, each in (0, 1).
+        #[arg(long, default_value = "0.05,0.5,0.95")]
+        quantiles: String,
+        /// The seed of the sample paths.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// The forecast CSV to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show what a model file or run folder holds.
+    Info {
+        /// A `model.safetensors` or a run folder.
+        path: PathBuf,
+    },
+}
+
+fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Fit {
+            data,
+            time,
+            target,
+            covariates,
+            statics,
+            id,
+            context,
+            horizon,
+            test_windows,
+            model,
+            steps,
+            seed,
+            device,
+            out,
+            resume,
+            force,
+        } => run::fit(&run::FitArgs {
+            data,
+            columns: ddssm_data::Columns {
+                time,
+                targets: columns(&target),
+                covariates: columns(&covariates),
+                statics: columns(&statics),
+                id,
+            },
+            spec: ddssm_data::WindowSpec {
+                context,
+                horizon,
+                test_windows,
+                validation_windows: test_windows,
+            },
+            model,
+            steps,
+            seed,
+            device: ddssm_tensor_ops::parse_device(&device)
+                .with_context(|| format!("--device {device}"))?,
+            out,
+            resume,
+            force,
+        }),
+        Command::Forecast {
+            run,
+            data,
+            horizon,
+            samples,
+            quantiles,
+            seed,
+            device,
+            out,
+        } => {
+            let levels = quantiles
+                .split(',')
+                .map(|q| {
+                    q.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|q| *q > 0.0 && *q < 1.0)
+                        .with_context(|| format!("--quantiles: {q:?} is not a level in (0, 1)"))
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            forecast::forecast(&forecast::ForecastArgs {
+                run,
+                data,
+                horizon,
+                samples,
+                quantiles: levels,
+                seed,
+                device: ddssm_tensor_ops::parse_device(&device)
+                    .with_context(|| format!("--device {device}"))?,
+                out,
+            })
+        }
+        Command::Info { path } => run::info(&path),
+    }
+}
+
+fn main() -> ExitCode {
+    use std::io::IsTerminal;
+    if let Err(err) = ddssm_tensor_ops::configure_threads(None) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match execute(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

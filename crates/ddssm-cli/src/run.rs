@@ -1,0 +1,225 @@
+//! `ddssm fit` and `ddssm info`: the run folder and what its model file carries.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use ddssm_data::{read_csv, rolling_origin, Columns, WindowSpec};
+use ddssm_model::{checkpoint, ElboOptions, Model, ModelConfig};
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::dataset::{standardization, window_batch};
+use ddssm_train::{fit as fit_model, Metrics, ModelRun, TrainConfig, TrainOptions};
+
+use crate::ModelKind;
+
+/// Metadata keys the run's model file adds: what `forecast` needs besides the model.
+pub mod keys {
+    /// The file's column roles ([`ddssm_data::Columns`] as JSON).
+    pub const COLUMNS: &str = "ddssm.columns";
+    /// The windowing ([`ddssm_data::WindowSpec`] as JSON).
+    pub const WINDOWS: &str = "ddssm.windows";
+}
+
+/// The model file of a run folder.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The training checkpoint of a run folder (what `--resume` continues).
+const TRAIN_FILE: &str = "train.safetensors";
+
+/// `ddssm fit`'s options.
+#[derive(Debug, Clone)]
+pub struct FitArgs {
+    /// The CSV file.
+    pub data: PathBuf,
+    /// Its column roles.
+    pub columns: Columns,
+    /// The windowing.
+    pub spec: WindowSpec,
+    /// The transition.
+    pub model: ModelKind,
+    /// Training steps.
+    pub steps: usize,
+    /// The seed.
+    pub seed: u64,
+    /// The device.
+    pub device: Device,
+    /// The run folder.
+    pub out: PathBuf,
+    /// Continue an interrupted fit.
+    pub resume: bool,
+    /// Replace a run in `out`.
+    pub force: bool,
+}
+
+/// The model and training configs for a panel with `d` targets, `v` covariates and `p` statics:
+/// the paper's, with `steps` steps, the λ warm-up scaled by `steps / 3000` (the paper's length),
+/// and the batch no larger than the `windows` training windows.
+fn configs(args: &FitArgs, d: usize, v: usize, p: usize, windows: usize) -> ModelRun {
+    let (mut model, mut train) = match args.model {
+        ModelKind::Ddssm => (ModelConfig::paper_ddssm(), TrainConfig::paper_ddssm()),
+        ModelKind::Dkf => (ModelConfig::paper_dkf(), TrainConfig::paper_dkf()),
+    };
+    model.obs_dim = d;
+    model.covariate_dim = v;
+    model.static_dim = p;
+    let paper_steps = train.steps;
+    train.lambda.lambda_warmup_steps =
+        (train.lambda.lambda_warmup_steps * args.steps).div_ceil(paper_steps);
+    train.steps = args.steps;
+    train.seed = args.seed;
+    train.batch_size = train.batch_size.min(windows);
+    train.validate_every = (args.steps / 10).max(1);
+    train.checkpoint_every = (args.steps / 10).max(1);
+    ModelRun { model, train }
+}
+
+/// Trains a model on `args.data` and writes the run folder.
+pub fn fit(args: &FitArgs) -> Result<()> {
+    let panel = read_csv(&args.data, &args.columns)?;
+    let splits = rolling_origin(&panel, &args.spec)?;
+    let len = args.spec.context + args.spec.horizon;
+    let run = configs(
+        args,
+        panel.target_dim(),
+        panel.covariate_dim(),
+        panel.static_dim(),
+        splits.train.len(),
+    );
+    run.validate("model")?;
+    let train_path = args.out.join(TRAIN_FILE);
+    let occupied = [MODEL_FILE, TRAIN_FILE]
+        .iter()
+        .any(|f| args.out.join(f).exists());
+    if occupied && !args.resume && !args.force {
+        bail!(
+            "{} already holds a run: continue it with --resume, replace it with --force, or \
+             choose another --out",
+            args.out.display()
+        );
+    }
+    if args.resume {
+        ddssm_train::resumable_step(&train_path, &run.model, &run.train)
+            .with_context(|| format!("--resume in {}", args.out.display()))?;
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    checkpoint::remove_stale_temp_files(&args.out)?;
+    let data = window_batch(&panel, &splits.train, len, &args.device)?;
+    let validation = window_batch(&panel, &splits.validation, len, &args.device)?;
+    tracing::info!(
+        "{}: {} series; {} training, {} validation and {} test windows of {} + {} steps",
+        args.data.display(),
+        panel.series.len(),
+        splits.train.len(),
+        splits.validation.len(),
+        splits.test.len(),
+        args.spec.context,
+        args.spec.horizon
+    );
+    let root = SeededNoise::new(args.seed);
+    let mut validate = |model: &Model, step: usize| -> ddssm_train::Result<Metrics> {
+        let mut noise = root.fork(&format!("validation/{step}"));
+        let terms = model.elbo(&validation, &ElboOptions::default(), &mut noise)?;
+        let nelbo = terms.negative_elbo()?.mean_all()?.to_scalar::<f32>()? as f64;
+        Ok(Metrics::from([("negative_elbo".to_string(), nelbo)]))
+    };
+    let options = TrainOptions {
+        checkpoint: Some(train_path),
+        resume: args.resume,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        label: "fit".into(),
+    };
+    let (model, report) = fit_model(
+        &run,
+        args.seed,
+        Some(standardization(&splits.scaling)),
+        &data,
+        &options,
+        &mut validate,
+    )?;
+    let mut extra = BTreeMap::new();
+    extra.insert(keys::COLUMNS.into(), serde_json::to_string(&args.columns)?);
+    extra.insert(keys::WINDOWS.into(), serde_json::to_string(&args.spec)?);
+    model.save(&args.out.join(MODEL_FILE), &extra)?;
+    let summary = serde_json::json!({
+        "data": args.data,
+        "columns": args.columns,
+        "windows": args.spec,
+        "train_windows": splits.train.len(),
+        "validation_windows": splits.validation.len(),
+        "test_windows": splits.test.len(),
+        "config": run,
+        "report": report,
+    });
+    checkpoint::write_atomic(
+        &args.out.join("training.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    tracing::info!(
+        "wrote {} (the model, its column roles and windowing) and training.json",
+        args.out.join(MODEL_FILE).display()
+    );
+    Ok(())
+}
+
+/// A run's model with the column roles and windowing it was fitted with.
+pub fn load(path: &Path, device: &Device) -> Result<(Model, Columns, WindowSpec)> {
+    let file = if path.is_dir() {
+        path.join(MODEL_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    if !file.exists() {
+        bail!(
+            "{}: no model here (a run folder holds {MODEL_FILE}, written when `ddssm fit` ends)",
+            file.display()
+        );
+    }
+    let meta = checkpoint::read_metadata(&file)?;
+    let field = |key: &str| -> Result<&String> {
+        meta.get(key).with_context(|| {
+            format!(
+                "{}: no `{key}`: not written by `ddssm fit` (a model without column roles)",
+                file.display()
+            )
+        })
+    };
+    let columns: Columns = serde_json::from_str(field(keys::COLUMNS)?)
+        .with_context(|| format!("{}: `{}`", file.display(), keys::COLUMNS))?;
+    let spec: WindowSpec = serde_json::from_str(field(keys::WINDOWS)?)
+        .with_context(|| format!("{}: `{}`", file.display(), keys::WINDOWS))?;
+    let model = Model::load(&file, device)?;
+    Ok((model, columns, spec))
+}
+
+/// `ddssm info`: prints what a model file or run folder holds.
+pub fn info(path: &Path) -> Result<()> {
+    let (model, columns, spec) = load(path, &Device::Cpu)?;
+    let c = model.config();
+    println!("transition:   {}", c.transition.kind());
+    println!(
+        "sizes:        M = {}, D = {}, j = {}, {} covariates, {} statics, {} parameters",
+        c.latent_dim,
+        c.obs_dim,
+        c.order,
+        c.covariate_dim,
+        c.static_dim,
+        model.parameter_count()
+    );
+    println!("time:         {}", columns.time);
+    println!("targets:      {}", columns.targets.join(", "));
+    println!("covariates:   {}", columns.covariates.join(", "));
+    println!("statics:      {}", columns.statics.join(", "));
+    println!(
+        "id:           {}",
+        columns.id.as_deref().unwrap_or("(one series)")
+    );
+    println!(
+        "windows:      context {}, horizon {}, {} test and {} validation origins per series",
+        spec.context, spec.horizon, spec.test_windows, spec.validation_windows
+    );
+    if let Some(s) = model.standardization() {
+        println!("scaling:      mean {:?}, std {:?}", s.mean, s.std);
+    }
+    Ok(())
+}

@@ -10,8 +10,12 @@
 //!   training checkpoint), `training.json`.
 //! - `ddssm forecast`: `--horizon` steps after the last observation of every series, quantiles
 //!   and mean per series, variable and step, as CSV.
+//! - `ddssm evaluate`: the model on the test windows `fit` held out, beside the last-value and
+//!   seasonal-naive baselines: fair CRPS, energy score, MAE/RMSE of the median, MASE, coverage
+//!   of the 50 % and 90 % intervals, per horizon step and overall (results.json, report.md).
 //! - `ddssm info`: what a model file or run folder holds.
 
+mod evaluate;
 mod forecast;
 mod run;
 
@@ -128,6 +132,30 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Score a fitted run on the test windows of its file, beside the baselines.
+    Evaluate {
+        /// The run folder written by `ddssm fit`.
+        #[arg(long)]
+        run: PathBuf,
+        /// The CSV file the run was fitted on.
+        #[arg(long)]
+        data: PathBuf,
+        /// Sample paths per test window.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// The season of the seasonal-naive baseline and the MASE scale (1: the naive forecast).
+        #[arg(long, default_value_t = 1)]
+        season: usize,
+        /// The seed of the sample paths.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// The results folder (results.json, report.md).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show what a model file or run folder holds.
     Info {
         /// A `model.safetensors` or a run folder.
@@ -210,6 +238,24 @@ fn execute(cli: Cli) -> Result<()> {
                 out,
             })
         }
+        Command::Evaluate {
+            run,
+            data,
+            samples,
+            season,
+            seed,
+            device,
+            out,
+        } => evaluate::evaluate(&evaluate::EvaluateArgs {
+            run,
+            data,
+            samples,
+            season,
+            seed,
+            device: ddssm_tensor_ops::parse_device(&device)
+                .with_context(|| format!("--device {device}"))?,
+            out,
+        }),
         Command::Info { path } => run::info(&path),
     }
 }

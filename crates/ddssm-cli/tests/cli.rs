@@ -111,6 +111,47 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     assert_eq!(r.len(), 4 * 3);
     assert_eq!(&r[0][1..3], &["realgdp".to_string(), "+1".to_string()]);
     monotone(&r);
+    // The test windows fit held out, scored beside the baselines.
+    let eval = tmp("macro-eval");
+    let report = ok(&ddssm(&[
+        "evaluate",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        &data,
+        "--samples",
+        "20",
+        "--season",
+        "4",
+        "--out",
+        eval.to_str().unwrap(),
+    ]));
+    assert!(
+        report.contains("| model |") && report.contains("seasonal_naive_4"),
+        "{report}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("results.json")).unwrap()).unwrap();
+    for name in ["model", "last_value", "seasonal_naive_4"] {
+        let o = &results["results"][name]["overall"];
+        assert_eq!(o["n"], 2 * 4 * 3, "{name}");
+        for key in ["crps", "mae", "rmse", "mase", "coverage_90"] {
+            assert!(
+                o[key].as_f64().is_some_and(f64::is_finite),
+                "{name} {key}: {o}"
+            );
+        }
+        assert_eq!(
+            results["results"][name]["per_step"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+    assert!(results["results"]["model"]["overall"]["energy"]
+        .as_f64()
+        .is_some());
 }
 
 #[test]

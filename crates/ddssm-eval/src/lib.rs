@@ -7,12 +7,15 @@
 //! - the exact one-step predictive of the bimodal walk by a Gaussian-sum filter
 //!   ([`BimodalRandomWalk::exact_predictive`]);
 //! - metrics: the histogram JSD with its noise floor ([`JsdHistogram`]), the CRPS, mean ± SEM;
+//! - forecast scores from sample paths: [`crps_fair`], [`energy_score`], [`covered`],
+//!   [`mase_scale`];
 //! - scoring a model on a set of sequences ([`score_one_step`], [`negative_elbo_per_sequence`])
 //!   and the LOCF baseline ([`locf_samples`]).
 //!
 //! Series are plain [`Series`] values (`[N, T, D]`, row-major f64) that convert to candle tensors.
 
 mod bimodal;
+mod forecast_metrics;
 mod linear_gaussian;
 mod metrics;
 mod onestep;
@@ -21,6 +24,7 @@ mod scoring;
 mod series;
 
 pub use bimodal::BimodalRandomWalk;
+pub use forecast_metrics::{covered, crps_fair, energy_score, mase_scale, sorted_quantile};
 pub use linear_gaussian::LinearGaussianSsm;
 pub use metrics::{crps, sample_mixture, JsdHistogram, MeanSem, Tails};
 pub use onestep::{

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Panel, Window};
 use ddssm_eval::{covered, crps_fair, energy_score, mase_scale, sorted_quantile};
 use ddssm_tensor_ops::SeededNoise;
@@ -187,14 +187,7 @@ pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     }
     let mut noise = SeededNoise::new(args.seed).fork("evaluate");
     let paths = model.forecast(&batch, h, args.samples, &mut noise)?;
-    // [n, W, H, D] → [W, H, D, n].
-    let draws = paths
-        .samples
-        .to_dtype(DType::F64)?
-        .permute((1, 2, 3, 0))?
-        .contiguous()?
-        .flatten_all()?
-        .to_vec1::<f64>()?;
+    let draws = crate::forecast::draws_by_row(&paths.samples)?;
     let n = args.samples;
     let model_draw = |w: usize, step: usize, k: usize| {
         let at = ((w * h + step) * d + k) * n;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use ddssm_data::read_csv;
+use ddssm_eval::sorted_quantile;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::dataset::forecast_batch;
 
@@ -30,12 +31,15 @@ pub struct ForecastArgs {
     pub out: PathBuf,
 }
 
-/// The `q`-quantile of sorted values, interpolating linearly between order statistics.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let pos = q * (sorted.len() - 1) as f64;
-    let (lo, frac) = (pos.floor() as usize, pos - pos.floor());
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + frac * (sorted[hi] - sorted[lo])
+/// Forecast samples `[n, B, H, D]` as `[B, H, D, n]` values: the `n` draws of each sequence,
+/// step and variable in a row (the row of `(b, h, k)` starts at `((b·H + h)·D + k)·n`).
+pub fn draws_by_row(samples: &candle_core::Tensor) -> Result<Vec<f64>> {
+    Ok(samples
+        .to_dtype(DType::F64)?
+        .permute((1, 2, 3, 0))?
+        .contiguous()?
+        .flatten_all()?
+        .to_vec1::<f64>()?)
 }
 
 /// Forecasts and writes the CSV.
@@ -49,14 +53,7 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
     let (batch, times) = forecast_batch(&panel, spec.context, horizon, &args.device)?;
     let mut noise = SeededNoise::new(args.seed).fork("forecast");
     let paths = model.forecast(&batch, horizon, args.samples, &mut noise)?;
-    // [n, S, H, D] → [S, H, D, n]: the n draws of each series, step and variable in a row.
-    let draws = paths
-        .samples
-        .to_dtype(DType::F64)?
-        .permute((1, 2, 3, 0))?
-        .contiguous()?
-        .flatten_all()?
-        .to_vec1::<f64>()?;
+    let draws = draws_by_row(&paths.samples)?;
     let (n, d) = (args.samples, columns.targets.len());
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut header = vec![
@@ -83,7 +80,7 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
                 row.extend(
                     args.quantiles
                         .iter()
-                        .map(|&q| quantile(&sorted, q).to_string()),
+                        .map(|&q| sorted_quantile(&sorted, q).to_string()),
                 );
                 writer.write_record(&row)?;
             }
@@ -101,18 +98,4 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
         args.samples
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quantile;
-
-    #[test]
-    fn quantiles_interpolate_between_order_statistics() {
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
-        assert_eq!(quantile(&v, 0.5), 3.0);
-        assert_eq!(quantile(&v, 0.0), 1.0);
-        assert_eq!(quantile(&v, 1.0), 5.0);
-        assert!((quantile(&v, 0.1) - 1.4).abs() < 1e-12);
-    }
 }

@@ -11,17 +11,24 @@ pub fn crps_fair(samples: &[f64], y: f64) -> f64 {
     if samples.len() == 1 {
         return (samples[0] - y).abs();
     }
+    let (first, pairs) = crps_parts(samples, y);
+    let m = samples.len() as f64;
+    first - pairs / (m * (m - 1.0))
+}
+
+/// `(E|X − y|, Σ_{i<j} |x_i − x_j|)` of the samples, the latter from the sorted values as
+/// `Σ_i (2i − m − 1) x_(i)` (1-based `i`): the two parts of every CRPS estimator.
+pub(crate) fn crps_parts(samples: &[f64], y: f64) -> (f64, f64) {
     let m = samples.len() as f64;
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
-    let first: f64 = s.iter().map(|x| (x - y).abs()).sum::<f64>() / m;
-    // Σ_{i<j} (x_(j) − x_(i)) = Σ_i (2i − m − 1) x_(i) for sorted x (1-based i).
-    let pairs: f64 = s
+    let first = s.iter().map(|x| (x - y).abs()).sum::<f64>() / m;
+    let pairs = s
         .iter()
         .enumerate()
         .map(|(i, x)| (2.0 * (i as f64 + 1.0) - m - 1.0) * x)
         .sum();
-    first - pairs / (m * (m - 1.0))
+    (first, pairs)
 }
 
 /// The energy score of `m` sample vectors (`samples[i]`, each of dimension `d`) at `y`:

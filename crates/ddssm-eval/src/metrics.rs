@@ -197,18 +197,9 @@ pub fn sample_mixture(mixture: &GaussianMixture, n: usize, noise: &mut SeededNoi
 /// observation `y`: `E|X − y| − ½ E|X − X'|` (the sorted-sample form of the second term; lower is
 /// better, 0 for a point mass at `y`).
 pub fn crps(samples: &[f64], y: f64) -> f64 {
+    let (first, pairs) = crate::forecast_metrics::crps_parts(samples, y);
     let n = samples.len() as f64;
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    let first: f64 = s.iter().map(|x| (x - y).abs()).sum::<f64>() / n;
-    let spread: f64 = s
-        .iter()
-        .enumerate()
-        .map(|(i, x)| (2.0 * (i as f64 + 1.0) - n - 1.0) * x)
-        .sum::<f64>()
-        * 2.0
-        / (n * n);
-    first - 0.5 * spread
+    first - pairs / (n * n)
 }
 
 /// A mean with its standard error over `n` values.

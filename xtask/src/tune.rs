@@ -198,34 +198,6 @@ fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
     finish(args, &base, &space, &trials)
 }
 
-/// Spearman's rank correlation of `x` and `y` (average ranks for ties).
-fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    fn ranks(v: &[f64]) -> Vec<f64> {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-        let mut r = vec![0.0; v.len()];
-        let mut i = 0;
-        while i < idx.len() {
-            let mut j = i;
-            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-                j += 1;
-            }
-            for k in i..=j {
-                r[idx[k]] = 0.5 * (i + j) as f64;
-            }
-            i = j + 1;
-        }
-        r
-    }
-    let (rx, ry) = (ranks(x), ranks(y));
-    let n = x.len() as f64;
-    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
-    let cov: f64 = rx.iter().zip(&ry).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let vx: f64 = rx.iter().map(|a| (a - mx).powi(2)).sum();
-    let vy: f64 = ry.iter().map(|b| (b - my).powi(2)).sum();
-    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
-}
-
 /// The value of a parameter in the base (paper) config, for the comparison table.
 fn base_value(run: &ModelRun, name: &str) -> String {
     match value(run, name) {
@@ -340,7 +312,7 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
                 (_, v) => v.as_f64().unwrap_or(f64::NAN),
             })
             .collect();
-        let rho = spearman(&xs, &scores).map_or("–".into(), |r| format!("{r:+.2}"));
+        let rho = ddssm_eval::spearman(&xs, &scores).map_or("–".into(), |r| format!("{r:+.2}"));
         s.push_str(&format!(
             "| {name} | {} | {} | {rho} |\n",
             show(&best.params[name]),

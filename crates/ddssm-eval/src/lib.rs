@@ -26,7 +26,7 @@ mod series;
 pub use bimodal::BimodalRandomWalk;
 pub use forecast_metrics::{covered, crps_fair, energy_score, mase_scale, sorted_quantile};
 pub use linear_gaussian::LinearGaussianSsm;
-pub use metrics::{crps, sample_mixture, JsdHistogram, MeanSem, Tails};
+pub use metrics::{crps, sample_mixture, spearman, JsdHistogram, MeanSem, Tails};
 pub use onestep::{
     model_predictive_samples, model_predictive_samples_with_progress, paper_reference,
     score_sequence, SequenceScores,

@@ -15,11 +15,13 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, ModelRun, Result, TrainConfig};
 
 mod run;
+mod tradeoff;
 
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
     RunOptions,
 };
+pub use tradeoff::{sampler_tradeoff, SamplerRow};
 
 /// A config error at `field` (a dotted path).
 fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> Error {

@@ -1,0 +1,111 @@
+//! The Section 4 experiment as one library call ([`experiment::run`]) on the quick config:
+//! repeatable, resumable after an interruption with the uninterrupted numbers, and never run over
+//! an existing folder on other terms.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use candle_core::Device;
+use ddssm_train::experiment::{self, ExperimentConfig, Results, RunOptions};
+
+fn quick(seed: u64, steps: usize) -> ExperimentConfig {
+    let mut cfg = ExperimentConfig::paper().quick();
+    cfg.seed = seed;
+    for run in [&mut cfg.ddssm, &mut cfg.dkf] {
+        run.train.seed = seed;
+        run.train.steps = steps;
+    }
+    cfg
+}
+
+fn options(out: &Path, resume: bool, force: bool) -> RunOptions {
+    RunOptions {
+        out: out.to_path_buf(),
+        resume,
+        force,
+        progress: false,
+        quick: true,
+        device: Device::Cpu,
+        git_commit: "test".into(),
+    }
+}
+
+/// Every file directly in `dir` with its bytes.
+fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_file() {
+            files.push((p.clone(), std::fs::read(&p)?));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The same seed gives the same numbers in a fresh folder, and a run interrupted after 5 of its
+/// 10 training steps (5 steps, then resumed with 10) ends with the uninterrupted run's numbers.
+#[test]
+fn quick_runs_repeat_exactly_and_survive_an_interruption() -> Result<()> {
+    let out = std::env::temp_dir().join(format!("ddssm-experiment-quick-{}", std::process::id()));
+    let run = |dir: &str, steps: usize| -> Result<Results> {
+        Ok(experiment::run(
+            &quick(5, steps),
+            &options(&out.join(dir), true, false),
+        )?)
+    };
+    let a = run("a", 10)?;
+    let b = run("b", 10)?;
+    run("c", 5)?;
+    let c = run("c", 10)?;
+    assert_eq!(c.training["ddssm"].start_step, 5);
+    assert_eq!(a.models["ddssm"].per_sequence_jsd_exact.len(), 16);
+    for other in [&b, &c] {
+        for name in ["ddssm", "dkf", "locf"] {
+            let (x, y) = (&a.models[name], &other.models[name]);
+            assert_eq!(x.per_sequence_jsd_exact, y.per_sequence_jsd_exact, "{name}");
+            assert_eq!(x.crps.mean, y.crps.mean, "{name}");
+            assert_eq!(
+                x.negative_elbo.as_ref().map(|e| e.mean),
+                y.negative_elbo.as_ref().map(|e| e.mean),
+                "{name}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&out)?;
+    Ok(())
+}
+
+/// A finished run is never silently replaced or continued on other terms: a fresh run into it
+/// needs `force`; `resume` refuses other data (naming the key), fewer steps than the checkpoints
+/// hold and another model config — each before any file is written; a forced run clears a stale
+/// temporary file.
+#[test]
+fn a_finished_run_is_replaced_or_resumed_only_on_its_own_terms() -> Result<()> {
+    let out = std::env::temp_dir().join(format!("ddssm-experiment-guard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    experiment::run(&quick(0, 10), &options(&out, false, false))?;
+    let stale = out.join(".dkf.safetensors.tmp4294967295");
+    std::fs::write(&stale, b"half a checkpoint")?;
+    let before = snapshot(&out)?;
+    let mut other_data = quick(0, 10);
+    other_data.data.sim.step = 3.0;
+    let mut other_model = quick(0, 10);
+    other_model.dkf.model.h_seq = 8;
+    for (what, cfg, resume, needle) in [
+        ("a fresh run", quick(0, 10), false, "--force"),
+        ("other data", other_data, true, "`data.sim.step`"),
+        ("fewer steps", quick(0, 5), true, "at step 10"),
+        ("another model", other_model, true, "`h_seq`"),
+    ] {
+        let err = experiment::run(&cfg, &options(&out, resume, false))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{what}: {err}");
+        assert_eq!(snapshot(&out)?, before, "{what}: files changed");
+    }
+    experiment::run(&quick(0, 10), &options(&out, false, true))?;
+    assert!(!stale.exists());
+    std::fs::remove_dir_all(&out)?;
+    Ok(())
+}

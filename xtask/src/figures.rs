@@ -8,19 +8,19 @@
 //!   reconstruction (dashed) and forecast paths of the last steps (light) with their mean (solid)
 //!   after a marker where the forecast starts, one panel per model (Fig. 2).
 //!
-//! Text is set in DejaVu Sans, bundled in `xtask/assets` (its licence is next to it), so the
-//! figures look the same on every machine and need no system fonts.
+//! Text is set in DejaVu Sans, bundled with `ddssm_eval::plot`, so the figures look the same on
+//! every machine and need no system fonts.
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::Result;
+use ddssm_eval::plot::{figure_error, register_bundled_font, write_atomically, FONT};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use ddssm_train::experiment::Results;
 use ddssm_train::study::Trial;
 
-const FONT: &str = "sans-serif";
 /// (key in `Results::models`, label, colour).
 const MODELS: [(&str, &str, RGBColor); 3] = [
     ("ddssm", "DDSSM", RGBColor(0, 114, 178)),
@@ -29,32 +29,7 @@ const MODELS: [(&str, &str, RGBColor); 3] = [
 ];
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("drawing: {e:?}")
-}
-
-fn register_bundled_font() -> Result<()> {
-    static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-    for style in [FontStyle::Normal, FontStyle::Bold] {
-        plotters::style::register_font(FONT, style, FONT_BYTES)
-            .map_err(|_| anyhow!("the bundled font is invalid"))?;
-    }
-    Ok(())
-}
-
-/// Draws into a temporary file next to `dir/file` with `draw`, then renames it: no half-written
-/// figure is left behind (the temporary keeps the extension, which picks the image encoder).
-fn write_atomically(dir: &Path, file: &str, draw: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let path = dir.join(file);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
-    let tmp = dir.join(format!(".{file}.tmp.{ext}"));
-    let drawn = draw(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
-    });
-    if let Err(e) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("figure {file}")));
-    }
-    Ok(())
+    figure_error(e).into()
 }
 
 /// Writes `fig1a`, `fig1b` and `fig2` as `.png` and `.svg` into `dir`; returns the file names.

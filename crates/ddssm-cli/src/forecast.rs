@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use ddssm_data::read_csv;
 use ddssm_eval::sorted_quantile;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::dataset::forecast_batch;
+use ddssm_train::series::draws_by_row;
 
 /// `ddssm forecast`'s options.
 #[derive(Debug, Clone)]
@@ -29,17 +30,10 @@ pub struct ForecastArgs {
     pub device: Device,
     /// The CSV to write.
     pub out: PathBuf,
-}
-
-/// Forecast samples `[n, B, H, D]` as `[B, H, D, n]` values: the `n` draws of each sequence,
-/// step and variable in a row (the row of `(b, h, k)` starts at `((b·H + h)·D + k)·n`).
-pub fn draws_by_row(samples: &candle_core::Tensor) -> Result<Vec<f64>> {
-    Ok(samples
-        .to_dtype(DType::F64)?
-        .permute((1, 2, 3, 0))?
-        .contiguous()?
-        .flatten_all()?
-        .to_vec1::<f64>()?)
+    /// Also draw a fan chart per series and target (`out` with `.png` and `.svg`).
+    pub plot: bool,
+    /// Also write the raw sample paths here (safetensors).
+    pub samples_out: Option<PathBuf>,
 }
 
 /// Forecasts and writes the CSV.
@@ -86,6 +80,12 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
             }
         }
     }
+    if let Some(path) = &args.samples_out {
+        write_samples(path, &paths.samples, &panel, &columns.targets, &times)?;
+    }
+    if args.plot {
+        plot(args, &panel, spec.context.max(3 * horizon), &times, &draws)?;
+    }
     let bytes = writer.into_inner().context("formatting the forecast CSV")?;
     // Written whole or not at all.
     ddssm_model::checkpoint::write_atomic(&args.out, &bytes)
@@ -97,5 +97,102 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
         columns.targets.len(),
         args.samples
     );
+    Ok(())
+}
+
+/// Writes the sample paths `[n, S, H, D]` (data units) as the tensor `samples` of a safetensors
+/// file whose metadata names the axes: `ddssm.series`, `ddssm.variables` and `ddssm.times` (per
+/// series, JSON).
+fn write_samples(
+    path: &std::path::Path,
+    samples: &candle_core::Tensor,
+    panel: &ddssm_data::Panel,
+    variables: &[String],
+    times: &[Vec<String>],
+) -> Result<()> {
+    let ids: Vec<&str> = panel.series.iter().map(|s| s.id.as_str()).collect();
+    let meta = std::collections::HashMap::from([
+        (
+            "ddssm.layout".to_string(),
+            "samples: [sample, series, step, variable], the data's units".to_string(),
+        ),
+        ("ddssm.series".into(), serde_json::to_string(&ids)?),
+        ("ddssm.variables".into(), serde_json::to_string(variables)?),
+        ("ddssm.times".into(), serde_json::to_string(times)?),
+    ]);
+    let tensor = samples.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    let bytes = ddssm_model::checkpoint::seal(&[("samples".to_string(), tensor)], meta)?;
+    ddssm_model::checkpoint::write_atomic(path, &bytes)
+        .with_context(|| format!("--samples-out {}", path.display()))?;
+    tracing::info!("wrote {} (the sample paths)", path.display());
+    Ok(())
+}
+
+/// A fan chart per series and target beside the CSV: the last `history` observed steps, the
+/// median and the 50 % and 90 % bands of the forecast.
+fn plot(
+    args: &ForecastArgs,
+    panel: &ddssm_data::Panel,
+    history: usize,
+    times: &[Vec<String>],
+    draws: &[f64],
+) -> Result<()> {
+    use ddssm_eval::plot::{fan_chart, Fan, FanPanel};
+    let (n, d) = (args.samples, panel.target_dim());
+    let horizon = times.first().map_or(0, Vec::len);
+    let mut panels = Vec::new();
+    for (s, series) in panel.series.iter().enumerate() {
+        let end = series.observed_len(d);
+        let first = end.saturating_sub(history);
+        let mut x_labels: std::collections::BTreeMap<i64, String> = (first..end)
+            .map(|t| (t as i64, series.times[t].to_string()))
+            .collect();
+        x_labels.extend(
+            times[s]
+                .iter()
+                .enumerate()
+                .map(|(h, time)| ((end + h) as i64, time.clone())),
+        );
+        for (k, variable) in panel.columns.targets.iter().enumerate() {
+            // The fan leaves from the last observation, so it joins the history line.
+            let anchor = (end > 0 && series.observed[(end - 1) * d + k])
+                .then(|| ((end - 1) as f64, [series.targets[(end - 1) * d + k]; 5]));
+            let steps = anchor
+                .into_iter()
+                .chain((0..horizon).map(|h| {
+                    let at = ((s * horizon + h) * d + k) * n;
+                    let mut sorted = draws[at..at + n].to_vec();
+                    sorted.sort_by(f64::total_cmp);
+                    let q = [0.05, 0.25, 0.5, 0.75, 0.95].map(|q| sorted_quantile(&sorted, q));
+                    ((end + h) as f64, q)
+                }))
+                .collect();
+            panels.push(FanPanel {
+                title: if series.id.is_empty() {
+                    variable.clone()
+                } else {
+                    format!("{} · {variable}", series.id)
+                },
+                observed: (first..end)
+                    .filter(|&t| series.observed[t * d + k])
+                    .map(|t| (t as f64, series.targets[t * d + k]))
+                    .collect(),
+                fans: vec![Fan { steps }],
+                x_labels: x_labels.clone(),
+                y_desc: variable.clone(),
+            });
+        }
+    }
+    let dir = match args.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = args
+        .out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("--out has no file name for the plot")?;
+    let files = fan_chart(&panels, d, (640, 340), &dir, stem)?;
+    tracing::info!("wrote {} in {}", files.join(" and "), dir.display());
     Ok(())
 }

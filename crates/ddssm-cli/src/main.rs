@@ -9,7 +9,8 @@
 //!   and the windowing inside, so the folder alone serves `forecast`), `train.safetensors` (the
 //!   training checkpoint), `training.json`.
 //! - `ddssm forecast`: `--horizon` steps after the last observation of every series, quantiles
-//!   and mean per series, variable and step, as CSV.
+//!   and mean per series, variable and step, as CSV; `--plot` fan charts (PNG, SVG),
+//!   `--samples-out` the raw paths (safetensors).
 //! - `ddssm evaluate`: the model on the test windows `fit` held out, beside the last-value and
 //!   seasonal-naive baselines: fair CRPS, energy score, MAE/RMSE of the median, MASE, coverage
 //!   of the 50 % and 90 % intervals, per horizon step and overall (results.json, report.md).
@@ -131,6 +132,14 @@ enum Command {
         /// The forecast CSV to write.
         #[arg(long)]
         out: PathBuf,
+        /// Also draw a fan chart per series and target: the CSV's name with .png and .svg
+        /// (history, median, 50 % and 90 % bands).
+        #[arg(long)]
+        plot: bool,
+        /// Also write the raw sample paths to this safetensors file (tensor `samples`,
+        /// [sample, series, step, variable]; the axes' labels in its metadata).
+        #[arg(long)]
+        samples_out: Option<PathBuf>,
     },
     /// Score a fitted run on the test windows of its file, beside the baselines.
     Evaluate {
@@ -215,6 +224,8 @@ fn execute(cli: Cli) -> Result<()> {
             seed,
             device,
             out,
+            plot,
+            samples_out,
         } => {
             let levels = quantiles
                 .split(',')
@@ -236,6 +247,8 @@ fn execute(cli: Cli) -> Result<()> {
                 device: ddssm_tensor_ops::parse_device(&device)
                     .with_context(|| format!("--device {device}"))?,
                 out,
+                plot,
+                samples_out,
             })
         }
         Command::Evaluate {

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, WindowSpec};
-use ddssm_model::{checkpoint, ElboOptions, Model, ModelConfig};
-use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::dataset::{standardization, window_batch};
-use ddssm_train::{fit as fit_model, Metrics, ModelRun, TrainConfig, TrainOptions};
+use ddssm_model::{checkpoint, Model};
+use ddssm_train::series::{fit_series, series_run, FittedSeries, Transition};
+use ddssm_train::TrainOptions;
 
 use crate::ModelKind;
 
@@ -51,38 +50,23 @@ pub struct FitArgs {
     pub force: bool,
 }
 
-/// The model and training configs for a panel with `d` targets, `v` covariates and `p` statics:
-/// the paper's, with `steps` steps, the λ warm-up scaled by `steps / 3000` (the paper's length),
-/// and the batch no larger than the `windows` training windows.
-fn configs(args: &FitArgs, d: usize, v: usize, p: usize, windows: usize) -> ModelRun {
-    let (mut model, mut train) = match args.model {
-        ModelKind::Ddssm => (ModelConfig::paper_ddssm(), TrainConfig::paper_ddssm()),
-        ModelKind::Dkf => (ModelConfig::paper_dkf(), TrainConfig::paper_dkf()),
-    };
-    model.obs_dim = d;
-    model.covariate_dim = v;
-    model.static_dim = p;
-    let paper_steps = train.steps;
-    train.lambda.lambda_warmup_steps =
-        (train.lambda.lambda_warmup_steps * args.steps).div_ceil(paper_steps);
-    train.steps = args.steps;
-    train.seed = args.seed;
-    train.batch_size = train.batch_size.min(windows);
-    train.validate_every = (args.steps / 10).max(1);
-    train.checkpoint_every = (args.steps / 10).max(1);
-    ModelRun { model, train }
-}
-
 /// Trains a model on `args.data` and writes the run folder.
 pub fn fit(args: &FitArgs) -> Result<()> {
     let panel = read_csv(&args.data, &args.columns)?;
     let splits = rolling_origin(&panel, &args.spec)?;
-    let len = args.spec.context + args.spec.horizon;
-    let run = configs(
-        args,
-        panel.target_dim(),
-        panel.covariate_dim(),
-        panel.static_dim(),
+    let transition = match args.model {
+        ModelKind::Ddssm => Transition::Ddssm,
+        ModelKind::Dkf => Transition::Dkf,
+    };
+    let run = series_run(
+        transition,
+        args.steps,
+        args.seed,
+        (
+            panel.target_dim(),
+            panel.covariate_dim(),
+            panel.static_dim(),
+        ),
         splits.train.len(),
     );
     run.validate("model")?;
@@ -104,8 +88,6 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     checkpoint::remove_stale_temp_files(&args.out)?;
-    let data = window_batch(&panel, &splits.train, len, &args.device)?;
-    let validation = window_batch(&panel, &splits.validation, len, &args.device)?;
     tracing::info!(
         "{}: {} series; {} training, {} validation and {} test windows of {} + {} steps",
         args.data.display(),
@@ -116,27 +98,17 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         args.spec.context,
         args.spec.horizon
     );
-    let root = SeededNoise::new(args.seed);
-    let mut validate = |model: &Model, step: usize| -> ddssm_train::Result<Metrics> {
-        let mut noise = root.fork(&format!("validation/{step}"));
-        let terms = model.elbo(&validation, &ElboOptions::default(), &mut noise)?;
-        let nelbo = terms.negative_elbo()?.mean_all()?.to_scalar::<f32>()? as f64;
-        Ok(Metrics::from([("negative_elbo".to_string(), nelbo)]))
-    };
     let options = TrainOptions {
         checkpoint: Some(train_path),
         resume: args.resume,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         label: "fit".into(),
     };
-    let (model, report) = fit_model(
-        &run,
-        args.seed,
-        Some(standardization(&splits.scaling)),
-        &data,
-        &options,
-        &mut validate,
-    )?;
+    let FittedSeries {
+        model,
+        report,
+        splits,
+    } = fit_series(&panel, &args.spec, &run, &options, &args.device)?;
     let mut extra = BTreeMap::new();
     extra.insert(keys::COLUMNS.into(), serde_json::to_string(&args.columns)?);
     extra.insert(keys::WINDOWS.into(), serde_json::to_string(&args.spec)?);

@@ -106,11 +106,44 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
         "0.1,0.5,0.9",
         "--out",
         out.to_str().unwrap(),
+        "--plot",
+        "--samples-out",
+        tmp("macro-samples.safetensors").to_str().unwrap(),
     ]));
     let r = rows(&out);
     assert_eq!(r.len(), 4 * 3);
     assert_eq!(&r[0][1..3], &["realgdp".to_string(), "+1".to_string()]);
     monotone(&r);
+    // The fan charts beside the CSV, and the raw paths whose mean is the CSV's.
+    for ext in ["png", "svg"] {
+        assert!(out.with_extension(ext).exists(), "no .{ext} fan chart");
+    }
+    let svg = std::fs::read_to_string(out.with_extension("svg")).unwrap();
+    assert!(svg.contains("realinv") && svg.contains("90 % band"));
+    let samples_path = tmp("macro-samples.safetensors");
+    let tensors = candle_core::safetensors::load(&samples_path, &candle_core::Device::Cpu).unwrap();
+    let samples = &tensors["samples"];
+    assert_eq!(samples.dims(), [50, 1, 4, 3]);
+    let meta = ddssm_model::checkpoint::read_metadata(&samples_path).unwrap();
+    assert_eq!(
+        meta["ddssm.variables"],
+        r#"["realgdp","realcons","realinv"]"#
+    );
+    let first: Vec<f32> = samples
+        .narrow(2, 0, 1)
+        .unwrap()
+        .narrow(3, 0, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mean = first.iter().map(|&v| v as f64).sum::<f64>() / 50.0;
+    let csv_mean: f64 = r[0][3].parse().unwrap();
+    assert!(
+        (mean - csv_mean).abs() <= 1e-6 * csv_mean.abs(),
+        "{mean} vs {csv_mean}"
+    );
     // The test windows fit held out, scored beside the baselines.
     let eval = tmp("macro-eval");
     let report = ok(&ddssm(&[
@@ -135,12 +168,14 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     for name in ["model", "last_value", "seasonal_naive_4"] {
         let o = &results["results"][name]["overall"];
         assert_eq!(o["n"], 2 * 4 * 3, "{name}");
-        for key in ["crps", "mae", "rmse", "mase", "coverage_90"] {
+        for key in ["crps", "crps_sum", "mae", "rmse", "mase"] {
             assert!(
                 o[key].as_f64().is_some_and(f64::is_finite),
                 "{name} {key}: {o}"
             );
         }
+        // Intervals only for a forecaster with draws; a point baseline covers nothing.
+        assert_eq!(o["coverage_90"].is_null(), name != "model", "{name}: {o}");
         assert_eq!(
             results["results"][name]["per_step"]
                 .as_array()
@@ -297,4 +332,103 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
     refused(&forecast(&["--quantiles", "1.5"]), "--quantiles");
     refused(&ddssm(&["info", empty.to_str().unwrap()]), "no model here");
     assert!(!out.exists());
+}
+
+/// A clean single-series file: `t`, target `y`, covariate `c`, 40 rows.
+fn clean_rows() -> Vec<String> {
+    (0..40)
+        .map(|t| format!("{t},{},{}", (t as f64 * 0.3).sin(), t % 4))
+        .collect()
+}
+
+fn write_file(name: &str, rows: &[String]) -> String {
+    let path = tmp(name);
+    std::fs::write(&path, format!("t,y,c\n{}\n", rows.join("\n"))).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn bad_files_through_the_command_name_file_line_and_column() {
+    let run = tmp("bad-file-run");
+    let out_dir = run.to_str().unwrap().to_string();
+    let fit = |data: &str| {
+        ddssm(&[
+            "fit",
+            "--data",
+            data,
+            "--time",
+            "t",
+            "--target",
+            "y",
+            "--covariates",
+            "c",
+            "--context",
+            "6",
+            "--horizon",
+            "2",
+            "--model",
+            "dkf",
+            "--steps",
+            "1",
+            "--out",
+            &out_dir,
+        ])
+    };
+    // (file, line 2 + index of the broken row, the broken row, what the message must name)
+    let cases: [(&str, usize, &str, &[&str]); 6] = [
+        ("ragged.csv", 7, "5,0.1,1,9", &["line 7", "4 fields"]),
+        ("text.csv", 9, "7,abc,3", &["line 9", "`y`", "\"abc\""]),
+        ("duplicate.csv", 6, "3,0.5,0", &["line 6", "`t`", "repeats"]),
+        ("unsorted.csv", 6, "1,0.5,0", &["line 6", "goes back"]),
+        ("covariate.csv", 12, "10,0.2,", &["line 12", "`c`"]),
+        ("short.csv", 0, "", &["are needed"]),
+    ];
+    for (name, line, row, needles) in cases {
+        let mut rows = clean_rows();
+        if name == "short.csv" {
+            rows.truncate(8);
+        } else {
+            rows[line - 2] = row.to_string();
+        }
+        let file = write_file(name, &rows);
+        let o = fit(&file);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for needle in needles {
+            refused(&o, needle);
+        }
+        if name != "short.csv" {
+            refused(&o, name);
+        }
+        assert!(!run.exists(), "{name}: a refused fit created its folder");
+    }
+    // An entirely missing target.
+    let rows: Vec<String> = (0..40).map(|t| format!("{t},NA,{}", t % 4)).collect();
+    refused(&fit(&write_file("all-missing.csv", &rows)), "`y`");
+
+    // Forecasting with a fitted run: other columns, covariates missing in the horizon.
+    let good = write_file("good.csv", &clean_rows());
+    ok(&fit(&good));
+    let out = tmp("bad-forecast.csv");
+    let forecast = |data: &str| {
+        ddssm(&[
+            "forecast",
+            "--run",
+            &out_dir,
+            "--data",
+            data,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let other = tmp("other-columns.csv");
+    std::fs::write(&other, "t,z,c\n0,1,0\n1,2,1\n").unwrap();
+    refused(&forecast(other.to_str().unwrap()), "no target column `y`");
+    // The last observation is the file's last row: no covariates for the 2 steps to forecast.
+    refused(&forecast(&good), "rows after the last observation");
+    assert!(!out.exists(), "a refused forecast wrote its CSV");
 }

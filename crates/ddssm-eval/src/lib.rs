@@ -9,6 +9,9 @@
 //! - metrics: the histogram JSD with its noise floor ([`JsdHistogram`]), the CRPS, mean ± SEM;
 //! - forecast scores from sample paths: [`crps_fair`], [`energy_score`], [`covered`],
 //!   [`mase_scale`];
+//! - [`forecasting`]: a panel's forecast windows scored per step and overall (CRPS, CRPS-sum,
+//!   energy score, MAE, RMSE, MASE, coverage), with the last-value and seasonal-naive baselines;
+//! - [`plot`] (feature `plot`, default): fan charts as PNG and SVG with a bundled font;
 //! - scoring a model on a set of sequences ([`score_one_step`], [`negative_elbo_per_sequence`])
 //!   and the LOCF baseline ([`locf_samples`]).
 //!
@@ -16,9 +19,12 @@
 
 mod bimodal;
 mod forecast_metrics;
+pub mod forecasting;
 mod linear_gaussian;
 mod metrics;
 mod onestep;
+#[cfg(feature = "plot")]
+pub mod plot;
 mod predictive;
 mod scoring;
 mod series;
@@ -59,6 +65,9 @@ pub enum Error {
     /// An error from the model.
     #[error(transparent)]
     Model(#[from] ddssm_model::Error),
+    /// A figure that could not be drawn or written.
+    #[error("{0}")]
+    Figure(String),
 }
 
 /// `Result` with this crate's [`Error`].

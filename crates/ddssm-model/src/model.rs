@@ -71,6 +71,17 @@ impl Batch {
         self.len() == 0
     }
 
+    /// Sequences `start … start + len − 1` (a chunk of the batch, every field narrowed alike).
+    pub fn rows(&self, start: usize, len: usize) -> Result<Batch> {
+        let narrow = |t: &Tensor| t.narrow(0, start, len);
+        Ok(Batch {
+            x: narrow(&self.x)?,
+            mask: self.mask.as_ref().map(narrow).transpose()?,
+            covariates: self.covariates.as_ref().map(narrow).transpose()?,
+            statics: self.statics.as_ref().map(narrow).transpose()?,
+        })
+    }
+
     /// Checks every shape against `config`, and returns the observations with missing entries set
     /// to 0 (so that no NaN reaches a network).
     pub(crate) fn checked(&self, config: &ModelConfig) -> Result<Tensor> {

@@ -12,7 +12,9 @@
 //!   model in one call;
 //! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score);
 //! - [`study`]: the hyperparameter search's study file, search-space names and one trial;
-//! - [`dataset`]: windows of a user's CSV series (`ddssm-data`) as the model's batches.
+//! - [`dataset`]: windows of a user's CSV series (`ddssm-data`) as the model's batches;
+//! - [`series`]: a user's series end to end: configs sized to the data, fit on the rolling-origin
+//!   training windows, the test windows scored beside the baselines.
 
 mod adamw;
 mod config;
@@ -20,6 +22,7 @@ pub mod dataset;
 pub mod experiment;
 mod fit;
 mod lambda;
+pub mod series;
 pub mod study;
 pub mod tpe;
 mod trainer;

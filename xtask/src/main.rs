@@ -4,6 +4,7 @@
 //!   metrics, figures, report);
 //! - `tune`: the paper's hyperparameter search (App. F.1.1);
 //! - `sampler-tradeoff`: accuracy against cost of the diffusion samplers on a trained DDSSM;
+//! - `real-data`: DDSSM, DKF, baselines and statsmodels on the real series in `data/`;
 //! - `bench`: benchmarks against the PyTorch peer.
 //!
 //! Each command validates its options (device, output folder) before any work starts.
@@ -11,6 +12,7 @@
 mod bench;
 mod bimodal;
 mod figures;
+mod realdata;
 mod tradeoff;
 mod tune;
 
@@ -170,6 +172,37 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// DDSSM, DKF, baselines and a statsmodels state space model on the real series in data/
+    /// (rolling origin, several seeds): results.json, real-data.md, fan charts.
+    RealData {
+        /// The benchmark's config (TOML).
+        #[arg(long, default_value = "configs/real-data.toml")]
+        config: PathBuf,
+        /// Training steps per fit (overrides the config; a quick check).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// The results folder.
+        #[arg(long, default_value = "docs/results/real-data")]
+        out: PathBuf,
+        /// The Python interpreter with statsmodels (`pip install statsmodels`).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// Skip the statsmodels reference.
+        #[arg(long)]
+        no_statsmodels: bool,
+        /// Skip the fits already recorded in the results folder.
+        #[arg(long)]
+        resume: bool,
+        /// Replace results in the folder.
+        #[arg(long, conflicts_with = "resume")]
+        force: bool,
+        /// Only redraw real-data.md and the fan charts from the folder's results.json.
+        #[arg(long)]
+        report_only: bool,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 /// Reads the TOML file `path` as a `what` (e.g. "experiment config"). A value that does not fit
@@ -212,7 +245,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::BimodalExperiment { device, .. }
         | Command::Tune { device, .. }
         | Command::SamplerTradeoff { device, .. }
-        | Command::Bench { device, .. } => device,
+        | Command::Bench { device, .. }
+        | Command::RealData { device, .. } => device,
     };
     let device =
         ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
@@ -311,6 +345,26 @@ fn run(cli: Cli) -> Result<()> {
             run,
             sequences,
             samples,
+            device,
+        }),
+        Command::RealData {
+            config,
+            steps,
+            out,
+            python,
+            no_statsmodels,
+            resume,
+            force,
+            report_only,
+            ..
+        } => realdata::run(&realdata::Args {
+            config,
+            steps,
+            out,
+            python: (!no_statsmodels).then_some(python),
+            resume,
+            force,
+            report_only,
             device,
         }),
     }

@@ -1,0 +1,507 @@
+//! `cargo xtask real-data`: the DDSSM, the DKF, the point baselines and a classical statsmodels
+//! state space model on the real series in `data/`, scored on the same rolling-origin test windows
+//! by the same code (`ddssm_train::series`, `ddssm_eval::forecasting`), over several seeds: the
+//! results (`results.json`), a report with mean ± SE over seeds, and fan charts of every test
+//! window ([`report`]). Fits are recorded as they finish (`fits.json`), so `--resume` skips the finished ones.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::Device;
+use ddssm_data::{read_csv, rolling_origin, Columns, Panel, Splits, WindowSpec};
+use ddssm_eval::forecasting::{baselines, draws_in_rows, score_windows, Evaluation, Horizon};
+use ddssm_eval::sorted_quantile;
+use ddssm_model::checkpoint::write_atomic;
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::series::{
+    evaluate_test_windows, fit_series, series_run, window_forecast_draws, Transition,
+};
+use ddssm_train::TrainOptions;
+use serde::{Deserialize, Serialize};
+
+mod report;
+
+use report::write_report;
+
+/// The benchmark's settings (`configs/real-data.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealDataConfig {
+    /// Training steps of every fit.
+    pub steps: usize,
+    /// One fit per model and seed.
+    pub seeds: Vec<u64>,
+    /// Sample paths per test window.
+    pub samples: usize,
+    /// Sequences per training batch (None: the paper's, Table 3, capped at the training windows).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// The data sets.
+    pub dataset: Vec<DatasetConfig>,
+}
+
+/// One data set of the benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// A short name (results keys, figure names).
+    pub name: String,
+    /// The CSV file, relative to the repository root.
+    pub file: PathBuf,
+    /// Its column roles.
+    pub columns: Columns,
+    /// The windowing (validation windows: as many as test windows).
+    pub context: usize,
+    /// Steps forecast.
+    pub horizon: usize,
+    /// Test origins per series.
+    pub test_windows: usize,
+    /// The season of the seasonal-naive baseline and of the MASE scale.
+    pub season: usize,
+    /// The statsmodels model, passed to `xtask/python/statsmodels_ref.py` as it is.
+    pub statsmodels: serde_json::Value,
+}
+
+impl DatasetConfig {
+    fn spec(&self) -> WindowSpec {
+        WindowSpec {
+            context: self.context,
+            horizon: self.horizon,
+            test_windows: self.test_windows,
+            validation_windows: self.test_windows,
+        }
+    }
+}
+
+/// The options of `cargo xtask real-data`.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The config file.
+    pub config: PathBuf,
+    /// Overrides the config's steps (a quick check).
+    pub steps: Option<usize>,
+    /// The results folder.
+    pub out: PathBuf,
+    /// The Python interpreter with statsmodels (None: skip the statsmodels reference).
+    pub python: Option<PathBuf>,
+    /// Skip the fits recorded in `out/fits.json`.
+    pub resume: bool,
+    /// Replace results in `out`.
+    pub force: bool,
+    /// Only redraw the report and figures from `out/results.json`.
+    pub report_only: bool,
+    /// The device.
+    pub device: Device,
+}
+
+/// One forecaster's fit on one data set and seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fit {
+    /// Scores on the test windows.
+    pub evaluation: Evaluation,
+    /// Seconds of training (or of the statsmodels fits).
+    pub fit_seconds: f64,
+    /// The last validation's mean negative ELBO (nats per window, data units), for the models.
+    pub validation_nelbo: Option<f64>,
+    /// Quantiles 5, 25, 50, 75, 95 % per test window, step and target (the first seed only).
+    pub fans: Option<Fans>,
+}
+
+/// Everything a report needs about one data set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetResults {
+    /// The config entry.
+    pub config: DatasetConfig,
+    /// Training, validation and test windows.
+    pub windows: [usize; 3],
+    /// The panel's targets over the plotted span, per series: `(step, time, values)`.
+    pub observed: Vec<Vec<ObservedStep>>,
+    /// Test windows as `(series, first forecast step)`.
+    pub test: Vec<(usize, usize)>,
+    /// Forecaster → seed → fit (baselines: one entry, seed 0).
+    pub fits: BTreeMap<String, BTreeMap<u64, Fit>>,
+}
+
+/// Quantiles at [`FAN_LEVELS`] per test window, step and target.
+pub type Fans = Vec<Vec<Vec<[f64; 5]>>>;
+
+/// `(step, time, targets)`: one observed step of a series (`None` where missing).
+pub type ObservedStep = (usize, String, Vec<Option<f64>>);
+
+/// The levels of [`Fit::fans`].
+pub const FAN_LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
+
+fn fans(draws: &[f64], windows: usize, horizon: usize, d: usize, n: usize) -> Fans {
+    let draw = draws_in_rows(draws, horizon, d, n);
+    (0..windows)
+        .map(|w| {
+            (0..horizon)
+                .map(|h| {
+                    (0..d)
+                        .map(|k| {
+                            let mut s = draw(w, h, k);
+                            s.sort_by(f64::total_cmp);
+                            FAN_LEVELS.map(|q| sorted_quantile(&s, q))
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+const FITS: &str = "fits.json";
+
+/// Reads the config and every data set, and checks the windows, before any work.
+fn prepare(args: &Args) -> Result<(RealDataConfig, Vec<(Panel, Splits)>)> {
+    let mut cfg: RealDataConfig = crate::read_toml(&args.config, "real-data config")?;
+    if let Some(steps) = args.steps {
+        cfg.steps = steps;
+    }
+    ensure!(
+        cfg.steps >= 1,
+        "{}: steps = 0: at least 1",
+        args.config.display()
+    );
+    ensure!(
+        !cfg.seeds.is_empty(),
+        "{}: seeds is empty",
+        args.config.display()
+    );
+    ensure!(
+        cfg.samples >= 2,
+        "{}: samples = {}: at least 2",
+        args.config.display(),
+        cfg.samples
+    );
+    ensure!(
+        cfg.batch_size != Some(0),
+        "{}: batch_size = 0: at least 1",
+        args.config.display()
+    );
+    ensure!(
+        !cfg.dataset.is_empty(),
+        "{}: no [[dataset]]",
+        args.config.display()
+    );
+    let mut data = Vec::new();
+    for (i, ds) in cfg.dataset.iter().enumerate() {
+        let at = || format!("{}: dataset[{i}] ({})", args.config.display(), ds.name);
+        ensure!(ds.season >= 1, "{}: season = 0: at least 1", at());
+        let panel = read_csv(&ds.file, &ds.columns).with_context(at)?;
+        let splits = rolling_origin(&panel, &ds.spec()).with_context(at)?;
+        data.push((panel, splits));
+    }
+    Ok((cfg, data))
+}
+
+/// Runs the benchmark (module docs).
+pub fn run(args: &Args) -> Result<()> {
+    if args.report_only {
+        let text = std::fs::read_to_string(args.out.join("results.json")).with_context(|| {
+            format!("--report-only: reading {}/results.json", args.out.display())
+        })?;
+        let (cfg, results): (RealDataConfig, Vec<DatasetResults>) = serde_json::from_str(&text)?;
+        return write_report(&cfg, &results, &args.out);
+    }
+    let (cfg, data) = prepare(args)?;
+    let fits_path = args.out.join(FITS);
+    let mut done: BTreeMap<String, Fit> = BTreeMap::new();
+    if args.resume && fits_path.exists() {
+        let (old, fits): (RealDataConfig, BTreeMap<String, Fit>) =
+            serde_json::from_str(&std::fs::read_to_string(&fits_path)?)?;
+        ensure!(
+            old == cfg,
+            "--resume: {} was written for another config",
+            fits_path.display()
+        );
+        done = fits;
+        tracing::info!("resuming: {} fits already done", done.len());
+    } else if !args.resume && !args.force && args.out.join("results.json").exists() {
+        bail!(
+            "{} already holds results: replace them with --force, continue with --resume, or \
+             choose another --out",
+            args.out.display()
+        );
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let mut all = Vec::new();
+    for (ds, (panel, splits)) in cfg.dataset.iter().zip(&data) {
+        let at = Horizon {
+            context: ds.context,
+            horizon: ds.horizon,
+            season: ds.season,
+        };
+        let (d, n) = (panel.target_dim(), cfg.samples);
+        let mut fits: BTreeMap<String, BTreeMap<u64, Fit>> = BTreeMap::new();
+        for (name, evaluation) in baselines(panel, &splits.test, at) {
+            let fit = Fit {
+                evaluation,
+                fit_seconds: 0.0,
+                validation_nelbo: None,
+                fans: None,
+            };
+            fits.entry(name).or_default().insert(0, fit);
+        }
+        for transition in [Transition::Ddssm, Transition::Dkf] {
+            for &seed in &cfg.seeds {
+                let key = format!("{}/{}/{seed}", ds.name, transition.name());
+                let fit = match done.get(&key) {
+                    Some(fit) => fit.clone(),
+                    None => {
+                        let sizes = (d, panel.covariate_dim(), panel.static_dim());
+                        let run =
+                            series_run(transition, cfg.steps, seed, sizes, splits.train.len());
+                        let options = TrainOptions {
+                            checkpoint: None,
+                            resume: false,
+                            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                            label: key.clone(),
+                        };
+                        let start = Instant::now();
+                        let fitted = fit_series(panel, &ds.spec(), &run, &options, &args.device)?;
+                        let fit_seconds = start.elapsed().as_secs_f64();
+                        let mut noise = SeededNoise::new(seed).fork("real-data/test");
+                        let evaluation = evaluate_test_windows(
+                            &fitted.model,
+                            panel,
+                            splits,
+                            n,
+                            ds.season,
+                            &mut noise,
+                        )?
+                        .remove("model")
+                        .expect("evaluate_test_windows scores the model");
+                        let first = seed == cfg.seeds[0];
+                        let fans = if first {
+                            let mut noise = SeededNoise::new(seed).fork("real-data/fans");
+                            let draws = window_forecast_draws(
+                                &fitted.model,
+                                panel,
+                                &splits.test,
+                                (ds.context, ds.horizon),
+                                n,
+                                &mut noise,
+                            )?;
+                            Some(fans(&draws, splits.test.len(), ds.horizon, d, n))
+                        } else {
+                            None
+                        };
+                        let validation_nelbo = fitted
+                            .report
+                            .validations
+                            .last()
+                            .and_then(|(_, m)| m.get("negative_elbo").copied());
+                        tracing::info!(
+                            "{key}: CRPS {:.4} in {fit_seconds:.0} s",
+                            evaluation.overall.crps
+                        );
+                        let fit = Fit {
+                            evaluation,
+                            fit_seconds,
+                            validation_nelbo,
+                            fans,
+                        };
+                        done.insert(key.clone(), fit.clone());
+                        write_atomic(
+                            &fits_path,
+                            serde_json::to_string(&(&cfg, &done))?.as_bytes(),
+                        )?;
+                        fit
+                    }
+                };
+                fits.entry(transition.name().into())
+                    .or_default()
+                    .insert(seed, fit);
+            }
+        }
+        if let Some(python) = &args.python {
+            let key = format!("{}/statsmodels", ds.name);
+            let by_seed = match done.get(&key) {
+                Some(_) => cfg
+                    .seeds
+                    .iter()
+                    .map(|&s| Ok((s, done[&format!("{key}/{s}")].clone())))
+                    .collect::<Result<BTreeMap<u64, Fit>>>()?,
+                None => {
+                    let by_seed = statsmodels(python, &cfg, ds, panel, splits, &args.out)?;
+                    for (s, fit) in &by_seed {
+                        done.insert(format!("{key}/{s}"), fit.clone());
+                    }
+                    done.insert(key.clone(), by_seed[&cfg.seeds[0]].clone());
+                    write_atomic(
+                        &fits_path,
+                        serde_json::to_string(&(&cfg, &done))?.as_bytes(),
+                    )?;
+                    by_seed
+                }
+            };
+            fits.insert("statsmodels".into(), by_seed);
+        }
+        all.push(dataset_results(ds, panel, splits, fits));
+    }
+    write_atomic(
+        &args.out.join("results.json"),
+        serde_json::to_string_pretty(&(&cfg, &all))?.as_bytes(),
+    )?;
+    write_report(&cfg, &all, &args.out)
+}
+
+/// The statsmodels reference on the test windows: one fit per window on the series' history
+/// before its origin, `samples` paths per seed, scored like the models.
+fn statsmodels(
+    python: &Path,
+    cfg: &RealDataConfig,
+    ds: &DatasetConfig,
+    panel: &Panel,
+    splits: &Splits,
+    out: &Path,
+) -> Result<BTreeMap<u64, Fit>> {
+    let d = panel.target_dim();
+    let windows: Vec<serde_json::Value> = splits
+        .test
+        .iter()
+        .map(|w| {
+            let s = &panel.series[w.series];
+            let history: Vec<Vec<Option<f64>>> = (0..w.start + ds.context)
+                .map(|t| {
+                    (0..d)
+                        .map(|k| s.observed[t * d + k].then(|| s.targets[t * d + k]))
+                        .collect()
+                })
+                .collect();
+            serde_json::json!({ "history": history })
+        })
+        .collect();
+    let request = serde_json::json!({
+        "statsmodels": ds.statsmodels, "horizon": ds.horizon, "samples": cfg.samples,
+        "seeds": cfg.seeds, "windows": windows,
+    });
+    let (req, resp) = (
+        out.join(format!(".{}-statsmodels-in.json", ds.name)),
+        out.join(format!(".{}-statsmodels-out.json", ds.name)),
+    );
+    write_atomic(&req, serde_json::to_string(&request)?.as_bytes())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/statsmodels_ref.py");
+    tracing::info!(
+        "{}: statsmodels {} on {} test windows",
+        ds.name,
+        ds.statsmodels,
+        windows.len()
+    );
+    let status = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&req)
+        .arg(&resp)
+        .status()
+        .with_context(|| format!("running {} (--python)", python.display()))?;
+    ensure!(
+        status.success(),
+        "{} {} failed ({status}); it needs `pip install statsmodels` (tested with 0.15.0); \
+         --no-statsmodels skips the reference",
+        python.display(),
+        script.display()
+    );
+    #[derive(Deserialize)]
+    struct Response {
+        statsmodels_version: String,
+        fit_seconds: f64,
+        draws: Vec<Vec<Vec<Vec<Vec<f64>>>>>,
+    }
+    let r: Response = serde_json::from_str(&std::fs::read_to_string(&resp)?)?;
+    let _ = std::fs::remove_file(&req);
+    let _ = std::fs::remove_file(&resp);
+    tracing::info!(
+        "statsmodels {} fitted in {:.0} s",
+        r.statsmodels_version,
+        r.fit_seconds
+    );
+    let at = Horizon {
+        context: ds.context,
+        horizon: ds.horizon,
+        season: ds.season,
+    };
+    let mut by_seed = BTreeMap::new();
+    for (i, &seed) in cfg.seeds.iter().enumerate() {
+        let flat: Vec<f64> = r.draws[i]
+            .iter()
+            .flatten()
+            .flatten()
+            .flatten()
+            .copied()
+            .collect();
+        ensure!(
+            flat.len() == splits.test.len() * ds.horizon * d * cfg.samples,
+            "statsmodels returned {} draws, expected {}",
+            flat.len(),
+            splits.test.len() * ds.horizon * d * cfg.samples
+        );
+        let draw = draws_in_rows(&flat, ds.horizon, d, cfg.samples);
+        let evaluation = score_windows(panel, &splits.test, at, &draw);
+        let fans = (i == 0).then(|| fans(&flat, splits.test.len(), ds.horizon, d, cfg.samples));
+        by_seed.insert(
+            seed,
+            Fit {
+                evaluation,
+                fit_seconds: r.fit_seconds,
+                validation_nelbo: None,
+                fans,
+            },
+        );
+    }
+    Ok(by_seed)
+}
+
+/// The data set's results with the observations over the plotted span (one context before the
+/// first test origin to the series' last step).
+fn dataset_results(
+    ds: &DatasetConfig,
+    panel: &Panel,
+    splits: &Splits,
+    fits: BTreeMap<String, BTreeMap<u64, Fit>>,
+) -> DatasetResults {
+    let d = panel.target_dim();
+    let observed = panel
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let first = splits
+                .test
+                .iter()
+                .filter(|w| w.series == i)
+                .map(|w| w.start)
+                .min()
+                .unwrap_or(0);
+            let end = s.observed_len(d);
+            (first..end)
+                .map(|t| {
+                    let values = (0..d)
+                        .map(|k| s.observed[t * d + k].then(|| s.targets[t * d + k]))
+                        .collect();
+                    (t, s.times[t].to_string(), values)
+                })
+                .collect()
+        })
+        .collect();
+    DatasetResults {
+        config: ds.clone(),
+        windows: [
+            splits.train.len(),
+            splits.validation.len(),
+            splits.test.len(),
+        ],
+        observed,
+        test: splits
+            .test
+            .iter()
+            .map(|w| (w.series, w.start + ds.context))
+            .collect(),
+        fits,
+    }
+}
+
+#[cfg(test)]
+mod tests;

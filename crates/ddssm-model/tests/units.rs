@@ -114,3 +114,60 @@ fn the_model_owns_its_units() -> Result<()> {
     }
     Ok(())
 }
+
+/// Missing targets do not leak: entries whose mask is 0 may hold anything (0, 1e6, NaN) and the
+/// ELBO terms, reconstructions and forecasts (history with the same mask) are bit for bit the
+/// same, for both transitions. A model that read a masked entry anywhere (encoder input,
+/// reconstruction term, standardisation) would change or turn NaN.
+#[test]
+fn masked_values_change_nothing() -> Result<()> {
+    for transition in [
+        TransitionConfig::Gaussian(Default::default()),
+        TransitionConfig::Diffusion(Default::default()),
+    ] {
+        let config = common::general_config(transition);
+        let mut model = Model::new(&config, 3, DType::F32, &dev())?;
+        model.set_standardization(Some(Standardization {
+            mean: vec![0.5, -1.0, 2.0],
+            std: vec![2.0, 0.5, 3.0],
+        }))?;
+        let data = common::batch(&config, 3, 6, 11)?;
+        let mask: Vec<f32> = (0..3 * 6 * 3)
+            .map(|i| if i % 4 == 1 { 0.0 } else { 1.0 })
+            .collect();
+        let mask = Tensor::from_vec(mask, (3, 6, 3), &dev())?;
+        let with_masked = |fill: f32| -> Result<Batch> {
+            let fill = Tensor::full(fill, (3, 6, 3), &dev())?;
+            Ok(Batch {
+                x: mask.ne(0f32)?.where_cond(&data.x, &fill)?,
+                mask: Some(mask.clone()),
+                ..data.clone()
+            })
+        };
+        let run = |batch: &Batch| -> Result<Vec<Vec<f32>>> {
+            let terms = model.elbo(batch, &ElboOptions::default(), &mut SeededNoise::new(5))?;
+            let history = batch.rows(0, 3)?;
+            let history = Batch {
+                x: history.x.narrow(1, 0, 4)?,
+                mask: history.mask.map(|m| m.narrow(1, 0, 4)).transpose()?,
+                ..history
+            };
+            let forecast = model.forecast(&history, 2, 4, &mut SeededNoise::new(6))?;
+            let recon = model.reconstruct(batch, 2, &mut SeededNoise::new(7))?;
+            [terms.negative_elbo()?, recon.mean, forecast.samples]
+                .iter()
+                .map(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
+                .collect()
+        };
+        let reference = run(&with_masked(0.0)?)?;
+        assert!(reference.iter().flatten().all(|v| v.is_finite()));
+        for fill in [1e6, f32::NAN] {
+            let other = run(&with_masked(fill)?)?;
+            for (a, b) in reference.iter().zip(&other) {
+                let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "a masked value of {fill} changed the output");
+            }
+        }
+    }
+    Ok(())
+}

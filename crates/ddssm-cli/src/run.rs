@@ -108,6 +108,8 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         model,
         report,
         splits,
+        marginal,
+        validation_nelbo,
     } = fit_series(&panel, &args.spec, &run, &options, &args.device)?;
     let mut extra = BTreeMap::new();
     extra.insert(keys::COLUMNS.into(), serde_json::to_string(&args.columns)?);
@@ -121,6 +123,9 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         "validation_windows": splits.validation.len(),
         "test_windows": splits.test.len(),
         "config": run,
+        "validation_negative_elbo": validation_nelbo,
+        "marginal_gaussian": marginal,
+        "collapse_warning": validation_nelbo.and_then(|v| marginal.collapse_warning(v)),
         "report": report,
     });
     checkpoint::write_atomic(

@@ -85,6 +85,78 @@ pub fn mean_negative_elbo(model: &Model, batch: &Batch, noise: &mut SeededNoise)
     Ok(total / n.max(1) as f64)
 }
 
+/// The per-target marginal Gaussian (the training part's mean and standard deviation, no dynamics)
+/// scored on a set of windows: what a model whose latent path carries nothing (a collapsed
+/// posterior) achieves, so that a model's negative ELBO can be read against it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MarginalBaseline {
+    /// Its negative log-likelihood per window (nats, data units), averaged over the windows.
+    pub nll_per_window: f64,
+    /// Observed target entries per window, averaged over the windows.
+    pub entries_per_window: f64,
+}
+
+/// Below this many nats per observed entry of improvement over the [`MarginalBaseline`], a
+/// model's negative ELBO says it has learned (almost) no dynamics: the validation scores of the
+/// real-data benchmark show such fits forecasting the unconditional distribution
+/// (docs/results/real-data.md).
+pub const COLLAPSE_NATS_PER_ENTRY: f64 = 0.1;
+
+impl MarginalBaseline {
+    /// Scores the Gaussian `N(scaling.mean_k, scaling.std_k²)` on the observed targets of steps
+    /// `start … start + len − 1` of each window.
+    pub fn of(
+        panel: &Panel,
+        windows: &[Window],
+        len: usize,
+        scaling: &ddssm_data::Scaling,
+    ) -> Self {
+        let d = panel.target_dim();
+        let (mut nll, mut entries) = (0.0, 0usize);
+        for w in windows {
+            let s = &panel.series[w.series];
+            for t in w.start..(w.start + len).min(s.len()) {
+                for k in 0..d {
+                    if s.observed[t * d + k] {
+                        let z = (s.targets[t * d + k] - scaling.mean[k]) / scaling.std[k];
+                        nll += 0.5 * (2.0 * std::f64::consts::PI).ln()
+                            + scaling.std[k].ln()
+                            + 0.5 * z * z;
+                        entries += 1;
+                    }
+                }
+            }
+        }
+        let n = windows.len().max(1) as f64;
+        MarginalBaseline {
+            nll_per_window: nll / n,
+            entries_per_window: entries as f64 / n,
+        }
+    }
+
+    /// How many nats per observed entry a model's negative ELBO per window is below this
+    /// baseline's negative log-likelihood (a bound, so the true gain is at least this).
+    pub fn gain_per_entry(&self, negative_elbo_per_window: f64) -> f64 {
+        (self.nll_per_window - negative_elbo_per_window) / self.entries_per_window.max(1.0)
+    }
+
+    /// A warning when `negative_elbo_per_window` improves on the baseline by less than
+    /// [`COLLAPSE_NATS_PER_ENTRY`].
+    pub fn collapse_warning(&self, negative_elbo_per_window: f64) -> Option<String> {
+        let gain = self.gain_per_entry(negative_elbo_per_window);
+        (gain < COLLAPSE_NATS_PER_ENTRY).then(|| {
+            format!(
+                "the validation −ELBO ({negative_elbo_per_window:.2} nats per window) is only \
+                 {gain:.3} nats per observed entry below a per-target Gaussian without dynamics \
+                 ({:.2}): the model has learned (almost) nothing about how the series move and \
+                 will forecast close to their unconditional distribution; train longer \
+                 (--steps) or try another seed",
+                self.nll_per_window
+            )
+        })
+    }
+}
+
 /// A model trained on a panel, with the split it was trained on.
 #[derive(Debug)]
 pub struct FittedSeries {
@@ -94,6 +166,10 @@ pub struct FittedSeries {
     pub report: TrainReport,
     /// The rolling-origin split: training, validation and test windows, the scaling.
     pub splits: Splits,
+    /// The marginal Gaussian on the validation windows, to read the validation −ELBO against.
+    pub marginal: MarginalBaseline,
+    /// The last validation's negative ELBO per window.
+    pub validation_nelbo: Option<f64>,
 }
 
 /// Cuts `panel` by `spec`, trains `run` on the training windows (the model standardises by the
@@ -136,10 +212,20 @@ pub fn fit_series(
         options,
         &mut validate,
     )?;
+    let marginal = MarginalBaseline::of(panel, &splits.validation, len, &splits.scaling);
+    let validation_nelbo = report
+        .validations
+        .last()
+        .and_then(|(_, m)| m.get("negative_elbo").copied());
+    if let Some(warning) = validation_nelbo.and_then(|v| marginal.collapse_warning(v)) {
+        tracing::warn!("{}: {warning}", options.label);
+    }
     Ok(FittedSeries {
         model,
         report,
         splits,
+        marginal,
+        validation_nelbo,
     })
 }
 
@@ -210,4 +296,46 @@ pub fn evaluate_test_windows(
         score_windows(panel, &splits.test, at, &draw),
     );
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ddssm_data::{read_csv, Columns, Scaling};
+
+    #[test]
+    fn the_marginal_baseline_is_the_gaussian_nll_of_the_observed_entries() {
+        let dir = std::env::temp_dir().join(format!("ddssm-marginal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.csv");
+        std::fs::write(&path, "t,a,b\n0,1,\n1,3,4\n2,5,6\n").unwrap();
+        let panel = read_csv(&path, &Columns::new("t", &["a", "b"])).unwrap();
+        let scaling = Scaling {
+            mean: vec![3.0, 5.0],
+            std: vec![2.0, 1.0],
+        };
+        let windows = [
+            Window {
+                series: 0,
+                start: 0,
+            },
+            Window {
+                series: 0,
+                start: 1,
+            },
+        ];
+        let m = MarginalBaseline::of(&panel, &windows, 2, &scaling);
+        // Window 0: a = 1, 3 and b = 4 (b missing at t = 0); window 1: a = 3, 5 and b = 4, 6.
+        let nll = |y: f64, mean: f64, std: f64| {
+            0.5 * (2.0 * std::f64::consts::PI).ln() + std.ln() + 0.5 * ((y - mean) / std).powi(2)
+        };
+        let w0 = nll(1.0, 3.0, 2.0) + nll(3.0, 3.0, 2.0) + nll(4.0, 5.0, 1.0);
+        let w1 = nll(3.0, 3.0, 2.0) + nll(5.0, 3.0, 2.0) + nll(4.0, 5.0, 1.0) + nll(6.0, 5.0, 1.0);
+        assert!((m.nll_per_window - (w0 + w1) / 2.0).abs() < 1e-12);
+        assert_eq!(m.entries_per_window, 3.5);
+        // A bound no better than the marginal is flagged; one nat per entry better is not.
+        assert!(m.collapse_warning(m.nll_per_window).is_some());
+        assert!(m.collapse_warning(m.nll_per_window - 3.5).is_none());
+        assert!((m.gain_per_entry(m.nll_per_window - 3.5) - 1.0).abs() < 1e-12);
+    }
 }

@@ -16,7 +16,8 @@ use ddssm_eval::sorted_quantile;
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::{
-    evaluate_test_windows, fit_series, series_run, window_forecast_draws, Transition,
+    evaluate_test_windows, fit_series, series_run, window_forecast_draws, MarginalBaseline,
+    Transition,
 };
 use ddssm_train::TrainOptions;
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,10 @@ pub struct DatasetResults {
     pub test: Vec<(usize, usize)>,
     /// Forecaster → seed → fit (baselines: one entry, seed 0).
     pub fits: BTreeMap<String, BTreeMap<u64, Fit>>,
+    /// The per-target marginal Gaussian on the validation windows (the models' validation −ELBO
+    /// is read against it).
+    #[serde(default)]
+    pub marginal: Option<MarginalBaseline>,
 }
 
 /// Quantiles at [`FAN_LEVELS`] per test window, step and target.
@@ -289,11 +294,7 @@ pub fn run(args: &Args) -> Result<()> {
                         } else {
                             None
                         };
-                        let validation_nelbo = fitted
-                            .report
-                            .validations
-                            .last()
-                            .and_then(|(_, m)| m.get("negative_elbo").copied());
+                        let validation_nelbo = fitted.validation_nelbo;
                         tracing::info!(
                             "{key}: CRPS {:.4} in {fit_seconds:.0} s",
                             evaluation.overall.crps
@@ -500,6 +501,12 @@ fn dataset_results(
             .map(|w| (w.series, w.start + ds.context))
             .collect(),
         fits,
+        marginal: Some(MarginalBaseline::of(
+            panel,
+            &splits.validation,
+            ds.context + ds.horizon,
+            &splits.scaling,
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::Result;
 use ddssm_eval::forecasting::Scores;
 use ddssm_eval::plot::{fan_chart, Fan, FanPanel};
 use ddssm_eval::MeanSem;
+use ddssm_train::series::COLLAPSE_NATS_PER_ENTRY;
 
 use super::{DatasetResults, Fans, Fit, RealDataConfig};
 
@@ -85,8 +86,8 @@ pub fn report(cfg: &RealDataConfig, all: &[DatasetResults]) -> String {
         for (name, _) in &used {
             md.push_str(&format!(" {name} |"));
         }
-        md.push_str(" fit (s) |\n|---|");
-        md.push_str(&"---|".repeat(used.len() + 1));
+        md.push_str(" fit (s) | −ELBO gain |\n|---|");
+        md.push_str(&"---|".repeat(used.len() + 2));
         md.push('\n');
         for (name, fits) in &r.fits {
             md.push_str(&format!("| {name} |"));
@@ -98,8 +99,21 @@ pub fn report(cfg: &RealDataConfig, all: &[DatasetResults]) -> String {
                 });
             }
             let secs = MeanSem::of(&fits.values().map(|f| f.fit_seconds).collect::<Vec<_>>());
-            md.push_str(&format!(" {:.0} |\n", secs.mean));
+            let gains: Vec<f64> = fits
+                .values()
+                .filter_map(|f| Some(r.marginal?.gain_per_entry(f.validation_nelbo?)))
+                .collect();
+            let gain = match gains.len() {
+                0 => "–".to_string(),
+                1 => format!("{:.3}", gains[0]),
+                _ => {
+                    let m = MeanSem::of(&gains);
+                    format!("{:.3} ± {:.3}", m.mean, m.sem)
+                }
+            };
+            md.push_str(&format!(" {:.0} | {gain} |\n", secs.mean));
         }
+        md.push_str(&collapsed(r));
         md.push_str(&format!(
             "\n![{0} fan charts]({0}-fans.png)\n\nFan charts: each test window's median, 50 % \
              and 90 % bands (first seed), over the observations.\n\n",
@@ -176,4 +190,34 @@ fn fan_charts(r: &DatasetResults, out: &Path) -> Result<()> {
         &format!("{}-fans", r.config.name),
     )?;
     Ok(())
+}
+
+/// The fits whose validation −ELBO is within [`COLLAPSE_NATS_PER_ENTRY`] per entry of the
+/// marginal Gaussian's, as a paragraph (empty when none).
+fn collapsed(r: &DatasetResults) -> String {
+    let Some(marginal) = r.marginal else {
+        return String::new();
+    };
+    let mut text = format!(
+        "\n\"−ELBO gain\": how many nats per observed entry each model's validation −ELBO is \
+         below a per-target Gaussian without dynamics ({:.2} nats per validation window).",
+        marginal.nll_per_window
+    );
+    let flagged: Vec<String> = r
+        .fits
+        .iter()
+        .flat_map(|(name, fits)| fits.iter().map(move |(seed, f)| (name, seed, f)))
+        .filter_map(|(name, seed, f)| {
+            let gain = marginal.gain_per_entry(f.validation_nelbo?);
+            (gain < COLLAPSE_NATS_PER_ENTRY).then(|| format!("{name} seed {seed} ({gain:.3})"))
+        })
+        .collect();
+    if !flagged.is_empty() {
+        text.push_str(&format!(
+            " **Collapsed fits** (gain below {COLLAPSE_NATS_PER_ENTRY}: they learned almost no \
+             dynamics and forecast close to the unconditional distribution): {}.",
+            flagged.join(", ")
+        ));
+    }
+    text + "\n"
 }

@@ -106,6 +106,8 @@ fn a_tiny_benchmark_scores_every_forecaster_reports_and_resumes() -> Result<()> 
         report.contains("| ddssm |") && report.contains(" ± "),
         "{report}"
     );
+    // Each model's −ELBO read against the marginal Gaussian of the validation windows.
+    assert!(report.contains("−ELBO gain") && results[0].marginal.is_some());
     // A second run is refused without --resume or --force; --resume redoes no fit.
     assert!(run(&a).unwrap_err().to_string().contains("--force"));
     let before = std::fs::read(a.out.join("fits.json"))?;

@@ -63,6 +63,10 @@ pub struct DatasetConfig {
     pub season: usize,
     /// The statsmodels model, passed to `xtask/python/statsmodels_ref.py` as it is.
     pub statsmodels: serde_json::Value,
+    /// Seeds per model for this data set where they differ from the global list (a model too
+    /// slow for several fits here), e.g. `seeds = { dkf = [0] }`.
+    #[serde(default)]
+    pub seeds: BTreeMap<String, Vec<u64>>,
 }
 
 impl DatasetConfig {
@@ -195,6 +199,13 @@ fn prepare(args: &Args) -> Result<(RealDataConfig, Vec<(Panel, Splits)>)> {
     for (i, ds) in cfg.dataset.iter().enumerate() {
         let at = || format!("{}: dataset[{i}] ({})", args.config.display(), ds.name);
         ensure!(ds.season >= 1, "{}: season = 0: at least 1", at());
+        for (model, seeds) in &ds.seeds {
+            ensure!(
+                ["ddssm", "dkf"].contains(&model.as_str()) && !seeds.is_empty(),
+                "{}: seeds.{model}: a non-empty list for `ddssm` or `dkf`",
+                at()
+            );
+        }
         let panel = read_csv(&ds.file, &ds.columns).with_context(at)?;
         let splits = rolling_origin(&panel, &ds.spec()).with_context(at)?;
         data.push((panel, splits));
@@ -217,8 +228,15 @@ pub fn run(args: &Args) -> Result<()> {
     if args.resume && fits_path.exists() {
         let (old, fits): (RealDataConfig, BTreeMap<String, Fit>) =
             serde_json::from_str(&std::fs::read_to_string(&fits_path)?)?;
+        // A fit is keyed by data set, model and seed: which seeds run may change.
+        let settings = |c: &RealDataConfig| {
+            let mut c = c.clone();
+            c.seeds.clear();
+            c.dataset.iter_mut().for_each(|d| d.seeds.clear());
+            c
+        };
         ensure!(
-            old == cfg,
+            settings(&old) == settings(&cfg),
             "--resume: {} was written for another config",
             fits_path.display()
         );
@@ -251,7 +269,8 @@ pub fn run(args: &Args) -> Result<()> {
             fits.entry(name).or_default().insert(0, fit);
         }
         for transition in [Transition::Ddssm, Transition::Dkf] {
-            for &seed in &cfg.seeds {
+            let seeds = ds.seeds.get(transition.name()).unwrap_or(&cfg.seeds);
+            for &seed in seeds {
                 let key = format!("{}/{}/{seed}", ds.name, transition.name());
                 let fit = match done.get(&key) {
                     Some(fit) => fit.clone(),
@@ -279,7 +298,7 @@ pub fn run(args: &Args) -> Result<()> {
                         )?
                         .remove("model")
                         .expect("evaluate_test_windows scores the model");
-                        let first = seed == cfg.seeds[0];
+                        let first = seed == seeds[0];
                         let fans = if first {
                             let mut noise = SeededNoise::new(seed).fork("real-data/fans");
                             let draws = window_forecast_draws(

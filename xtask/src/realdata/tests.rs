@@ -20,6 +20,7 @@ horizon = 2
 test_windows = 2
 season = 4
 statsmodels = { model = "varmax", order = 1 }
+seeds = { dkf = [1] }
 "#;
 
 fn folder(name: &str) -> PathBuf {
@@ -95,6 +96,9 @@ fn a_tiny_benchmark_scores_every_forecaster_reports_and_resumes() -> Result<()> 
         ]
     );
     assert_eq!(fits["ddssm"].len(), 2);
+    // The data set's own seeds for the DKF: one fit, seed 1, whose fans are drawn.
+    assert_eq!(fits["dkf"].keys().collect::<Vec<_>>(), [&1]);
+    assert!(fits["dkf"][&1].fans.is_some() && fits["ddssm"][&1].fans.is_none());
     // The stand-in forecasts the last value: its scores are the baseline's, to rounding.
     let (sm, last) = (
         &fits["statsmodels"][&0].evaluation.overall,
@@ -133,6 +137,8 @@ fn bad_configs_are_refused_before_any_work() {
         ("context = 8", "context = 500", "dataset[0] (macro)"),
         ("\"unemp\"", "\"jobs\"", "`jobs`"),
         ("steps = 2", "step = 2", "step"),
+        ("dkf = [1]", "lstm = [1]", "seeds.lstm"),
+        ("dkf = [1]", "dkf = []", "seeds.dkf"),
     ] {
         let a = args(&dir, &TINY.replace(from, to), None);
         let err = match run(&a) {

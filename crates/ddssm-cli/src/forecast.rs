@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use ddssm_data::read_csv;
+use ddssm_eval::forecasting::draws_in_rows;
 use ddssm_eval::sorted_quantile;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::dataset::forecast_batch;
@@ -47,8 +48,18 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
     let (batch, times) = forecast_batch(&panel, spec.context, horizon, &args.device)?;
     let mut noise = SeededNoise::new(args.seed).fork("forecast");
     let paths = model.forecast(&batch, horizon, args.samples, &mut noise)?;
-    let draws = draws_by_row(&paths.samples)?;
     let (n, d) = (args.samples, columns.targets.len());
+    let draws = draws_by_row(&paths.samples)?;
+    let draw = draws_in_rows(&draws, horizon, d, n);
+    // Each series, step and variable's draws, sorted once for the CSV and the plot; row
+    // `(s·H + h)·D + k`.
+    let sorted: Vec<Vec<f64>> = (0..panel.series.len() * horizon * d)
+        .map(|row| {
+            let mut v = draw(row / (horizon * d), row / d % horizon, row % d);
+            v.sort_by(f64::total_cmp);
+            v
+        })
+        .collect();
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut header = vec![
         "series".to_string(),
@@ -61,9 +72,7 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
     for (s, series) in panel.series.iter().enumerate() {
         for (h, time) in times[s].iter().enumerate() {
             for (k, variable) in columns.targets.iter().enumerate() {
-                let at = ((s * horizon + h) * d + k) * n;
-                let mut sorted = draws[at..at + n].to_vec();
-                sorted.sort_by(f64::total_cmp);
+                let sorted = &sorted[(s * horizon + h) * d + k];
                 let mean = sorted.iter().sum::<f64>() / n as f64;
                 let mut row = vec![
                     series.id.clone(),
@@ -74,7 +83,7 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
                 row.extend(
                     args.quantiles
                         .iter()
-                        .map(|&q| sorted_quantile(&sorted, q).to_string()),
+                        .map(|&q| sorted_quantile(sorted, q).to_string()),
                 );
                 writer.write_record(&row)?;
             }
@@ -84,7 +93,7 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
         write_samples(path, &paths.samples, &panel, &columns.targets, &times)?;
     }
     if args.plot {
-        plot(args, &panel, spec.context.max(3 * horizon), &times, &draws)?;
+        plot(args, &panel, spec.context.max(3 * horizon), &times, &sorted)?;
     }
     let bytes = writer.into_inner().context("formatting the forecast CSV")?;
     // Written whole or not at all.
@@ -129,16 +138,17 @@ fn write_samples(
 }
 
 /// A fan chart per series and target beside the CSV: the last `history` observed steps, the
-/// median and the 50 % and 90 % bands of the forecast.
+/// median and the 50 % and 90 % bands of the forecast (`sorted`: the draws of row
+/// `(s·H + h)·D + k`, sorted).
 fn plot(
     args: &ForecastArgs,
     panel: &ddssm_data::Panel,
     history: usize,
     times: &[Vec<String>],
-    draws: &[f64],
+    sorted: &[Vec<f64>],
 ) -> Result<()> {
-    use ddssm_eval::plot::{fan_chart, Fan, FanPanel};
-    let (n, d) = (args.samples, panel.target_dim());
+    use ddssm_eval::plot::{fan_chart, fan_quantiles, Fan, FanPanel};
+    let d = panel.target_dim();
     let horizon = times.first().map_or(0, Vec::len);
     let mut panels = Vec::new();
     for (s, series) in panel.series.iter().enumerate() {
@@ -160,10 +170,7 @@ fn plot(
             let steps = anchor
                 .into_iter()
                 .chain((0..horizon).map(|h| {
-                    let at = ((s * horizon + h) * d + k) * n;
-                    let mut sorted = draws[at..at + n].to_vec();
-                    sorted.sort_by(f64::total_cmp);
-                    let q = [0.05, 0.25, 0.5, 0.75, 0.95].map(|q| sorted_quantile(&sorted, q));
+                    let q = fan_quantiles(&sorted[(s * horizon + h) * d + k]);
                     ((end + h) as f64, q)
                 }))
                 .collect();

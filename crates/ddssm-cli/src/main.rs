@@ -43,6 +43,11 @@ pub enum ModelKind {
     Dkf,
 }
 
+/// The device named by `--device`.
+fn device_option(name: &str) -> Result<candle_core::Device> {
+    ddssm_tensor_ops::parse_device(name).with_context(|| format!("--device {name}"))
+}
+
 /// Comma-separated column names.
 fn columns(list: &str) -> Vec<String> {
     list.split(',')
@@ -209,8 +214,7 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             steps,
             seed,
-            device: ddssm_tensor_ops::parse_device(&device)
-                .with_context(|| format!("--device {device}"))?,
+            device: device_option(&device)?,
             out,
             resume,
             force,
@@ -244,8 +248,7 @@ fn execute(cli: Cli) -> Result<()> {
                 samples,
                 quantiles: levels,
                 seed,
-                device: ddssm_tensor_ops::parse_device(&device)
-                    .with_context(|| format!("--device {device}"))?,
+                device: device_option(&device)?,
                 out,
                 plot,
                 samples_out,
@@ -265,8 +268,7 @@ fn execute(cli: Cli) -> Result<()> {
             samples,
             season,
             seed,
-            device: ddssm_tensor_ops::parse_device(&device)
-                .with_context(|| format!("--device {device}"))?,
+            device: device_option(&device)?,
             out,
         }),
         Command::Info { path } => run::info(&path),

@@ -52,6 +52,14 @@ pub fn write_atomically<E: std::fmt::Display>(
     drawn
 }
 
+/// The quantile levels of a [`Fan`] step: 5, 25, 50, 75 and 95 %.
+pub const FAN_LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
+
+/// The [`FAN_LEVELS`] quantiles of sorted draws (one [`Fan`] step).
+pub fn fan_quantiles(sorted: &[f64]) -> [f64; 5] {
+    FAN_LEVELS.map(|q| crate::sorted_quantile(sorted, q))
+}
+
 /// One forecast of a [`FanPanel`]: per step its x position and quantiles 5, 25, 50, 75, 95 %.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fan {

@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, Panel, Splits, WindowSpec};
 use ddssm_eval::forecasting::{baselines, draws_in_rows, score_windows, Evaluation, Horizon};
-use ddssm_eval::sorted_quantile;
+use ddssm_eval::plot::fan_quantiles;
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::{
@@ -133,14 +133,11 @@ pub struct DatasetResults {
     pub marginal: Option<MarginalBaseline>,
 }
 
-/// Quantiles at [`FAN_LEVELS`] per test window, step and target.
+/// Quantiles at [`ddssm_eval::plot::FAN_LEVELS`] per test window, step and target.
 pub type Fans = Vec<Vec<Vec<[f64; 5]>>>;
 
 /// `(step, time, targets)`: one observed step of a series (`None` where missing).
 pub type ObservedStep = (usize, String, Vec<Option<f64>>);
-
-/// The levels of [`Fit::fans`].
-pub const FAN_LEVELS: [f64; 5] = [0.05, 0.25, 0.5, 0.75, 0.95];
 
 fn fans(draws: &[f64], windows: usize, horizon: usize, d: usize, n: usize) -> Fans {
     let draw = draws_in_rows(draws, horizon, d, n);
@@ -152,7 +149,7 @@ fn fans(draws: &[f64], windows: usize, horizon: usize, d: usize, n: usize) -> Fa
                         .map(|k| {
                             let mut s = draw(w, h, k);
                             s.sort_by(f64::total_cmp);
-                            FAN_LEVELS.map(|q| sorted_quantile(&s, q))
+                            fan_quantiles(&s)
                         })
                         .collect()
                 })
@@ -338,19 +335,19 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
         if let Some(python) = &args.python {
-            let key = format!("{}/statsmodels", ds.name);
-            let by_seed = match done.get(&key) {
-                Some(_) => cfg
-                    .seeds
-                    .iter()
-                    .map(|&s| Ok((s, done[&format!("{key}/{s}")].clone())))
-                    .collect::<Result<BTreeMap<u64, Fit>>>()?,
+            let key = |seed: u64| format!("{}/statsmodels/{seed}", ds.name);
+            let recorded: Option<BTreeMap<u64, Fit>> = cfg
+                .seeds
+                .iter()
+                .map(|&s| Some((s, done.get(&key(s))?.clone())))
+                .collect();
+            let by_seed = match recorded {
+                Some(by_seed) => by_seed,
                 None => {
                     let by_seed = statsmodels(python, &cfg, ds, panel, splits, &args.out)?;
-                    for (s, fit) in &by_seed {
-                        done.insert(format!("{key}/{s}"), fit.clone());
+                    for (&s, fit) in &by_seed {
+                        done.insert(key(s), fit.clone());
                     }
-                    done.insert(key.clone(), by_seed[&cfg.seeds[0]].clone());
                     write_atomic(
                         &fits_path,
                         serde_json::to_string(&(&cfg, &done))?.as_bytes(),

@@ -16,8 +16,7 @@ use ddssm_eval::plot::fan_quantiles;
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::{
-    evaluate_test_windows, fit_series, series_run, window_forecast_draws, MarginalBaseline,
-    Transition,
+    fit_series, series_run, window_forecast_draws, MarginalBaseline, Transition,
 };
 use ddssm_train::TrainOptions;
 use serde::{Deserialize, Serialize};
@@ -70,6 +69,15 @@ pub struct DatasetConfig {
 }
 
 impl DatasetConfig {
+    /// Where the test windows' forecasts start, how far they reach, and the MASE season.
+    fn at(&self) -> Horizon {
+        Horizon {
+            context: self.context,
+            horizon: self.horizon,
+            season: self.season,
+        }
+    }
+
     fn spec(&self) -> WindowSpec {
         WindowSpec {
             context: self.context,
@@ -249,12 +257,7 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut all = Vec::new();
     for (ds, (panel, splits)) in cfg.dataset.iter().zip(&data) {
-        let at = Horizon {
-            context: ds.context,
-            horizon: ds.horizon,
-            season: ds.season,
-        };
-        let (d, n) = (panel.target_dim(), cfg.samples);
+        let at = ds.at();
         let mut fits: BTreeMap<String, BTreeMap<u64, Fit>> = BTreeMap::new();
         for (name, evaluation) in baselines(panel, &splits.test, at) {
             let fit = Fit {
@@ -272,55 +275,15 @@ pub fn run(args: &Args) -> Result<()> {
                 let fit = match done.get(&key) {
                     Some(fit) => fit.clone(),
                     None => {
-                        let sizes = (d, panel.covariate_dim(), panel.static_dim());
-                        let run =
-                            series_run(transition, cfg.steps, seed, sizes, splits.train.len());
-                        let options = TrainOptions {
-                            checkpoint: None,
-                            resume: false,
-                            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-                            label: key.clone(),
-                        };
-                        let start = Instant::now();
-                        let fitted = fit_series(panel, &ds.spec(), &run, &options, &args.device)?;
-                        let fit_seconds = start.elapsed().as_secs_f64();
-                        let mut noise = SeededNoise::new(seed).fork("real-data/test");
-                        let evaluation = evaluate_test_windows(
-                            &fitted.model,
-                            panel,
-                            splits,
-                            n,
-                            ds.season,
-                            &mut noise,
-                        )?
-                        .remove("model")
-                        .expect("evaluate_test_windows scores the model");
                         let first = seed == seeds[0];
-                        let fans = if first {
-                            let mut noise = SeededNoise::new(seed).fork("real-data/fans");
-                            let draws = window_forecast_draws(
-                                &fitted.model,
-                                panel,
-                                &splits.test,
-                                (ds.context, ds.horizon),
-                                n,
-                                &mut noise,
-                            )?;
-                            Some(fans(&draws, splits.test.len(), ds.horizon, d, n))
-                        } else {
-                            None
-                        };
-                        let validation_nelbo = fitted.validation_nelbo;
-                        tracing::info!(
-                            "{key}: CRPS {:.4} in {fit_seconds:.0} s",
-                            evaluation.overall.crps
-                        );
-                        let fit = Fit {
-                            evaluation,
-                            fit_seconds,
-                            validation_nelbo,
-                            fans,
-                        };
+                        let fit = fit_model(
+                            &cfg,
+                            ds,
+                            (panel, splits),
+                            (transition, seed),
+                            first,
+                            &args.device,
+                        )?;
                         done.insert(key.clone(), fit.clone());
                         write_atomic(
                             &fits_path,
@@ -364,6 +327,81 @@ pub fn run(args: &Args) -> Result<()> {
         serde_json::to_string_pretty(&(&cfg, &all))?.as_bytes(),
     )?;
     write_report(&cfg, &all, &args.out)
+}
+
+/// The paper's configs for `transition` sized to `panel` ([`series_run`]), with the config's
+/// `batch_size` when it sets one (capped at the `windows` training windows).
+fn model_run(
+    cfg: &RealDataConfig,
+    transition: Transition,
+    seed: u64,
+    panel: &Panel,
+    windows: usize,
+) -> ddssm_train::ModelRun {
+    let sizes = (
+        panel.target_dim(),
+        panel.covariate_dim(),
+        panel.static_dim(),
+    );
+    let mut run = series_run(transition, cfg.steps, seed, sizes, windows);
+    if let Some(b) = cfg.batch_size {
+        run.train.batch_size = b.min(windows);
+        run.train.micro_batch = run.train.micro_batch.min(run.train.batch_size);
+    }
+    run
+}
+
+/// Fits one model on one data set and seed and scores its test windows; the first seed's draws
+/// also give the fan charts' quantiles.
+fn fit_model(
+    cfg: &RealDataConfig,
+    ds: &DatasetConfig,
+    (panel, splits): (&Panel, &Splits),
+    (transition, seed): (Transition, u64),
+    first: bool,
+    device: &Device,
+) -> Result<Fit> {
+    let key = format!("{}/{}/{seed}", ds.name, transition.name());
+    let (d, n) = (panel.target_dim(), cfg.samples);
+    let run = model_run(cfg, transition, seed, panel, splits.train.len());
+    run.validate(&key)?;
+    let options = TrainOptions {
+        checkpoint: None,
+        resume: false,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        label: key.clone(),
+    };
+    let start = Instant::now();
+    let fitted = fit_series(panel, &ds.spec(), &run, &options, device)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+    // One set of test draws serves the scores and, for the first seed, the fans.
+    let mut noise = SeededNoise::new(seed).fork("real-data/test");
+    let draws = window_forecast_draws(
+        &fitted.model,
+        panel,
+        &splits.test,
+        (ds.context, ds.horizon),
+        n,
+        &mut noise,
+    )?;
+    let at = ds.at();
+    let evaluation = score_windows(
+        panel,
+        &splits.test,
+        at,
+        &draws_in_rows(&draws, ds.horizon, d, n),
+    );
+    let fans = first.then(|| fans(&draws, splits.test.len(), ds.horizon, d, n));
+    tracing::info!(
+        "{key}: CRPS {:.4} in {fit_seconds:.0} s",
+        evaluation.overall.crps
+    );
+    Ok(Fit {
+        evaluation,
+        fit_seconds,
+        validation_nelbo: fitted.validation_nelbo,
+        fans,
+    })
 }
 
 /// The statsmodels reference on the test windows: one fit per window on the series' history
@@ -435,11 +473,7 @@ fn statsmodels(
         r.statsmodels_version,
         r.fit_seconds
     );
-    let at = Horizon {
-        context: ds.context,
-        horizon: ds.horizon,
-        season: ds.season,
-    };
+    let at = ds.at();
     let mut by_seed = BTreeMap::new();
     for (i, &seed) in cfg.seeds.iter().enumerate() {
         let flat: Vec<f64> = r.draws[i]

@@ -149,3 +149,19 @@ fn bad_configs_are_refused_before_any_work() {
         assert!(!a.out.exists(), "{needle}: the results folder was created");
     }
 }
+
+#[test]
+fn the_config_batch_size_replaces_table_3s() -> Result<()> {
+    let dir = folder("batch");
+    let a = args(&dir, TINY, None);
+    let (mut cfg, data) = prepare(&a)?;
+    let (panel, splits) = &data[0];
+    let windows = splits.train.len();
+    let run = |cfg: &RealDataConfig, t| model_run(cfg, t, 0, panel, windows).train.batch_size;
+    assert_eq!(run(&cfg, Transition::Ddssm), 16);
+    assert_eq!(run(&cfg, Transition::Dkf), 16);
+    cfg.batch_size = None;
+    assert_eq!(run(&cfg, Transition::Ddssm), 128.min(windows));
+    assert_eq!(run(&cfg, Transition::Dkf), 512.min(windows));
+    Ok(())
+}

@@ -31,6 +31,8 @@ pub struct Args {
     pub force: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// Train and score the DDSSM only (no DKF).
+    pub ddssm_only: bool,
 }
 
 /// The short hash of the checked-out commit (`unknown` outside a git checkout).
@@ -87,6 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
             quick: args.quick,
             device: args.device.clone(),
             git_commit: git_commit(),
+            ddssm_only: args.ddssm_only,
         },
     )?;
     let figures = crate::figures::write_all(&results, &args.out)?;
@@ -217,6 +220,7 @@ mod tests {
             resume: true,
             force: false,
             progress: false,
+            ddssm_only: false,
         };
         run(&args)?;
         let first: Results =
@@ -249,6 +253,39 @@ mod tests {
         )?)?;
         let rows = tradeoff["samplers"].as_array().map_or(0, Vec::len);
         assert!(rows >= 5, "{rows} samplers compared");
+        // So does the diagnosis: widths for both models (a schedule for the DDSSM only) and the
+        // likelihood split, with IWAE-k for k = 1 and 4 (16 does not divide 4 draws).
+        crate::diagnose::run(&crate::diagnose::Args {
+            run: args.out.clone(),
+            sequences: 4,
+            draws: 8,
+            iwae_sequences: 2,
+            iwae_draws: 4,
+            device: Device::Cpu,
+        })?;
+        let diagnosis: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(args.out.join("diagnosis.json"))?)?;
+        for name in ["ddssm", "dkf"] {
+            let d = &diagnosis["models"][name];
+            for field in [
+                "predictive",
+                "exact_predictive",
+                "encoder",
+                "transition",
+                "emission",
+            ] {
+                assert!(
+                    d[field].as_f64().is_some_and(f64::is_finite),
+                    "{name}.{field}"
+                );
+            }
+            let ks = diagnosis["likelihood"][name]["negative_iwae"]
+                .as_array()
+                .map(|v| v.iter().map(|p| p[0].as_u64()).collect::<Vec<_>>());
+            assert_eq!(ks, Some(vec![Some(1), Some(4)]), "{name}");
+        }
+        assert!(diagnosis["models"]["ddssm"]["schedule"].is_object());
+        assert!(diagnosis["models"]["dkf"]["schedule"].is_null());
         assert_eq!(first.examples[0].models.len(), 2);
         let total: f64 = first.exact_mean_histogram.iter().sum();
         assert!(
@@ -269,6 +306,26 @@ mod tests {
                 second.models[name].per_sequence_jsd_exact
             );
         }
+
+        // --ddssm-only: the same DDSSM (its draws do not depend on the DKF's), no DKF anywhere,
+        // and the report and figures still drawn.
+        let alone = Args {
+            out: out.join("alone"),
+            resume: false,
+            force: true,
+            ddssm_only: true,
+            ..args.clone()
+        };
+        run(&alone)?;
+        let third: Results =
+            serde_json::from_str(&std::fs::read_to_string(alone.out.join("results.json"))?)?;
+        assert!(!third.models.contains_key("dkf") && !third.training.contains_key("dkf"));
+        assert!(!alone.out.join("dkf.safetensors").exists());
+        assert_eq!(
+            first.models["ddssm"].per_sequence_jsd_exact,
+            third.models["ddssm"].per_sequence_jsd_exact
+        );
+        assert!(alone.out.join("fig2.png").exists());
         Ok(())
     }
 }

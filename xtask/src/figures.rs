@@ -239,7 +239,7 @@ fn fig2<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resul
     let models: Vec<(&str, &str, RGBColor)> = MODELS
         .iter()
         .copied()
-        .filter(|(key, _, _)| *key != "locf")
+        .filter(|(key, _, _)| *key != "locf" && r.models.contains_key(*key))
         .collect();
     let rows = r.examples.len().max(1);
     let panels = area.split_evenly((rows, models.len()));

@@ -11,6 +11,7 @@
 
 mod bench;
 mod bimodal;
+mod diagnose;
 mod figures;
 mod realdata;
 mod tradeoff;
@@ -84,6 +85,10 @@ enum Command {
         /// and --steps), validated, as TOML and exit.
         #[arg(long)]
         print_config: bool,
+        /// Train and score the DDSSM alone (with LOCF and the exact references): for seeds and
+        /// ablations of the DDSSM; the DKF needs only its one run at the paper's settings.
+        #[arg(long)]
+        ddssm_only: bool,
     },
     /// Hyperparameter search with TPE (App. F.1.1).
     Tune {
@@ -133,6 +138,29 @@ enum Command {
         /// One-step draws per sequence.
         #[arg(long, default_value_t = 256)]
         samples: usize,
+        /// Device: "cpu", "cuda:N" or "metal".
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Where a trained model's one-step predictive gets its width (encoder, transition, emission;
+    /// the diffusion schedule's smallest levels) beside the exact values, on a finished
+    /// bimodal-experiment folder; writes diagnosis.{json,md} into that folder.
+    Diagnose {
+        /// The experiment folder (config.toml and its checkpoints).
+        #[arg(long, default_value = "results/bimodal")]
+        run: PathBuf,
+        /// Test sequences used.
+        #[arg(long, default_value_t = 256)]
+        sequences: usize,
+        /// Draws of each part per sequence.
+        #[arg(long, default_value_t = 256)]
+        draws: usize,
+        /// Test sequences of the likelihood split (−ELBO, IWAE, exact); 0 skips it.
+        #[arg(long, default_value_t = 64)]
+        iwae_sequences: usize,
+        /// Importance weights per sequence (IWAE-k for k = 1, 16 and this).
+        #[arg(long, default_value_t = 256)]
+        iwae_draws: usize,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -245,6 +273,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BimodalExperiment { device, .. }
         | Command::Tune { device, .. }
         | Command::SamplerTradeoff { device, .. }
+        | Command::Diagnose { device, .. }
         | Command::Bench { device, .. }
         | Command::RealData { device, .. } => device,
     };
@@ -260,6 +289,7 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             force,
             print_config,
+            ddssm_only,
             ..
         } => {
             let args = bimodal::Args {
@@ -272,6 +302,7 @@ fn run(cli: Cli) -> Result<()> {
                 resume,
                 force,
                 progress: std::io::stderr().is_terminal(),
+                ddssm_only,
             };
             if print_config {
                 print!("{}", toml::to_string(&bimodal::resolve_config(&args)?)?);
@@ -345,6 +376,21 @@ fn run(cli: Cli) -> Result<()> {
             run,
             sequences,
             samples,
+            device,
+        }),
+        Command::Diagnose {
+            run,
+            sequences,
+            draws,
+            iwae_sequences,
+            iwae_draws,
+            ..
+        } => diagnose::run(&diagnose::Args {
+            run,
+            sequences,
+            draws,
+            iwae_sequences,
+            iwae_draws,
             device,
         }),
         Command::RealData {

@@ -143,6 +143,25 @@ impl LatentShape {
     }
 }
 
+/// The mean `μ_ψ(z^k, k, c)` of the reverse kernel `p_ψ(z^{k−1} | z^k, c)` (Eq. 31,
+/// `μ = (z^k − β_k/√(1 − ᾱ_k) ε_ψ)/√α_k`, with `ε_ψ = (ẑ − D_ψ(ẑ, σ_k, c))/σ_k` at
+/// `ẑ = z^k/√ᾱ_k`), detached. `k` is 1-based.
+pub(crate) fn reverse_mean<N: Denoiser + ?Sized>(
+    precond: &EdmPreconditioning<'_, N>,
+    schedule: &NoiseSchedule,
+    z: &Tensor,
+    k: usize,
+    cond: &N::Cond,
+) -> Result<Tensor> {
+    let i = k - 1;
+    let sigma = schedule.sigma[i];
+    let z_hat = (z / schedule.alpha_bar[i].sqrt())?;
+    let d = precond.denoise(&z_hat, sigma, cond)?.detach();
+    let eps = ((z_hat - d)? / sigma)?;
+    let coef = schedule.beta[i] / (1.0 - schedule.alpha_bar[i]).sqrt();
+    Ok(((z - (eps * coef)?)? / schedule.alpha[i].sqrt())?)
+}
+
 /// Draws `out.n` samples of dimension `out.m` from `p_ψ(z⁰ | cond)` (`cond` has batch `out.n`).
 pub fn sample<N: Denoiser + ?Sized>(
     net: &N,
@@ -160,14 +179,7 @@ pub fn sample<N: Denoiser + ?Sized>(
             let mut z = z_k;
             for k in (1..=schedule.num_steps()).rev() {
                 let i = k - 1;
-                let sigma = schedule.sigma[i];
-                let sqrt_ab = schedule.alpha_bar[i].sqrt();
-                let z_hat = (&z / sqrt_ab)?;
-                let d = precond.denoise(&z_hat, sigma, cond)?.detach();
-                let eps = ((z_hat - d)? / sigma)?;
-                // Eq. (31): μ = (z − β_k/√(1 − ᾱ_k) ε_ψ)/√α_k.
-                let coef = schedule.beta[i] / (1.0 - schedule.alpha_bar[i]).sqrt();
-                let mean = ((&z - (eps * coef)?)? / schedule.alpha[i].sqrt())?;
+                let mean = reverse_mean(&precond, schedule, &z, k, cond)?;
                 z = if k > 1 {
                     let var = match variance {
                         ReverseVariance::Beta => schedule.beta[i],

@@ -12,12 +12,16 @@
 //! - [`forecasting`]: a panel's forecast windows scored per step and overall (CRPS, CRPS-sum,
 //!   energy score, MAE, RMSE, MASE, coverage), with the last-value and seasonal-naive baselines;
 //! - [`plot`] (feature `plot`, default): fan charts as PNG and SVG with a bundled font;
-//! - scoring a model on a set of sequences ([`score_one_step`], [`negative_elbo_per_sequence`])
+//! - [`diagnosis`]: where a model's one-step predictive gets its width (encoder, transition,
+//!   emission) beside the exact values;
+//! - scoring a model on a set of sequences ([`score_one_step`], [`negative_elbo_per_sequence`],
+//!   the importance-weighted bound [`iwae_per_sequence`])
 //!   and the LOCF baseline ([`locf_samples`]).
 //!
 //! Series are plain [`Series`] values (`[N, T, D]`, row-major f64) that convert to candle tensors.
 
 mod bimodal;
+pub mod diagnosis;
 mod forecast_metrics;
 pub mod forecasting;
 mod linear_gaussian;
@@ -39,7 +43,8 @@ pub use onestep::{
 };
 pub use predictive::{ExactPredictive, PRUNE};
 pub use scoring::{
-    locf_samples, negative_elbo_per_sequence, score_one_step, ModelScores, OUT_OF_RANGE_WARNING,
+    iwae_per_sequence, locf_samples, log_mean_exp, negative_elbo_per_sequence, score_one_step,
+    ModelScores, OUT_OF_RANGE_WARNING,
 };
 pub use series::Series;
 

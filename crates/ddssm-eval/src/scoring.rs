@@ -134,6 +134,61 @@ pub fn negative_elbo_per_sequence(
     })
 }
 
+/// `log((1/n) Σ exp(v_i))`, computed stably.
+pub fn log_mean_exp(v: &[f64]) -> f64 {
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + (v.iter().map(|x| (x - max).exp()).sum::<f64>() / v.len() as f64).ln()
+}
+
+/// Importance-weighted bounds (IWAE) on `log p(x)` of each sequence of `x` (`[N, T, D]`, the
+/// data's units), nats: for each `k` of `ks`, the mean over the `draws / k` disjoint groups of
+/// `log (1/k) Σ_{i ∈ group} w_i` of `draws` weights per sequence ([`Model::log_weights`]).
+/// `k = 1` is a sampled ELBO; the bound rises toward `log p(x)` with `k`. `draws` must be a
+/// multiple of every `k`. Chunks of `chunk` sequences run on the worker threads, each with its own
+/// noise stream. Returns one `[N]` vector per `k`.
+pub fn iwae_per_sequence(
+    model: &Model,
+    x: &Tensor,
+    ks: &[usize],
+    draws: usize,
+    chunk: usize,
+    noise: &mut SeededNoise,
+) -> Result<Vec<Vec<f64>>> {
+    if let Some(bad) = ks.iter().find(|&&k| k == 0 || !draws.is_multiple_of(k)) {
+        return Err(crate::Error::InvalidConfig {
+            field: "k",
+            value: bad.to_string(),
+            allowed: format!("a divisor ≥ 1 of draws = {draws}"),
+        });
+    }
+    let n = x.dim(0)?;
+    // Per sequence, its `draws` weights.
+    let weights: Vec<Vec<f64>> =
+        ddssm_tensor_ops::map_chunks(n, chunk.max(1), noise, |start, len, chunk_noise| {
+            let w = model
+                .log_weights(&Batch::new(x.narrow(0, start, len)?), draws, chunk_noise)?
+                .to_dtype(DType::F64)?
+                .t()?
+                .to_vec2::<f64>()?;
+            Ok::<_, crate::Error>(w)
+        })?;
+    Ok(ks
+        .iter()
+        .map(|&k| {
+            weights
+                .iter()
+                .map(|w| {
+                    let groups = w.chunks(k).map(log_mean_exp);
+                    groups.sum::<f64>() / (draws / k) as f64
+                })
+                .collect()
+        })
+        .collect())
+}
+
 /// The last-observation-carried-forward baseline's one-step "samples": `n` copies of `x_{T−1}`
 /// for each sequence of `x` (`[N, T]`), a point mass.
 pub fn locf_samples(x: &Series, n: usize) -> Vec<Vec<f64>> {

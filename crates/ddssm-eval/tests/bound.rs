@@ -15,11 +15,18 @@
 //! bound moves toward the exact value and the check is not passed by an untrained model. The
 //! printed line gives where the trained bounds end (about 2 nats above the exact value per
 //! sequence of T = 8 after 100 steps).
+//!
+//! Then the importance-weighted bound (IWAE) of the same trained model, from 64 weights per
+//! sequence: IWAE-1 is a sampled ELBO, so its mean must equal the closed-form ELBO's within 4
+//! standard errors of the paired difference; IWAE-k must rise with k (IWAE-64 above IWAE-1 by more
+//! than 4 paired standard errors, IWAE-64 not below IWAE-8 by more than 4) and never cross the
+//! exact log-likelihood beyond 4 standard errors of the gap (Gibbs' inequality: the mean over
+//! data of any model's log-likelihood is at most the true model's).
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use ddssm_eval::LinearGaussianSsm;
+use ddssm_eval::{iwae_per_sequence, LinearGaussianSsm};
 use ddssm_model::{Batch, ElboOptions, Model, ModelConfig};
 use ddssm_tensor_ops::SeededNoise;
 
@@ -128,6 +135,40 @@ fn check_bound(config: &ModelConfig, steps: usize, lr: f64) -> Result<()> {
     assert!(
         gain > 4.0 * gain_se,
         "training did not lower the bound: gain {gain} ± {gain_se}"
+    );
+
+    let ks = [1, 8, 64];
+    let iwae = iwae_per_sequence(&model, &test_x, &ks, 64, 32, &mut SeededNoise::new(6))?;
+    let paired = |a: &[f64], b: &[f64]| {
+        let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        let (m, sd) = mean_sd(&d);
+        (m, sd / (d.len() as f64).sqrt())
+    };
+    let elbo: Vec<f64> = bound.iter().map(|b| -b).collect();
+    let (d1, se1) = paired(&iwae[0], &elbo);
+    let (rise, rise_se) = paired(&iwae[2], &iwae[0]);
+    let (late, late_se) = paired(&iwae[2], &iwae[1]);
+    let log_p: Vec<f64> = nll.iter().map(|n| -n).collect();
+    let (over, over_se) = paired(&iwae[2], &log_p);
+    println!(
+        "{}: IWAE-k − log p(x) for k = {ks:?}: {:.3}, {:.3}, {over:.3} ± {over_se:.3}; IWAE-1 − \
+         ELBO {d1:.3} ± {se1:.3}",
+        config.transition.kind(),
+        paired(&iwae[0], &log_p).0,
+        paired(&iwae[1], &log_p).0,
+    );
+    assert!(d1.abs() < 4.0 * se1, "IWAE-1 {d1} ± {se1} off the ELBO");
+    assert!(
+        rise > 4.0 * rise_se,
+        "IWAE-64 − IWAE-1 = {rise} ± {rise_se}"
+    );
+    assert!(
+        late > -4.0 * late_se,
+        "IWAE-64 − IWAE-8 = {late} ± {late_se}"
+    );
+    assert!(
+        over < 4.0 * over_se,
+        "IWAE-64 − log p(x) = {over} ± {over_se}"
     );
     Ok(())
 }

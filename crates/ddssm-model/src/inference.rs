@@ -30,6 +30,28 @@ pub struct Forecast {
     pub samples: Tensor,
 }
 
+/// The one-step predictive of `B` sequences taken apart into its three sources of width: the
+/// encoder's spread of the last latent, the transition's spread from one fixed latent history, and
+/// the emission's noise. All `[n, B, …]`; observations in the data's units.
+#[derive(Debug, Clone)]
+pub struct OneStepParts {
+    /// `[n, B, M]`: encoder draws of the last observed latent `z_{t₀} ~ q_φ(· | x_{1:t₀})`.
+    pub z_last: Tensor,
+    /// `[n, B, D]`: the emission means `μ_θ` at `t₀` of those draws (their spread is the
+    /// encoder's, seen in the data's units).
+    pub mean_last: Tensor,
+    /// `[n, B, M]`: `z_{t₀+1} ~ p_ψ(· | z_{t₀−j+1:t₀})` with the history held at the first
+    /// encoder draw: the transition's own spread.
+    pub z_next_fixed: Tensor,
+    /// `[n, B, D]`: the emission means of `z_next_fixed`.
+    pub mean_next_fixed: Tensor,
+    /// `[n, B, D]`: the emission standard deviations at `z_next_fixed`.
+    pub std_next_fixed: Tensor,
+    /// `[n, B, D]`: the full predictive, one transition draw from each encoder draw, then the
+    /// emission (what [`Model::one_step_predictive`] draws).
+    pub samples: Tensor,
+}
+
 fn split(t: &Tensor, n: usize, b: usize) -> Result<Tensor> {
     let mut dims = t.dims().to_vec();
     dims[0] = b;
@@ -111,7 +133,6 @@ impl Model {
             batch.statics.as_ref(),
         )?;
         let traj = self.encoder().sample_no_grad(&inputs, n, noise)?;
-        let rows = n * b;
         let covariates = batch
             .covariates_upto(total)?
             .map(|u| repeat_rows(&u, n))
@@ -121,10 +142,39 @@ impl Model {
             .as_ref()
             .map(|s| repeat_rows(s, n))
             .transpose()?;
+        let (z, future) = self.roll_forward(
+            &traj.z.detach(),
+            covariates.as_ref(),
+            statics.as_ref(),
+            horizon,
+            noise,
+        )?;
+        let samples = self.to_data_units(&future.sample(noise)?)?;
+        Ok(Forecast {
+            z: split(&z, n, b)?,
+            mean: split(&self.to_data_units(future.mean())?, n, b)?,
+            samples: split(&samples, n, b)?,
+        })
+    }
 
-        let (dtype, device) = (x.dtype(), x.device());
+    /// Rolls the latent paths `z` (`[N, t₀, M]`, `t₀ ≥ j`) forward `horizon` steps with the
+    /// transition, `z_t ~ p_ψ(z_t | z_{t−j:t−1})`, and returns the new steps (`[N, horizon, M]`)
+    /// with their emissions `p_θ(x_t | z_{t−j+1:t})` in the model's units. `covariates` (`[N, ≥
+    /// t₀ + horizon, V]`) and `statics` (`[N, P]`) are given per path.
+    fn roll_forward(
+        &self,
+        z: &Tensor,
+        covariates: Option<&Tensor>,
+        statics: Option<&Tensor>,
+        horizon: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<(Tensor, ddssm_tensor_ops::DiagGaussian)> {
+        let (rows, t0, _) = z.dims3()?;
+        let j = self.config().order;
+        let total = t0 + horizon;
+        let (dtype, device) = (z.dtype(), z.device());
         let mut path: Vec<Tensor> = (0..t0)
-            .map(|t| traj.z.narrow(1, t, 1)?.squeeze(1)?.detach().contiguous())
+            .map(|t| z.narrow(1, t, 1)?.squeeze(1)?.contiguous())
             .collect::<candle_core::Result<_>>()?;
         for t in t0..total {
             // Step t (0-based) = time t + 1; its history is times t + 1 − j … t.
@@ -134,10 +184,7 @@ impl Model {
                 .to_dtype(dtype)?
                 .broadcast_as((rows, j + 1))?
                 .contiguous()?;
-            let covariates = covariates
-                .as_ref()
-                .map(|u| u.narrow(1, t - j, j + 1))
-                .transpose()?;
+            let covariates = covariates.map(|u| u.narrow(1, t - j, j + 1)).transpose()?;
             let input = TransitionInput {
                 history,
                 times,
@@ -146,27 +193,95 @@ impl Model {
             path.push(self.transition().sample(&input, noise)?.detach());
         }
         let z = Tensor::stack(&path, 1)?;
-        // Only the forecast steps' emissions are needed: decode the stretch that covers their
+        // Only the new steps' emissions are needed: decode the stretch that covers their
         // windows, steps t₀ − j + 2 … t₀ + horizon (1-based), not the whole path.
         let start = t0 + 1 - j;
         let stretch = j - 1 + horizon;
         let emission = self.decoder().forward_from(
             &z.narrow(1, start, stretch)?,
             covariates
-                .as_ref()
                 .map(|u| u.narrow(1, start, stretch))
                 .transpose()?
                 .as_ref(),
-            statics.as_ref(),
+            statics,
             start,
         )?;
         let mean = emission.mean().narrow(1, j - 1, horizon)?.detach();
         let logvar = emission.logvar().narrow(1, j - 1, horizon)?.detach();
-        let future = ddssm_tensor_ops::DiagGaussian::new(mean, logvar)?;
-        let samples = self.to_data_units(&future.sample(noise)?)?;
-        Ok(Forecast {
-            z: split(&z.narrow(1, t0, horizon)?, n, b)?,
-            mean: split(&self.to_data_units(future.mean())?, n, b)?,
+        Ok((
+            z.narrow(1, t0, horizon)?,
+            ddssm_tensor_ops::DiagGaussian::new(mean, logvar)?,
+        ))
+    }
+
+    /// [`OneStepParts`] of the one-step predictive `p(x_{t₀+1} | x_{1:t₀})` of each sequence of
+    /// `batch`, `n` draws of each part: where the predictive's width comes from.
+    pub fn one_step_parts(
+        &self,
+        batch: &Batch,
+        n: usize,
+        noise: &mut SeededNoise,
+    ) -> Result<OneStepParts> {
+        let x = self.to_model_units(&batch.checked(self.config())?)?;
+        let (b, t0, _) = x.dims3()?;
+        let j = self.config().order;
+        check_shape(
+            t0 >= j,
+            "history x",
+            format!("at least j = {j} observed steps"),
+            x.dims(),
+        )?;
+        let total = t0 + 1;
+        let inputs = self.encoder().prepare(
+            &x,
+            batch.mask.as_ref(),
+            batch.covariates_upto(t0)?.as_ref(),
+            batch.statics.as_ref(),
+        )?;
+        let z = self.encoder().sample_no_grad(&inputs, n, noise)?.z.detach();
+        let per_path = |rows: usize| -> Result<(Option<Tensor>, Option<Tensor>)> {
+            Ok((
+                batch
+                    .covariates_upto(total)?
+                    .map(|u| repeat_rows(&u, rows))
+                    .transpose()?,
+                batch
+                    .statics
+                    .as_ref()
+                    .map(|s| repeat_rows(s, rows))
+                    .transpose()?,
+            ))
+        };
+        let (covariates, statics) = per_path(n)?;
+        // The emission at t₀ of every encoder draw (window z_{t₀−j+1:t₀}).
+        let last = self.decoder().forward_from(
+            &z.narrow(1, t0 - j, j)?,
+            covariates
+                .as_ref()
+                .map(|u| u.narrow(1, t0 - j, j))
+                .transpose()?
+                .as_ref(),
+            statics.as_ref(),
+            t0 - j,
+        )?;
+        let mean_last = self.to_data_units(&last.mean().narrow(1, j - 1, 1)?.squeeze(1)?)?;
+        let (_, emission) =
+            self.roll_forward(&z, covariates.as_ref(), statics.as_ref(), 1, noise)?;
+        let samples = self.to_data_units(&emission.sample(noise)?.squeeze(1)?)?;
+        // The first draw's history (rows 0 … B − 1), repeated n times.
+        let fixed = repeat_rows(&z.narrow(0, 0, b)?, n)?;
+        let (z_fixed, emission_fixed) =
+            self.roll_forward(&fixed, covariates.as_ref(), statics.as_ref(), 1, noise)?;
+        let mean = emission_fixed.mean().squeeze(1)?;
+        let std = (emission_fixed.logvar().squeeze(1)? * 0.5)?.exp()?;
+        let mean_data = self.to_data_units(&mean)?;
+        let std_data = (self.to_data_units(&(&mean + std)?)? - &mean_data)?;
+        Ok(OneStepParts {
+            z_last: split(&z.narrow(1, t0 - 1, 1)?.squeeze(1)?, n, b)?,
+            mean_last: split(&mean_last, n, b)?,
+            z_next_fixed: split(&z_fixed.squeeze(1)?, n, b)?,
+            mean_next_fixed: split(&mean_data, n, b)?,
+            std_next_fixed: split(&std_data, n, b)?,
             samples: split(&samples, n, b)?,
         })
     }

@@ -13,6 +13,8 @@
 //! - [`ElboTerms`]: every term of Eq. 46 per sequence, the λ-weighted objective `D + λR`
 //!   (App. I.2) and the negative ELBO, a bound in nats;
 //! - inference: reconstruction, forecasting, the one-step predictive of Sec. 4;
+//! - [`Model::log_weights`]: importance weights of whole trajectories, for the importance-weighted
+//!   bound on `log p(x)` beyond the ELBO;
 //! - [`checkpoint`]: safetensors files whose metadata holds the config, so a file alone rebuilds
 //!   the model.
 //!
@@ -25,6 +27,7 @@ mod decoder;
 mod elbo;
 mod encoder;
 mod inference;
+mod iwae;
 mod model;
 mod standardize;
 mod transition;
@@ -37,7 +40,7 @@ pub use config::{
 pub use decoder::Decoder;
 pub use elbo::{ElboOptions, ElboSummary, ElboTerms};
 pub use encoder::{Encoder, EncoderInputs, Trajectories};
-pub use inference::{Forecast, Reconstruction};
+pub use inference::{Forecast, OneStepParts, Reconstruction};
 pub use model::{Batch, Model, ParameterGroups};
 pub use standardize::Standardization;
 pub use transition::{

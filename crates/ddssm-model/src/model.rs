@@ -408,7 +408,7 @@ impl Model {
 
     /// `Σ_{t,d observed} log s_d` per sequence (`[B]`): what `−log p(x̃)` of the standardised
     /// `x̃` lacks to be `−log p(x)`. `None` without a standardisation.
-    fn jacobian(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+    pub(crate) fn jacobian(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
         let Some(s) = &self.standardization else {
             return Ok(None);
         };

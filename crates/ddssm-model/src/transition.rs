@@ -13,8 +13,8 @@
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 use ddssm_diffusion::{
-    diffusion_loss, sample, Conditioning, Denoiser, DiffusionLossConfig, LatentShape,
-    NoiseSchedule, Sampler,
+    diffusion_loss, path_log_weight, sample, Conditioning, Denoiser, DiffusionLossConfig,
+    LatentShape, NoiseSchedule, Sampler,
 };
 use ddssm_nets::{ContextProducer, CsdiDenoiser, Dense, GaussianHead, SideInfo, TemporalSide};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
@@ -66,6 +66,23 @@ pub trait Transition: std::fmt::Debug + Send + Sync {
 
     /// One draw `z_t ~ p_ψ(z_t | input)` per row: `[N, M]`, without gradient.
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor>;
+
+    /// A log importance weight of `p_ψ(z_t | input)` for each row of `target` (`[N, M]`): `[N]`,
+    /// detached, with `E[exp(·)] = p_ψ(z_t | input)`, so that an importance-weighted bound built on
+    /// it stays a bound. The Gaussian transition's is its exact log-density; the diffusion
+    /// transition's is one diffusion path's weight ([`ddssm_diffusion::path_log_weight`]), whose
+    /// mean is minus Eq. (33)'s bound.
+    fn log_weight(
+        &self,
+        input: &TransitionInput,
+        target: &Tensor,
+        noise: &mut SeededNoise,
+    ) -> Result<Tensor>;
+
+    /// The noise schedule of a diffusion transition (`None` for a Gaussian one).
+    fn schedule(&self) -> Option<&NoiseSchedule> {
+        None
+    }
 
     /// Switches the sampler `sample` uses (the diffusion transition only; the parameters are
     /// untouched). The default refuses: a Gaussian transition has no sampler to choose.
@@ -207,6 +224,15 @@ impl Transition for GaussianTransition {
 
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor> {
         Ok(self.distribution(input)?.sample(noise)?.detach())
+    }
+
+    fn log_weight(
+        &self,
+        input: &TransitionInput,
+        target: &Tensor,
+        _noise: &mut SeededNoise,
+    ) -> Result<Tensor> {
+        Ok(self.distribution(input)?.log_prob(target)?.detach())
     }
 }
 
@@ -364,6 +390,26 @@ impl Transition for DiffusionTransition {
 
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor> {
         self.sample_using(input, &self.sampler, noise)
+    }
+
+    fn schedule(&self) -> Option<&NoiseSchedule> {
+        Some(&self.schedule)
+    }
+
+    fn log_weight(
+        &self,
+        input: &TransitionInput,
+        target: &Tensor,
+        noise: &mut SeededNoise,
+    ) -> Result<Tensor> {
+        let (_, cond) = self.cond(input)?;
+        Ok(path_log_weight(
+            &ConditionedDenoiser(&self.net),
+            &self.schedule,
+            target,
+            &cond,
+            noise,
+        )?)
     }
 
     fn set_sampler(&mut self, sampler: Sampler) -> Result<()> {

@@ -171,3 +171,52 @@ fn masked_values_change_nothing() -> Result<()> {
     }
     Ok(())
 }
+
+/// The one-step predictive taken apart ([`Model::one_step_parts`]) draws the same predictive as
+/// [`Model::one_step_predictive`] (the same noise stream gives the same samples, bit for bit), its
+/// encoder part is the reconstruction's emission mean at the last observed step (f64: 1e-9
+/// relative), and the fixed-history part has its shapes and finite positive emission widths.
+#[test]
+fn one_step_parts_take_the_predictive_apart() -> Result<()> {
+    for transition in [
+        TransitionConfig::Gaussian(Default::default()),
+        TransitionConfig::Diffusion(Default::default()),
+    ] {
+        let config = common::general_config(transition);
+        let mut model = Model::new(&config, 3, DType::F64, &dev())?;
+        model.set_standardization(Some(Standardization {
+            mean: vec![0.5, -1.0, 2.0],
+            std: vec![2.0, 0.5, 3.0],
+        }))?;
+        let mut data = common::batch(&config, 2, 6, 5)?;
+        data.x = data.x.narrow(1, 0, 5)?.to_dtype(DType::F64)?;
+        data.covariates = data
+            .covariates
+            .map(|u| u.to_dtype(DType::F64))
+            .transpose()?;
+        data.statics = data.statics.map(|u| u.to_dtype(DType::F64)).transpose()?;
+        let n = 6;
+        let parts = model.one_step_parts(&data, n, &mut SeededNoise::new(11))?;
+        let direct = model.one_step_predictive(&data, n, &mut SeededNoise::new(11))?;
+        assert_eq!(
+            common::scalars(&parts.samples)?,
+            common::scalars(&direct)?,
+            "{}",
+            config.transition.kind()
+        );
+        let rec = model.reconstruct(&data, n, &mut SeededNoise::new(11))?;
+        let last = rec.mean.narrow(2, 4, 1)?.squeeze(2)?;
+        for (x, y) in common::scalars(&parts.mean_last)?
+            .iter()
+            .zip(common::scalars(&last)?)
+        {
+            assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+        assert_eq!(parts.z_next_fixed.dims(), [n, 2, config.latent_dim]);
+        assert_eq!(parts.std_next_fixed.dims(), [n, 2, config.obs_dim]);
+        assert!(common::scalars(&parts.std_next_fixed)?
+            .iter()
+            .all(|s| *s > 0.0 && s.is_finite()));
+    }
+    Ok(())
+}

@@ -27,6 +27,7 @@ fn options(out: &Path, resume: bool, force: bool) -> RunOptions {
         quick: true,
         device: Device::Cpu,
         git_commit: "test".into(),
+        ddssm_only: false,
     }
 }
 

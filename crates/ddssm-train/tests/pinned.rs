@@ -32,6 +32,7 @@ fn the_section_4_run_reproduces_its_pre_library_numbers() -> Result<()> {
             quick: false,
             device: Device::Cpu,
             git_commit: "test".into(),
+            ddssm_only: false,
         },
     )?;
     std::fs::remove_dir_all(&out)?;

@@ -36,6 +36,21 @@ pub struct RunOptions {
     pub device: Device,
     /// The code's version, recorded in the results.
     pub git_commit: String,
+    /// Train and score the DDSSM (and LOCF) only: for seeds and ablations of the DDSSM, where
+    /// the DKF, which no DDSSM setting touches, needs only its one run at the paper's settings.
+    pub ddssm_only: bool,
+}
+
+impl RunOptions {
+    /// The model runs of `cfg` this run trains, by name: `ddssm`, then `dkf` unless
+    /// [`RunOptions::ddssm_only`].
+    pub fn runs<'a>(&self, cfg: &'a ExperimentConfig) -> Vec<(&'static str, &'a ModelRun)> {
+        let mut runs = vec![("ddssm", &cfg.ddssm)];
+        if !self.ddssm_only {
+            runs.push(("dkf", &cfg.dkf));
+        }
+        runs
+    }
 }
 
 /// One model's view of one example sequence (Fig. 2), in original units.
@@ -165,7 +180,7 @@ pub fn check_output_folder(
             )));
         }
     }
-    for (name, run) in [("ddssm", &cfg.ddssm), ("dkf", &cfg.dkf)] {
+    for (name, run) in options.runs(cfg) {
         let path = out.join(format!("{name}.safetensors"));
         if let Some(step) = crate::resumable_step(&path, &run.model, &run.train)
             .map_err(|e| Error::State(format!("--resume: {name}: {e}")))?
@@ -272,7 +287,8 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         );
     }
     warnings.extend(
-        [("ddssm", &cfg.ddssm), ("dkf", &cfg.dkf)]
+        options
+            .runs(cfg)
             .into_iter()
             .filter_map(|(name, run)| warmup_warning(name, run)),
     );
@@ -302,7 +318,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
     // 2. Training.
     let mut trained = Vec::new();
     let mut training = BTreeMap::new();
-    for (name, run) in [("ddssm", &cfg.ddssm), ("dkf", &cfg.dkf)] {
+    for (name, run) in options.runs(cfg) {
         let eval = cfg.evaluation;
         let mut validate = |model: &Model, step: usize| -> Result<Metrics> {
             let mut noise = root.fork(&format!("{name}/validation/{step}"));

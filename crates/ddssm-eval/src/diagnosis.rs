@@ -1,0 +1,300 @@
+//! Where a model's one-step predictive on the bimodal walk gets its width: the predictive's
+//! within-mode spread set beside its three sources — the encoder's spread of the last latent, the
+//! transition's spread from one fixed history, the emission's noise — and beside the exact values
+//! (the Gaussian-sum filter's posterior spread, zero for the deterministic-given-the-sign latent
+//! step, the simulator's emission noise). With a diffusion transition the schedule's smallest
+//! noise levels are reported in the latent's own scale, since they bound how sharp the
+//! transition's modes can be (Eq. 33's `k = 1` term is a Gaussian of variance `β_1`).
+//!
+//! "Within-mode" splits each sequence's draws at the centre `φ·x_{T−1}` between the two modes
+//! (latent draws by the side their emission mean falls on) and pools the two groups' variances;
+//! widths are root-mean-square over sequences.
+
+use candle_core::{DType, Tensor};
+use ddssm_diffusion::NoiseSchedule;
+use ddssm_model::{Batch, Model, OneStepParts};
+use ddssm_tensor_ops::SeededNoise;
+use serde::{Deserialize, Serialize};
+
+use crate::{BimodalRandomWalk, Result, Series};
+
+/// The diffusion schedule's levels that matter for sharp modes (absent for a Gaussian transition).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleFacts {
+    /// `K`.
+    pub levels: usize,
+    /// `σ_1 = √((1 − ᾱ_1)/ᾱ_1)`, the smallest noise level the denoiser is trained at.
+    pub sigma_1: f64,
+    /// `σ_K`, the largest.
+    pub sigma_k: f64,
+    /// `ᾱ_K`.
+    pub alpha_bar_k: f64,
+    /// `√β_1`: the standard deviation of the bound's last reverse kernel `p(z⁰ | z¹)` (Eq. 33).
+    pub sqrt_beta_1: f64,
+    /// `√β_2`: the noise the ancestral sampler (variance `β`) adds at its last noisy step.
+    pub sqrt_beta_2: f64,
+    /// `√β̃_2`: the same with the variance `β̃`.
+    pub sqrt_beta_tilde_2: f64,
+    /// The ELBO weight `K·w̃_k` (Eq. 44) at `k = 1` …
+    pub weight_1: f64,
+    /// … and at `k = K`.
+    pub weight_k: f64,
+}
+
+impl ScheduleFacts {
+    /// The facts of `schedule`.
+    pub fn of(schedule: &NoiseSchedule) -> Self {
+        let k = schedule.num_steps();
+        Self {
+            levels: k,
+            sigma_1: schedule.sigma[0],
+            sigma_k: schedule.sigma[k - 1],
+            alpha_bar_k: schedule.alpha_bar_final(),
+            sqrt_beta_1: schedule.beta[0].sqrt(),
+            sqrt_beta_2: schedule.beta[1].sqrt(),
+            sqrt_beta_tilde_2: schedule.beta_tilde[1].sqrt(),
+            weight_1: k as f64 * schedule.w_tilde[0],
+            weight_k: k as f64 * schedule.w_tilde[k - 1],
+        }
+    }
+}
+
+/// The width decomposition of a model's one-step predictive on a set of test sequences; see the
+/// module documentation. Data-unit widths unless named `_latent`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WidthDiagnosis {
+    /// Test sequences used.
+    pub sequences: usize,
+    /// Draws of each part per sequence.
+    pub draws: usize,
+    /// Within-mode standard deviation of the model's one-step predictive.
+    pub predictive: f64,
+    /// The same of the exact predictive.
+    pub exact_predictive: f64,
+    /// Spread of the emission mean `μ_θ(z_{T−1})` over encoder draws.
+    pub encoder: f64,
+    /// The exact posterior spread of `x`'s noiseless part at `T − 1`: `√(s² − σ_x²)/φ` of the
+    /// exact predictive's components.
+    pub exact_encoder: f64,
+    /// Within-mode spread of `μ_θ(z_T)` with the history fixed at one encoder draw (exact: 0,
+    /// the latent step is deterministic given its sign).
+    pub transition: f64,
+    /// Mean emission standard deviation at those draws (exact: the simulator's `σ_x`).
+    pub emission: f64,
+    /// The exact emission standard deviation `σ_x`.
+    pub exact_emission: f64,
+    /// Spread of `z_{T−1}` over encoder draws, in latent units.
+    pub encoder_latent: f64,
+    /// Within-mode spread of `z_T` from the fixed history, in latent units.
+    pub transition_latent: f64,
+    /// Distance between the two modes' mean `z_T` from the fixed history, in latent units (the
+    /// exact distance is `2c` in data units: this sets the latent's scale).
+    pub mode_separation_latent: f64,
+    /// The same distance between the two modes' emission means, in data units.
+    pub mode_separation: f64,
+    /// Standard deviation of `z_{T−1}` over all sequences and draws: the latent's overall scale
+    /// (EDM's preconditioning assumes `σ_data = 1`).
+    pub latent_scale: f64,
+    /// The diffusion schedule's facts (a diffusion transition only).
+    pub schedule: Option<ScheduleFacts>,
+}
+
+/// Pooled within-group variance of `values` split by `upper` (groups of fewer than two are
+/// skipped); `None` when neither group has two members.
+fn pooled_variance(values: &[f64], upper: &[bool]) -> Option<f64> {
+    let mut sum_sq = 0.0;
+    let mut dof = 0usize;
+    for side in [false, true] {
+        let group: Vec<f64> = values
+            .iter()
+            .zip(upper)
+            .filter(|(_, u)| **u == side)
+            .map(|(v, _)| *v)
+            .collect();
+        if group.len() < 2 {
+            continue;
+        }
+        let mean = group.iter().sum::<f64>() / group.len() as f64;
+        sum_sq += group.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
+        dof += group.len() - 1;
+    }
+    (dof > 0).then(|| sum_sq / dof as f64)
+}
+
+/// Mean of each side's values (`None` for an empty side).
+fn side_means(values: &[f64], upper: &[bool]) -> [Option<f64>; 2] {
+    [false, true].map(|side| {
+        let group: Vec<f64> = values
+            .iter()
+            .zip(upper)
+            .filter(|(_, u)| **u == side)
+            .map(|(v, _)| *v)
+            .collect();
+        (!group.is_empty()).then(|| group.iter().sum::<f64>() / group.len() as f64)
+    })
+}
+
+fn variance(values: &[f64]) -> f64 {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)
+}
+
+/// Root of the mean of `v` (0 when empty).
+fn rms(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    (v.iter().sum::<f64>() / v.len() as f64).sqrt()
+}
+
+/// `[n, B, 1]` → per sequence `b`, its `n` values.
+fn columns(t: &Tensor) -> Result<Vec<Vec<f64>>> {
+    let rows = t.flatten_from(1)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let b = rows.first().map_or(0, Vec::len);
+    Ok((0..b)
+        .map(|j| rows.iter().map(|r| r[j]).collect())
+        .collect())
+}
+
+/// Per-sequence accumulators of [`width_diagnosis`].
+#[derive(Default)]
+struct Sums {
+    predictive: Vec<f64>,
+    exact_predictive: Vec<f64>,
+    encoder: Vec<f64>,
+    exact_encoder: Vec<f64>,
+    transition: Vec<f64>,
+    emission: Vec<f64>,
+    encoder_latent: Vec<f64>,
+    transition_latent: Vec<f64>,
+    separation_latent: Vec<f64>,
+    separation: Vec<f64>,
+    latent: Vec<f64>,
+}
+
+/// The width decomposition of `model`'s one-step predictive of `x_T` given `x_{1:T−1}` on the
+/// first `sequences` of `test` (`[N, T, 1]`, the bimodal walk `sim`), `draws` of each part per
+/// sequence, at most `max_chains` chains per call; every draw from `noise`.
+pub fn width_diagnosis(
+    model: &Model,
+    sim: &BimodalRandomWalk,
+    test: &Series,
+    sequences: usize,
+    draws: usize,
+    max_chains: usize,
+    noise: &mut SeededNoise,
+) -> Result<WidthDiagnosis> {
+    let n_seq = sequences.min(test.n);
+    let t = test.t;
+    let per_call = (max_chains / draws.max(1)).clamp(1, n_seq.max(1));
+    let mut sums = Sums::default();
+    let r2 = sim.obs_noise_std.powi(2);
+    for start in (0..n_seq).step_by(per_call) {
+        let len = per_call.min(n_seq - start);
+        let prefix: Vec<f32> = (start..start + len)
+            .flat_map(|i| test.values[i * t..i * t + t - 1].iter().map(|&v| v as f32))
+            .collect();
+        let x = Tensor::from_vec(prefix, (len, t - 1, 1), model.device())?;
+        let parts: OneStepParts = model.one_step_parts(&Batch::new(x), draws, noise)?;
+        let samples = columns(&parts.samples)?;
+        let mean_last = columns(&parts.mean_last)?;
+        let z_last = columns(&parts.z_last)?;
+        let mean_next = columns(&parts.mean_next_fixed)?;
+        let std_next = columns(&parts.std_next_fixed)?;
+        let z_next = columns(&parts.z_next_fixed)?;
+        for b in 0..len {
+            let row = &test.values[(start + b) * t..(start + b + 1) * t];
+            let centre = sim.phi * row[t - 2];
+            let side = |v: &[f64]| -> Vec<bool> { v.iter().map(|&x| x > centre).collect() };
+            if let Some(v) = pooled_variance(&samples[b], &side(&samples[b])) {
+                sums.predictive.push(v);
+            }
+            // The exact predictive's components, split at the same centre.
+            let exact = sim.exact_predictive(&row[..t - 1], 0.0)?;
+            let m = &exact.mixture;
+            let mut pooled = 0.0;
+            let mut posterior = 0.0;
+            for upper in [false, true] {
+                let comps: Vec<usize> = (0..m.weights().len())
+                    .filter(|&i| (m.means()[i] > centre) == upper)
+                    .collect();
+                let w: f64 = comps.iter().map(|&i| m.weights()[i]).sum();
+                if w <= 0.0 {
+                    continue;
+                }
+                let mean = comps
+                    .iter()
+                    .map(|&i| m.weights()[i] * m.means()[i])
+                    .sum::<f64>()
+                    / w;
+                pooled += comps
+                    .iter()
+                    .map(|&i| {
+                        m.weights()[i] * (m.stds()[i].powi(2) + (m.means()[i] - mean).powi(2))
+                    })
+                    .sum::<f64>();
+            }
+            for i in 0..m.weights().len() {
+                posterior += m.weights()[i] * (m.stds()[i].powi(2) - r2).max(0.0);
+            }
+            sums.exact_predictive.push(pooled);
+            sums.exact_encoder.push(posterior / sim.phi.powi(2));
+            sums.encoder.push(variance(&mean_last[b]));
+            sums.encoder_latent.push(variance(&z_last[b]));
+            sums.latent.extend(&z_last[b]);
+            let split = side(&mean_next[b]);
+            if let Some(v) = pooled_variance(&mean_next[b], &split) {
+                sums.transition.push(v);
+            }
+            if let Some(v) = pooled_variance(&z_next[b], &split) {
+                sums.transition_latent.push(v);
+            }
+            if let [Some(lo), Some(hi)] = side_means(&z_next[b], &split) {
+                sums.separation_latent.push((hi - lo).abs());
+            }
+            if let [Some(lo), Some(hi)] = side_means(&mean_next[b], &split) {
+                sums.separation.push(hi - lo);
+            }
+            sums.emission
+                .extend(std_next[b].iter().map(|s| s * s / std_next[b].len() as f64));
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    Ok(WidthDiagnosis {
+        sequences: n_seq,
+        draws,
+        predictive: rms(&sums.predictive),
+        exact_predictive: rms(&sums.exact_predictive),
+        encoder: rms(&sums.encoder),
+        exact_encoder: rms(&sums.exact_encoder),
+        transition: rms(&sums.transition),
+        emission: (sums.emission.iter().sum::<f64>() / n_seq.max(1) as f64).sqrt(),
+        exact_emission: sim.obs_noise_std,
+        encoder_latent: rms(&sums.encoder_latent),
+        transition_latent: rms(&sums.transition_latent),
+        mode_separation_latent: mean(&sums.separation_latent),
+        mode_separation: mean(&sums.separation),
+        latent_scale: variance(&sums.latent).sqrt(),
+        schedule: model.transition().schedule().map(ScheduleFacts::of),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two well-separated groups: the pooled variance is each group's, not the spread between.
+    #[test]
+    fn pooled_variance_ignores_the_distance_between_modes() {
+        let values = [-4.1, -3.9, -4.0, 3.9, 4.1, 4.0];
+        let upper: Vec<bool> = values.iter().map(|v| *v > 0.0).collect();
+        // Each group: deviations ±0.1 and 0 → sum of squares 0.02 over 2 dof; pooled 0.04 / 4.
+        let v = pooled_variance(&values, &upper).unwrap();
+        assert!((v - 0.01).abs() < 1e-12, "{v}");
+        let means = side_means(&values, &upper);
+        assert!((means[0].unwrap() + 4.0).abs() < 1e-12);
+        assert!((means[1].unwrap() - 4.0).abs() < 1e-12);
+        assert!(pooled_variance(&[1.0], &[true]).is_none());
+    }
+}

@@ -1,0 +1,268 @@
+//! `cargo xtask diagnose`: the command line around [`ddssm_eval::diagnosis::width_diagnosis`]
+//! on a finished `bimodal-experiment` folder (`config.toml` and its checkpoints): regenerates the
+//! test split from the config's seed, takes each trained model's one-step predictive apart into
+//! encoder, transition and emission widths beside the exact values, splits the gap between the
+//! negative ELBO and the exact `−log p(x)` into bound slack and model misfit with the
+//! importance-weighted bound ([`ddssm_eval::iwae_per_sequence`]), prints the tables and writes
+//! `diagnosis.{json,md}` into the folder.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use candle_core::DType;
+use candle_core::Device;
+use ddssm_eval::diagnosis::{width_diagnosis, WidthDiagnosis};
+use ddssm_eval::{iwae_per_sequence, negative_elbo_per_sequence, MeanSem, Series};
+use ddssm_model::Model;
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::experiment::{ExperimentConfig, Splits};
+use serde::Serialize;
+use serde_json::json;
+
+/// The command's options.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The experiment folder.
+    pub run: PathBuf,
+    /// Test sequences used (at most what the run holds).
+    pub sequences: usize,
+    /// Draws of each part per sequence.
+    pub draws: usize,
+    /// Test sequences of the likelihood split (0: none).
+    pub iwae_sequences: usize,
+    /// Importance weights per sequence (IWAE-k for k = 1, 16 and this).
+    pub iwae_draws: usize,
+    /// Device.
+    pub device: Device,
+}
+
+/// `−log p(x)` per test sequence three ways (nats, mean ± SE over the same sequences): the
+/// negative ELBO, the importance-weighted bounds, and the exact value.
+#[derive(Debug, Clone, Serialize)]
+pub struct LikelihoodSplit {
+    /// The negative ELBO (closed-form terms, 4 trajectories).
+    pub negative_elbo: MeanSem,
+    /// `(k, −IWAE-k)`.
+    pub negative_iwae: Vec<(usize, MeanSem)>,
+    /// The exact `−log p(x)` (Gaussian-sum filter).
+    pub exact: MeanSem,
+    /// `−IWAE-k_max − exact`, paired per sequence: the model's misfit (at most; IWAE-k is still
+    /// a bound).
+    pub misfit: MeanSem,
+    /// `−ELBO − (−IWAE-k_max)`, paired: the slack the encoder leaves that `k_max` weights
+    /// recover.
+    pub slack: MeanSem,
+}
+
+/// The split of `model`'s bound on the first `n` sequences of `test`.
+fn likelihood_split(
+    model: &Model,
+    cfg: &ExperimentConfig,
+    test: &Series,
+    n: usize,
+    draws: usize,
+    noise: &mut SeededNoise,
+) -> Result<LikelihoodSplit> {
+    let t = test.t;
+    let sub = Series {
+        n,
+        t,
+        d: 1,
+        values: test.values[..n * t].to_vec(),
+    };
+    let x = sub.to_tensor(DType::F32, model.device())?;
+    let elbo = negative_elbo_per_sequence(model, &x, 4, noise)?;
+    let mut ks: Vec<usize> = vec![1, 16, draws];
+    ks.retain(|k| draws.is_multiple_of(*k));
+    ks.dedup();
+    // Chunks of sequences small enough that k·chunk·(T − j) transitions fit in memory.
+    let chunk = (16384 / draws).max(1);
+    let iwae = iwae_per_sequence(model, &x, &ks, draws, chunk, noise)?;
+    let exact: Vec<f64> = (0..n)
+        .map(|i| {
+            cfg.data
+                .sim
+                .exact_predictive(&sub.values[i * t..(i + 1) * t], 0.0)
+                .map(|f| -f.log_likelihood)
+        })
+        .collect::<ddssm_eval::Result<_>>()?;
+    let best: Vec<f64> = iwae.last().expect("k_max").iter().map(|v| -v).collect();
+    let diff = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
+    Ok(LikelihoodSplit {
+        negative_elbo: MeanSem::of(&elbo),
+        negative_iwae: ks
+            .iter()
+            .zip(&iwae)
+            .map(|(k, v)| (*k, MeanSem::of(&v.iter().map(|x| -x).collect::<Vec<_>>())))
+            .collect(),
+        exact: MeanSem::of(&exact),
+        misfit: MeanSem::of(&diff(&best, &exact)),
+        slack: MeanSem::of(&diff(&elbo, &best)),
+    })
+}
+
+/// The likelihood table of `rows` in markdown.
+fn likelihood_table(rows: &[(String, LikelihoodSplit)]) -> String {
+    let mut s = String::from(
+        "| model | −ELBO | −IWAE-k | exact −log p(x) | slack (−ELBO − −IWAE) | misfit (−IWAE − exact) |
+         |---|---|---|---|---|---|
+",
+    );
+    for (name, l) in rows {
+        let iwae: Vec<String> = l
+            .negative_iwae
+            .iter()
+            .map(|(k, v)| format!("k = {k}: {:.2} ± {:.2}", v.mean, v.sem))
+            .collect();
+        s.push_str(&format!(
+            "| {name} | {:.2} ± {:.2} | {} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.2} ± {:.2} |
+",
+            l.negative_elbo.mean,
+            l.negative_elbo.sem,
+            iwae.join("; "),
+            l.exact.mean,
+            l.exact.sem,
+            l.slack.mean,
+            l.slack.sem,
+            l.misfit.mean,
+            l.misfit.sem,
+        ));
+    }
+    s
+}
+
+/// The table of `rows` (model name, diagnosis) in markdown.
+pub fn table(rows: &[(String, WidthDiagnosis)]) -> String {
+    let mut s = String::from(
+        "| model | predictive (exact) | encoder (exact) | transition (exact 0) | emission (exact) | \
+         encoder, latent | transition, latent | mode gap, latent | latent scale |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (name, d) in rows {
+        s.push_str(&format!(
+            "| {name} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.3} | {:.3} ({:.3}) | {:.4} | {:.4} | \
+             {:.3} | {:.3} |\n",
+            d.predictive,
+            d.exact_predictive,
+            d.encoder,
+            d.exact_encoder,
+            d.transition,
+            d.emission,
+            d.exact_emission,
+            d.encoder_latent,
+            d.transition_latent,
+            d.mode_separation_latent,
+            d.latent_scale,
+        ));
+    }
+    if let Some((_, d)) = rows.iter().find(|(_, d)| d.schedule.is_some()) {
+        let f = d.schedule.expect("found above");
+        s.push_str(&format!(
+            "\nDiffusion schedule (latent units): K = {}, σ_1 = {:.4}, σ_K = {:.1}, ᾱ_K = {:.1e}; \
+             √β_1 = {:.4} (the bound's last kernel), last sampler noise √β_2 = {:.4} (β) or \
+             √β̃_2 = {:.4} (β̃); ELBO weight K·w̃_k from {:.3e} (k = 1) to {:.3e} (k = K). The \
+             transition's latent mode width is {:.2} σ_1; the latent's scale is {:.2} (EDM \
+             assumes σ_data = 1).\n",
+            f.levels,
+            f.sigma_1,
+            f.sigma_k,
+            f.alpha_bar_k,
+            f.sqrt_beta_1,
+            f.sqrt_beta_2,
+            f.sqrt_beta_tilde_2,
+            f.weight_1,
+            f.weight_k,
+            d.transition_latent / f.sigma_1,
+            d.latent_scale,
+        ));
+    }
+    s
+}
+
+/// Runs the diagnosis of every model the folder holds; prints the table and writes
+/// `diagnosis.{json,md}` into the folder.
+pub fn run(args: &Args) -> Result<()> {
+    let config_path = args.run.join("config.toml");
+    let cfg: ExperimentConfig = crate::read_toml(&config_path, "experiment config")?;
+    anyhow::ensure!(
+        args.sequences >= 1 && args.sequences <= cfg.data.test,
+        "--sequences {}: expected 1 ..= {} (the run's data.test)",
+        args.sequences,
+        cfg.data.test
+    );
+    anyhow::ensure!(args.draws >= 4, "--draws: expected at least 4");
+    let data = Splits::new(&cfg, &args.device)?;
+    let root = SeededNoise::new(cfg.seed);
+    let mut rows = Vec::new();
+    let mut likelihood = Vec::new();
+    for name in ["ddssm", "dkf"] {
+        let checkpoint = args.run.join(format!("{name}.safetensors"));
+        if !checkpoint.exists() {
+            continue;
+        }
+        let model = Model::load(&checkpoint, &args.device)
+            .with_context(|| format!("loading {}", checkpoint.display()))?;
+        let mut noise = root.fork(&format!("{name}/diagnosis"));
+        let d = width_diagnosis(
+            &model,
+            &cfg.data.sim,
+            &data.test,
+            args.sequences,
+            args.draws,
+            cfg.evaluation.max_chains.max(args.draws),
+            &mut noise,
+        )
+        .with_context(|| checkpoint.display().to_string())?;
+        rows.push((name.to_string(), d));
+        if args.iwae_sequences > 0 {
+            let mut noise = root.fork(&format!("{name}/iwae"));
+            let n = args.iwae_sequences.min(cfg.data.test);
+            let split = likelihood_split(&model, &cfg, &data.test, n, args.iwae_draws, &mut noise)?;
+            tracing::info!("{name}: likelihood split {split:?}");
+            likelihood.push((name.to_string(), split));
+        }
+    }
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "{} holds no ddssm.safetensors or dkf.safetensors",
+        args.run.display()
+    );
+    let header = format!(
+        "Width of the one-step predictive and its sources, data units unless \"latent\" \
+         ({}: {} test sequences × {} draws of each part; within-mode standard deviations, split \
+         at φ·x_(T−1), root-mean-square over sequences)\n\n",
+        args.run.display(),
+        args.sequences,
+        args.draws
+    );
+    let mut text = format!("{header}{}", table(&rows));
+    if !likelihood.is_empty() {
+        text.push_str(&format!(
+            "\nNegative log-likelihood bounds on the first {} test sequences, nats per sequence \
+             ({} importance weights per sequence; IWAE-k is the mean over disjoint groups of k; \
+             slack and misfit are paired per sequence):\n\n{}",
+            args.iwae_sequences.min(cfg.data.test),
+            args.iwae_draws,
+            likelihood_table(&likelihood)
+        ));
+    }
+    let out = json!({
+        "run": args.run,
+        "sequences": args.sequences,
+        "draws": args.draws,
+        "models": rows.iter().map(|(n, d)| (n.clone(), d)).collect::<std::collections::BTreeMap<_, _>>(),
+        "likelihood": likelihood.iter().map(|(n, l)| (n.clone(), l)).collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let (json_path, md_path) = (
+        args.run.join("diagnosis.json"),
+        args.run.join("diagnosis.md"),
+    );
+    ddssm_model::checkpoint::write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(&out)?.as_bytes(),
+    )?;
+    ddssm_model::checkpoint::write_atomic(&md_path, text.as_bytes())?;
+    println!("{text}");
+    tracing::info!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}

@@ -75,8 +75,8 @@ fn likelihood_split(
     let mut ks: Vec<usize> = vec![1, 16, draws];
     ks.retain(|k| draws.is_multiple_of(*k));
     ks.dedup();
-    // Chunks of sequences small enough that k·chunk·(T − j) transitions fit in memory.
-    let chunk = (16384 / draws).max(1);
+    // Chunks of 2048 chains per worker: the DKF needs about 1.6 MB per chain of T = 32.
+    let chunk = (2048 / draws).max(1);
     let iwae = iwae_per_sequence(model, &x, &ks, draws, chunk, noise)?;
     let exact: Vec<f64> = (0..n)
         .map(|i| {
@@ -161,8 +161,8 @@ pub fn table(rows: &[(String, WidthDiagnosis)]) -> String {
             "\nDiffusion schedule (latent units): K = {}, σ_1 = {:.4}, σ_K = {:.1}, ᾱ_K = {:.1e}; \
              √β_1 = {:.4} (the bound's last kernel), last sampler noise √β_2 = {:.4} (β) or \
              √β̃_2 = {:.4} (β̃); ELBO weight K·w̃_k from {:.3e} (k = 1) to {:.3e} (k = K). The \
-             transition's latent mode width is {:.2} σ_1; the latent's scale is {:.2} (EDM \
-             assumes σ_data = 1).\n",
+             transition's latent mode width is {:.2} σ_1; the latent's scale is {:.2} (EDM's \
+             preconditioning assumes σ_data = {}).\n",
             f.levels,
             f.sigma_1,
             f.sigma_k,
@@ -174,6 +174,7 @@ pub fn table(rows: &[(String, WidthDiagnosis)]) -> String {
             f.weight_k,
             d.transition_latent / f.sigma_1,
             d.latent_scale,
+            f.sigma_data,
         ));
     }
     s

@@ -13,7 +13,8 @@ use ddssm_tensor_ops::GaussianMixture;
 
 use crate::{Denoiser, EdmCoefficients, Result};
 
-/// The exact denoiser of a 1-D Gaussian mixture, applied independently to each latent coordinate.
+/// The exact denoiser of a 1-D Gaussian mixture, applied independently to each latent coordinate
+/// (its raw output assumes the preconditioning's `σ_data = 1`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GaussianMixtureDenoiser {
     mixture: GaussianMixture,

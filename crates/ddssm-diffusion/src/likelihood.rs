@@ -48,7 +48,7 @@ pub fn path_log_weight<N: Denoiser + ?Sized>(
     }
     let z0 = z0.detach();
     let (shape, dtype, device) = (z0.dims2()?, z0.dtype(), z0.device().clone());
-    let precond = EdmPreconditioning::new(net);
+    let precond = EdmPreconditioning::for_schedule(net, schedule);
     let k_max = schedule.num_steps();
     let ab = &schedule.alpha_bar;
     // z^K ~ q(z^K | z⁰) = N(√ᾱ_K z⁰, (1 − ᾱ_K) I).

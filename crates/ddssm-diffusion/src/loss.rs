@@ -128,7 +128,7 @@ pub fn diffusion_loss<N: Denoiser + ?Sized>(
     let cond_rep = cond.repeat_batch(config.s_k)?;
     let eps = noise.randn((rows, m), z0.dtype(), z0.device())?;
     let z_hat = (&z0_rep + eps.broadcast_mul(&cols.sigma)?)?;
-    let f = EdmPreconditioning::new(net).raw(&z_hat, &cols, &cond_rep)?;
+    let f = EdmPreconditioning::for_schedule(net, schedule).raw(&z_hat, &cols, &cond_rep)?;
     let target = (&z0_rep - z_hat.broadcast_mul(&cols.c_skip)?)?.broadcast_div(&cols.c_out)?;
     let sq = (f - target)?.sqr()?.sum(D::Minus1)?;
     let regression = (sq * weights)?.reshape((config.s_k, n))?.mean(0)?;

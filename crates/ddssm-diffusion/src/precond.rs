@@ -1,9 +1,11 @@
-//! EDM preconditioning (Karras et al. 2022, Table 1 "Ours", with `σ_data = 1`; App. E.2).
+//! EDM preconditioning (Karras et al. 2022, Table 1 "Ours"; App. E.2).
 //!
 //! The raw network `F_ψ` is wrapped into the denoiser
 //! `D_ψ(ẑ, σ, c) = c_skip(σ) ẑ + c_out(σ) F_ψ(c_in(σ) ẑ, c_noise(σ), c)` with
-//! `c_skip = 1/(σ² + 1)`, `c_out = σ/√(σ² + 1)`, `c_in = 1/√(σ² + 1)`, `c_noise = ¼ ln σ`,
-//! and the noise prediction is recovered as `ε_ψ = (ẑ − D_ψ)/σ`.
+//! `c_skip = σ_d²/(σ² + σ_d²)`, `c_out = σ σ_d/√(σ² + σ_d²)`, `c_in = 1/√(σ² + σ_d²)`,
+//! `c_noise = ¼ ln σ`, and the noise prediction is recovered as `ε_ψ = (ẑ − D_ψ)/σ`. The paper
+//! uses `σ_d = σ_data = 1` (the default); [`crate::NoiseScheduleConfig::sigma_data`] changes it
+//! for latents whose scale is far from 1.
 
 use candle_core::{DType, Tensor};
 
@@ -25,13 +27,20 @@ pub struct EdmCoefficients {
 }
 
 impl EdmCoefficients {
-    /// The coefficients at `sigma > 0`.
+    /// The coefficients at `sigma > 0` with `σ_data = 1`.
     pub fn at_sigma(sigma: f64) -> Self {
-        let s2 = sigma * sigma + 1.0;
+        Self::at_sigma_with(sigma, 1.0)
+    }
+
+    /// The coefficients at `sigma > 0` for data of scale `sigma_data > 0` (at `σ_data = 1` the
+    /// same numbers as [`EdmCoefficients::at_sigma`], bit for bit).
+    pub fn at_sigma_with(sigma: f64, sigma_data: f64) -> Self {
+        let d2 = sigma_data * sigma_data;
+        let s2 = sigma * sigma + d2;
         Self {
             sigma,
-            c_skip: 1.0 / s2,
-            c_out: sigma / s2.sqrt(),
+            c_skip: d2 / s2,
+            c_out: sigma * sigma_data / s2.sqrt(),
             c_in: 1.0 / s2.sqrt(),
             c_noise: 0.25 * sigma.ln(),
         }
@@ -72,12 +81,24 @@ impl CoefficientColumns {
 #[derive(Debug, Clone, Copy)]
 pub struct EdmPreconditioning<'a, N: ?Sized> {
     net: &'a N,
+    sigma_data: f64,
 }
 
 impl<'a, N: Denoiser + ?Sized> EdmPreconditioning<'a, N> {
-    /// Wraps `net`.
+    /// Wraps `net` with `σ_data = 1`.
     pub fn new(net: &'a N) -> Self {
-        Self { net }
+        Self {
+            net,
+            sigma_data: 1.0,
+        }
+    }
+
+    /// Wraps `net` with the `σ_data` of `schedule`.
+    pub fn for_schedule(net: &'a N, schedule: &crate::NoiseSchedule) -> Self {
+        Self {
+            net,
+            sigma_data: schedule.config().sigma_data,
+        }
     }
 
     /// The raw network output `F_ψ(c_in ẑ, c_noise, cond)` for per-example coefficients.
@@ -113,7 +134,7 @@ impl<'a, N: Denoiser + ?Sized> EdmPreconditioning<'a, N> {
     ) -> Result<Tensor> {
         let coeffs: Vec<_> = sigmas
             .iter()
-            .map(|&s| EdmCoefficients::at_sigma(s))
+            .map(|&s| EdmCoefficients::at_sigma_with(s, self.sigma_data))
             .collect();
         let cols = CoefficientColumns::new(&coeffs, z_hat.dtype(), z_hat.device())?;
         let f = self.raw(z_hat, &cols, cond)?;
@@ -123,7 +144,7 @@ impl<'a, N: Denoiser + ?Sized> EdmPreconditioning<'a, N> {
     /// `D_ψ(ẑ, σ, cond)` with one `σ` for the whole batch.
     pub fn denoise(&self, z_hat: &Tensor, sigma: f64, cond: &N::Cond) -> Result<Tensor> {
         let n = z_hat.dim(0)?;
-        let c = EdmCoefficients::at_sigma(sigma);
+        let c = EdmCoefficients::at_sigma_with(sigma, self.sigma_data);
         let x_in = (z_hat * c.c_in)?;
         let c_noise = Tensor::full(c.c_noise, n, z_hat.device())?.to_dtype(z_hat.dtype())?;
         let f = self.call(&x_in, &c_noise, cond)?;

@@ -171,7 +171,7 @@ pub fn sample<N: Denoiser + ?Sized>(
     out: &LatentShape,
     noise: &mut SeededNoise,
 ) -> Result<Tensor> {
-    let precond = EdmPreconditioning::new(net);
+    let precond = EdmPreconditioning::for_schedule(net, schedule);
     let (shape, dtype, device) = ((out.n, out.m), out.dtype, &out.device);
     let z_k = noise.randn(shape, dtype, device)?;
     match *sampler {

@@ -72,6 +72,21 @@ pub struct NoiseScheduleConfig {
     /// The shape of the `β` sequence.
     #[serde(default)]
     pub betas: BetaSchedule,
+    /// EDM's `σ_data`, the scale the preconditioning assumes for the clean latents (App. E.2; the
+    /// paper: 1). The ELBO weights `w̃_k` follow it, so the loss stays Eq. (33)'s bound.
+    #[serde(
+        default = "default_sigma_data",
+        skip_serializing_if = "is_default_sigma_data"
+    )]
+    pub sigma_data: f64,
+}
+
+fn default_sigma_data() -> f64 {
+    1.0
+}
+
+fn is_default_sigma_data(v: &f64) -> bool {
+    *v == 1.0
 }
 
 impl Default for NoiseScheduleConfig {
@@ -79,6 +94,7 @@ impl Default for NoiseScheduleConfig {
         Self {
             num_steps: 128,
             betas: BetaSchedule::default(),
+            sigma_data: 1.0,
         }
     }
 }
@@ -110,6 +126,11 @@ pub struct NoiseSchedule {
     pub w_tilde: Vec<f64>,
 }
 
+/// `σ² = (1 − ᾱ)/ᾱ`.
+fn sigma_sq(alpha_bar: f64) -> f64 {
+    (1.0 - alpha_bar) / alpha_bar
+}
+
 fn invalid(field: &'static str, value: impl ToString, allowed: &str) -> Error {
     Error::InvalidConfig {
         field,
@@ -130,6 +151,10 @@ impl NoiseSchedule {
             return Err(invalid("num_steps", k_max, "an integer ≥ 2"));
         }
         let kf = k_max as f64;
+        let sd = config.sigma_data;
+        if !(sd.is_finite() && sd > 0.0) {
+            return Err(invalid("sigma_data", sd, "a finite number > 0"));
+        }
         let beta: Vec<f64> = match config.betas {
             BetaSchedule::Linear {
                 beta_start,
@@ -186,8 +211,16 @@ impl NoiseSchedule {
         let w: Vec<f64> = (0..k_max)
             .map(|i| beta[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i])))
             .collect();
+        // w̃_k = w_k c_out²/σ_k² (Eq. 42): w_k ᾱ_k at σ_data = 1 (Eq. 44), in general
+        // w_k σ_d²/(σ_k² + σ_d²).
         let w_tilde = (0..k_max)
-            .map(|i| beta[i] * alpha_bar[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i])))
+            .map(|i| {
+                if sd == 1.0 {
+                    beta[i] * alpha_bar[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i]))
+                } else {
+                    w[i] * sd * sd / (sigma_sq(alpha_bar[i]) + sd * sd)
+                }
+            })
             .collect();
         Ok(Self {
             config: *config,
@@ -241,8 +274,8 @@ impl NoiseSchedule {
         (0.5 * (-ab - (1.0 - ab).ln()), 0.5 * ab)
     }
 
-    /// EDM's coefficients at level `k` (1-based) with `σ_data = 1` (App. E.2).
+    /// EDM's coefficients at level `k` (1-based) with the config's `σ_data` (App. E.2).
     pub fn preconditioning(&self, k: usize) -> crate::EdmCoefficients {
-        crate::EdmCoefficients::at_sigma(self.sigma[k - 1])
+        crate::EdmCoefficients::at_sigma_with(self.sigma[k - 1], self.config.sigma_data)
     }
 }

@@ -41,9 +41,22 @@ fn f64s(t: &Tensor) -> Vec<f64> {
         .unwrap()
 }
 
+/// Eq. (37) holds for the paper's `σ_data = 1` and for another `σ_data` (whose `w̃_k` and
+/// coefficients must then change together).
 #[test]
 fn eq_37_preconditioned_loss_equals_the_noise_prediction_loss() {
-    let s = NoiseScheduleConfig::default().build().unwrap();
+    for sigma_data in [1.0, 7.0] {
+        eq_37_at(sigma_data);
+    }
+}
+
+fn eq_37_at(sigma_data: f64) {
+    let s = NoiseScheduleConfig {
+        sigma_data,
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
     let mut noise = SeededNoise::new(1);
     let dev = Device::Cpu;
     let (n, m) = (6, 3);
@@ -53,7 +66,7 @@ fn eq_37_preconditioned_loss_equals_the_noise_prediction_loss() {
     for k in [1usize, 2, 10, 64, 127, 128] {
         let c = s.preconditioning(k);
         let z_hat = (&z0 + (&eps * c.sigma).unwrap()).unwrap();
-        let d = EdmPreconditioning::new(&Fixed(f.clone()))
+        let d = EdmPreconditioning::for_schedule(&Fixed(f.clone()), &s)
             .denoise(&z_hat, c.sigma, &())
             .unwrap();
         let eps_psi = ((&z_hat - d).unwrap() / c.sigma).unwrap();

@@ -17,6 +17,7 @@ fn cosine() -> NoiseSchedule {
             offset: 0.008,
             max_beta: 0.999,
         },
+        sigma_data: 1.0,
     }
     .build()
     .unwrap()
@@ -37,6 +38,7 @@ fn default_is_the_scaled_linear_schedule_with_k_128() {
             beta_start: Some(1e-4),
             beta_end: Some(0.02),
         },
+        sigma_data: 1.0,
     }
     .build()
     .unwrap();
@@ -154,6 +156,7 @@ fn bad_configs_name_the_field() {
     let err = NoiseScheduleConfig {
         num_steps: 1,
         betas: BetaSchedule::default(),
+        sigma_data: 1.0,
     }
     .build()
     .unwrap_err();
@@ -164,10 +167,18 @@ fn bad_configs_name_the_field() {
             beta_start: Some(0.5),
             beta_end: Some(0.1),
         },
+        sigma_data: 1.0,
     }
     .build()
     .unwrap_err();
     assert!(err.to_string().contains("beta_end"), "{err}");
+    let err = NoiseScheduleConfig {
+        sigma_data: 0.0,
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err();
+    assert!(err.to_string().contains("sigma_data"), "{err}");
     let err = toml::from_str::<NoiseScheduleConfig>(
         "num_steps = 128\n[betas]\nkind = \"linear\"\nbeta_begin = 0.1\n",
     )

@@ -23,6 +23,8 @@ use crate::{BimodalRandomWalk, Result, Series};
 pub struct ScheduleFacts {
     /// `K`.
     pub levels: usize,
+    /// EDM's `σ_data` (the scale the preconditioning assumes for the clean latents).
+    pub sigma_data: f64,
     /// `σ_1 = √((1 − ᾱ_1)/ᾱ_1)`, the smallest noise level the denoiser is trained at.
     pub sigma_1: f64,
     /// `σ_K`, the largest.
@@ -47,6 +49,7 @@ impl ScheduleFacts {
         let k = schedule.num_steps();
         Self {
             levels: k,
+            sigma_data: schedule.config().sigma_data,
             sigma_1: schedule.sigma[0],
             sigma_k: schedule.sigma[k - 1],
             alpha_bar_k: schedule.alpha_bar_final(),

@@ -11,6 +11,7 @@
 
 mod bench;
 mod bimodal;
+mod compare;
 mod diagnose;
 mod figures;
 mod realdata;
@@ -142,6 +143,16 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// The ablation and seed tables of finished bimodal-experiment folders (results.json, and
+    /// diagnosis.json where `diagnose` ran): per run, then pooled over seeds, paired with the
+    /// paper's configuration on shared seeds.
+    Compare {
+        /// The experiment folders.
+        runs: Vec<PathBuf>,
+        /// Also write the tables to this markdown file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Where a trained model's one-step predictive gets its width (encoder, transition, emission;
     /// the diffusion schedule's smallest levels) beside the exact values, on a finished
     /// bimodal-experiment folder; writes diagnosis.{json,md} into that folder.
@@ -269,6 +280,9 @@ pub(crate) fn snapshot(dir: &std::path::Path) -> Result<Vec<(PathBuf, Vec<u8>)>>
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Compare { runs, out } = &cli.command {
+        return compare::run(runs, out.as_ref());
+    }
     let device = match &cli.command {
         Command::BimodalExperiment { device, .. }
         | Command::Tune { device, .. }
@@ -276,6 +290,7 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Diagnose { device, .. }
         | Command::Bench { device, .. }
         | Command::RealData { device, .. } => device,
+        Command::Compare { .. } => unreachable!("answered above"),
     };
     let device =
         ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
@@ -378,6 +393,7 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             device,
         }),
+        Command::Compare { .. } => unreachable!("answered above"),
         Command::Diagnose {
             run,
             sequences,

@@ -1,0 +1,233 @@
+//! `cargo xtask compare`: the ablation and seed tables of finished `bimodal-experiment` folders.
+//! Each folder's `results.json` (and `diagnosis.json`, when `cargo xtask diagnose` ran on it)
+//! gives one row: what its DDSSM run changes against the paper's (every differing setting, seeds
+//! aside), its seed, `jsd_exact`, the predictive's within-mode width, −ELBO, −IWAE and the exact
+//! −log p(x). Rows with the same changes are then pooled over their seeds (mean ± standard error
+//! across seeds, the worst seed), and each change is paired with the paper's configuration on the
+//! seeds both ran.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use ddssm_eval::MeanSem;
+use ddssm_train::experiment::{ExperimentConfig, Results};
+use serde_json::Value;
+
+/// One finished run.
+struct Row {
+    folder: String,
+    seed: u64,
+    changes: String,
+    jsd_exact: MeanSem,
+    negative_elbo: Option<MeanSem>,
+    width: Option<(f64, f64)>,
+    iwae: Option<(u64, f64, f64)>,
+    exact_nll: f64,
+}
+
+/// Every leaf of `a` that differs from `b`, as `path = value`.
+fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                differences(
+                    &sub,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(format!("{path} = {a}")),
+    }
+}
+
+/// What the DDSSM run of `cfg` changes against the paper's, seeds aside ("paper" when nothing).
+pub fn changes(cfg: &ExperimentConfig) -> Result<String> {
+    let paper = ExperimentConfig::paper();
+    let mut out = Vec::new();
+    differences(
+        "ddssm",
+        &serde_json::to_value(&cfg.ddssm)?,
+        &serde_json::to_value(&paper.ddssm)?,
+        &mut out,
+    );
+    out.retain(|d| !d.starts_with("ddssm.train.seed "));
+    let mut rest = Vec::new();
+    differences(
+        "data",
+        &serde_json::to_value(cfg.data)?,
+        &serde_json::to_value(paper.data)?,
+        &mut rest,
+    );
+    differences(
+        "evaluation",
+        &serde_json::to_value(cfg.evaluation)?,
+        &serde_json::to_value(paper.evaluation)?,
+        &mut rest,
+    );
+    out.extend(rest);
+    Ok(if out.is_empty() {
+        "paper".into()
+    } else {
+        out.join(", ")
+    })
+}
+
+fn read_row(folder: &PathBuf) -> Result<Row> {
+    let path = folder.join("results.json");
+    let r: Results = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{}: not a bimodal-experiment results.json", path.display()))?;
+    let ddssm = r
+        .models
+        .get("ddssm")
+        .with_context(|| format!("{}: no DDSSM scores", path.display()))?;
+    let diagnosis: Option<Value> = std::fs::read_to_string(folder.join("diagnosis.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let d = diagnosis.as_ref().map(|v| &v["models"]["ddssm"]);
+    let width = d.and_then(|d| Some((d["predictive"].as_f64()?, d["exact_predictive"].as_f64()?)));
+    let iwae = diagnosis.as_ref().and_then(|v| {
+        let l = &v["likelihood"]["ddssm"]["negative_iwae"];
+        let last = l.as_array()?.last()?;
+        Some((
+            last[0].as_u64()?,
+            last[1]["mean"].as_f64()?,
+            last[1]["sem"].as_f64()?,
+        ))
+    });
+    Ok(Row {
+        folder: folder.display().to_string(),
+        seed: r.config.seed,
+        changes: changes(&r.config)?,
+        jsd_exact: ddssm.jsd_exact,
+        negative_elbo: ddssm.negative_elbo,
+        width,
+        iwae,
+        exact_nll: r.exact_negative_log_likelihood.mean,
+    })
+}
+
+/// The tables of the folders `runs`, in markdown.
+pub fn tables(runs: &[PathBuf]) -> Result<String> {
+    let rows: Vec<Row> = runs.iter().map(read_row).collect::<Result<_>>()?;
+    let mut s = String::from(
+        "| run | seed | DDSSM changes against the paper's | jsd_exact | mode width (exact) | \
+         −ELBO | −IWAE-k | exact −log p(x) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            r.folder,
+            r.seed,
+            r.changes,
+            r.jsd_exact,
+            r.width
+                .map_or("–".into(), |(w, e)| format!("{w:.3} ({e:.3})")),
+            r.negative_elbo
+                .map_or("–".into(), |e| format!("{:.2} ± {:.2}", e.mean, e.sem)),
+            r.iwae.map_or("–".into(), |(k, m, se)| format!(
+                "k = {k}: {m:.2} ± {se:.2}"
+            )),
+            r.exact_nll
+        ));
+    }
+    let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in &rows {
+        groups.entry(r.changes.as_str()).or_default().push(r);
+    }
+    s.push_str(
+        "\n| DDSSM changes | seeds | jsd_exact, mean ± SE across seeds | worst seed | \
+         −ELBO across seeds | paired with the paper's config (same seeds): Δ jsd_exact |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let paper: BTreeMap<u64, f64> = groups
+        .get("paper")
+        .map(|g| g.iter().map(|r| (r.seed, r.jsd_exact.mean)).collect())
+        .unwrap_or_default();
+    for (changes, g) in &groups {
+        let jsd: Vec<f64> = g.iter().map(|r| r.jsd_exact.mean).collect();
+        let elbo: Vec<f64> = g
+            .iter()
+            .filter_map(|r| r.negative_elbo.map(|e| e.mean))
+            .collect();
+        let pooled = MeanSem::of(&jsd);
+        let worst = jsd.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let paired: Vec<String> = g
+            .iter()
+            .filter(|_| *changes != "paper")
+            .filter_map(|r| {
+                paper
+                    .get(&r.seed)
+                    .map(|p| format!("seed {}: {:+.4}", r.seed, r.jsd_exact.mean - p))
+            })
+            .collect();
+        let mut seeds: Vec<u64> = g.iter().map(|r| r.seed).collect();
+        seeds.sort_unstable();
+        s.push_str(&format!(
+            "| {changes} | {seeds:?} | {:.4} ± {:.4} ({}) | {worst:.4} | {} | {} |\n",
+            pooled.mean,
+            pooled.sem,
+            jsd.iter()
+                .map(|v| format!("{v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if elbo.is_empty() {
+                "–".into()
+            } else {
+                let e = MeanSem::of(&elbo);
+                format!("{:.2} ± {:.2}", e.mean, e.sem)
+            },
+            if paired.is_empty() {
+                "–".into()
+            } else {
+                paired.join("; ")
+            }
+        ));
+    }
+    Ok(s)
+}
+
+/// Prints the tables of `runs` and writes them to `out` when given.
+pub fn run(runs: &[PathBuf], out: Option<&PathBuf>) -> Result<()> {
+    anyhow::ensure!(!runs.is_empty(), "give at least one run folder");
+    let text = tables(runs)?;
+    if let Some(path) = out {
+        ddssm_model::checkpoint::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeds are not changes; every other differing setting is listed, with its value.
+    #[test]
+    fn changes_list_every_differing_setting_but_the_seed() -> Result<()> {
+        let mut cfg = ExperimentConfig::paper();
+        cfg.seed = 4;
+        cfg.ddssm.train.seed = 4;
+        assert_eq!(changes(&cfg)?, "paper");
+        cfg.ddssm.train.lambda.lambda_end = 0.5;
+        cfg.evaluation.samples = 64;
+        let c = changes(&cfg)?;
+        assert!(c.contains("ddssm.train.lambda.lambda_end = 0.5"), "{c}");
+        assert!(c.contains("evaluation.samples = 64"), "{c}");
+        Ok(())
+    }
+}

@@ -331,6 +331,23 @@ mod tests {
         assert!(parsed.validate().is_ok());
     }
 
+    /// The sharper config of issue 17 changes the DDSSM run only: data, evaluation, seed and the
+    /// DKF are the paper's, so its numbers compare with the paper config's on the same seeds.
+    #[test]
+    fn the_sharp_config_changes_the_ddssm_only() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../configs/bimodal-sharp.toml");
+        let parsed: ExperimentConfig =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(parsed.validate().is_ok());
+        let paper = ExperimentConfig::paper();
+        assert_ne!(parsed.ddssm, paper.ddssm);
+        assert_eq!(
+            (parsed.seed, parsed.data, &parsed.dkf, parsed.evaluation),
+            (paper.seed, paper.data, &paper.dkf, paper.evaluation)
+        );
+    }
+
     /// The splits come from forks of the seed: the same seed gives the same data, another seed
     /// other data; the standardisation is the training split's.
     #[test]

@@ -7,7 +7,7 @@
 //! seeds both ran.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ddssm_eval::MeanSem;
@@ -84,7 +84,7 @@ pub fn changes(cfg: &ExperimentConfig) -> Result<String> {
     })
 }
 
-fn read_row(folder: &PathBuf) -> Result<Row> {
+fn read_row(folder: &Path) -> Result<Row> {
     let path = folder.join("results.json");
     let r: Results = serde_json::from_str(
         &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
@@ -122,7 +122,7 @@ fn read_row(folder: &PathBuf) -> Result<Row> {
 
 /// The tables of the folders `runs`, in markdown.
 pub fn tables(runs: &[PathBuf]) -> Result<String> {
-    let rows: Vec<Row> = runs.iter().map(read_row).collect::<Result<_>>()?;
+    let rows: Vec<Row> = runs.iter().map(|p| read_row(p)).collect::<Result<_>>()?;
     let mut s = String::from(
         "| run | seed | DDSSM changes against the paper's | jsd_exact | mode width (exact) | \
          −ELBO | −IWAE-k | exact −log p(x) |\n|---|---|---|---|---|---|---|---|\n",

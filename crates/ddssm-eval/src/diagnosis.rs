@@ -102,21 +102,24 @@ pub struct WidthDiagnosis {
     pub schedule: Option<ScheduleFacts>,
 }
 
+/// `values` split by `upper` into the lower and the upper group.
+fn sides(values: &[f64], upper: &[bool]) -> [Vec<f64>; 2] {
+    [false, true].map(|side| {
+        values
+            .iter()
+            .zip(upper)
+            .filter(|(_, u)| **u == side)
+            .map(|(v, _)| *v)
+            .collect()
+    })
+}
+
 /// Pooled within-group variance of `values` split by `upper` (groups of fewer than two are
 /// skipped); `None` when neither group has two members.
 fn pooled_variance(values: &[f64], upper: &[bool]) -> Option<f64> {
     let mut sum_sq = 0.0;
     let mut dof = 0usize;
-    for side in [false, true] {
-        let group: Vec<f64> = values
-            .iter()
-            .zip(upper)
-            .filter(|(_, u)| **u == side)
-            .map(|(v, _)| *v)
-            .collect();
-        if group.len() < 2 {
-            continue;
-        }
+    for group in sides(values, upper).iter().filter(|g| g.len() >= 2) {
         let mean = group.iter().sum::<f64>() / group.len() as f64;
         sum_sq += group.iter().map(|v| (v - mean).powi(2)).sum::<f64>();
         dof += group.len() - 1;
@@ -126,15 +129,7 @@ fn pooled_variance(values: &[f64], upper: &[bool]) -> Option<f64> {
 
 /// Mean of each side's values (`None` for an empty side).
 fn side_means(values: &[f64], upper: &[bool]) -> [Option<f64>; 2] {
-    [false, true].map(|side| {
-        let group: Vec<f64> = values
-            .iter()
-            .zip(upper)
-            .filter(|(_, u)| **u == side)
-            .map(|(v, _)| *v)
-            .collect();
-        (!group.is_empty()).then(|| group.iter().sum::<f64>() / group.len() as f64)
-    })
+    sides(values, upper).map(|g| (!g.is_empty()).then(|| g.iter().sum::<f64>() / g.len() as f64))
 }
 
 fn variance(values: &[f64]) -> f64 {

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 use ddssm_tensor_ops::SeededNoise;
 
-use crate::model::repeat_rows;
+use crate::model::{per_trajectory, repeat_rows};
 use crate::{check_shape, Batch, Model, Result, TransitionInput};
 
 /// `n` reconstructions of each of `B` sequences: `z ~ q_φ(z_{1:T} | x)`, then the emission.
@@ -60,6 +60,20 @@ fn split(t: &Tensor, n: usize, b: usize) -> Result<Tensor> {
 }
 
 impl Model {
+    /// The observed history of `batch` in the model's units, checked to hold at least `j` steps
+    /// (what a forecast starts from).
+    fn history(&self, batch: &Batch) -> Result<Tensor> {
+        let x = self.to_model_units(&batch.checked(self.config())?)?;
+        let j = self.config().order;
+        check_shape(
+            x.dim(1)? >= j,
+            "history x",
+            format!("at least j = {j} observed steps"),
+            x.dims(),
+        )?;
+        Ok(x)
+    }
+
     /// Reconstructs `batch` `n` times: encoder trajectories, then the decoder.
     pub fn reconstruct(
         &self,
@@ -69,21 +83,12 @@ impl Model {
     ) -> Result<Reconstruction> {
         let x = self.to_model_units(&batch.checked(self.config())?)?;
         let (b, t_len, _) = x.dims3()?;
-        let covariates = batch.covariates_upto(t_len)?;
-        let inputs = self.encoder().prepare(
-            &x,
-            batch.mask.as_ref(),
-            covariates.as_ref(),
-            batch.statics.as_ref(),
-        )?;
-        let traj = self.encoder().sample_no_grad(&inputs, n, noise)?;
-        let z = traj.z.detach();
-        let covariates = covariates.map(|u| repeat_rows(&u, n)).transpose()?;
-        let statics = batch
-            .statics
-            .as_ref()
-            .map(|s| repeat_rows(s, n))
-            .transpose()?;
+        let z = self
+            .encoder()
+            .sample_no_grad(&self.encoder_inputs(&x, batch)?, n, noise)?
+            .z
+            .detach();
+        let (covariates, statics) = per_trajectory(batch, t_len, n)?;
         let emission = self
             .decoder()
             .forward(&z, covariates.as_ref(), statics.as_ref())?;
@@ -107,15 +112,8 @@ impl Model {
         n: usize,
         noise: &mut SeededNoise,
     ) -> Result<Forecast> {
-        let x = self.to_model_units(&batch.checked(self.config())?)?;
+        let x = self.history(batch)?;
         let (b, t0, _) = x.dims3()?;
-        let j = self.config().order;
-        check_shape(
-            t0 >= j,
-            "forecast history x",
-            format!("at least j = {j} observed steps"),
-            x.dims(),
-        )?;
         check_shape(horizon >= 1, "forecast horizon", "≥ 1 step", &[horizon])?;
         let total = t0 + horizon;
         if let Some(u) = &batch.covariates {
@@ -126,22 +124,10 @@ impl Model {
                 u.dims(),
             )?;
         }
-        let inputs = self.encoder().prepare(
-            &x,
-            batch.mask.as_ref(),
-            batch.covariates_upto(t0)?.as_ref(),
-            batch.statics.as_ref(),
-        )?;
-        let traj = self.encoder().sample_no_grad(&inputs, n, noise)?;
-        let covariates = batch
-            .covariates_upto(total)?
-            .map(|u| repeat_rows(&u, n))
-            .transpose()?;
-        let statics = batch
-            .statics
-            .as_ref()
-            .map(|s| repeat_rows(s, n))
-            .transpose()?;
+        let traj = self
+            .encoder()
+            .sample_no_grad(&self.encoder_inputs(&x, batch)?, n, noise)?;
+        let (covariates, statics) = per_trajectory(batch, total, n)?;
         let (z, future) = self.roll_forward(
             &traj.z.detach(),
             covariates.as_ref(),
@@ -222,37 +208,15 @@ impl Model {
         n: usize,
         noise: &mut SeededNoise,
     ) -> Result<OneStepParts> {
-        let x = self.to_model_units(&batch.checked(self.config())?)?;
+        let x = self.history(batch)?;
         let (b, t0, _) = x.dims3()?;
         let j = self.config().order;
-        check_shape(
-            t0 >= j,
-            "history x",
-            format!("at least j = {j} observed steps"),
-            x.dims(),
-        )?;
-        let total = t0 + 1;
-        let inputs = self.encoder().prepare(
-            &x,
-            batch.mask.as_ref(),
-            batch.covariates_upto(t0)?.as_ref(),
-            batch.statics.as_ref(),
-        )?;
-        let z = self.encoder().sample_no_grad(&inputs, n, noise)?.z.detach();
-        let per_path = |rows: usize| -> Result<(Option<Tensor>, Option<Tensor>)> {
-            Ok((
-                batch
-                    .covariates_upto(total)?
-                    .map(|u| repeat_rows(&u, rows))
-                    .transpose()?,
-                batch
-                    .statics
-                    .as_ref()
-                    .map(|s| repeat_rows(s, rows))
-                    .transpose()?,
-            ))
-        };
-        let (covariates, statics) = per_path(n)?;
+        let z = self
+            .encoder()
+            .sample_no_grad(&self.encoder_inputs(&x, batch)?, n, noise)?
+            .z
+            .detach();
+        let (covariates, statics) = per_trajectory(batch, t0 + 1, n)?;
         // The emission at t₀ of every encoder draw (window z_{t₀−j+1:t₀}).
         let last = self.decoder().forward_from(
             &z.narrow(1, t0 - j, j)?,

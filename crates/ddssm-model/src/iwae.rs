@@ -15,7 +15,7 @@
 use candle_core::{Tensor, D};
 use ddssm_tensor_ops::SeededNoise;
 
-use crate::model::repeat_rows;
+use crate::model::{per_trajectory, repeat_rows};
 use crate::{Batch, Model, Result};
 
 impl Model {
@@ -36,21 +36,11 @@ impl Model {
             format!("T > j = {j} steps"),
             x.dims(),
         )?;
-        let covariates = batch.covariates_upto(t_len)?;
-        let inputs = self.encoder().prepare(
-            &x,
-            batch.mask.as_ref(),
-            covariates.as_ref(),
-            batch.statics.as_ref(),
-        )?;
-        let traj = self.encoder().sample_no_grad(&inputs, k, noise)?;
+        let traj = self
+            .encoder()
+            .sample_no_grad(&self.encoder_inputs(&x, batch)?, k, noise)?;
         let z = traj.z.detach();
-        let covariates = covariates.map(|u| repeat_rows(&u, k)).transpose()?;
-        let statics = batch
-            .statics
-            .as_ref()
-            .map(|u| repeat_rows(u, k))
-            .transpose()?;
+        let (covariates, statics) = per_trajectory(batch, t_len, k)?;
 
         // log p_θ(x | z) over the observed entries, minus the Jacobian of the standardisation.
         let emission = self

@@ -10,9 +10,9 @@ use ddssm_tensor_ops::{history_windows, DiagGaussian, SeededNoise, WindowKind};
 
 use crate::encoder::{per_row, slot_times};
 use crate::{
-    check_shape, Decoder, DiffusionTransition, ElboOptions, ElboTerms, Encoder, Error, Estimator,
-    GaussianTransition, ModelConfig, Result, Standardization, Transition, TransitionConfig,
-    TransitionInput, Vhp,
+    check_shape, Decoder, DiffusionTransition, ElboOptions, ElboTerms, Encoder, EncoderInputs,
+    Error, Estimator, GaussianTransition, ModelConfig, Result, Standardization, Transition,
+    TransitionConfig, TransitionInput, Vhp,
 };
 
 /// Maps a network's configuration error to one naming the field by its full path in the model
@@ -153,6 +153,26 @@ impl Batch {
 }
 
 /// Rows repeated `times` times along the batch axis (copy `s` of row `b` at `s·B + b`).
+/// The covariates of `batch` up to step `upto` and its statics, each repeated for `n` trajectories
+/// per sequence (row `s·B + b`).
+pub(crate) fn per_trajectory(
+    batch: &Batch,
+    upto: usize,
+    n: usize,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    Ok((
+        batch
+            .covariates_upto(upto)?
+            .map(|u| repeat_rows(&u, n))
+            .transpose()?,
+        batch
+            .statics
+            .as_ref()
+            .map(|s| repeat_rows(s, n))
+            .transpose()?,
+    ))
+}
+
 pub(crate) fn repeat_rows(t: &Tensor, times: usize) -> Result<Tensor> {
     Ok(if times == 1 {
         t.clone()
@@ -421,6 +441,17 @@ impl Model {
         Ok(Some(per_entry.sum(D::Minus1)?.sum(D::Minus1)?))
     }
 
+    /// The encoder's inputs for `x` (`[B, T, D]`, the model's units) with the batch's mask, its
+    /// covariates up to `T` and its statics.
+    pub(crate) fn encoder_inputs(&self, x: &Tensor, batch: &Batch) -> Result<EncoderInputs> {
+        self.encoder.prepare(
+            x,
+            batch.mask.as_ref(),
+            batch.covariates_upto(x.dim(1)?)?.as_ref(),
+            batch.statics.as_ref(),
+        )
+    }
+
     /// The ELBO terms of `batch` (App. I.3–I.4), given in the data's own units (the model applies
     /// its standardisation; the terms are nats of the data as given): `S` encoder trajectories
     /// per sequence, the decoder, the VHP and the transition each in one batched call, averaged
@@ -445,21 +476,11 @@ impl Model {
             format!("T > j = {j} steps"),
             x.dims(),
         )?;
-        let covariates = batch.covariates_upto(t_len)?;
-        let inputs = self.encoder.prepare(
-            &x,
-            batch.mask.as_ref(),
-            covariates.as_ref(),
-            batch.statics.as_ref(),
-        )?;
-        let traj = self.encoder.sample(&inputs, s, noise)?;
+        let traj = self
+            .encoder
+            .sample(&self.encoder_inputs(&x, batch)?, s, noise)?;
         let n = s * b;
-        let covariates = covariates.map(|u| repeat_rows(&u, s)).transpose()?;
-        let statics = batch
-            .statics
-            .as_ref()
-            .map(|u| repeat_rows(u, s))
-            .transpose()?;
+        let (covariates, statics) = per_trajectory(batch, t_len, s)?;
 
         // Eq. 50, over observed entries only.
         let emission = self

@@ -284,6 +284,13 @@ mod tests {
                 .map(|v| v.iter().map(|p| p[0].as_u64()).collect::<Vec<_>>());
             assert_eq!(ks, Some(vec![Some(1), Some(4)]), "{name}");
         }
+        let md = std::fs::read_to_string(args.out.join("diagnosis.md"))?;
+        assert!(
+            md.lines()
+                .filter(|l| l.contains("|---"))
+                .all(|l| l.starts_with('|')),
+            "a markdown table row is indented:\n{md}"
+        );
         assert!(diagnosis["models"]["ddssm"]["schedule"].is_object());
         assert!(diagnosis["models"]["dkf"]["schedule"].is_null());
         assert_eq!(first.examples[0].models.len(), 2);

@@ -104,9 +104,8 @@ fn likelihood_split(
 /// The likelihood table of `rows` in markdown.
 fn likelihood_table(rows: &[(String, LikelihoodSplit)]) -> String {
     let mut s = String::from(
-        "| model | −ELBO | −IWAE-k | exact −log p(x) | slack (−ELBO − −IWAE) | misfit (−IWAE − exact) |
-         |---|---|---|---|---|---|
-",
+        "| model | −ELBO | −IWAE-k | exact −log p(x) | slack (−ELBO − −IWAE) | \
+         misfit (−IWAE − exact) |\n|---|---|---|---|---|---|\n",
     );
     for (name, l) in rows {
         let iwae: Vec<String> = l

@@ -331,12 +331,12 @@ mod tests {
         assert!(parsed.validate().is_ok());
     }
 
-    /// The sharper config of issue 17 changes the DDSSM run only: data, evaluation, seed and the
-    /// DKF are the paper's, so its numbers compare with the paper config's on the same seeds.
+    /// The ablation configs of issue 17 change the DDSSM run only: data, evaluation, seed and the
+    /// DKF are the paper's, so their numbers compare with the paper config's on the same seeds.
     #[test]
-    fn the_sharp_config_changes_the_ddssm_only() {
+    fn the_ablation_config_changes_the_ddssm_only() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../configs/bimodal-sharp.toml");
+            .join("../../configs/ablations/bimodal-lambda-0.5.toml");
         let parsed: ExperimentConfig =
             toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert!(parsed.validate().is_ok());

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ddssm_eval::MeanSem;
-use ddssm_train::experiment::{ExperimentConfig, Results};
+use ddssm_train::experiment::Results;
 use serde_json::Value;
 
 /// One finished run.
@@ -24,64 +24,6 @@ struct Row {
     width: Option<(f64, f64)>,
     iwae: Option<(u64, f64, f64)>,
     exact_nll: f64,
-}
-
-/// Every leaf of `a` that differs from `b`, as `path = value`.
-fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let sub = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                differences(
-                    &sub,
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
-            }
-        }
-        _ if a == b => {}
-        _ => out.push(format!("{path} = {a}")),
-    }
-}
-
-/// What the DDSSM run of `cfg` changes against the paper's, seeds aside ("paper" when nothing).
-pub fn changes(cfg: &ExperimentConfig) -> Result<String> {
-    let paper = ExperimentConfig::paper();
-    let mut out = Vec::new();
-    differences(
-        "ddssm",
-        &serde_json::to_value(&cfg.ddssm)?,
-        &serde_json::to_value(&paper.ddssm)?,
-        &mut out,
-    );
-    out.retain(|d| !d.starts_with("ddssm.train.seed "));
-    let mut rest = Vec::new();
-    differences(
-        "data",
-        &serde_json::to_value(cfg.data)?,
-        &serde_json::to_value(paper.data)?,
-        &mut rest,
-    );
-    differences(
-        "evaluation",
-        &serde_json::to_value(cfg.evaluation)?,
-        &serde_json::to_value(paper.evaluation)?,
-        &mut rest,
-    );
-    out.extend(rest);
-    Ok(if out.is_empty() {
-        "paper".into()
-    } else {
-        out.join(", ")
-    })
 }
 
 fn read_row(folder: &Path) -> Result<Row> {
@@ -111,7 +53,7 @@ fn read_row(folder: &Path) -> Result<Row> {
     Ok(Row {
         folder: folder.display().to_string(),
         seed: r.config.seed,
-        changes: changes(&r.config)?,
+        changes: r.config.ddssm_changes()?,
         jsd_exact: ddssm.jsd_exact,
         negative_elbo: ddssm.negative_elbo,
         width,
@@ -210,24 +152,4 @@ pub fn run(runs: &[PathBuf], out: Option<&PathBuf>) -> Result<()> {
     }
     println!("{text}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Seeds are not changes; every other differing setting is listed, with its value.
-    #[test]
-    fn changes_list_every_differing_setting_but_the_seed() -> Result<()> {
-        let mut cfg = ExperimentConfig::paper();
-        cfg.seed = 4;
-        cfg.ddssm.train.seed = 4;
-        assert_eq!(changes(&cfg)?, "paper");
-        cfg.ddssm.train.lambda.lambda_end = 0.5;
-        cfg.evaluation.samples = 64;
-        let c = changes(&cfg)?;
-        assert!(c.contains("ddssm.train.lambda.lambda_end = 0.5"), "{c}");
-        assert!(c.contains("evaluation.samples = 64"), "{c}");
-        Ok(())
-    }
 }

@@ -1,22 +1,18 @@
-//! `cargo xtask diagnose`: the command line around [`ddssm_eval::diagnosis::width_diagnosis`]
-//! on a finished `bimodal-experiment` folder (`config.toml` and its checkpoints): regenerates the
-//! test split from the config's seed, takes each trained model's one-step predictive apart into
-//! encoder, transition and emission widths beside the exact values, splits the gap between the
-//! negative ELBO and the exact `−log p(x)` into bound slack and model misfit with the
-//! importance-weighted bound ([`ddssm_eval::iwae_per_sequence`]), prints the tables and writes
-//! `diagnosis.{json,md}` into the folder.
+//! `cargo xtask diagnose`: the command line around [`ddssm_train::experiment::diagnose`] on a
+//! finished `bimodal-experiment` folder (`config.toml` and its checkpoints): regenerates the test
+//! split from the config's seed, diagnoses each trained model (widths of the one-step predictive's
+//! parts, the likelihood split), prints the tables and writes `diagnosis.{json,md}` into the
+//! folder.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::DType;
 use candle_core::Device;
-use ddssm_eval::diagnosis::{width_diagnosis, WidthDiagnosis};
-use ddssm_eval::{iwae_per_sequence, negative_elbo_per_sequence, MeanSem, Series};
+use ddssm_eval::diagnosis::WidthDiagnosis;
 use ddssm_model::Model;
-use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::experiment::{ExperimentConfig, Splits};
-use serde::Serialize;
+use ddssm_train::experiment::{
+    diagnose, DiagnosisOptions, ExperimentConfig, LikelihoodSplit, Splits,
+};
 use serde_json::json;
 
 /// The command's options.
@@ -34,71 +30,6 @@ pub struct Args {
     pub iwae_draws: usize,
     /// Device.
     pub device: Device,
-}
-
-/// `−log p(x)` per test sequence three ways (nats, mean ± SE over the same sequences): the
-/// negative ELBO, the importance-weighted bounds, and the exact value.
-#[derive(Debug, Clone, Serialize)]
-pub struct LikelihoodSplit {
-    /// The negative ELBO (closed-form terms, 4 trajectories).
-    pub negative_elbo: MeanSem,
-    /// `(k, −IWAE-k)`.
-    pub negative_iwae: Vec<(usize, MeanSem)>,
-    /// The exact `−log p(x)` (Gaussian-sum filter).
-    pub exact: MeanSem,
-    /// `−IWAE-k_max − exact`, paired per sequence: the model's misfit (at most; IWAE-k is still
-    /// a bound).
-    pub misfit: MeanSem,
-    /// `−ELBO − (−IWAE-k_max)`, paired: the slack the encoder leaves that `k_max` weights
-    /// recover.
-    pub slack: MeanSem,
-}
-
-/// The split of `model`'s bound on the first `n` sequences of `test`.
-fn likelihood_split(
-    model: &Model,
-    cfg: &ExperimentConfig,
-    test: &Series,
-    n: usize,
-    draws: usize,
-    noise: &mut SeededNoise,
-) -> Result<LikelihoodSplit> {
-    let t = test.t;
-    let sub = Series {
-        n,
-        t,
-        d: 1,
-        values: test.values[..n * t].to_vec(),
-    };
-    let x = sub.to_tensor(DType::F32, model.device())?;
-    let elbo = negative_elbo_per_sequence(model, &x, 4, noise)?;
-    let mut ks: Vec<usize> = vec![1, 16, draws];
-    ks.retain(|k| draws.is_multiple_of(*k));
-    ks.dedup();
-    // Chunks of 2048 chains per worker: the DKF needs about 1.6 MB per chain of T = 32.
-    let chunk = (2048 / draws).max(1);
-    let iwae = iwae_per_sequence(model, &x, &ks, draws, chunk, noise)?;
-    let exact: Vec<f64> = (0..n)
-        .map(|i| {
-            cfg.data
-                .sim
-                .exact_predictive(&sub.values[i * t..(i + 1) * t], 0.0)
-                .map(|f| -f.log_likelihood)
-        })
-        .collect::<ddssm_eval::Result<_>>()?;
-    let best: Vec<f64> = iwae.last().expect("k_max").iter().map(|v| -v).collect();
-    let diff = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
-    Ok(LikelihoodSplit {
-        negative_elbo: MeanSem::of(&elbo),
-        negative_iwae: ks
-            .iter()
-            .zip(&iwae)
-            .map(|(k, v)| (*k, MeanSem::of(&v.iter().map(|x| -x).collect::<Vec<_>>())))
-            .collect(),
-        exact: MeanSem::of(&exact),
-        misfit: MeanSem::of(&diff(&best, &exact)),
-        slack: MeanSem::of(&diff(&elbo, &best)),
-    })
 }
 
 /// The likelihood table of `rows` in markdown.
@@ -192,41 +123,40 @@ pub fn run(args: &Args) -> Result<()> {
     );
     anyhow::ensure!(args.draws >= 4, "--draws: expected at least 4");
     let data = Splits::new(&cfg, &args.device)?;
-    let root = SeededNoise::new(cfg.seed);
-    let mut rows = Vec::new();
-    let mut likelihood = Vec::new();
+    let mut loaded = Vec::new();
     for name in ["ddssm", "dkf"] {
         let checkpoint = args.run.join(format!("{name}.safetensors"));
-        if !checkpoint.exists() {
-            continue;
-        }
-        let model = Model::load(&checkpoint, &args.device)
-            .with_context(|| format!("loading {}", checkpoint.display()))?;
-        let mut noise = root.fork(&format!("{name}/diagnosis"));
-        let d = width_diagnosis(
-            &model,
-            &cfg.data.sim,
-            &data.test,
-            args.sequences,
-            args.draws,
-            cfg.evaluation.max_chains.max(args.draws),
-            &mut noise,
-        )
-        .with_context(|| checkpoint.display().to_string())?;
-        rows.push((name.to_string(), d));
-        if args.iwae_sequences > 0 {
-            let mut noise = root.fork(&format!("{name}/iwae"));
-            let n = args.iwae_sequences.min(cfg.data.test);
-            let split = likelihood_split(&model, &cfg, &data.test, n, args.iwae_draws, &mut noise)?;
-            tracing::info!("{name}: likelihood split {split:?}");
-            likelihood.push((name.to_string(), split));
+        if checkpoint.exists() {
+            let model = Model::load(&checkpoint, &args.device)
+                .with_context(|| format!("loading {}", checkpoint.display()))?;
+            loaded.push((name, model));
         }
     }
     anyhow::ensure!(
-        !rows.is_empty(),
+        !loaded.is_empty(),
         "{} holds no ddssm.safetensors or dkf.safetensors",
         args.run.display()
     );
+    let models: Vec<(&str, &Model)> = loaded.iter().map(|(n, m)| (*n, m)).collect();
+    let found = diagnose(
+        &cfg,
+        &data,
+        &models,
+        &DiagnosisOptions {
+            sequences: args.sequences,
+            draws: args.draws,
+            iwae_sequences: args.iwae_sequences,
+            iwae_draws: args.iwae_draws,
+        },
+    )
+    .with_context(|| args.run.display().to_string())?;
+    let rows: Vec<(String, WidthDiagnosis)> =
+        found.models.iter().map(|(n, d)| (n.clone(), *d)).collect();
+    let likelihood: Vec<(String, LikelihoodSplit)> = found
+        .likelihood
+        .iter()
+        .map(|(n, l)| (n.clone(), l.clone()))
+        .collect();
     let header = format!(
         "Width of the one-step predictive and its sources, data units unless \"latent\" \
          ({}: {} test sequences × {} draws of each part; within-mode standard deviations, split \
@@ -246,13 +176,8 @@ pub fn run(args: &Args) -> Result<()> {
             likelihood_table(&likelihood)
         ));
     }
-    let out = json!({
-        "run": args.run,
-        "sequences": args.sequences,
-        "draws": args.draws,
-        "models": rows.iter().map(|(n, d)| (n.clone(), d)).collect::<std::collections::BTreeMap<_, _>>(),
-        "likelihood": likelihood.iter().map(|(n, l)| (n.clone(), l)).collect::<std::collections::BTreeMap<_, _>>(),
-    });
+    let mut out = serde_json::to_value(&found)?;
+    out["run"] = json!(args.run);
     let (json_path, md_path) = (
         args.run.join("diagnosis.json"),
         args.run.join("diagnosis.md"),

@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, ModelRun, Result, TrainConfig};
 
+mod changes;
+mod diagnosis;
 mod run;
 mod tradeoff;
 
+pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
     RunOptions,

@@ -1,0 +1,146 @@
+//! Why a trained model's one-step predictive is as wide as it is, and how far its bound is from
+//! the truth, on the Section 4 test split: the width decomposition of
+//! [`ddssm_eval::diagnosis::width_diagnosis`] and the negative ELBO split into bound slack and
+//! model misfit by the importance-weighted bound ([`ddssm_eval::iwae_per_sequence`]) against the
+//! exact `−log p(x)`. `cargo xtask diagnose` is the command around [`diagnose`].
+
+use std::collections::BTreeMap;
+
+use candle_core::DType;
+use ddssm_eval::diagnosis::{width_diagnosis, WidthDiagnosis};
+use ddssm_eval::{iwae_per_sequence, negative_elbo_per_sequence, MeanSem, Series};
+use ddssm_model::Model;
+use ddssm_tensor_ops::SeededNoise;
+use serde::Serialize;
+
+use super::{ExperimentConfig, Splits};
+use crate::Result;
+
+/// How much of the test split [`diagnose`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DiagnosisOptions {
+    /// Test sequences of the width decomposition.
+    pub sequences: usize,
+    /// Draws of each part per sequence.
+    pub draws: usize,
+    /// Test sequences of the likelihood split (0: none).
+    pub iwae_sequences: usize,
+    /// Importance weights per sequence (IWAE-k for k = 1, 16 and this).
+    pub iwae_draws: usize,
+}
+
+/// What [`diagnose`] found, per model name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    /// The options it ran with.
+    #[serde(flatten)]
+    pub options: DiagnosisOptions,
+    /// The width decomposition of each model.
+    pub models: BTreeMap<String, WidthDiagnosis>,
+    /// The likelihood split of each model (empty when `iwae_sequences` is 0).
+    pub likelihood: BTreeMap<String, LikelihoodSplit>,
+}
+
+/// Diagnoses each named model of the experiment `cfg` on its test split (`data`), every draw
+/// from a fork of the experiment's seed named after the model.
+pub fn diagnose(
+    cfg: &ExperimentConfig,
+    data: &Splits,
+    models: &[(&str, &Model)],
+    options: &DiagnosisOptions,
+) -> Result<Diagnosis> {
+    let root = SeededNoise::new(cfg.seed);
+    let mut out = Diagnosis {
+        options: *options,
+        models: BTreeMap::new(),
+        likelihood: BTreeMap::new(),
+    };
+    for (name, model) in models {
+        let mut noise = root.fork(&format!("{name}/diagnosis"));
+        let d = width_diagnosis(
+            model,
+            &cfg.data.sim,
+            &data.test,
+            options.sequences,
+            options.draws,
+            cfg.evaluation.max_chains.max(options.draws),
+            &mut noise,
+        )?;
+        out.models.insert(name.to_string(), d);
+        if options.iwae_sequences > 0 {
+            let mut noise = root.fork(&format!("{name}/iwae"));
+            let n = options.iwae_sequences.min(cfg.data.test);
+            let split =
+                likelihood_split(model, cfg, &data.test, n, options.iwae_draws, &mut noise)?;
+            tracing::info!("{name}: likelihood split {split:?}");
+            out.likelihood.insert(name.to_string(), split);
+        }
+    }
+    Ok(out)
+}
+
+/// `−log p(x)` per test sequence three ways (nats, mean ± SE over the same sequences): the
+/// negative ELBO, the importance-weighted bounds, and the exact value.
+#[derive(Debug, Clone, Serialize)]
+pub struct LikelihoodSplit {
+    /// The negative ELBO (closed-form terms, 4 trajectories).
+    pub negative_elbo: MeanSem,
+    /// `(k, −IWAE-k)`.
+    pub negative_iwae: Vec<(usize, MeanSem)>,
+    /// The exact `−log p(x)` (Gaussian-sum filter).
+    pub exact: MeanSem,
+    /// `−IWAE-k_max − exact`, paired per sequence: the model's misfit (at most; IWAE-k is still
+    /// a bound).
+    pub misfit: MeanSem,
+    /// `−ELBO − (−IWAE-k_max)`, paired: the slack the encoder leaves that `k_max` weights
+    /// recover.
+    pub slack: MeanSem,
+}
+
+/// The split of `model`'s bound on the first `n` sequences of `test` (the bimodal walk of
+/// `cfg`), `draws` importance weights per sequence.
+pub fn likelihood_split(
+    model: &Model,
+    cfg: &ExperimentConfig,
+    test: &Series,
+    n: usize,
+    draws: usize,
+    noise: &mut SeededNoise,
+) -> Result<LikelihoodSplit> {
+    let t = test.t;
+    let sub = Series {
+        n,
+        t,
+        d: 1,
+        values: test.values[..n * t].to_vec(),
+    };
+    let x = sub.to_tensor(DType::F32, model.device())?;
+    let elbo = negative_elbo_per_sequence(model, &x, 4, noise)?;
+    let mut ks: Vec<usize> = vec![1, 16, draws];
+    ks.retain(|k| draws.is_multiple_of(*k));
+    ks.dedup();
+    // Chunks of 2048 chains per worker: the DKF needs about 1.6 MB per chain of T = 32.
+    let chunk = (2048 / draws).max(1);
+    let iwae = iwae_per_sequence(model, &x, &ks, draws, chunk, noise)?;
+    let exact: Vec<f64> = (0..n)
+        .map(|i| {
+            cfg.data
+                .sim
+                .exact_predictive(&sub.values[i * t..(i + 1) * t], 0.0)
+                .map(|f| -f.log_likelihood)
+        })
+        .collect::<ddssm_eval::Result<_>>()?;
+    let best: Vec<f64> = iwae.last().expect("k_max").iter().map(|v| -v).collect();
+    let diff = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
+    Ok(LikelihoodSplit {
+        negative_elbo: MeanSem::of(&elbo),
+        negative_iwae: ks
+            .iter()
+            .zip(&iwae)
+            .map(|(k, v)| (*k, MeanSem::of(&v.iter().map(|x| -x).collect::<Vec<_>>())))
+            .collect(),
+        exact: MeanSem::of(&exact),
+        misfit: MeanSem::of(&diff(&best, &exact)),
+        slack: MeanSem::of(&diff(&elbo, &best)),
+    })
+}

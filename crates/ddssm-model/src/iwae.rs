@@ -26,16 +26,9 @@ impl Model {
     /// transition's (for the DDSSM, `K` path draws).
     pub fn log_weights(&self, batch: &Batch, k: usize, noise: &mut SeededNoise) -> Result<Tensor> {
         crate::check_config(k >= 1, "k (importance samples)", k, "an integer ≥ 1")?;
-        let raw = batch.checked(self.config())?;
-        let x = self.to_model_units(&raw)?;
+        let (raw, x) = self.observations(batch)?;
         let (b, t_len, _) = x.dims3()?;
         let j = self.config().order;
-        crate::check_shape(
-            t_len > j,
-            "observations x",
-            format!("T > j = {j} steps"),
-            x.dims(),
-        )?;
         let traj = self
             .encoder()
             .sample_no_grad(&self.encoder_inputs(&x, batch)?, k, noise)?;

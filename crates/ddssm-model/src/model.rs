@@ -441,6 +441,22 @@ impl Model {
         Ok(Some(per_entry.sum(D::Minus1)?.sum(D::Minus1)?))
     }
 
+    /// `batch`'s observations as given and in the model's units, checked to span more than `j`
+    /// steps (so that there is a transition to score): what the ELBO and the importance weights
+    /// start from.
+    pub(crate) fn observations(&self, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let raw = batch.checked(&self.config)?;
+        let x = self.to_model_units(&raw)?;
+        let j = self.config.order;
+        check_shape(
+            x.dim(1)? > j,
+            "observations x",
+            format!("T > j = {j} steps"),
+            x.dims(),
+        )?;
+        Ok((raw, x))
+    }
+
     /// The encoder's inputs for `x` (`[B, T, D]`, the model's units) with the batch's mask, its
     /// covariates up to `T` and its statics.
     pub(crate) fn encoder_inputs(&self, x: &Tensor, batch: &Batch) -> Result<EncoderInputs> {
@@ -464,18 +480,11 @@ impl Model {
         options: &ElboOptions,
         noise: &mut SeededNoise,
     ) -> Result<ElboTerms> {
-        let raw = batch.checked(&self.config)?;
-        let x = self.to_model_units(&raw)?;
+        let (raw, x) = self.observations(batch)?;
         let s = options.samples;
         crate::check_config(s >= 1, "samples (S)", s, "an integer ≥ 1")?;
         let (b, t_len, _) = x.dims3()?;
         let j = self.config.order;
-        check_shape(
-            t_len > j,
-            "observations x",
-            format!("T > j = {j} steps"),
-            x.dims(),
-        )?;
         let traj = self
             .encoder
             .sample(&self.encoder_inputs(&x, batch)?, s, noise)?;

@@ -6,12 +6,11 @@
 //! across seeds, the worst seed), and each change is paired with the paper's configuration on the
 //! seeds both ran.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ddssm_eval::MeanSem;
-use ddssm_train::experiment::Results;
+use ddssm_train::experiment::{pool_over_seeds, AblationRun, Results};
 use serde_json::Value;
 
 /// One finished run.
@@ -86,52 +85,37 @@ pub fn tables(runs: &[PathBuf]) -> Result<String> {
             r.exact_nll
         ));
     }
-    let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
-    for r in &rows {
-        groups.entry(r.changes.as_str()).or_default().push(r);
-    }
     s.push_str(
         "\n| DDSSM changes | seeds | jsd_exact, mean ± SE across seeds | worst seed | \
          −ELBO across seeds | paired with the paper's config (same seeds): Δ jsd_exact |\n\
          |---|---|---|---|---|---|\n",
     );
-    let paper: BTreeMap<u64, f64> = groups
-        .get("paper")
-        .map(|g| g.iter().map(|r| (r.seed, r.jsd_exact.mean)).collect())
-        .unwrap_or_default();
-    for (changes, g) in &groups {
-        let jsd: Vec<f64> = g.iter().map(|r| r.jsd_exact.mean).collect();
-        let elbo: Vec<f64> = g
+    let runs: Vec<AblationRun> = rows
+        .iter()
+        .map(|r| AblationRun {
+            changes: r.changes.clone(),
+            seed: r.seed,
+            jsd_exact: r.jsd_exact.mean,
+            negative_elbo: r.negative_elbo.map(|e| e.mean),
+        })
+        .collect();
+    for p in pool_over_seeds(&runs) {
+        let seeds: Vec<u64> = p.jsd_exact.iter().map(|(s, _)| *s).collect();
+        let values: Vec<String> = p.jsd_exact.iter().map(|(_, v)| format!("{v:.4}")).collect();
+        let paired: Vec<String> = p
+            .paired_with_paper
             .iter()
-            .filter_map(|r| r.negative_elbo.map(|e| e.mean))
+            .map(|(seed, d)| format!("seed {seed}: {d:+.4}"))
             .collect();
-        let pooled = MeanSem::of(&jsd);
-        let worst = jsd.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let paired: Vec<String> = g
-            .iter()
-            .filter(|_| *changes != "paper")
-            .filter_map(|r| {
-                paper
-                    .get(&r.seed)
-                    .map(|p| format!("seed {}: {:+.4}", r.seed, r.jsd_exact.mean - p))
-            })
-            .collect();
-        let mut seeds: Vec<u64> = g.iter().map(|r| r.seed).collect();
-        seeds.sort_unstable();
         s.push_str(&format!(
-            "| {changes} | {seeds:?} | {:.4} ± {:.4} ({}) | {worst:.4} | {} | {} |\n",
-            pooled.mean,
-            pooled.sem,
-            jsd.iter()
-                .map(|v| format!("{v:.4}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if elbo.is_empty() {
-                "–".into()
-            } else {
-                let e = MeanSem::of(&elbo);
-                format!("{:.2} ± {:.2}", e.mean, e.sem)
-            },
+            "| {} | {seeds:?} | {:.4} ± {:.4} ({}) | {:.4} | {} | {} |\n",
+            p.changes,
+            p.pooled.mean,
+            p.pooled.sem,
+            values.join(", "),
+            p.worst,
+            p.negative_elbo
+                .map_or("–".into(), |e| format!("{:.2} ± {:.2}", e.mean, e.sem)),
             if paired.is_empty() {
                 "–".into()
             } else {

@@ -1,5 +1,9 @@
-//! Ablation labels: what an experiment config changes against the paper's.
+//! Ablations: what an experiment config changes against the paper's, and runs pooled over their
+//! seeds and paired with the paper's configuration on shared seeds.
 
+use std::collections::BTreeMap;
+
+use ddssm_eval::MeanSem;
 use serde_json::Value;
 
 use super::ExperimentConfig;
@@ -72,6 +76,72 @@ impl ExperimentConfig {
     }
 }
 
+/// One finished run of an ablation: its label ([`ExperimentConfig::ddssm_changes`]), seed and
+/// DDSSM scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AblationRun {
+    /// What the run changes against the paper ("paper" for none).
+    pub changes: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Its test `jsd_exact` (mean over the test sequences).
+    pub jsd_exact: f64,
+    /// Its test negative ELBO, when scored.
+    pub negative_elbo: Option<f64>,
+}
+
+/// The runs of one label pooled over their seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedPool {
+    /// The label.
+    pub changes: String,
+    /// Seeds, ascending, with each seed's `jsd_exact`.
+    pub jsd_exact: Vec<(u64, f64)>,
+    /// `jsd_exact`, mean ± SE across seeds.
+    pub pooled: MeanSem,
+    /// The worst seed's `jsd_exact`.
+    pub worst: f64,
+    /// The negative ELBO, mean ± SE across the seeds that have one.
+    pub negative_elbo: Option<MeanSem>,
+    /// `jsd_exact` minus the paper configuration's on each seed both ran (empty for "paper").
+    pub paired_with_paper: Vec<(u64, f64)>,
+}
+
+/// Pools `runs` by label (labels in order), each over its seeds, and pairs each label with the
+/// label "paper" on shared seeds.
+pub fn pool_over_seeds(runs: &[AblationRun]) -> Vec<SeedPool> {
+    let mut groups: BTreeMap<&str, Vec<&AblationRun>> = BTreeMap::new();
+    for r in runs {
+        groups.entry(r.changes.as_str()).or_default().push(r);
+    }
+    let paper: BTreeMap<u64, f64> = groups
+        .get("paper")
+        .map(|g| g.iter().map(|r| (r.seed, r.jsd_exact)).collect())
+        .unwrap_or_default();
+    groups
+        .into_iter()
+        .map(|(changes, mut g)| {
+            g.sort_by_key(|r| r.seed);
+            let jsd: Vec<f64> = g.iter().map(|r| r.jsd_exact).collect();
+            let elbo: Vec<f64> = g.iter().filter_map(|r| r.negative_elbo).collect();
+            SeedPool {
+                changes: changes.to_string(),
+                jsd_exact: g.iter().map(|r| (r.seed, r.jsd_exact)).collect(),
+                pooled: MeanSem::of(&jsd),
+                worst: jsd.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                negative_elbo: (!elbo.is_empty()).then(|| MeanSem::of(&elbo)),
+                paired_with_paper: if changes == "paper" {
+                    Vec::new()
+                } else {
+                    g.iter()
+                        .filter_map(|r| paper.get(&r.seed).map(|p| (r.seed, r.jsd_exact - p)))
+                        .collect()
+                },
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +159,29 @@ mod tests {
         assert!(c.contains("ddssm.train.lambda.lambda_end = 0.5"), "{c}");
         assert!(c.contains("evaluation.samples = 64"), "{c}");
         Ok(())
+    }
+
+    /// Runs pool per label over seeds; a change pairs with the paper only on shared seeds.
+    #[test]
+    fn runs_pool_over_seeds_and_pair_on_shared_seeds() {
+        let run = |changes: &str, seed, jsd, elbo| AblationRun {
+            changes: changes.into(),
+            seed,
+            jsd_exact: jsd,
+            negative_elbo: elbo,
+        };
+        let pools = pool_over_seeds(&[
+            run("paper", 1, 0.15, Some(39.0)),
+            run("paper", 0, 0.17, Some(41.0)),
+            run("x = 1", 0, 0.12, None),
+            run("x = 1", 2, 0.10, None),
+        ]);
+        assert_eq!(pools[0].changes, "paper");
+        assert_eq!(pools[0].jsd_exact, vec![(0, 0.17), (1, 0.15)]);
+        assert!((pools[0].pooled.mean - 0.16).abs() < 1e-12 && pools[0].worst == 0.17);
+        assert!(pools[0].paired_with_paper.is_empty());
+        assert_eq!(pools[1].paired_with_paper.len(), 1);
+        assert!((pools[1].paired_with_paper[0].1 + 0.05).abs() < 1e-12);
+        assert!(pools[1].negative_elbo.is_none());
     }
 }

@@ -19,6 +19,7 @@ mod diagnosis;
 mod run;
 mod tradeoff;
 
+pub use changes::{pool_over_seeds, AblationRun, SeedPool};
 pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,

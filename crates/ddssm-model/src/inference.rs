@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 use ddssm_tensor_ops::SeededNoise;
 
-use crate::model::{per_trajectory, repeat_rows};
+use crate::model::repeat_rows;
 use crate::{check_shape, Batch, Model, Result, TransitionInput};
 
 /// `n` reconstructions of each of `B` sequences: `z ~ q_φ(z_{1:T} | x)`, then the emission.
@@ -28,6 +28,26 @@ pub struct Forecast {
     pub mean: Tensor,
     /// `[n, B, horizon, D]`: draws from the emissions, in the data's units.
     pub samples: Tensor,
+}
+
+/// The covariates of `batch` up to step `upto` and its statics, each repeated for `n` trajectories
+/// per sequence (row `s·B + b`).
+pub(crate) fn per_trajectory(
+    batch: &Batch,
+    upto: usize,
+    n: usize,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    Ok((
+        batch
+            .covariates_upto(upto)?
+            .map(|u| repeat_rows(&u, n))
+            .transpose()?,
+        batch
+            .statics
+            .as_ref()
+            .map(|s| repeat_rows(s, n))
+            .transpose()?,
+    ))
 }
 
 /// The one-step predictive of `B` sequences taken apart into its three sources of width: the

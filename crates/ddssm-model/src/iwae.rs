@@ -15,7 +15,8 @@
 use candle_core::{Tensor, D};
 use ddssm_tensor_ops::SeededNoise;
 
-use crate::model::{per_trajectory, repeat_rows};
+use crate::inference::per_trajectory;
+use crate::model::repeat_rows;
 use crate::{Batch, Model, Result};
 
 impl Model {

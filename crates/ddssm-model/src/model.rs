@@ -9,6 +9,7 @@ use ddssm_nets::SeededVarMap;
 use ddssm_tensor_ops::{history_windows, DiagGaussian, SeededNoise, WindowKind};
 
 use crate::encoder::{per_row, slot_times};
+use crate::inference::per_trajectory;
 use crate::{
     check_shape, Decoder, DiffusionTransition, ElboOptions, ElboTerms, Encoder, EncoderInputs,
     Error, Estimator, GaussianTransition, ModelConfig, Result, Standardization, Transition,
@@ -153,26 +154,6 @@ impl Batch {
 }
 
 /// Rows repeated `times` times along the batch axis (copy `s` of row `b` at `s·B + b`).
-/// The covariates of `batch` up to step `upto` and its statics, each repeated for `n` trajectories
-/// per sequence (row `s·B + b`).
-pub(crate) fn per_trajectory(
-    batch: &Batch,
-    upto: usize,
-    n: usize,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    Ok((
-        batch
-            .covariates_upto(upto)?
-            .map(|u| repeat_rows(&u, n))
-            .transpose()?,
-        batch
-            .statics
-            .as_ref()
-            .map(|s| repeat_rows(s, n))
-            .transpose()?,
-    ))
-}
-
 pub(crate) fn repeat_rows(t: &Tensor, times: usize) -> Result<Tensor> {
     Ok(if times == 1 {
         t.clone()

@@ -100,12 +100,19 @@ impl AdamW {
 
     /// One update of every parameter that has a gradient in `grads`.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step_scaled(grads, 1.0)
+    }
+
+    /// One update with every group's learning rate multiplied by `scale` (a decay schedule,
+    /// [`crate::LrDecay`]); weight decay scales with it, as in AdamW's `lr·wd`.
+    pub fn step_scaled(&mut self, grads: &GradStore, scale: f64) -> Result<()> {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
-        for (_, lr, slots) in &mut self.groups {
+        for (_, base_lr, slots) in &mut self.groups {
+            let lr = *base_lr * scale;
             for slot in slots.iter_mut() {
                 let Some(g) = grads.get(slot.var.as_tensor()) else {
                     continue;
@@ -121,8 +128,8 @@ impl AdamW {
                 let m_hat = (&slot.m / bias1)?;
                 let v_hat = (&slot.v / bias2)?;
                 let update = (m_hat / (v_hat.sqrt()? + c.eps)?)?;
-                let decayed = (theta * (1.0 - *lr * c.weight_decay))?;
-                slot.var.set(&(decayed - (update * *lr)?)?.detach())?;
+                let decayed = (theta * (1.0 - lr * c.weight_decay))?;
+                slot.var.set(&(decayed - (update * lr)?)?.detach())?;
             }
         }
         Ok(())

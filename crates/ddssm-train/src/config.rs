@@ -3,7 +3,7 @@
 use ddssm_model::Estimator;
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamWConfig, Error, LambdaSchedule, LambdaShape, Result};
+use crate::{AdamWConfig, Error, LambdaSchedule, LambdaShape, LrDecay, Result};
 
 /// One learning rate per parameter group (App. I.1, Table 3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,10 @@ pub struct TrainConfig {
     pub optimizer: AdamWConfig,
     /// The λ annealing of App. I.2.
     pub lambda: LambdaSchedule,
+    /// Decay of every learning rate over the run (not in the paper: constant by default, and then
+    /// left out of a written config).
+    #[serde(default, skip_serializing_if = "LrDecay::is_constant")]
+    pub lr_decay: LrDecay,
     /// Seed of the batch order and of every draw in the ELBO.
     pub seed: u64,
     /// Validate every this many steps (0: only at the end).
@@ -75,6 +79,7 @@ impl TrainConfig {
                 lambda_end: 1.243,
                 lambda_warmup_steps: 889,
             },
+            lr_decay: LrDecay::Constant,
             seed: 0,
             validate_every: 250,
             checkpoint_every: 500,
@@ -172,6 +177,7 @@ impl TrainConfig {
             o.weight_decay.to_string(),
             "a finite number ≥ 0",
         )?;
-        self.lambda.validate()
+        self.lambda.validate()?;
+        self.lr_decay.validate(self.steps)
     }
 }

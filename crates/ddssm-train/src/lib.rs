@@ -22,6 +22,7 @@ pub mod dataset;
 pub mod experiment;
 mod fit;
 mod lambda;
+mod lr_decay;
 pub mod series;
 pub mod study;
 pub mod tpe;
@@ -31,6 +32,7 @@ pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use config::{LearningRates, TrainConfig};
 pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};
+pub use lr_decay::LrDecay;
 pub use trainer::{
     accumulated_gradients, batch_indices, keys, optimizer_for, resumable_step, select, step_noise,
     train, Metrics, StepRecord, TrainOptions, TrainReport, Validator,

@@ -409,7 +409,7 @@ pub fn train(
                 finite_or(step, &format!("gradient of {name}"), norm)?;
             }
         }
-        opt.step(&grads)?;
+        opt.step_scaled(&grads, config.lr_decay.scale(step, config.steps))?;
         report.history.push(StepRecord {
             step,
             lambda,

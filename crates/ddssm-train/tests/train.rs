@@ -371,3 +371,41 @@ fn bad_training_configs_name_their_field() {
         .to_string()
         .contains("learning_rates.decoder"));
 }
+
+/// The decay is wired into the loop: a cosine that starts after step 1 and ends at 0 makes the
+/// third step a no-op (learning rate and weight decay both 0), so three decayed steps end
+/// exactly where two constant steps do, and not where three constant steps do.
+#[test]
+fn a_decay_to_zero_freezes_the_last_step() -> Result<()> {
+    let (mc, tc, data) = small();
+    let quiet = TrainOptions {
+        checkpoint: None,
+        resume: false,
+        progress: false,
+        label: "test".into(),
+    };
+    let run = |config: &TrainConfig| -> Result<Vec<Vec<f32>>> {
+        let mut m = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+        train(&mut m, &data, config, &quiet, &mut no_validation)?;
+        Ok(parameter_values(&m))
+    };
+    let base = TrainConfig {
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..tc
+    };
+    let decayed = TrainConfig {
+        steps: 3,
+        lr_decay: ddssm_train::LrDecay::Cosine {
+            floor: 0.0,
+            start: 1,
+        },
+        ..base
+    };
+    let two = run(&TrainConfig { steps: 2, ..base })?;
+    let three = run(&TrainConfig { steps: 3, ..base })?;
+    let got = run(&decayed)?;
+    assert_eq!(got, two);
+    assert_ne!(got, three);
+    Ok(())
+}

@@ -12,6 +12,10 @@
 //! - With `--peer`, the PyTorch peer (`../shared/peer/torch_ref/bench.py`) runs in the same
 //!   command with the same thread count and sampler size; its JSON is embedded and the ratios
 //!   printed (`> 1` means ddssm is faster).
+//! - With `--pairs N`, ours and the peer alternate N times (ours, peer, ours, …; scaling skipped):
+//!   each round's three figures and ratios are kept (`pairs`), and `paired_ratios` gives each
+//!   ratio's median, min and max over the rounds — so a load swing hits both sides of a pair
+//!   and one lucky run cannot make the figure.
 //!
 //! Thread count, load average before and after, the CPU and the git commit are recorded: compare
 //! only figures taken in one run on an otherwise idle machine.
@@ -43,6 +47,8 @@ pub struct Args {
     pub quick: bool,
     /// Also run the PyTorch peer.
     pub peer: bool,
+    /// Alternate ours and the peer this many times (0: one run of each, with `peer`).
+    pub pairs: usize,
     /// The peer's Python interpreter.
     pub python: PathBuf,
     /// Also write the JSON here.
@@ -295,6 +301,73 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// How many times faster ddssm is than the peer on each figure (`> 1`: ddssm faster; null
+/// where the peer has no such figure). `ours` holds [`measure`]'s blocks, `peer` bench.py's JSON.
+fn speedups(ours: &Value, peer: &Value) -> Value {
+    let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| t / ours);
+    json!({
+        "ddssm_train_speedup": ratio(
+            median(&ours["ddssm_train"]),
+            peer["ddssm_train"]["median_step_s"].as_f64()
+        ),
+        "dkf_train_speedup": ratio(
+            median(&ours["dkf_train"]),
+            peer["dkf_train"]["median_step_s"].as_f64()
+        ),
+        "sampler_speedup": peer["ddssm_sampler"]["samples_per_s"]
+            .as_f64()
+            .map(|t| median(&ours["ddssm_sampler"]) / t),
+    })
+}
+
+/// Each ratio's median, min and max over the rounds of `--pairs` (each round's `ratios`).
+fn paired_summary(rounds: &[Value]) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in [
+        "ddssm_train_speedup",
+        "dkf_train_speedup",
+        "sampler_speedup",
+    ] {
+        let values: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r["ratios"][key].as_f64())
+            .collect();
+        out.insert(
+            key.into(),
+            if values.is_empty() {
+                Value::Null
+            } else {
+                stats(values)
+            },
+        );
+    }
+    Value::Object(out)
+}
+
+/// `--pairs`: ours and the peer alternately, `args.pairs` times; returns the rounds (each with
+/// `ours`, `peer`, `ratios`) and their [`paired_summary`].
+fn paired(args: &Args, threads: usize) -> Result<(Value, Value)> {
+    let ours_only = Args {
+        pairs: 0,
+        peer: false,
+        skip_scaling: true,
+        out: None,
+        ..args.clone()
+    };
+    let mut rounds = Vec::with_capacity(args.pairs);
+    for round in 1..=args.pairs {
+        tracing::info!("bench: pair {round}/{}: ddssm", args.pairs);
+        let ours = measure(&ours_only)?;
+        tracing::info!("bench: pair {round}/{}: the peer", args.pairs);
+        let peer = run_peer(args, threads)?;
+        let ratios = speedups(&ours, &peer);
+        tracing::info!("bench: pair {round}/{}: speedups {ratios}", args.pairs);
+        rounds.push(json!({ "ours": ours, "peer": peer, "ratios": ratios }));
+    }
+    let summary = paired_summary(&rounds);
+    Ok((json!(rounds), summary))
+}
+
 /// Runs the benchmarks; returns the JSON object described in the module docs.
 pub fn measure(args: &Args) -> Result<Value> {
     if args.runs == 0 {
@@ -317,6 +390,25 @@ pub fn measure(args: &Args) -> Result<Value> {
         "quick": args.quick,
         "loadavg_before": loadavg(),
     });
+    if args.pairs > 0 {
+        if args.only.is_some() {
+            bail!("--pairs times every figure against the peer: it does not go with --only");
+        }
+        let (rounds, summary) = paired(args, threads)?;
+        for (key, v) in summary.as_object().into_iter().flatten() {
+            tracing::info!(
+                "bench: {key} over {} pairs: median {:.2}, min {:.2}, max {:.2}",
+                args.pairs,
+                v["median"].as_f64().unwrap_or(f64::NAN),
+                v["min"].as_f64().unwrap_or(f64::NAN),
+                v["max"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        out["pairs"] = rounds;
+        out["paired_ratios"] = summary;
+        out["loadavg_after"] = loadavg();
+        return Ok(out);
+    }
     for (name, model_config, mut train_config) in [
         (
             "ddssm_train",
@@ -353,22 +445,9 @@ pub fn measure(args: &Args) -> Result<Value> {
         out["scaling_t"] = by_t;
         out["scaling_batch"] = by_batch;
     }
-    if args.peer && args.only.is_none() {
+    if args.peer && args.only.is_none() && args.pairs == 0 {
         let peer = run_peer(args, threads)?;
-        let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|t| t / ours);
-        out["ratios"] = json!({
-            "ddssm_train_speedup": ratio(
-                median(&out["ddssm_train"]),
-                peer["ddssm_train"]["median_step_s"].as_f64()
-            ),
-            "dkf_train_speedup": ratio(
-                median(&out["dkf_train"]),
-                peer["dkf_train"]["median_step_s"].as_f64()
-            ),
-            "sampler_speedup": peer["ddssm_sampler"]["samples_per_s"]
-                .as_f64()
-                .map(|t| median(&out["ddssm_sampler"]) / t),
-        });
+        out["ratios"] = speedups(&out, &peer);
         out["peer"] = peer;
     }
     out["loadavg_after"] = loadavg();
@@ -388,6 +467,7 @@ mod tests {
             skip_scaling: false,
             quick: true,
             peer: false,
+            pairs: 0,
             python: "python3".into(),
             out: None,
             only: None,
@@ -410,6 +490,46 @@ mod tests {
         assert_eq!(out["scaling_batch"].as_array().map(Vec::len), Some(2));
         assert_eq!(stats(vec![3.0, 1.0, 2.0, 10.0])["median"], 2.5);
         Ok(())
+    }
+
+    /// The paired summary takes each ratio over the rounds; a figure the peer lacks is null.
+    #[test]
+    fn paired_ratios_are_summarised_per_figure() {
+        let ours = json!({
+            "ddssm_train": { "median": 0.2 },
+            "dkf_train": { "median": 0.5 },
+            "ddssm_sampler": { "median": 6000.0 },
+        });
+        let rounds: Vec<Value> = [0.6, 0.4, 0.8]
+            .iter()
+            .map(|&peer_step| {
+                let peer = json!({
+                    "ddssm_train": { "median_step_s": peer_step },
+                    "dkf_train": { "median_step_s": 1.5 },
+                    "ddssm_sampler": { "samples_per_s": 2000.0 },
+                });
+                json!({ "ratios": speedups(&ours, &peer) })
+            })
+            .collect();
+        let s = paired_summary(&rounds);
+        let close = |v: &Value, x: f64| (v.as_f64().unwrap() - x).abs() < 1e-12;
+        assert!(close(&s["ddssm_train_speedup"]["median"], 3.0));
+        assert!(close(&s["ddssm_train_speedup"]["min"], 2.0));
+        assert!(close(&s["ddssm_train_speedup"]["max"], 4.0));
+        assert!(close(&s["dkf_train_speedup"]["median"], 3.0));
+        assert!(close(&s["sampler_speedup"]["median"], 3.0));
+        assert_eq!(s["ddssm_train_speedup"]["runs"], 3);
+        let missing = paired_summary(&[json!({ "ratios": speedups(&ours, &json!({})) })]);
+        assert!(missing["dkf_train_speedup"].is_null());
+    }
+
+    #[test]
+    fn pairs_with_only_is_refused() {
+        let mut a = quick(1);
+        a.pairs = 2;
+        a.only = Some("dkf_train".into());
+        let e = measure(&a).unwrap_err().to_string();
+        assert!(e.contains("--pairs"), "{e}");
     }
 
     #[test]

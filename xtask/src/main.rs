@@ -185,6 +185,11 @@ enum Command {
         /// The peer's Python interpreter (one with torch, numpy and scipy).
         #[arg(long, default_value = "python3")]
         python: PathBuf,
+        /// Alternate ddssm and the peer this many times (ours, peer, ours, …) and report each
+        /// figure's paired ratio as median, min and max over the pairs (implies --peer; skips
+        /// the scaling series).
+        #[arg(long, default_value_t = 0)]
+        pairs: usize,
         /// Timed repetitions per figure (medians are reported; at least 5 for figures of record).
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -328,6 +333,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             peer,
             python,
+            pairs,
             runs,
             sampler_examples,
             sampler_samples,
@@ -342,7 +348,8 @@ fn run(cli: Cli) -> Result<()> {
             sampler_samples,
             skip_scaling,
             quick,
-            peer,
+            peer: peer || pairs > 0,
+            pairs,
             python,
             out,
             only,

@@ -14,7 +14,11 @@
 //!   forward and one backward, with a vectorisable `exp` for f32.
 //!
 //! Both run on the CPU for f32 and f64; on other devices or dtypes they fall back to the same
-//! function built from plain candle ops, so results agree everywhere up to rounding.
+//! function built from plain candle ops, so results agree everywhere up to rounding. That plain
+//! path (the only one CUDA and Metal take) can be forced on the CPU with [`set_fused_ops`], so it
+//! is run and checked without a GPU (`ddssm-model/tests/generic_path.rs`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Layout, Tensor};
 
@@ -32,8 +36,23 @@ pub use pool::time_pool;
 pub use residual::residual_update;
 pub use side::gated_with_side;
 
+static FUSED_ON_CPU: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused CPU ops on (the default) or off, for the whole process. Off, every op of this
+/// module takes its plain-candle path on the CPU too — the path every other device takes — so
+/// that path can be tested on a machine without a GPU, and a suspected fused-op bug bisected.
+/// The results agree up to rounding; the plain path is several times slower.
+pub fn set_fused_ops(enabled: bool) {
+    FUSED_ON_CPU.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the fused CPU ops are on ([`set_fused_ops`]).
+pub fn fused_ops() -> bool {
+    FUSED_ON_CPU.load(Ordering::Relaxed)
+}
+
 fn supported(t: &Tensor) -> bool {
-    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    fused_ops() && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
 fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {

@@ -7,6 +7,8 @@
 //!   (the paper configs process the batch in micro-batches of 64: `TrainConfig::micro_batch`).
 //! - `ddssm_sampler`: the one-step predictive `p(x_32 | x_{1:31})` (encoder over 31 steps,
 //!   K = 128 ancestral steps, emission), samples per second; median of `runs` calls.
+//! - `ddssm_sampler_dpm20`: the same with DPM-Solver++(2M) on 20 levels (20 network calls), the
+//!   few-step sampler measured equal to ancestral on the trained DDSSM.
 //! - `scaling_t`, `scaling_batch`: DDSSM step time for T = 16 … 256 (batch 32) and for batch
 //!   32 … 512 (T = 32), with the cost per sequence-step so linearity can be read off.
 //! - With `--peer`, the PyTorch peer (`../shared/peer/torch_ref/bench.py`) runs in the same
@@ -99,6 +101,10 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The few-step sampler of the `ddssm_sampler_dpm20` figure.
+const FEW_STEP_SAMPLER: ddssm_diffusion::Sampler =
+    ddssm_diffusion::Sampler::DpmSolver2M { steps: 20 };
+
 /// Warm-up steps before the timed ones (the first steps of a process are slower while the heap
 /// grows to its working size).
 const WARMUP: usize = 3;
@@ -180,9 +186,18 @@ fn time_steps(
     Ok(v)
 }
 
-fn time_sampler(args: &Args, device: &Device) -> Result<Value> {
+/// Samples per second of the one-step predictive with the paper's ancestral sampler (K = 128),
+/// or with `sampler` instead (the few-step figure).
+fn time_sampler(
+    args: &Args,
+    device: &Device,
+    sampler: Option<ddssm_diffusion::Sampler>,
+) -> Result<Value> {
     let model_config = ModelConfig::paper_ddssm();
     let mut model = Model::new(&model_config, 0, DType::F32, device)?;
+    if let Some(sampler) = sampler {
+        model.set_sampler(sampler)?;
+    }
     let walk = BimodalRandomWalk::default();
     let (_, x) = walk.simulate(
         args.sampler_examples,
@@ -213,6 +228,7 @@ fn time_sampler(args: &Args, device: &Device) -> Result<Value> {
         ddssm_model::TransitionConfig::Diffusion(d) => d.schedule.num_steps,
         ddssm_model::TransitionConfig::Gaussian(_) => 0,
     });
+    v["sampler"] = json!(sampler.map_or("ancestral (paper)".to_string(), |s| format!("{s:?}")));
     Ok(v)
 }
 
@@ -434,10 +450,14 @@ pub fn measure(args: &Args) -> Result<Value> {
         out[name] = v;
     }
     if wanted("ddssm_sampler") {
-        out["ddssm_sampler"] = time_sampler(args, device)?;
+        out["ddssm_sampler"] = time_sampler(args, device, None)?;
+        // The few-step sampler measured equal to ancestral on the trained DDSSM
+        // (docs/results/bimodal/runs/paper-s0/sampler-tradeoff.md: −0.006 ± 0.003 jsd_exact).
+        out["ddssm_sampler_dpm20"] = time_sampler(args, device, Some(FEW_STEP_SAMPLER))?;
         tracing::info!(
-            "bench: sampler: median {:.0} samples/s",
-            median(&out["ddssm_sampler"])
+            "bench: sampler: median {:.0} samples/s (ancestral, K = 128), {:.0} (DPM-Solver++(2M), 20 calls)",
+            median(&out["ddssm_sampler"]),
+            median(&out["ddssm_sampler_dpm20"])
         );
     }
     if !args.skip_scaling && wanted("scaling") {
@@ -478,7 +498,12 @@ mod tests {
     #[test]
     fn the_quick_benchmark_reports_every_figure() -> Result<()> {
         let out = measure(&quick(2))?;
-        for key in ["ddssm_train", "dkf_train", "ddssm_sampler"] {
+        for key in [
+            "ddssm_train",
+            "dkf_train",
+            "ddssm_sampler",
+            "ddssm_sampler_dpm20",
+        ] {
             let v = &out[key];
             assert_eq!(v["runs"], 2, "{key}");
             assert!(v["min"].as_f64().unwrap() > 0.0, "{key}");

@@ -6,41 +6,27 @@
 //! The switch is process-wide, so this file holds a single test (its own process, no other test
 //! sees the switch).
 
+mod common;
+
 use anyhow::Result;
-use candle_core::{DType, Device};
-use ddssm_model::{Batch, ElboOptions, Model, ModelConfig};
+use ddssm_model::ModelConfig;
 use ddssm_tensor_ops::{fused_ops, set_fused_ops, SeededNoise};
 
-/// ELBO terms, gradients of the negative ELBO (in parameter-name order) and draws, as f64.
+/// ELBO terms, gradients of the negative ELBO (in parameter-name order) and draws, as f64, for
+/// the pinned case (`pinned.rs`).
 fn numbers(config: &ModelConfig) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    let dev = Device::Cpu;
-    let model = Model::new(config, 7, DType::F32, &dev)?;
-    let x = SeededNoise::new(8).randn((3, 6, 1), DType::F32, &dev)?;
-    let batch = Batch::new(x);
-    let terms = model.elbo(&batch, &ElboOptions::default(), &mut SeededNoise::new(9))?;
-    let mut values = Vec::new();
-    for t in [
-        &terms.recon,
-        &terms.init_entropy,
-        &terms.vhp,
-        &terms.transition,
-        &terms.entropy,
-    ] {
-        values.extend(t.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-    }
+    let (model, batch, terms) = common::pinned_case(config)?;
+    let values = common::term_values(&terms)?;
     let grads = terms.negative_elbo()?.backward()?;
     let mut gradients = Vec::new();
     for (name, var) in model.named_parameters() {
         let g = grads
             .get(var.as_tensor())
             .ok_or_else(|| anyhow::anyhow!("no gradient for {name}"))?;
-        gradients.extend(g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+        gradients.extend(common::scalars(g)?);
     }
-    let draws = model
-        .one_step_predictive(&batch, 2, &mut SeededNoise::new(10))?
-        .flatten_all()?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()?;
+    let draws =
+        common::scalars(&model.one_step_predictive(&batch, 2, &mut SeededNoise::new(10))?)?;
     Ok((values, gradients, draws))
 }
 

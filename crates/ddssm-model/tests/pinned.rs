@@ -7,29 +7,17 @@
 //!
 //! `PIN_PRINT=1 cargo test -p ddssm-model --test pinned -- --nocapture` prints the current values.
 
+mod common;
+
 use anyhow::Result;
-use candle_core::{DType, Device};
-use ddssm_model::{Batch, ElboOptions, Model, ModelConfig};
+use ddssm_model::ModelConfig;
 use ddssm_tensor_ops::SeededNoise;
 
 fn numbers(config: &ModelConfig) -> Result<Vec<f64>> {
-    let dev = Device::Cpu;
-    let model = Model::new(config, 7, DType::F32, &dev)?;
-    let x = SeededNoise::new(8).randn((3, 6, 1), DType::F32, &dev)?;
-    let batch = Batch::new(x);
-    let terms = model.elbo(&batch, &ElboOptions::default(), &mut SeededNoise::new(9))?;
-    let mut out = Vec::new();
-    for t in [
-        &terms.recon,
-        &terms.init_entropy,
-        &terms.vhp,
-        &terms.transition,
-        &terms.entropy,
-    ] {
-        out.extend(t.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-    }
+    let (model, batch, terms) = common::pinned_case(config)?;
+    let mut out = common::term_values(&terms)?;
     let p = model.one_step_predictive(&batch, 2, &mut SeededNoise::new(10))?;
-    out.extend(p.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+    out.extend(common::scalars(&p)?);
     Ok(out)
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
-use ddssm_model::{Batch, Model, ModelConfig, TransitionConfig};
+use ddssm_model::{Batch, ElboOptions, ElboTerms, Model, ModelConfig, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 
 /// Gives every parameter that is exactly zero (the denoiser's last projection, zero-initialised as
@@ -64,4 +64,31 @@ pub fn batch(config: &ModelConfig, b: usize, t: usize, seed: u64) -> Result<Batc
 /// A tensor's values as f64, flattened.
 pub fn scalars(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}
+
+/// The pinned case of `pinned.rs`: `config`'s model from seed 7 (f32, CPU), three seeded
+/// sequences of length 6, and their ELBO terms under seed 9.
+pub fn pinned_case(config: &ModelConfig) -> Result<(Model, Batch, ElboTerms)> {
+    let dev = Device::Cpu;
+    let model = Model::new(config, 7, DType::F32, &dev)?;
+    let x = SeededNoise::new(8).randn((3, 6, 1), DType::F32, &dev)?;
+    let batch = Batch::new(x);
+    let terms = model.elbo(&batch, &ElboOptions::default(), &mut SeededNoise::new(9))?;
+    Ok((model, batch, terms))
+}
+
+/// Every ELBO term per sequence, as f64, in the order recon, init_entropy, vhp, transition,
+/// entropy.
+pub fn term_values(terms: &ElboTerms) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for t in [
+        &terms.recon,
+        &terms.init_entropy,
+        &terms.vhp,
+        &terms.transition,
+        &terms.entropy,
+    ] {
+        out.extend(scalars(t)?);
+    }
+    Ok(out)
 }

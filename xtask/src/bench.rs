@@ -422,6 +422,13 @@ pub fn measure(args: &Args) -> Result<Value> {
         }
         out["pairs"] = rounds;
         out["paired_ratios"] = summary;
+        if args.quick {
+            // bench.py has no small sizes: the ratios set our tiny sizes against its full ones.
+            out["warning"] = json!(
+                "--quick: ddssm ran tiny sizes, the peer its full ones; the ratios mean nothing"
+            );
+            tracing::warn!("bench: --quick with the peer: the ratios mean nothing");
+        }
         out["loadavg_after"] = loadavg();
         return Ok(out);
     }
@@ -468,6 +475,11 @@ pub fn measure(args: &Args) -> Result<Value> {
     if args.peer && args.only.is_none() && args.pairs == 0 {
         let peer = run_peer(args, threads)?;
         out["ratios"] = speedups(&out, &peer);
+        if args.quick {
+            out["warning"] = json!(
+                "--quick: ddssm ran tiny sizes, the peer its full ones; the ratios mean nothing"
+            );
+        }
         out["peer"] = peer;
     }
     out["loadavg_after"] = loadavg();

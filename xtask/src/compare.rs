@@ -62,6 +62,15 @@ fn read_row(folder: &Path) -> Result<Row> {
 }
 
 /// The tables of the folders `runs`, in markdown.
+/// `mean ± SE` across `seeds` seeds; one seed has no spread, and says so instead of `± 0`.
+fn across(m: MeanSem, seeds: usize, digits: usize) -> String {
+    if seeds < 2 {
+        format!("{:.digits$} (one seed: no spread)", m.mean)
+    } else {
+        format!("{:.digits$} ± {:.digits$}", m.mean, m.sem)
+    }
+}
+
 pub fn tables(runs: &[PathBuf]) -> Result<String> {
     let rows: Vec<Row> = runs.iter().map(|p| read_row(p)).collect::<Result<_>>()?;
     let mut s = String::from(
@@ -108,14 +117,13 @@ pub fn tables(runs: &[PathBuf]) -> Result<String> {
             .map(|(seed, d)| format!("seed {seed}: {d:+.4}"))
             .collect();
         s.push_str(&format!(
-            "| {} | {seeds:?} | {:.4} ± {:.4} ({}) | {:.4} | {} | {} |\n",
+            "| {} | {seeds:?} | {} ({}) | {:.4} | {} | {} |\n",
             p.changes,
-            p.pooled.mean,
-            p.pooled.sem,
+            across(p.pooled, seeds.len(), 4),
             values.join(", "),
             p.worst,
             p.negative_elbo
-                .map_or("–".into(), |e| format!("{:.2} ± {:.2}", e.mean, e.sem)),
+                .map_or("–".into(), |e| across(e, seeds.len(), 2)),
             if paired.is_empty() {
                 "–".into()
             } else {
@@ -136,4 +144,25 @@ pub fn run(runs: &[PathBuf], out: Option<&PathBuf>) -> Result<()> {
     }
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_seed_prints_no_spread() {
+        let m = MeanSem {
+            mean: 0.15571,
+            sem: 0.0,
+            n: 1,
+        };
+        assert_eq!(across(m, 1, 4), "0.1557 (one seed: no spread)");
+        let m = MeanSem {
+            mean: 0.1667,
+            sem: 0.0096,
+            n: 3,
+        };
+        assert_eq!(across(m, 3, 4), "0.1667 ± 0.0096");
+    }
 }

@@ -41,13 +41,7 @@ fn check_terms(terms: &ElboTerms, b: usize) -> Result<()> {
             values.iter().map(|v| v.abs()).sum::<f64>() + terms.transition_constant.abs() + 1.0;
         assert!((sum - c).abs() < 6e-5 * scale, "{sum} vs {c}");
     }
-    for t in [
-        &terms.recon,
-        &terms.init_entropy,
-        &terms.vhp,
-        &terms.transition,
-        &terms.entropy,
-    ] {
+    for t in common::term_tensors(terms) {
         assert_eq!(t.dims(), [b]);
         assert!(common::scalars(t)?.iter().all(|v| v.is_finite()));
     }

@@ -81,14 +81,19 @@ pub fn pinned_case(config: &ModelConfig) -> Result<(Model, Batch, ElboTerms)> {
 /// entropy.
 pub fn term_values(terms: &ElboTerms) -> Result<Vec<f64>> {
     let mut out = Vec::new();
-    for t in [
+    for t in term_tensors(terms) {
+        out.extend(scalars(t)?);
+    }
+    Ok(out)
+}
+
+/// The per-sequence ELBO terms in the order recon, init_entropy, vhp, transition, entropy.
+pub fn term_tensors(terms: &ElboTerms) -> [&Tensor; 5] {
+    [
         &terms.recon,
         &terms.init_entropy,
         &terms.vhp,
         &terms.transition,
         &terms.entropy,
-    ] {
-        out.extend(scalars(t)?);
-    }
-    Ok(out)
+    ]
 }

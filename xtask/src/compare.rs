@@ -6,62 +6,12 @@
 //! across seeds, the worst seed), and each change is paired with the paper's configuration on the
 //! seeds both ran.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use ddssm_eval::MeanSem;
-use ddssm_train::experiment::{pool_over_seeds, AblationRun, Results};
-use serde_json::Value;
+use ddssm_train::experiment::{pool_over_seeds, AblationRun, FinishedRun};
 
-/// One finished run.
-struct Row {
-    folder: String,
-    seed: u64,
-    changes: String,
-    jsd_exact: MeanSem,
-    negative_elbo: Option<MeanSem>,
-    width: Option<(f64, f64)>,
-    iwae: Option<(u64, f64, f64)>,
-    exact_nll: f64,
-}
-
-fn read_row(folder: &Path) -> Result<Row> {
-    let path = folder.join("results.json");
-    let r: Results = serde_json::from_str(
-        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{}: not a bimodal-experiment results.json", path.display()))?;
-    let ddssm = r
-        .models
-        .get("ddssm")
-        .with_context(|| format!("{}: no DDSSM scores", path.display()))?;
-    let diagnosis: Option<Value> = std::fs::read_to_string(folder.join("diagnosis.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let d = diagnosis.as_ref().map(|v| &v["models"]["ddssm"]);
-    let width = d.and_then(|d| Some((d["predictive"].as_f64()?, d["exact_predictive"].as_f64()?)));
-    let iwae = diagnosis.as_ref().and_then(|v| {
-        let l = &v["likelihood"]["ddssm"]["negative_iwae"];
-        let last = l.as_array()?.last()?;
-        Some((
-            last[0].as_u64()?,
-            last[1]["mean"].as_f64()?,
-            last[1]["sem"].as_f64()?,
-        ))
-    });
-    Ok(Row {
-        folder: folder.display().to_string(),
-        seed: r.config.seed,
-        changes: r.config.ddssm_changes()?,
-        jsd_exact: ddssm.jsd_exact,
-        negative_elbo: ddssm.negative_elbo,
-        width,
-        iwae,
-        exact_nll: r.exact_negative_log_likelihood.mean,
-    })
-}
-
-/// The tables of the folders `runs`, in markdown.
 /// `mean ± SE` across `seeds` seeds; one seed has no spread, and says so instead of `± 0`.
 fn across(m: MeanSem, seeds: usize, digits: usize) -> String {
     if seeds < 2 {
@@ -71,8 +21,12 @@ fn across(m: MeanSem, seeds: usize, digits: usize) -> String {
     }
 }
 
+/// The tables of the folders `runs`, in markdown.
 pub fn tables(runs: &[PathBuf]) -> Result<String> {
-    let rows: Vec<Row> = runs.iter().map(|p| read_row(p)).collect::<Result<_>>()?;
+    let rows: Vec<FinishedRun> = runs
+        .iter()
+        .map(|p| FinishedRun::read(p))
+        .collect::<Result<_, _>>()?;
     let mut s = String::from(
         "| run | seed | DDSSM changes against the paper's | jsd_exact | mode width (exact) | \
          −ELBO | −IWAE-k | exact −log p(x) |\n|---|---|---|---|---|---|---|---|\n",
@@ -99,15 +53,7 @@ pub fn tables(runs: &[PathBuf]) -> Result<String> {
          −ELBO across seeds | paired with the paper's config (same seeds): Δ jsd_exact |\n\
          |---|---|---|---|---|---|\n",
     );
-    let runs: Vec<AblationRun> = rows
-        .iter()
-        .map(|r| AblationRun {
-            changes: r.changes.clone(),
-            seed: r.seed,
-            jsd_exact: r.jsd_exact.mean,
-            negative_elbo: r.negative_elbo.map(|e| e.mean),
-        })
-        .collect();
+    let runs: Vec<AblationRun> = rows.iter().map(FinishedRun::ablation_run).collect();
     for p in pool_over_seeds(&runs) {
         let seeds: Vec<u64> = p.jsd_exact.iter().map(|(s, _)| *s).collect();
         let values: Vec<String> = p.jsd_exact.iter().map(|(_, v)| format!("{v:.4}")).collect();

@@ -44,30 +44,25 @@ impl ExperimentConfig {
     /// differing setting as `path = value` (seeds aside; "paper" when nothing): the row label of
     /// an ablation table.
     pub fn ddssm_changes(&self) -> Result<String> {
-        let cfg = self;
         let paper = ExperimentConfig::paper();
         let mut out = Vec::new();
         differences(
             "ddssm",
-            &to_json(&cfg.ddssm)?,
+            &to_json(&self.ddssm)?,
             &to_json(&paper.ddssm)?,
             &mut out,
         );
         out.retain(|d| !d.starts_with("ddssm.train.seed "));
-        let mut rest = Vec::new();
-        differences(
-            "data",
-            &to_json(&cfg.data)?,
-            &to_json(&paper.data)?,
-            &mut rest,
-        );
-        differences(
-            "evaluation",
-            &to_json(&cfg.evaluation)?,
-            &to_json(&paper.evaluation)?,
-            &mut rest,
-        );
-        out.extend(rest);
+        for (path, ours, theirs) in [
+            ("data", to_json(&self.data)?, to_json(&paper.data)?),
+            (
+                "evaluation",
+                to_json(&self.evaluation)?,
+                to_json(&paper.evaluation)?,
+            ),
+        ] {
+            differences(path, &ours, &theirs, &mut out);
+        }
         Ok(if out.is_empty() {
             "paper".into()
         } else {

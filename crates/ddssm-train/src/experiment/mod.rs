@@ -16,11 +16,13 @@ use crate::{Error, ModelRun, Result, TrainConfig};
 
 mod changes;
 mod diagnosis;
+mod finished;
 mod run;
 mod tradeoff;
 
 pub use changes::{pool_over_seeds, AblationRun, SeedPool};
 pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
+pub use finished::FinishedRun;
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
     RunOptions,

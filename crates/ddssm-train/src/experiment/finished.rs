@@ -1,0 +1,114 @@
+//! A finished `bimodal-experiment` folder read back: the scores of its DDSSM run, labelled by
+//! what its configuration changes against the paper's, for ablation and seed tables.
+
+use std::path::Path;
+
+use ddssm_eval::MeanSem;
+use serde_json::Value;
+
+use super::{AblationRun, Results};
+use crate::{Error, Result};
+
+/// One finished run: its `results.json` and, where `cargo xtask diagnose` ran on it, its
+/// `diagnosis.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedRun {
+    /// The folder, as given.
+    pub folder: String,
+    /// The experiment's seed.
+    pub seed: u64,
+    /// What the run changes against the paper ([`super::ExperimentConfig::ddssm_changes`]).
+    pub changes: String,
+    /// The DDSSM's one-step `jsd_exact` over the test sequences.
+    pub jsd_exact: MeanSem,
+    /// The DDSSM's −ELBO per test sequence, where scored.
+    pub negative_elbo: Option<MeanSem>,
+    /// The predictive's within-mode width and the exact one (from the diagnosis).
+    pub width: Option<(f64, f64)>,
+    /// The largest IWAE `k` of the diagnosis with −IWAE-k's mean and SE.
+    pub iwae: Option<(u64, f64, f64)>,
+    /// The exact −log p(x) per test sequence (mean).
+    pub exact_nll: f64,
+}
+
+impl FinishedRun {
+    /// Reads `folder/results.json` (required: an error names the file when it is missing, not a
+    /// bimodal-experiment result, or has no DDSSM scores) and `folder/diagnosis.json` (optional).
+    pub fn read(folder: &Path) -> Result<Self> {
+        let path = folder.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::State(format!("reading {}: {e}", path.display())))?;
+        let r: Results = serde_json::from_str(&text).map_err(|e| {
+            Error::State(format!(
+                "{}: not a bimodal-experiment results.json ({e})",
+                path.display()
+            ))
+        })?;
+        let ddssm = r
+            .models
+            .get("ddssm")
+            .ok_or_else(|| Error::State(format!("{}: no DDSSM scores", path.display())))?;
+        let diagnosis: Option<Value> = std::fs::read_to_string(folder.join("diagnosis.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let d = diagnosis.as_ref().map(|v| &v["models"]["ddssm"]);
+        let width =
+            d.and_then(|d| Some((d["predictive"].as_f64()?, d["exact_predictive"].as_f64()?)));
+        let iwae = diagnosis.as_ref().and_then(|v| {
+            let last = v["likelihood"]["ddssm"]["negative_iwae"]
+                .as_array()?
+                .last()?;
+            Some((
+                last[0].as_u64()?,
+                last[1]["mean"].as_f64()?,
+                last[1]["sem"].as_f64()?,
+            ))
+        });
+        Ok(Self {
+            folder: folder.display().to_string(),
+            seed: r.config.seed,
+            changes: r.config.ddssm_changes()?,
+            jsd_exact: ddssm.jsd_exact,
+            negative_elbo: ddssm.negative_elbo,
+            width,
+            iwae,
+            exact_nll: r.exact_negative_log_likelihood.mean,
+        })
+    }
+
+    /// Its label, seed and mean scores, for [`super::pool_over_seeds`].
+    pub fn ablation_run(&self) -> AblationRun {
+        AblationRun {
+            changes: self.changes.clone(),
+            seed: self.seed,
+            jsd_exact: self.jsd_exact.mean,
+            negative_elbo: self.negative_elbo.map(|e| e.mean),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committed run of record reads back with its diagnosis; a folder without results is an
+    /// error naming the file.
+    #[test]
+    fn a_run_of_record_reads_back_and_a_missing_one_is_named() {
+        let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/results/bimodal/runs");
+        let r = FinishedRun::read(&runs.join("paper-s0")).unwrap();
+        assert_eq!((r.seed, r.changes.as_str()), (0, "paper"));
+        assert!(
+            (r.jsd_exact.mean - 0.1747).abs() < 5e-5,
+            "{}",
+            r.jsd_exact.mean
+        );
+        assert!(r.width.is_some() && r.iwae.is_some());
+        assert_eq!(r.ablation_run().jsd_exact, r.jsd_exact.mean);
+        let longer = FinishedRun::read(&runs.join("steps6000-s0")).unwrap();
+        assert_eq!(longer.changes, "ddssm.train.steps = 6000");
+        assert!(longer.width.is_none());
+        let err = FinishedRun::read(&runs.join("no-such-run")).unwrap_err();
+        assert!(err.to_string().contains("results.json"), "{err}");
+    }
+}

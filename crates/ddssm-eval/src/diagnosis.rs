@@ -18,12 +18,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BimodalRandomWalk, Result, Series};
 
+/// `σ_data` of a diagnosis written before it was recorded.
+fn unit_sigma_data() -> f64 {
+    1.0
+}
+
 /// The diffusion schedule's levels that matter for sharp modes (absent for a Gaussian transition).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleFacts {
     /// `K`.
     pub levels: usize,
-    /// EDM's `σ_data` (the scale the preconditioning assumes for the clean latents).
+    /// EDM's `σ_data` (the scale the preconditioning assumes for the clean latents). Diagnoses
+    /// written before the field existed read as 1, the only value the code had then.
+    #[serde(default = "unit_sigma_data")]
     pub sigma_data: f64,
     /// `σ_1 = √((1 − ᾱ_1)/ᾱ_1)`, the smallest noise level the denoiser is trained at.
     pub sigma_1: f64,

@@ -11,13 +11,13 @@ use ddssm_eval::diagnosis::{width_diagnosis, WidthDiagnosis};
 use ddssm_eval::{iwae_per_sequence, negative_elbo_per_sequence, MeanSem, Series};
 use ddssm_model::Model;
 use ddssm_tensor_ops::SeededNoise;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ExperimentConfig, Splits};
 use crate::Result;
 
 /// How much of the test split [`diagnose`] uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiagnosisOptions {
     /// Test sequences of the width decomposition.
     pub sequences: usize,
@@ -29,10 +29,10 @@ pub struct DiagnosisOptions {
     pub iwae_draws: usize,
 }
 
-/// What [`diagnose`] found, per model name.
-#[derive(Debug, Clone, Serialize)]
+/// What [`diagnose`] found, per model name (its report and files: `diagnosis_report.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnosis {
-    /// The options it ran with.
+    /// The options it ran with (`iwae_sequences` at most the test split's size).
     #[serde(flatten)]
     pub options: DiagnosisOptions,
     /// The width decomposition of each model.
@@ -51,7 +51,10 @@ pub fn diagnose(
 ) -> Result<Diagnosis> {
     let root = SeededNoise::new(cfg.seed);
     let mut out = Diagnosis {
-        options: *options,
+        options: DiagnosisOptions {
+            iwae_sequences: options.iwae_sequences.min(cfg.data.test),
+            ..*options
+        },
         models: BTreeMap::new(),
         likelihood: BTreeMap::new(),
     };
@@ -81,7 +84,7 @@ pub fn diagnose(
 
 /// `−log p(x)` per test sequence three ways (nats, mean ± SE over the same sequences): the
 /// negative ELBO, the importance-weighted bounds, and the exact value.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LikelihoodSplit {
     /// The negative ELBO (closed-form terms, 4 trajectories).
     pub negative_elbo: MeanSem,

@@ -16,6 +16,7 @@ use crate::{Error, ModelRun, Result, TrainConfig};
 
 mod changes;
 mod diagnosis;
+mod diagnosis_report;
 mod finished;
 mod run;
 mod tradeoff;

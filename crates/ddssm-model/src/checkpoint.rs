@@ -173,7 +173,34 @@ pub fn seal(
     let unsealed = serialise(meta.clone())?;
     let (header, data) = parse_header(Path::new("checkpoint"), &unsealed)?;
     meta.insert(keys::CHECKSUM.into(), checksum(&header, data));
-    serialise(meta)
+    sorted_header(serialise(meta)?)
+}
+
+/// `bytes` (a safetensors buffer) with its JSON header's keys sorted, tensors' and metadata's
+/// alike: safetensors writes the metadata in its `HashMap`'s iteration order, which changes from
+/// one process (or map) to the next, so without this the same checkpoint was different bytes.
+/// Readers locate tensors by their offsets, so the order of the header's entries is free; the
+/// header keeps its length and its padding to a multiple of 8 bytes.
+fn sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let invalid = |e: String| Error::InvalidData(format!("serialising the checkpoint: {e}"));
+    let len = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| invalid("no header length".into()))? as usize;
+    let header = bytes
+        .get(8..8 + len)
+        .ok_or_else(|| invalid("truncated header".into()))?;
+    // serde_json's maps are ordered by key (its `preserve_order` feature is off).
+    let value: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| invalid(e.to_string()))?;
+    let mut text = serde_json::to_vec(&value).map_err(|e| invalid(e.to_string()))?;
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
 }
 
 /// Reads a checkpoint's metadata (format, config, …) without loading its tensors.

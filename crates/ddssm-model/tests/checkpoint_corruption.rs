@@ -97,6 +97,29 @@ fn the_intact_file_loads() -> Result<()> {
     Ok(())
 }
 
+/// Sealing is a function of the content: the same tensors and metadata give the same bytes
+/// however the metadata map iterates (each `HashMap` below has its own random order; the fixture's
+/// metadata has enough keys that two unsorted writes agreeing by chance is negligible), and the
+/// sorted header is what safetensors itself reads back.
+#[test]
+fn equal_checkpoints_are_equal_bytes() -> Result<()> {
+    let (_, tensors, meta) = fixture("bytes")?;
+    assert!(meta.len() >= 5, "{} metadata keys", meta.len());
+    let first = checkpoint::seal(&tensors, meta.clone())?;
+    for _ in 0..4 {
+        let reordered: Meta = meta.clone().into_iter().collect();
+        assert!(checkpoint::seal(&tensors, reordered)? == first);
+    }
+    let (header_len, header) = safetensors::SafeTensors::read_metadata(&first)?;
+    assert_eq!(header_len % 8, 0);
+    let read = header.metadata().clone().unwrap_or_default();
+    assert!(
+        read.contains_key("checksum") && read.len() >= meta.len(),
+        "{read:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn truncations_and_flipped_bytes_are_errors() -> Result<()> {
     let (mut live, tensors, meta) = fixture("flips")?;

@@ -338,15 +338,20 @@ mod tests {
         assert!(parsed.validate().is_ok());
     }
 
-    /// Every ablation config of issue 17 (configs/ablations/) changes the DDSSM run only: data,
+    /// Every ablation config of issue 17 (configs/ablations/) and the sharp config
+    /// (configs/bimodal-sharp.toml) change the DDSSM run only: data,
     /// evaluation, seed and the DKF are the paper's, so their numbers compare with the paper
     /// config's on the same seeds.
     #[test]
     fn the_ablation_configs_change_the_ddssm_only() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ablations");
+        let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut paths: Vec<_> = std::fs::read_dir(configs.join("ablations"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.push(configs.join("bimodal-sharp.toml"));
         let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in paths {
             let parsed: ExperimentConfig =
                 toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             assert!(parsed.validate().is_ok(), "{}", path.display());
@@ -360,7 +365,7 @@ mod tests {
             );
             seen += 1;
         }
-        assert!(seen >= 2, "configs/ablations holds {seen} configs");
+        assert!(seen >= 3, "{seen} configs");
     }
 
     /// The splits come from forks of the seed: the same seed gives the same data, another seed

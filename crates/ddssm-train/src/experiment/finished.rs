@@ -107,7 +107,8 @@ mod tests {
         assert_eq!(r.ablation_run().jsd_exact, r.jsd_exact.mean);
         let longer = FinishedRun::read(&runs.join("steps6000-s0")).unwrap();
         assert_eq!(longer.changes, "ddssm.train.steps = 6000");
-        assert!(longer.width.is_none());
+        let undiagnosed = FinishedRun::read(&runs.join("paper-s1")).unwrap();
+        assert!(undiagnosed.width.is_none() && undiagnosed.iwae.is_none());
         let err = FinishedRun::read(&runs.join("no-such-run")).unwrap_err();
         assert!(err.to_string().contains("results.json"), "{err}");
     }

@@ -21,20 +21,17 @@
 //!   running best).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::tpe::{Distribution, Params, Space, Tpe};
+use ddssm_train::tpe::{Distribution, Space};
 use ddssm_train::ModelRun;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use ddssm_train::experiment::{ExperimentConfig, Splits};
 use ddssm_train::study::{
-    append_trial, apply, check_space, read_study, run_trial, validate_space, value, Header, Metric,
-    Trial,
+    apply, check_space, run_study, validate_space, value, Header, Metric, Trial,
 };
 
 /// The search-space file.
@@ -136,65 +133,14 @@ fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let study = args.out.join("study.jsonl");
-    let mut trials = read_study(&study, &header)?;
-    if trials.is_empty() {
-        ddssm_model::checkpoint::write_atomic(
-            &study,
-            format!("{}\n", serde_json::to_string(&header)?).as_bytes(),
-        )?;
-    } else {
-        tracing::info!(
-            "tune: continuing {} after {} trials",
-            study.display(),
-            trials.len()
-        );
-    }
     let data = Splits::new(&cfg, &args.device)?;
-    let tpe = Tpe::default();
-    let root = SeededNoise::new(args.seed).fork("tune");
-    while trials.len() < args.trials {
-        let number = trials.len();
-        let history: Vec<(Params, f64)> = trials
-            .iter()
-            .map(|t| (t.params.clone(), t.score.unwrap_or(f64::NAN)))
-            .collect();
-        let params = tpe.propose(&space, &history, &mut root.fork(&format!("trial{number}")));
-        let run = apply(&base, &params)?;
-        let began = Instant::now();
-        let label = format!("{}-trial{number}", args.model);
-        let outcome = run_trial(&cfg, &run, &data, args.metric, &label)?;
-        let trial = Trial {
-            number,
-            params,
-            score: outcome.as_ref().ok().copied(),
-            status: if outcome.is_ok() {
-                "complete"
-            } else {
-                "failed"
-            }
-            .to_string(),
-            seconds: began.elapsed().as_secs_f64(),
-            error: outcome.err(),
-        };
-        let best = trials
-            .iter()
-            .chain(std::iter::once(&trial))
-            .filter_map(|t| t.score)
-            .fold(f64::INFINITY, f64::min);
-        tracing::info!(
-            "tune: trial {}/{}: {} ({:.0} s), best so far {best:.4}",
-            number + 1,
-            args.trials,
-            trial.score.map_or_else(
-                || format!("failed: {}", trial.error.as_deref().unwrap_or("")),
-                |s| { format!("score {s:.4}") }
-            ),
-            trial.seconds
-        );
-        append_trial(&study, &trial)?;
-        trials.push(trial);
-    }
+    let trials = run_study(
+        &args.out.join("study.jsonl"),
+        &header,
+        &cfg,
+        &data,
+        args.trials,
+    )?;
     finish(args, &base, &space, &trials)
 }
 

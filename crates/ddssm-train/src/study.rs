@@ -2,8 +2,9 @@
 //! the config fields they set, the check that a space's extreme values give valid runs, the study
 //! file (`study.jsonl`: a header line, then one JSON line per finished trial) read back exactly or
 //! refused with the line that is wrong, and one trial — train a proposal with [`crate::fit`] and
-//! score it on the validation sequences. `cargo xtask tune` adds the command line, the loop's
-//! progress, and the report.
+//! score it on the validation sequences — and the study loop that proposes with TPE, runs and
+//! records trials until a count ([`run_study`]). `cargo xtask tune` adds the command line and
+//! the report.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::experiment::{validation_scores, ExperimentConfig, Splits};
-use crate::tpe::{Distribution, Params, Space};
+use crate::tpe::{Distribution, Params, Space, Tpe};
 use crate::{fit, Error, LambdaShape, Metrics, ModelRun, Result, TrainOptions};
 
 fn state(message: String) -> Error {
@@ -327,6 +328,79 @@ pub fn run_trial(
     } else {
         Err(format!("non-finite score {score}"))
     })
+}
+
+/// Runs the study in the file `path` until it holds `trials` trials and returns them all: a new
+/// file starts with `header`, an existing one continues after its trials (its header must be
+/// `header`). Trial `n` is proposed by TPE from the finished trials with noise from the fork
+/// `tune/trial{n}` of `header.seed`, so a resumed study proposes what an uninterrupted one
+/// would; each trial is appended as it finishes, a failed one included.
+pub fn run_study(
+    path: &Path,
+    header: &Header,
+    cfg: &ExperimentConfig,
+    data: &Splits,
+    trials: usize,
+) -> Result<Vec<Trial>> {
+    let mut done = read_study(path, header)?;
+    if done.is_empty() {
+        let line = serde_json::to_string(header).map_err(|e| state(e.to_string()))?;
+        ddssm_model::checkpoint::write_atomic(path, format!("{line}\n").as_bytes())?;
+    } else {
+        tracing::info!(
+            "tune: continuing {} after {} trials",
+            path.display(),
+            done.len()
+        );
+    }
+    let tpe = Tpe::default();
+    let root = ddssm_tensor_ops::SeededNoise::new(header.seed).fork("tune");
+    while done.len() < trials {
+        let number = done.len();
+        let history: Vec<(Params, f64)> = done
+            .iter()
+            .map(|t| (t.params.clone(), t.score.unwrap_or(f64::NAN)))
+            .collect();
+        let params = tpe.propose(
+            &header.space,
+            &history,
+            &mut root.fork(&format!("trial{number}")),
+        );
+        let run = apply(&header.base, &params)?;
+        let began = std::time::Instant::now();
+        let label = format!("{}-trial{number}", header.model);
+        let outcome = run_trial(cfg, &run, data, header.metric, &label)?;
+        let trial = Trial {
+            number,
+            params,
+            score: outcome.as_ref().ok().copied(),
+            status: if outcome.is_ok() {
+                "complete"
+            } else {
+                "failed"
+            }
+            .to_string(),
+            seconds: began.elapsed().as_secs_f64(),
+            error: outcome.err(),
+        };
+        let best = done
+            .iter()
+            .chain(std::iter::once(&trial))
+            .filter_map(|t| t.score)
+            .fold(f64::INFINITY, f64::min);
+        tracing::info!(
+            "tune: trial {}/{trials}: {} ({:.0} s), best so far {best:.4}",
+            number + 1,
+            trial.score.map_or_else(
+                || format!("failed: {}", trial.error.as_deref().unwrap_or("")),
+                |s| format!("score {s:.4}")
+            ),
+            trial.seconds
+        );
+        append_trial(path, &trial)?;
+        done.push(trial);
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

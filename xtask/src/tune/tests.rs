@@ -3,7 +3,9 @@
 
 use super::*;
 use ddssm_model::TransitionConfig;
+use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::study::KNOWN;
+use ddssm_train::tpe::Params;
 
 fn tiny(seed: u64, steps: usize) -> ExperimentConfig {
     let mut cfg = ExperimentConfig::paper().quick();

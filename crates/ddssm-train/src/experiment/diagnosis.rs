@@ -50,11 +50,12 @@ pub fn diagnose(
     options: &DiagnosisOptions,
 ) -> Result<Diagnosis> {
     let root = SeededNoise::new(cfg.seed);
+    let options = &DiagnosisOptions {
+        iwae_sequences: options.iwae_sequences.min(cfg.data.test),
+        ..*options
+    };
     let mut out = Diagnosis {
-        options: DiagnosisOptions {
-            iwae_sequences: options.iwae_sequences.min(cfg.data.test),
-            ..*options
-        },
+        options: *options,
         models: BTreeMap::new(),
         likelihood: BTreeMap::new(),
     };
@@ -72,9 +73,14 @@ pub fn diagnose(
         out.models.insert(name.to_string(), d);
         if options.iwae_sequences > 0 {
             let mut noise = root.fork(&format!("{name}/iwae"));
-            let n = options.iwae_sequences.min(cfg.data.test);
-            let split =
-                likelihood_split(model, cfg, &data.test, n, options.iwae_draws, &mut noise)?;
+            let split = likelihood_split(
+                model,
+                cfg,
+                &data.test,
+                options.iwae_sequences,
+                options.iwae_draws,
+                &mut noise,
+            )?;
             tracing::info!("{name}: likelihood split {split:?}");
             out.likelihood.insert(name.to_string(), split);
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use ddssm_data::read_csv;
-use ddssm_eval::forecasting::draws_in_rows;
+use ddssm_eval::forecasting::sorted_rows;
 use ddssm_eval::sorted_quantile;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::dataset::forecast_batch;
@@ -50,16 +50,9 @@ pub fn forecast(args: &ForecastArgs) -> Result<()> {
     let paths = model.forecast(&batch, horizon, args.samples, &mut noise)?;
     let (n, d) = (args.samples, columns.targets.len());
     let draws = draws_by_row(&paths.samples)?;
-    let draw = draws_in_rows(&draws, horizon, d, n);
     // Each series, step and variable's draws, sorted once for the CSV and the plot; row
     // `(s·H + h)·D + k`.
-    let sorted: Vec<Vec<f64>> = (0..panel.series.len() * horizon * d)
-        .map(|row| {
-            let mut v = draw(row / (horizon * d), row / d % horizon, row % d);
-            v.sort_by(f64::total_cmp);
-            v
-        })
-        .collect();
+    let sorted = sorted_rows(&draws, n);
     let mut writer = csv::Writer::from_writer(Vec::new());
     let mut header = vec![
         "series".to_string(),

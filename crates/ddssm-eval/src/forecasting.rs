@@ -246,6 +246,33 @@ pub fn draws_in_rows(
     }
 }
 
+/// Each row's `n` draws of a `[rows, n]` layout (as [`draws_in_rows`] reads it: row
+/// `(w·H + h)·D + k`), sorted ascending, ready for [`crate::sorted_quantile`].
+pub fn sorted_rows(draws: &[f64], n: usize) -> Vec<Vec<f64>> {
+    draws
+        .chunks_exact(n.max(1))
+        .map(|row| {
+            let mut row = row.to_vec();
+            row.sort_by(f64::total_cmp);
+            row
+        })
+        .collect()
+}
+
+/// Quantiles at [`crate::plot::FAN_LEVELS`] per window, step and target: `fans[w][h][k]`.
+pub type Fans = Vec<Vec<Vec<[f64; 5]>>>;
+
+/// The fan quantiles of forecast draws laid out `[W, H, D, n]` as [`draws_in_rows`] reads them.
+pub fn quantile_fans(draws: &[f64], horizon: usize, d: usize, n: usize) -> Fans {
+    let rows: Vec<[f64; 5]> = sorted_rows(draws, n)
+        .iter()
+        .map(|row| crate::plot::fan_quantiles(row))
+        .collect();
+    rows.chunks_exact((horizon * d).max(1))
+        .map(|window| window.chunks_exact(d.max(1)).map(<[_]>::to_vec).collect())
+        .collect()
+}
+
 /// The overall scores of several forecasters as a Markdown table (one row each, `–` where a score
 /// does not apply).
 pub fn scores_table(results: &BTreeMap<String, Evaluation>) -> String {
@@ -275,6 +302,32 @@ pub fn scores_table(results: &BTreeMap<String, Evaluation>) -> String {
 mod tests {
     use super::*;
     use ddssm_data::{read_csv, Columns};
+
+    /// Two windows, three steps, two targets, 21 draws each: row `r`'s draws are `r + 0, …, r + 20`
+    /// in reverse order, so its sorted quantiles are `r + 20·q` exactly (linear interpolation).
+    #[test]
+    fn quantile_fans_follow_the_row_layout() {
+        let (windows, horizon, d, n) = (2, 3, 2, 21);
+        let draws: Vec<f64> = (0..windows * horizon * d)
+            .flat_map(|row| (0..n).rev().map(move |i| (100 * row + i) as f64))
+            .collect();
+        let sorted = sorted_rows(&draws, n);
+        assert_eq!(sorted.len(), windows * horizon * d);
+        assert!(sorted.iter().all(|r| r.windows(2).all(|p| p[0] <= p[1])));
+        let fans = quantile_fans(&draws, horizon, d, n);
+        assert_eq!((fans.len(), fans[0].len(), fans[0][0].len()), (2, 3, 2));
+        for (w, steps) in fans.iter().enumerate() {
+            for (h, targets) in steps.iter().enumerate() {
+                for (k, q) in targets.iter().enumerate() {
+                    let row = (w * horizon + h) * d + k;
+                    for (got, level) in q.iter().zip(crate::plot::FAN_LEVELS) {
+                        let want = (100 * row) as f64 + 20.0 * level;
+                        assert!((got - want).abs() < 1e-9, "{w} {h} {k}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
 
     /// Two targets over 8 steps, `b` missing at step 6; context 4, horizon 3, one window.
     fn panel(test: &str) -> Panel {

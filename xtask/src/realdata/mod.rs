@@ -11,8 +11,9 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, Panel, Splits, WindowSpec};
-use ddssm_eval::forecasting::{baselines, draws_in_rows, score_windows, Evaluation, Horizon};
-use ddssm_eval::plot::fan_quantiles;
+use ddssm_eval::forecasting::{
+    baselines, draws_in_rows, quantile_fans, score_windows, Evaluation, Fans, Horizon,
+};
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::{
@@ -141,30 +142,8 @@ pub struct DatasetResults {
     pub marginal: Option<MarginalBaseline>,
 }
 
-/// Quantiles at [`ddssm_eval::plot::FAN_LEVELS`] per test window, step and target.
-pub type Fans = Vec<Vec<Vec<[f64; 5]>>>;
-
 /// `(step, time, targets)`: one observed step of a series (`None` where missing).
 pub type ObservedStep = (usize, String, Vec<Option<f64>>);
-
-fn fans(draws: &[f64], windows: usize, horizon: usize, d: usize, n: usize) -> Fans {
-    let draw = draws_in_rows(draws, horizon, d, n);
-    (0..windows)
-        .map(|w| {
-            (0..horizon)
-                .map(|h| {
-                    (0..d)
-                        .map(|k| {
-                            let mut s = draw(w, h, k);
-                            s.sort_by(f64::total_cmp);
-                            fan_quantiles(&s)
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .collect()
-}
 
 const FITS: &str = "fits.json";
 
@@ -391,7 +370,7 @@ fn fit_model(
         at,
         &draws_in_rows(&draws, ds.horizon, d, n),
     );
-    let fans = first.then(|| fans(&draws, splits.test.len(), ds.horizon, d, n));
+    let fans = first.then(|| quantile_fans(&draws, ds.horizon, d, n));
     tracing::info!(
         "{key}: CRPS {:.4} in {fit_seconds:.0} s",
         evaluation.overall.crps
@@ -491,7 +470,7 @@ fn statsmodels(
         );
         let draw = draws_in_rows(&flat, ds.horizon, d, cfg.samples);
         let evaluation = score_windows(panel, &splits.test, at, &draw);
-        let fans = (i == 0).then(|| fans(&flat, splits.test.len(), ds.horizon, d, cfg.samples));
+        let fans = (i == 0).then(|| quantile_fans(&flat, ds.horizon, d, cfg.samples));
         by_seed.insert(
             seed,
             Fit {

@@ -284,21 +284,28 @@ pub(crate) fn snapshot(dir: &std::path::Path) -> Result<Vec<(PathBuf, Vec<u8>)>>
     Ok(files)
 }
 
-fn run(cli: Cli) -> Result<()> {
-    if let Command::Compare { runs, out } = &cli.command {
-        return compare::run(runs, out.as_ref());
+impl Command {
+    /// The `--device` of a command that runs a model; `None` for one that only reads results.
+    fn device(&self) -> Option<&str> {
+        match self {
+            Command::BimodalExperiment { device, .. }
+            | Command::Tune { device, .. }
+            | Command::SamplerTradeoff { device, .. }
+            | Command::Diagnose { device, .. }
+            | Command::Bench { device, .. }
+            | Command::RealData { device, .. } => Some(device),
+            Command::Compare { .. } => None,
+        }
     }
-    let device = match &cli.command {
-        Command::BimodalExperiment { device, .. }
-        | Command::Tune { device, .. }
-        | Command::SamplerTradeoff { device, .. }
-        | Command::Diagnose { device, .. }
-        | Command::Bench { device, .. }
-        | Command::RealData { device, .. } => device,
-        Command::Compare { .. } => unreachable!("answered above"),
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = match cli.command.device() {
+        Some(device) => {
+            ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?
+        }
+        None => candle_core::Device::Cpu,
     };
-    let device =
-        ddssm_tensor_ops::parse_device(device).with_context(|| format!("--device {device}"))?;
     match cli.command {
         Command::BimodalExperiment {
             out,
@@ -400,7 +407,7 @@ fn run(cli: Cli) -> Result<()> {
             samples,
             device,
         }),
-        Command::Compare { .. } => unreachable!("answered above"),
+        Command::Compare { runs, out } => compare::run(&runs, out.as_ref()),
         Command::Diagnose {
             run,
             sequences,
@@ -440,22 +447,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    ddssm_tensor_ops::tune_allocator();
-    // Before any candle op: candle's kernels single-threaded, the work split over
-    // $DDSSM_THREADS (default: all cores) worker threads (docs/performance.md).
-    if let Err(err) = ddssm_tensor_ops::configure_threads(None) {
+    // Allocator, threads and logging, before any candle op (docs/performance.md).
+    if let Err(err) = ddssm_train::start_process() {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: a log redirected to a file stays plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -276,19 +276,11 @@ fn execute(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    use std::io::IsTerminal;
-    if let Err(err) = ddssm_tensor_ops::configure_threads(None) {
+    // Allocator, threads and logging, before any candle op (docs/performance.md).
+    if let Err(err) = ddssm_train::start_process() {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

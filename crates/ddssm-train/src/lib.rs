@@ -13,6 +13,7 @@
 //! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score);
 //! - [`study`]: the hyperparameter search's study file, search-space names and one trial;
 //! - [`dataset`]: windows of a user's CSV series (`ddssm-data`) as the model's batches;
+//! - [`start_process`]: what a binary does first in `main` (allocator, threads, logging);
 //! - [`series`]: a user's series end to end: configs sized to the data, fit on the rolling-origin
 //!   training windows, the test windows scored beside the baselines.
 
@@ -23,6 +24,7 @@ pub mod experiment;
 mod fit;
 mod lambda;
 mod lr_decay;
+mod process;
 pub mod series;
 pub mod study;
 pub mod tpe;
@@ -33,6 +35,7 @@ pub use config::{LearningRates, TrainConfig};
 pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use lr_decay::LrDecay;
+pub use process::start_process;
 pub use trainer::{
     accumulated_gradients, batch_indices, keys, optimizer_for, resumable_step, select, step_noise,
     train, Metrics, StepRecord, TrainOptions, TrainReport, Validator,

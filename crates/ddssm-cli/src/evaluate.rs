@@ -11,6 +11,7 @@ use ddssm_data::{read_csv, rolling_origin};
 use ddssm_eval::forecasting::scores_table;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::evaluate_test_windows;
+use ddssm_train::series::Sampler;
 
 /// `ddssm evaluate`'s options.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct EvaluateArgs {
     pub season: usize,
     /// The seed of the paths.
     pub seed: u64,
+    /// The diffusion sampler (None: [`ddssm_train::series::FORECAST_SAMPLER`] for a DDSSM).
+    pub sampler: Option<Sampler>,
     /// The device.
     pub device: Device,
     /// The results folder (results.json, report.md).
@@ -35,7 +38,8 @@ pub struct EvaluateArgs {
 pub fn evaluate(args: &EvaluateArgs) -> Result<()> {
     anyhow::ensure!(args.samples >= 2, "--samples {}: at least 2", args.samples);
     anyhow::ensure!(args.season >= 1, "--season 0: at least 1");
-    let (model, columns, spec) = crate::run::load(&args.run, &args.device)?;
+    let (model, columns, spec) =
+        crate::run::load_for_sampling(&args.run, &args.device, args.sampler)?;
     let panel = read_csv(&args.data, &columns)
         .with_context(|| format!("the run was fitted on columns {columns:?}"))?;
     let splits = rolling_origin(&panel, &spec)?;

@@ -11,6 +11,7 @@ use ddssm_eval::sorted_quantile;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::dataset::forecast_batch;
 use ddssm_train::series::draws_by_row;
+use ddssm_train::series::Sampler;
 
 /// `ddssm forecast`'s options.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct ForecastArgs {
     pub quantiles: Vec<f64>,
     /// The seed of the paths.
     pub seed: u64,
+    /// The diffusion sampler (None: [`ddssm_train::series::FORECAST_SAMPLER`] for a DDSSM).
+    pub sampler: Option<Sampler>,
     /// The device.
     pub device: Device,
     /// The CSV to write.
@@ -40,7 +43,8 @@ pub struct ForecastArgs {
 /// Forecasts and writes the CSV.
 pub fn forecast(args: &ForecastArgs) -> Result<()> {
     anyhow::ensure!(args.samples >= 2, "--samples {}: at least 2", args.samples);
-    let (model, columns, spec) = crate::run::load(&args.run, &args.device)?;
+    let (model, columns, spec) =
+        crate::run::load_for_sampling(&args.run, &args.device, args.sampler)?;
     let horizon = args.horizon.unwrap_or(spec.horizon);
     anyhow::ensure!(horizon >= 1, "--horizon 0: at least 1 step");
     let panel = read_csv(&args.data, &columns)

@@ -25,6 +25,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use ddssm_train::series::Sampler;
 
 /// Fit, forecast and inspect diffusion-driven state space models on your own CSV series.
 #[derive(Debug, Parser)]
@@ -131,6 +132,12 @@ enum Command {
         /// The seed of the sample paths.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// The diffusion sampler of a DDSSM: ancestral (the paper's chain, K calls),
+        /// ancestral-beta-tilde, ddim-N, edm-heun-N or dpm-solver++2m-N (N levels visited).
+        /// Default: dpm-solver++2m-20, measured equal to ancestral on the bimodal DDSSMs
+        /// (docs/performance.md). Not for a DKF.
+        #[arg(long)]
+        sampler: Option<String>,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -163,6 +170,12 @@ enum Command {
         /// The seed of the sample paths.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// The diffusion sampler of a DDSSM: ancestral (the paper's chain, K calls),
+        /// ancestral-beta-tilde, ddim-N, edm-heun-N or dpm-solver++2m-N (N levels visited).
+        /// Default: dpm-solver++2m-20, measured equal to ancestral on the bimodal DDSSMs
+        /// (docs/performance.md). Not for a DKF.
+        #[arg(long)]
+        sampler: Option<String>,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -175,6 +188,13 @@ enum Command {
         /// A `model.safetensors` or a run folder.
         path: PathBuf,
     },
+}
+
+/// `--sampler`: a sampler's name as `Sampler` displays it (an error is exit code 1, as every
+/// other bad input).
+fn sampler_option(name: Option<&str>) -> Result<Option<Sampler>> {
+    name.map(|n| n.parse::<Sampler>().context("--sampler"))
+        .transpose()
 }
 
 fn execute(cli: Cli) -> Result<()> {
@@ -226,6 +246,7 @@ fn execute(cli: Cli) -> Result<()> {
             samples,
             quantiles,
             seed,
+            sampler,
             device,
             out,
             plot,
@@ -248,6 +269,7 @@ fn execute(cli: Cli) -> Result<()> {
                 samples,
                 quantiles: levels,
                 seed,
+                sampler: sampler_option(sampler.as_deref())?,
                 device: device_option(&device)?,
                 out,
                 plot,
@@ -260,6 +282,7 @@ fn execute(cli: Cli) -> Result<()> {
             samples,
             season,
             seed,
+            sampler,
             device,
             out,
         } => evaluate::evaluate(&evaluate::EvaluateArgs {
@@ -268,6 +291,7 @@ fn execute(cli: Cli) -> Result<()> {
             samples,
             season,
             seed,
+            sampler: sampler_option(sampler.as_deref())?,
             device: device_option(&device)?,
             out,
         }),

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, WindowSpec};
 use ddssm_model::{checkpoint, Model};
-use ddssm_train::series::{fit_series, series_run, FittedSeries, Transition};
+use ddssm_train::series::{fit_series, series_run, use_sampler, FittedSeries, Sampler, Transition};
 use ddssm_train::TrainOptions;
 
 use crate::ModelKind;
@@ -140,6 +140,18 @@ pub fn fit(args: &FitArgs) -> Result<()> {
 }
 
 /// A run's model with the column roles and windowing it was fitted with.
+/// [`load`], then the sampler its forecasts use: `sampler`, else
+/// [`ddssm_train::series::FORECAST_SAMPLER`] for a DDSSM (a DKF refuses a sampler).
+pub fn load_for_sampling(
+    path: &Path,
+    device: &Device,
+    sampler: Option<Sampler>,
+) -> Result<(Model, Columns, WindowSpec)> {
+    let (mut model, columns, spec) = load(path, device)?;
+    use_sampler(&mut model, sampler).context("--sampler")?;
+    Ok((model, columns, spec))
+}
+
 pub fn load(path: &Path, device: &Device) -> Result<(Model, Columns, WindowSpec)> {
     let file = if path.is_dir() {
         path.join(MODEL_FILE)

@@ -93,6 +93,23 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     );
     // A second fit into the same folder needs --resume or --force.
     refused(&ddssm(&fit), "--resume");
+    // A DKF has no diffusion sampler to choose.
+    let never = tmp("macro-never.csv");
+    refused(
+        &ddssm(&[
+            "forecast",
+            "--run",
+            run.to_str().unwrap(),
+            "--data",
+            &data,
+            "--sampler",
+            "ancestral",
+            "--out",
+            never.to_str().unwrap(),
+        ]),
+        "Gaussian",
+    );
+    assert!(!never.exists());
     let out = tmp("macro-forecast.csv");
     ok(&ddssm(&[
         "forecast",
@@ -251,6 +268,28 @@ fn long_format_with_gaps_future_covariates_and_statics() {
     assert_eq!(&r[0][..3], &["a".to_string(), "sales".into(), "36".into()]);
     assert_eq!(&r[7][..3], &["b".to_string(), "sales".into(), "39".into()]);
     monotone(&r);
+    // The paper's ancestral chain instead of the few-step default: same seed, other draws.
+    let ancestral = tmp("stores-forecast-ancestral.csv");
+    ok(&ddssm(&[
+        "forecast",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--samples",
+        "20",
+        "--sampler",
+        "ancestral",
+        "--out",
+        ancestral.to_str().unwrap(),
+    ]));
+    let a = rows(&ancestral);
+    assert_eq!(a.len(), r.len());
+    monotone(&a);
+    assert_ne!(
+        a[0][3], r[0][3],
+        "--sampler ancestral drew the default's paths"
+    );
     // Without the future covariate rows the forecast is refused, naming the series.
     let past = tmp("stores-past.csv");
     let kept: Vec<&str> = std::fs::read_to_string(&data)
@@ -330,6 +369,7 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
     };
     refused(&forecast(&[]), "no model here");
     refused(&forecast(&["--quantiles", "1.5"]), "--quantiles");
+    refused(&forecast(&["--sampler", "heun-5"]), "dpm-solver++2m-N");
     refused(&ddssm(&["info", empty.to_str().unwrap()]), "no model here");
     assert!(!out.exists());
 }

@@ -86,6 +86,62 @@ impl Sampler {
     }
 }
 
+/// The sampler's short name, as command lines and reports write it: `ancestral`,
+/// `ancestral-beta-tilde`, `ddim-N`, `edm-heun-N` or `dpm-solver++2m-N` (`N` levels visited).
+/// [`Sampler::from_str`](std::str::FromStr) reads the same names back.
+impl std::fmt::Display for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Sampler::Ancestral {
+                variance: ReverseVariance::Beta,
+            } => write!(f, "ancestral"),
+            Sampler::Ancestral {
+                variance: ReverseVariance::BetaTilde,
+            } => write!(f, "ancestral-beta-tilde"),
+            Sampler::Ddim { steps } => write!(f, "ddim-{steps}"),
+            Sampler::EdmHeun { steps } => write!(f, "edm-heun-{steps}"),
+            Sampler::DpmSolver2M { steps } => write!(f, "dpm-solver++2m-{steps}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Sampler {
+    type Err = Error;
+
+    /// Parses a name written by [`Sampler`]'s `Display`; an unknown name or a level count that is
+    /// not a positive integer is an error listing the accepted forms.
+    fn from_str(name: &str) -> Result<Self> {
+        let bad = || Error::InvalidConfig {
+            field: "sampler",
+            value: format!("{name:?}"),
+            allowed: "ancestral, ancestral-beta-tilde, ddim-N, edm-heun-N or dpm-solver++2m-N \
+                      (N ≥ 1 noise levels visited)"
+                .to_string(),
+        };
+        let name = name.trim();
+        match name {
+            "ancestral" => return Ok(Sampler::default()),
+            "ancestral-beta-tilde" => {
+                return Ok(Sampler::Ancestral {
+                    variance: ReverseVariance::BetaTilde,
+                })
+            }
+            _ => {}
+        }
+        let (kind, steps) = name.rsplit_once('-').ok_or_else(bad)?;
+        let steps: usize = match steps.parse() {
+            Ok(n) if n >= 1 => n,
+            _ => return Err(bad()),
+        };
+        match kind {
+            "ddim" => Ok(Sampler::Ddim { steps }),
+            "edm-heun" => Ok(Sampler::EdmHeun { steps }),
+            "dpm-solver++2m" => Ok(Sampler::DpmSolver2M { steps }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The levels `k` (1-based, decreasing from `K` to 1) a few-step sampler visits: Karras et al.'s
 /// ρ = 7 spacing in σ between `σ_1` and `σ_K`, snapped to the nearest `σ_k` in log space, without
 /// repeats. `steps ≥ K` visits every level; `steps` is at least 2.
@@ -242,6 +298,46 @@ pub fn sample<N: Denoiser + ?Sized>(
                 };
             }
             Ok(z_hat)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_names_round_trip_and_bad_names_say_what_is_allowed() {
+        let all = [
+            Sampler::default(),
+            Sampler::Ancestral {
+                variance: ReverseVariance::BetaTilde,
+            },
+            Sampler::Ddim { steps: 20 },
+            Sampler::EdmHeun { steps: 10 },
+            Sampler::DpmSolver2M { steps: 20 },
+        ];
+        for s in all {
+            assert_eq!(s.to_string().parse::<Sampler>().unwrap(), s, "{s}");
+        }
+        assert_eq!(
+            "dpm-solver++2m-20".parse::<Sampler>().unwrap(),
+            Sampler::DpmSolver2M { steps: 20 }
+        );
+        for bad in [
+            "",
+            "ddim",
+            "ddim-0",
+            "ddim-x",
+            "heun-5",
+            "dpm-20",
+            "ancestral-2",
+        ] {
+            let err = bad.parse::<Sampler>().unwrap_err().to_string();
+            assert!(
+                err.contains("sampler") && err.contains("dpm-solver++2m-N"),
+                "{bad:?}: {err}"
+            );
         }
     }
 }

@@ -37,24 +37,13 @@ pub struct SamplerRow {
 /// The samplers compared: the ancestral reference, then few-step ones with fewer levels than the
 /// chain's `k`.
 fn samplers(k: usize) -> Vec<(String, Sampler)> {
-    let mut out = vec![(
-        "ancestral".to_string(),
-        Sampler::Ancestral {
-            variance: ReverseVariance::Beta,
-        },
-    )];
-    for steps in [5, 10, 20, 50] {
-        out.push((format!("ddim-{steps}"), Sampler::Ddim { steps }));
-    }
-    for steps in [5, 10, 20] {
-        out.push((
-            format!("dpm-solver++2m-{steps}"),
-            Sampler::DpmSolver2M { steps },
-        ));
-    }
-    for steps in [5, 10] {
-        out.push((format!("edm-heun-{steps}"), Sampler::EdmHeun { steps }));
-    }
+    let mut out = vec![Sampler::Ancestral {
+        variance: ReverseVariance::Beta,
+    }];
+    out.extend([5, 10, 20, 50].map(|steps| Sampler::Ddim { steps }));
+    out.extend([5, 10, 20].map(|steps| Sampler::DpmSolver2M { steps }));
+    out.extend([5, 10].map(|steps| Sampler::EdmHeun { steps }));
+    let mut out: Vec<(String, Sampler)> = out.into_iter().map(|s| (s.to_string(), s)).collect();
     out.retain(|(_, s)| match *s {
         Sampler::Ancestral { .. } => true,
         Sampler::Ddim { steps } | Sampler::DpmSolver2M { steps } | Sampler::EdmHeun { steps } => {

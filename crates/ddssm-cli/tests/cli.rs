@@ -40,6 +40,21 @@ fn refused(o: &Output, needle: &str) {
     assert!(err.contains(needle), "{needle:?} not in {err}");
 }
 
+/// `ddssm forecast --run RUN --data DATA --out OUT` and `extra`.
+fn forecast(run: &Path, data: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "forecast",
+        "--run",
+        run.to_str().unwrap(),
+        "--data",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ddssm(&args)
+}
+
 /// Rows of a forecast CSV: (series, variable, time, mean, quantiles…).
 fn rows(path: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -96,17 +111,7 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     // A DKF has no diffusion sampler to choose.
     let never = tmp("macro-never.csv");
     refused(
-        &ddssm(&[
-            "forecast",
-            "--run",
-            run.to_str().unwrap(),
-            "--data",
-            &data,
-            "--sampler",
-            "ancestral",
-            "--out",
-            never.to_str().unwrap(),
-        ]),
+        &forecast(&run, &data, &never, &["--sampler", "ancestral"]),
         "Gaussian",
     );
     assert!(!never.exists());
@@ -250,40 +255,22 @@ fn long_format_with_gaps_future_covariates_and_statics() {
         "--out",
         run.to_str().unwrap(),
     ]));
-    let out = tmp("stores-forecast.csv");
-    ok(&ddssm(&[
-        "forecast",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--samples",
-        "20",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
-    let r = rows(&out);
+    // 20 paths per series into `name`, with extra options; the CSV's rows.
+    let forecast_rows = |name: &str, extra: &[&str]| {
+        let out = tmp(name);
+        let mut args = vec!["--samples", "20"];
+        args.extend_from_slice(extra);
+        ok(&forecast(&run, data.to_str().unwrap(), &out, &args));
+        rows(&out)
+    };
+    let r = forecast_rows("stores-forecast.csv", &[]);
     assert_eq!(r.len(), 2 * 4);
     // The forecast steps carry the file's future times.
     assert_eq!(&r[0][..3], &["a".to_string(), "sales".into(), "36".into()]);
     assert_eq!(&r[7][..3], &["b".to_string(), "sales".into(), "39".into()]);
     monotone(&r);
     // The paper's ancestral chain instead of the few-step default: same seed, other draws.
-    let ancestral = tmp("stores-forecast-ancestral.csv");
-    ok(&ddssm(&[
-        "forecast",
-        "--run",
-        run.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--samples",
-        "20",
-        "--sampler",
-        "ancestral",
-        "--out",
-        ancestral.to_str().unwrap(),
-    ]));
-    let a = rows(&ancestral);
+    let a = forecast_rows("stores-forecast-ancestral.csv", &["--sampler", "ancestral"]);
     assert_eq!(a.len(), r.len());
     monotone(&a);
     assert_ne!(
@@ -301,15 +288,7 @@ fn long_format_with_gaps_future_covariates_and_statics() {
     std::fs::write(&past, kept.join("\n") + "\n").unwrap();
     let bad_out = tmp("never.csv");
     refused(
-        &ddssm(&[
-            "forecast",
-            "--run",
-            run.to_str().unwrap(),
-            "--data",
-            past.to_str().unwrap(),
-            "--out",
-            bad_out.to_str().unwrap(),
-        ]),
+        &forecast(&run, past.to_str().unwrap(), &bad_out, &[]),
         "series `a`",
     );
     assert!(!bad_out.exists(), "a refused forecast wrote its output");
@@ -354,19 +333,7 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
     let empty = tmp("empty-run");
     std::fs::create_dir_all(&empty).unwrap();
     let out = tmp("x.csv");
-    let forecast = |extra: &[&str]| {
-        let mut args = vec![
-            "forecast",
-            "--run",
-            empty.to_str().unwrap(),
-            "--data",
-            &co2,
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        ddssm(&args)
-    };
+    let forecast = |extra: &[&str]| forecast(&empty, &co2, &out, extra);
     refused(&forecast(&[]), "no model here");
     refused(&forecast(&["--quantiles", "1.5"]), "--quantiles");
     refused(&forecast(&["--sampler", "heun-5"]), "dpm-solver++2m-N");

@@ -8,7 +8,7 @@
 //! - `ddssm_sampler`: the one-step predictive `p(x_32 | x_{1:31})` (encoder over 31 steps,
 //!   K = 128 ancestral steps, emission), samples per second; median of `runs` calls.
 //! - `ddssm_sampler_dpm20`: the same with DPM-Solver++(2M) on 20 levels (20 network calls), the
-//!   few-step sampler measured equal to ancestral on the trained DDSSM.
+//!   few-step sampler measured equal to ancestral on the trained DDSSMs, the `ddssm` command's default.
 //! - `scaling_t`, `scaling_batch`: DDSSM step time for T = 16 … 256 (batch 32) and for batch
 //!   32 … 512 (T = 32), with the cost per sequence-step so linearity can be read off.
 //! - With `--peer`, the PyTorch peer (`../shared/peer/torch_ref/bench.py`) runs in the same
@@ -101,9 +101,9 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The few-step sampler of the `ddssm_sampler_dpm20` figure.
-const FEW_STEP_SAMPLER: ddssm_diffusion::Sampler =
-    ddssm_diffusion::Sampler::DpmSolver2M { steps: 20 };
+/// The few-step sampler of the `ddssm_sampler_dpm20` figure: the `ddssm` command's default
+/// (DPM-Solver++(2M) on 20 levels), so the figure is the throughput at that default.
+const FEW_STEP_SAMPLER: ddssm_diffusion::Sampler = ddssm_train::series::FORECAST_SAMPLER;
 
 /// Warm-up steps before the timed ones (the first steps of a process are slower while the heap
 /// grows to its working size).

@@ -8,7 +8,8 @@
 //! - `ddssm_sampler`: the one-step predictive `p(x_32 | x_{1:31})` (encoder over 31 steps,
 //!   K = 128 ancestral steps, emission), samples per second; median of `runs` calls.
 //! - `ddssm_sampler_dpm20`: the same with DPM-Solver++(2M) on 20 levels (20 network calls), the
-//!   few-step sampler measured equal to ancestral on the trained DDSSMs, the `ddssm` command's default.
+//!   few-step sampler measured equal to ancestral on the trained DDSSMs and the `ddssm` command's
+//!   default.
 //! - `scaling_t`, `scaling_batch`: DDSSM step time for T = 16 … 256 (batch 32) and for batch
 //!   32 … 512 (T = 32), with the cost per sequence-step so linearity can be read off.
 //! - With `--peer`, the PyTorch peer (`../shared/peer/torch_ref/bench.py`) runs in the same

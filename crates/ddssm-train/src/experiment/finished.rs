@@ -6,7 +6,7 @@ use std::path::Path;
 use ddssm_eval::MeanSem;
 use serde_json::Value;
 
-use super::{AblationRun, Results};
+use super::{pool_over_seeds, AblationRun, Results};
 use crate::{Error, Result};
 
 /// One finished run: its `results.json` and, where `cargo xtask diagnose` ran on it, its
@@ -87,6 +87,73 @@ impl FinishedRun {
     }
 }
 
+/// `mean ± SE` across `seeds` seeds; one seed has no spread, and says so instead of `± 0`.
+fn across(m: MeanSem, seeds: usize, digits: usize) -> String {
+    if seeds < 2 {
+        format!("{:.digits$} (one seed: no spread)", m.mean)
+    } else {
+        format!("{:.digits$} ± {:.digits$}", m.mean, m.sem)
+    }
+}
+
+/// The ablation and seed tables of finished runs, in markdown: one row per run (its changes
+/// against the paper's config, seed, `jsd_exact`, the predictive's width, −ELBO, −IWAE, the exact
+/// −log p(x)), then the runs pooled over seeds by change ([`pool_over_seeds`]: mean ± SE across
+/// seeds, the worst seed, the paired difference to the paper's config on shared seeds).
+pub fn comparison_tables(rows: &[FinishedRun]) -> String {
+    let mut s = String::from(
+        "| run | seed | DDSSM changes against the paper's | jsd_exact | mode width (exact) | \
+         −ELBO | −IWAE-k | exact −log p(x) |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            r.folder,
+            r.seed,
+            r.changes,
+            r.jsd_exact,
+            r.width
+                .map_or("–".into(), |(w, e)| format!("{w:.3} ({e:.3})")),
+            r.negative_elbo
+                .map_or("–".into(), |e| format!("{:.2} ± {:.2}", e.mean, e.sem)),
+            r.iwae.map_or("–".into(), |(k, m, se)| format!(
+                "k = {k}: {m:.2} ± {se:.2}"
+            )),
+            r.exact_nll
+        ));
+    }
+    s.push_str(
+        "\n| DDSSM changes | seeds | jsd_exact, mean ± SE across seeds | worst seed | \
+         −ELBO across seeds | paired with the paper's config (same seeds): Δ jsd_exact |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let runs: Vec<AblationRun> = rows.iter().map(FinishedRun::ablation_run).collect();
+    for p in pool_over_seeds(&runs) {
+        let seeds: Vec<u64> = p.jsd_exact.iter().map(|(s, _)| *s).collect();
+        let values: Vec<String> = p.jsd_exact.iter().map(|(_, v)| format!("{v:.4}")).collect();
+        let paired: Vec<String> = p
+            .paired_with_paper
+            .iter()
+            .map(|(seed, d)| format!("seed {seed}: {d:+.4}"))
+            .collect();
+        s.push_str(&format!(
+            "| {} | {seeds:?} | {} ({}) | {:.4} | {} | {} |\n",
+            p.changes,
+            across(p.pooled, seeds.len(), 4),
+            values.join(", "),
+            p.worst,
+            p.negative_elbo
+                .map_or("–".into(), |e| across(e, seeds.len(), 2)),
+            if paired.is_empty() {
+                "–".into()
+            } else {
+                paired.join("; ")
+            }
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +178,21 @@ mod tests {
         assert!(undiagnosed.width.is_none() && undiagnosed.iwae.is_none());
         let err = FinishedRun::read(&runs.join("no-such-run")).unwrap_err();
         assert!(err.to_string().contains("results.json"), "{err}");
+    }
+
+    #[test]
+    fn one_seed_prints_no_spread() {
+        let m = MeanSem {
+            mean: 0.15571,
+            sem: 0.0,
+            n: 1,
+        };
+        assert_eq!(across(m, 1, 4), "0.1557 (one seed: no spread)");
+        let m = MeanSem {
+            mean: 0.1667,
+            sem: 0.0096,
+            n: 3,
+        };
+        assert_eq!(across(m, 3, 4), "0.1667 ± 0.0096");
     }
 }

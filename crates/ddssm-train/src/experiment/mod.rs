@@ -23,7 +23,7 @@ mod tradeoff;
 
 pub use changes::{pool_over_seeds, AblationRun, SeedPool};
 pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
-pub use finished::FinishedRun;
+pub use finished::{comparison_tables, FinishedRun};
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
     RunOptions,

@@ -18,6 +18,7 @@ mod changes;
 mod diagnosis;
 mod diagnosis_report;
 mod finished;
+mod results_report;
 mod run;
 mod tradeoff;
 

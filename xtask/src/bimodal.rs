@@ -169,6 +169,10 @@ mod tests {
             }
         }
         assert_eq!(first.examples.len(), 2);
+        // `cargo xtask figures` draws them again from results.json alone.
+        std::fs::remove_file(args.out.join("fig1a.png"))?;
+        crate::figures::redraw(&args.out)?;
+        assert!(std::fs::metadata(args.out.join("fig1a.png"))?.len() > 1000);
         // The sampler comparison runs on the finished folder.
         crate::tradeoff::run(&crate::tradeoff::Args {
             run: args.out.clone(),

@@ -153,6 +153,13 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Draws the figures (fig1a, fig1b, fig2 as .png and .svg) of a finished bimodal-experiment
+    /// folder again from its results.json, e.g. for a run kept under docs/results without them.
+    Figures {
+        /// The experiment folder (its results.json); the figures are written beside it.
+        #[arg(long)]
+        run: PathBuf,
+    },
     /// Where a trained model's one-step predictive gets its width (encoder, transition, emission;
     /// the diffusion schedule's smallest levels) beside the exact values, on a finished
     /// bimodal-experiment folder; writes diagnosis.{json,md} into that folder.
@@ -294,7 +301,7 @@ impl Command {
             | Command::Diagnose { device, .. }
             | Command::Bench { device, .. }
             | Command::RealData { device, .. } => Some(device),
-            Command::Compare { .. } => None,
+            Command::Compare { .. } | Command::Figures { .. } => None,
         }
     }
 }
@@ -408,6 +415,7 @@ fn run(cli: Cli) -> Result<()> {
             device,
         }),
         Command::Compare { runs, out } => compare::run(&runs, out.as_ref()),
+        Command::Figures { run } => figures::redraw(&run),
         Command::Diagnose {
             run,
             sequences,

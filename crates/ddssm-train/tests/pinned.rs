@@ -7,11 +7,19 @@
 
 use anyhow::Result;
 
-/// The negative ELBO is an f32 sum of per-step terms whose standardisation and Jacobian moved
-/// into the model, so its rounding may differ: at ~100 nats a few f32 roundings (unit roundoff
-/// 6e-8) allow ~1e-5. Everything drawn from the seeded noise (JSDs, CRPS, the share between
-/// modes, every test sequence's JSD) must be identical, bit for bit.
-const ELBO_TOLERANCE: f64 = 1e-7;
+/// The numbers are not bit for bit the same on every CPU model (most likely the matmuls: gemm
+/// sizes its blocks by the caches it detects, which sets the summation order; our fused kernels
+/// give the same bits at every SIMD level, `DDSSM_NO_SIMD` changes nothing), so the last bits of
+/// f32 activations and samples depend on the machine (measured on a second CPU model, 2026-12-01: CRPS 2e-9 relative, the DKF's
+/// −ELBO 2.5e-7 relative; every JSD identical). Continuous numbers therefore get tolerances from f32
+/// rounding: the negative ELBO is an f32 sum of ~10³ per-step terms (unit roundoff 6e-8, so
+/// ~√10³·6e-8 ≈ 2e-6 relative at worst for random rounding), and the CRPS, a mean of absolute
+/// differences of f32 samples, moves by at most the samples' relative perturbation (a few ulps,
+/// ≤ 1e-6). The JSDs are histogram counts and must be identical: a sample perturbed by ~1e-7
+/// crosses one of the 300 bin edges (width 0.067) with probability ~1e-5.
+const ELBO_TOLERANCE: f64 = 1e-5;
+/// See [`ELBO_TOLERANCE`].
+const CRPS_TOLERANCE: f64 = 1e-6;
 use candle_core::Device;
 use ddssm_train::experiment::{run, ExperimentConfig, RunOptions};
 
@@ -61,10 +69,10 @@ fn the_section_4_run_reproduces_its_pre_library_numbers() -> Result<()> {
             got.jsd_paper.mean,
             number(&want["jsd_paper"]),
         );
-        close(
-            &format!("{name} crps"),
-            got.crps.mean,
-            number(&want["crps"]),
+        let (crps, want_crps) = (got.crps.mean, number(&want["crps"]));
+        assert!(
+            (crps - want_crps).abs() <= CRPS_TOLERANCE * want_crps.abs(),
+            "{name} crps: {crps} now, {want_crps} before"
         );
         close(
             &format!("{name} between modes"),

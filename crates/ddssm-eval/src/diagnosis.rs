@@ -28,6 +28,10 @@ fn unit_sigma_data() -> f64 {
 pub struct ScheduleFacts {
     /// `K`.
     pub levels: usize,
+    /// `s`: the diffusion runs on `z / s`, so its levels below are in units of `s` (1 unless
+    /// the transition learns the latent's scale; diagnoses written before the field read as 1).
+    #[serde(default = "unit_sigma_data")]
+    pub diffusion_scale: f64,
     /// EDM's `σ_data` (the scale the preconditioning assumes for the clean latents). Diagnoses
     /// written before the field existed read as 1, the only value the code had then.
     #[serde(default = "unit_sigma_data")]
@@ -56,6 +60,7 @@ impl ScheduleFacts {
         let k = schedule.num_steps();
         Self {
             levels: k,
+            diffusion_scale: 1.0,
             sigma_data: schedule.config().sigma_data,
             sigma_1: schedule.sigma[0],
             sigma_k: schedule.sigma[k - 1],
@@ -281,7 +286,13 @@ pub fn width_diagnosis(
         mode_separation_latent: mean(&sums.separation_latent),
         mode_separation: mean(&sums.separation),
         latent_scale: variance(&sums.latent).sqrt(),
-        schedule: model.transition().schedule().map(ScheduleFacts::of),
+        schedule: match model.transition().schedule() {
+            Some(schedule) => Some(ScheduleFacts {
+                diffusion_scale: model.transition().latent_scale()?,
+                ..ScheduleFacts::of(schedule)
+            }),
+            None => None,
+        },
     })
 }
 

@@ -321,6 +321,37 @@ pub struct DiffusionTransitionConfig {
     pub loss: DiffusionLossConfig,
     /// The sampler used when the model generates (forecasts, predictive).
     pub sampler: Sampler,
+    /// The scale the diffusion sees the latent at (not in the paper; docs/paper-notes.md).
+    /// Written only when it is not the paper's `fixed`, so configs and checkpoints without it
+    /// read as before.
+    #[serde(skip_serializing_if = "LatentScale::is_fixed")]
+    pub latent_scale: LatentScale,
+}
+
+/// How [`DiffusionTransitionConfig`] scales the latent before diffusing it.
+///
+/// The latent's overall scale is not pinned by the model (the encoder and decoder can trade it),
+/// while the diffusion's noise levels and EDM's `σ_data` are fixed numbers in latent units: a
+/// trained latent of scale 18 meets a schedule built for scale 1. `learned` lets the transition
+/// fit that scale: it diffuses `z / s` (history and target) with `s = exp(log_scale)` a trained
+/// parameter (initialised at 1), and adds the change of variables `M·log s` to each target's
+/// bound, so `p(z_t | …) = p̃(z_t / s | z_{t−j:t−1} / s) / s^M` stays a normalised density and the
+/// ELBO a bound; samples are drawn in the scaled space and multiplied by `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatentScale {
+    /// The paper's: the diffusion runs on `z` itself (`s = 1`).
+    #[default]
+    Fixed,
+    /// A trained scale `s = exp(log_scale)` (tensor `transition.log_scale`).
+    Learned,
+}
+
+impl LatentScale {
+    /// Whether this is the paper's fixed scale.
+    pub fn is_fixed(&self) -> bool {
+        *self == LatentScale::Fixed
+    }
 }
 
 /// The first field in which two configs differ, as `` `path`: this run has A, the other B ``

@@ -35,7 +35,7 @@ mod vhp;
 
 pub use config::{
     config_difference, DecoderConfig, DiffusionTransitionConfig, EncoderConfig, Estimator,
-    GaussianTransitionConfig, ModelConfig, TransitionConfig, VhpConfig,
+    GaussianTransitionConfig, LatentScale, ModelConfig, TransitionConfig, VhpConfig,
 };
 pub use decoder::Decoder;
 pub use elbo::{ElboOptions, ElboSummary, ElboTerms};

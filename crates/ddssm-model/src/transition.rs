@@ -22,7 +22,7 @@ use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use crate::model::section;
 use crate::{
     check_shape, DiffusionTransitionConfig, Error, Estimator, GaussianTransitionConfig,
-    ModelConfig, Result,
+    LatentScale, ModelConfig, Result,
 };
 
 /// The conditioning of `N` transitions `z_{t−j:t−1} → z_t`.
@@ -78,6 +78,12 @@ pub trait Transition: std::fmt::Debug + Send + Sync {
         target: &Tensor,
         noise: &mut SeededNoise,
     ) -> Result<Tensor>;
+
+    /// The scale `s` the transition divides the latent by before modelling it (1 unless a
+    /// diffusion transition learns it; [`crate::LatentScale`]).
+    fn latent_scale(&self) -> Result<f64> {
+        Ok(1.0)
+    }
 
     /// The noise schedule of a diffusion transition (`None` for a Gaussian one).
     fn schedule(&self) -> Option<&NoiseSchedule> {
@@ -285,6 +291,9 @@ pub struct DiffusionTransition {
     schedule: NoiseSchedule,
     loss: DiffusionLossConfig,
     sampler: Sampler,
+    /// `[1]`: `log s` of a learned latent scale ([`LatentScale::Learned`]); `None` for the
+    /// paper's fixed one.
+    log_scale: Option<Tensor>,
 }
 
 impl DiffusionTransition {
@@ -312,7 +321,30 @@ impl DiffusionTransition {
             schedule: config.schedule.build()?,
             loss: config.loss,
             sampler: config.sampler,
+            log_scale: match config.latent_scale {
+                LatentScale::Fixed => None,
+                LatentScale::Learned => {
+                    Some(vb.get_with_hints(1, "log_scale", candle_nn::Init::Const(0.0))?)
+                }
+            },
         })
+    }
+
+    /// `z / s`: the latent as the diffusion sees it.
+    fn scaled(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(match &self.log_scale {
+            Some(ls) => z.broadcast_mul(&ls.neg()?.exp()?)?,
+            None => z.clone(),
+        })
+    }
+
+    /// `M·log s` for each of `n` targets (`[n]`): the change of variables from `z / s` to `z`,
+    /// `−log p(z) = −log p̃(z / s) + M·log s`.
+    fn log_jacobian(&self, n: usize) -> Result<Option<Tensor>> {
+        self.log_scale
+            .as_ref()
+            .map(|ls| Ok((ls * self.latent_dim as f64)?.broadcast_as(n)?))
+            .transpose()
     }
 
     /// The noise schedule.
@@ -328,7 +360,7 @@ impl DiffusionTransition {
         Ok((
             n,
             DenoiserCond {
-                history: input.history.clone(),
+                history: self.scaled(&input.history)?,
                 side,
             },
         ))
@@ -349,14 +381,18 @@ impl DiffusionTransition {
             dtype: input.history.dtype(),
             device: input.history.device().clone(),
         };
-        Ok(sample(
+        let draws = sample(
             &ConditionedDenoiser(&self.net),
             &self.schedule,
             sampler,
             &cond,
             &shape,
             noise,
-        )?)
+        )?;
+        Ok(match &self.log_scale {
+            Some(ls) => draws.broadcast_mul(&ls.exp()?)?.detach(),
+            None => draws,
+        })
     }
 }
 
@@ -373,17 +409,21 @@ impl Transition for DiffusionTransition {
         _estimator: Estimator,
         noise: &mut SeededNoise,
     ) -> Result<TransitionLoss> {
-        let (_, cond) = self.cond(input)?;
+        let (n, cond) = self.cond(input)?;
         let loss = diffusion_loss(
             &ConditionedDenoiser(&self.net),
             &self.schedule,
-            target,
+            &self.scaled(target)?,
             &cond,
             &self.loss,
             noise,
         )?;
+        let objective = loss.total()?;
         Ok(TransitionLoss {
-            objective: loss.total()?,
+            objective: match self.log_jacobian(n)? {
+                Some(jacobian) => (objective + jacobian)?,
+                None => objective,
+            },
             constant: loss.constant,
         })
     }
@@ -396,20 +436,31 @@ impl Transition for DiffusionTransition {
         Some(&self.schedule)
     }
 
+    fn latent_scale(&self) -> Result<f64> {
+        Ok(match &self.log_scale {
+            Some(ls) => ls.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?[0].exp(),
+            None => 1.0,
+        })
+    }
+
     fn log_weight(
         &self,
         input: &TransitionInput,
         target: &Tensor,
         noise: &mut SeededNoise,
     ) -> Result<Tensor> {
-        let (_, cond) = self.cond(input)?;
-        Ok(path_log_weight(
+        let (n, cond) = self.cond(input)?;
+        let weight = path_log_weight(
             &ConditionedDenoiser(&self.net),
             &self.schedule,
-            target,
+            &self.scaled(target)?,
             &cond,
             noise,
-        )?)
+        )?;
+        Ok(match self.log_jacobian(n)? {
+            Some(jacobian) => (weight - jacobian)?.detach(),
+            None => weight,
+        })
     }
 
     fn set_sampler(&mut self, sampler: Sampler) -> Result<()> {

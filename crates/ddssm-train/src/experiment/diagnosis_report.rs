@@ -57,10 +57,20 @@ impl Diagnosis {
                 f.sqrt_beta_tilde_2,
                 f.weight_1,
                 f.weight_k,
-                d.transition_latent / f.sigma_1,
+                d.transition_latent / (f.sigma_1 * f.diffusion_scale),
                 d.latent_scale,
                 f.sigma_data,
             );
+            if f.diffusion_scale != 1.0 {
+                let _ = writeln!(
+                    s,
+                    "The transition learns the latent's scale: the diffusion runs on z / s with \
+                     s = {:.3}, so its levels above are in units of s (σ_1·s = {:.4} in latent \
+                     units).",
+                    f.diffusion_scale,
+                    f.sigma_1 * f.diffusion_scale,
+                );
+            }
         }
         s
     }

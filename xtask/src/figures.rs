@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use ddssm_eval::plot::{figure_error, register_bundled_font, write_atomically, FONT};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -35,12 +35,7 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 /// `cargo xtask figures --run DIR`: draws the figures of the finished run in `dir` from its
 /// `results.json` again (into `dir`).
 pub fn redraw(dir: &Path) -> Result<()> {
-    let path = dir.join("results.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let results: Results = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not an experiment's results", path.display()))?;
-    let written = write_all(&results, dir)?;
+    let written = write_all(&Results::read(dir)?, dir)?;
     println!("wrote {} into {}", written.join(", "), dir.display());
     Ok(())
 }

@@ -36,14 +36,7 @@ impl FinishedRun {
     /// bimodal-experiment result, or has no DDSSM scores) and `folder/diagnosis.json` (optional).
     pub fn read(folder: &Path) -> Result<Self> {
         let path = folder.join("results.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::State(format!("reading {}: {e}", path.display())))?;
-        let r: Results = serde_json::from_str(&text).map_err(|e| {
-            Error::State(format!(
-                "{}: not a bimodal-experiment results.json ({e})",
-                path.display()
-            ))
-        })?;
+        let r = Results::read(folder)?;
         let ddssm = r
             .models
             .get("ddssm")
@@ -152,6 +145,21 @@ pub fn comparison_tables(rows: &[FinishedRun]) -> String {
         ));
     }
     s
+}
+
+impl Results {
+    /// The `results.json` of a finished experiment folder.
+    pub fn read(folder: &Path) -> Result<Self> {
+        let path = folder.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::State(format!("reading {}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::State(format!(
+                "{}: not a bimodal-experiment results.json ({e})",
+                path.display()
+            ))
+        })
+    }
 }
 
 #[cfg(test)]

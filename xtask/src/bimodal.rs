@@ -54,25 +54,11 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 /// The experiment config `args` ask for: the file (or the paper's settings), then `--quick`,
 /// `--seed` and `--steps`, validated. `--print-config` prints exactly this.
 pub fn resolve_config(args: &Args) -> Result<ExperimentConfig> {
-    let mut cfg = match &args.config {
+    let cfg = match &args.config {
         Some(path) => crate::read_toml::<ExperimentConfig>(path, "experiment config")?,
         None => ExperimentConfig::paper(),
     };
-    if args.quick {
-        cfg = cfg.quick();
-    }
-    if let Some(seed) = args.seed {
-        cfg.seed = seed;
-    }
-    if let Some(steps) = args.steps {
-        cfg.ddssm.train.steps = steps;
-        cfg.dkf.train.steps = steps;
-    }
-    for run in [&mut cfg.ddssm, &mut cfg.dkf] {
-        run.train.seed = cfg.seed;
-    }
-    cfg.validate()?;
-    Ok(cfg)
+    Ok(cfg.with_overrides(args.quick, args.seed, args.steps)?)
 }
 
 /// Runs the experiment (the library's [`ddssm_train::experiment::run`]), then draws the figures

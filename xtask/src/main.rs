@@ -256,24 +256,12 @@ enum Command {
     },
 }
 
-/// Reads the TOML file `path` as a `what` (e.g. "experiment config"). A value that does not fit
-/// is named by its full key path (`` `data.train` ``), with the parser's line and column.
+/// [`ddssm_train::read_toml`] for xtask's commands.
 pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
     what: &str,
 ) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let bad = |key: String, e: toml::de::Error| {
-        let key = if key.is_empty() || key == "." {
-            String::new()
-        } else {
-            format!(" at `{key}`")
-        };
-        anyhow::anyhow!("{}: not a valid {what}{key}: {e}", path.display())
-    };
-    let de = toml::Deserializer::parse(&text).map_err(|e| bad(String::new(), e))?;
-    serde_path_to_error::deserialize(de).map_err(|e| bad(e.path().to_string(), e.into_inner()))
+    Ok(ddssm_train::read_toml(path, what)?)
 }
 
 /// Every file directly in `dir` with its bytes, sorted: what a test compares to show that a

@@ -19,6 +19,7 @@
 
 mod adamw;
 mod config;
+mod config_file;
 pub mod dataset;
 pub mod experiment;
 mod fit;
@@ -32,6 +33,7 @@ mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use config::{LearningRates, TrainConfig};
+pub use config_file::read_toml;
 pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use lr_decay::LrDecay;

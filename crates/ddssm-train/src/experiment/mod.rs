@@ -153,6 +153,32 @@ impl ExperimentConfig {
         self
     }
 
+    /// The command line's overrides on top of a config file (or the paper's settings): `quick`
+    /// ([`ExperimentConfig::quick`]), then the seed (of the data and of both trainings) and both
+    /// models' training steps; validated.
+    pub fn with_overrides(
+        mut self,
+        quick: bool,
+        seed: Option<u64>,
+        steps: Option<usize>,
+    ) -> Result<Self> {
+        if quick {
+            self = self.quick();
+        }
+        if let Some(seed) = seed {
+            self.seed = seed;
+        }
+        if let Some(steps) = steps {
+            self.ddssm.train.steps = steps;
+            self.dkf.train.steps = steps;
+        }
+        for run in [&mut self.ddssm, &mut self.dkf] {
+            run.train.seed = self.seed;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
     /// Checks every field before any work starts (nothing is written before this passes); an
     /// error names the field by its full dotted path as in the TOML file
     /// (`ddssm.model.transition.schedule.num_steps`) with the allowed values.

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BimodalRandomWalk, Result, Series};
 
-/// `σ_data` of a diagnosis written before it was recorded.
-fn unit_sigma_data() -> f64 {
+/// 1: `σ_data` and the diffusion scale of a diagnosis written before they were recorded.
+fn one() -> f64 {
     1.0
 }
 
@@ -30,11 +30,11 @@ pub struct ScheduleFacts {
     pub levels: usize,
     /// `s`: the diffusion runs on `z / s`, so its levels below are in units of `s` (1 unless
     /// the transition learns the latent's scale; diagnoses written before the field read as 1).
-    #[serde(default = "unit_sigma_data")]
+    #[serde(default = "one")]
     pub diffusion_scale: f64,
     /// EDM's `σ_data` (the scale the preconditioning assumes for the clean latents). Diagnoses
     /// written before the field existed read as 1, the only value the code had then.
-    #[serde(default = "unit_sigma_data")]
+    #[serde(default = "one")]
     pub sigma_data: f64,
     /// `σ_1 = √((1 − ᾱ_1)/ᾱ_1)`, the smallest noise level the denoiser is trained at.
     pub sigma_1: f64,

@@ -32,6 +32,9 @@ fn main() -> Result<()> {
         ("decoder bwd", vec![]),
         ("transition fwd", vec![]),
         ("transition bwd", vec![]),
+        ("encoder sample no-grad fwd", vec![]),
+        ("encoder posteriors fwd", vec![]),
+        ("encoder posteriors bwd", vec![]),
     ];
     let time = |f: &mut dyn FnMut() -> Result<Tensor>| -> Result<(Tensor, f64)> {
         let start = Instant::now();
@@ -78,6 +81,23 @@ fn main() -> Result<()> {
             Ok(loss.clone())
         })?;
         rows[5].1.push(t);
+        let inputs = model.encoder().prepare(&x, None, None, None)?.detach();
+        let (_, t) = time(&mut || Ok(model.encoder().sample_no_grad(&inputs, s, &mut noise)?.z))?;
+        rows[6].1.push(t);
+        let (q, t) = time(&mut || {
+            let rep = model.encoder().prepare(&x, None, None, None)?.repeat(s)?;
+            Ok(model
+                .encoder()
+                .posteriors(&rep, zv.as_tensor())?
+                .mean()
+                .clone())
+        })?;
+        rows[7].1.push(t);
+        let (_, t) = time(&mut || {
+            q.sum_all()?.backward()?;
+            Ok(q.clone())
+        })?;
+        rows[8].1.push(t);
     }
     println!(
         "{} B={b} T={t} S={s} (medians of {reps}):",

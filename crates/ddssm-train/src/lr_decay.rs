@@ -48,6 +48,19 @@ impl LrDecay {
         }
     }
 
+    /// The same decay for a run shortened or lengthened from `from` to `to` steps: the decay
+    /// starts at the same fraction of the run (`start · to / from`, rounded down), so a smoke run
+    /// of a config that decays late still decays (and validates).
+    pub fn rescaled(&self, from: usize, to: usize) -> Self {
+        match *self {
+            LrDecay::Constant => LrDecay::Constant,
+            LrDecay::Cosine { floor, start } => LrDecay::Cosine {
+                floor,
+                start: (start as u128 * to as u128 / from.max(1) as u128) as usize,
+            },
+        }
+    }
+
     /// Checks the fields against a run of `steps` (named as in a [`crate::TrainConfig`]:
     /// `lr_decay.floor`).
     pub fn validate(&self, steps: usize) -> Result<()> {
@@ -89,6 +102,31 @@ mod tests {
         assert!((d.scale(1100, 1101) - 0.1).abs() < 1e-12, "last step");
         let values: Vec<f64> = (0..1101).map(|s| d.scale(s, 1101)).collect();
         assert!(values.windows(2).all(|w| w[1] <= w[0]), "monotone");
+    }
+
+    #[test]
+    fn rescaling_keeps_the_start_at_the_same_fraction_of_the_run() {
+        let d = LrDecay::Cosine {
+            floor: 0.05,
+            start: 3000,
+        };
+        let short = d.rescaled(6000, 10);
+        assert_eq!(
+            short,
+            LrDecay::Cosine {
+                floor: 0.05,
+                start: 5
+            }
+        );
+        assert!(d.validate(10).is_err() && short.validate(10).is_ok());
+        assert_eq!(
+            d.rescaled(6000, 9000),
+            LrDecay::Cosine {
+                floor: 0.05,
+                start: 4500
+            }
+        );
+        assert_eq!(LrDecay::Constant.rescaled(6000, 10), LrDecay::Constant);
     }
 
     #[test]

@@ -133,12 +133,14 @@ impl ExperimentConfig {
         }
     }
 
-    /// A smoke version of the whole pipeline: small splits, a few steps, few samples.
+    /// A smoke version of the whole pipeline: small splits, a few steps (a learning-rate decay
+    /// starts at the same fraction of them), few samples.
     pub fn quick(mut self) -> Self {
         self.data.train = 128;
         self.data.validation = 32;
         self.data.test = 32;
         for run in [&mut self.ddssm, &mut self.dkf] {
+            run.train.lr_decay = run.train.lr_decay.rescaled(run.train.steps, 10);
             run.train.steps = 10;
             run.train.batch_size = run.train.batch_size.min(32);
             run.train.validate_every = 5;
@@ -368,7 +370,7 @@ mod tests {
     /// Every ablation config of issue 17 (configs/ablations/) and the sharp config
     /// (configs/bimodal-sharp.toml) change the DDSSM run only: data,
     /// evaluation, seed and the DKF are the paper's, so their numbers compare with the paper
-    /// config's on the same seeds.
+    /// config's on the same seeds; their `--quick` versions are valid.
     #[test]
     fn the_ablation_configs_change_the_ddssm_only() {
         let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
@@ -382,6 +384,9 @@ mod tests {
             let parsed: ExperimentConfig =
                 toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             assert!(parsed.validate().is_ok(), "{}", path.display());
+            // `--quick` smoke-runs every config, including those that decay the rates late.
+            let quick = parsed.clone().with_overrides(true, None, None);
+            assert!(quick.is_ok(), "{}: {:?}", path.display(), quick.err());
             let paper = ExperimentConfig::paper();
             assert_ne!(parsed.ddssm, paper.ddssm, "{}", path.display());
             assert_eq!(

@@ -1,5 +1,6 @@
 //! Where a training step's time goes: forward and backward of the encoder sampling, the decoder
-//! and the transition term, timed separately (medians of `reps` runs):
+//! and the transition term, timed separately, and for comparison the encoder's chain without a
+//! graph and its teacher-forced evaluation in one batched call (medians of `reps` runs):
 //! `cargo run --release -p ddssm-model --example step_breakdown -- [dkf|ddssm] [batch] [T] [S] [reps]`.
 
 mod common;
@@ -41,17 +42,19 @@ fn main() -> Result<()> {
         let out = f()?;
         Ok((out, start.elapsed().as_secs_f64()))
     };
+    // Seconds of the backward pass from the sum of `out`.
+    let backward = |out: &Tensor| -> Result<f64> {
+        let start = Instant::now();
+        out.sum_all()?.backward()?;
+        Ok(start.elapsed().as_secs_f64())
+    };
     for _ in 0..reps {
         let (traj_z, t_enc) = time(&mut || {
             let inputs = model.encoder().prepare(&x, None, None, None)?;
             Ok(model.encoder().sample(&inputs, s, &mut noise)?.z)
         })?;
         rows[0].1.push(t_enc);
-        let (_, t) = time(&mut || {
-            traj_z.sum_all()?.backward()?;
-            Ok(traj_z.clone())
-        })?;
-        rows[1].1.push(t);
+        rows[1].1.push(backward(&traj_z)?);
         let z = traj_z.detach();
         let zv = candle_core::Var::from_tensor(&z)?;
         let (px, t) = time(&mut || {
@@ -62,11 +65,7 @@ fn main() -> Result<()> {
                 .clone())
         })?;
         rows[2].1.push(t);
-        let (_, t) = time(&mut || {
-            px.sum_all()?.backward()?;
-            Ok(px.clone())
-        })?;
-        rows[3].1.push(t);
+        rows[3].1.push(backward(&px)?);
         let (loss, t) = time(&mut || {
             let (input, target) = model.transition_pairs(zv.as_tensor(), None)?;
             let post = ddssm_tensor_ops::DiagGaussian::new(target.clone(), target.zeros_like()?)?;
@@ -76,11 +75,7 @@ fn main() -> Result<()> {
                 .objective)
         })?;
         rows[4].1.push(t);
-        let (_, t) = time(&mut || {
-            loss.sum_all()?.backward()?;
-            Ok(loss.clone())
-        })?;
-        rows[5].1.push(t);
+        rows[5].1.push(backward(&loss)?);
         let inputs = model.encoder().prepare(&x, None, None, None)?.detach();
         let (_, t) = time(&mut || Ok(model.encoder().sample_no_grad(&inputs, s, &mut noise)?.z))?;
         rows[6].1.push(t);
@@ -93,11 +88,7 @@ fn main() -> Result<()> {
                 .clone())
         })?;
         rows[7].1.push(t);
-        let (_, t) = time(&mut || {
-            q.sum_all()?.backward()?;
-            Ok(q.clone())
-        })?;
-        rows[8].1.push(t);
+        rows[8].1.push(backward(&q)?);
     }
     println!(
         "{} B={b} T={t} S={s} (medians of {reps}):",

@@ -20,30 +20,19 @@
 //!   correlations of each parameter with the score, and `history.{png,svg}` (score per trial and
 //!   running best).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use ddssm_train::tpe::{Distribution, Space};
 use ddssm_train::ModelRun;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use ddssm_train::experiment::{ExperimentConfig, Splits};
 use ddssm_train::study::{
-    apply, check_space, run_study, validate_space, value, Header, Metric, Trial,
+    best_trial, check_space, load_space, paper_run, run_study, tuned_experiment, value, Header,
+    Metric, Trial,
 };
-
-/// The search-space file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpaceFile {
-    /// Parameters searched for every model.
-    pub params: Space,
-    /// Parameters searched for the diffusion model only.
-    #[serde(default)]
-    pub diffusion_params: Space,
-}
 
 /// The command's options.
 #[derive(Debug, Clone)]
@@ -68,17 +57,6 @@ pub struct Args {
     pub quick: bool,
     /// Device.
     pub device: Device,
-}
-
-/// Reads and checks a search-space file for `model`: the parameters that apply to it.
-pub fn load_space(path: &Path, model: &str) -> Result<Space> {
-    let file: SpaceFile = crate::read_toml(path, "search space")?;
-    let mut space = file.params;
-    if model == "ddssm" {
-        space.extend(file.diffusion_params);
-    }
-    validate_space(&space).with_context(|| format!("{} (--model {model})", path.display()))?;
-    Ok(space)
 }
 
 /// The experiment config a study starts from.
@@ -164,47 +142,15 @@ fn show(v: &Value) -> String {
     }
 }
 
-/// The paper's run (Table 3) of `model`.
-fn paper_run(model: &str) -> ModelRun {
-    let paper = ExperimentConfig::paper();
-    if model == "ddssm" {
-        paper.ddssm
-    } else {
-        paper.dkf
-    }
-}
-
 fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Result<()> {
-    let Some(best) = trials.iter().filter(|t| t.score.is_some()).min_by(|a, b| {
-        a.score
-            .unwrap_or(f64::INFINITY)
-            .total_cmp(&b.score.unwrap_or(f64::INFINITY))
-    }) else {
+    let Some(best) = best_trial(trials) else {
         bail!(
             "tune: every trial failed; see {}",
             args.out.join("study.jsonl").display()
         );
     };
-    // The ready-to-use config: the paper's experiment with this model's training replaced by the
-    // best trial's (at the paper's 3000 steps).
-    let mut tuned = ExperimentConfig::paper();
-    let best_run = apply(base, &best.params)?;
-    {
-        let run = if args.model == "ddssm" {
-            &mut tuned.ddssm
-        } else {
-            &mut tuned.dkf
-        };
-        let steps = run.train.steps;
-        let (validate_every, checkpoint_every) =
-            (run.train.validate_every, run.train.checkpoint_every);
-        *run = best_run;
-        run.train.steps = steps;
-        run.train.validate_every = validate_every;
-        run.train.checkpoint_every = checkpoint_every;
-        run.train.seed = tuned.seed;
-    }
-    tuned.validate()?;
+    // The ready-to-use config, at the paper's 3000 steps.
+    let tuned = tuned_experiment(base, &args.model, best)?;
     let toml_text = format!(
         "# The best of a {}-trial TPE study of the {} ({} steps per trial, metric {}, seed {}),\n\
          # trial {} with score {:.5}; written by `cargo xtask tune`. Run it with\n\

@@ -21,6 +21,70 @@ fn state(message: String) -> Error {
     Error::State(message)
 }
 
+/// A search-space file (e.g. `configs/tune/space.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceFile {
+    /// Parameters searched for every model.
+    pub params: Space,
+    /// Parameters searched for the diffusion model only.
+    #[serde(default)]
+    pub diffusion_params: Space,
+}
+
+/// Reads and checks a search-space file for `model` (`ddssm` or `dkf`): the parameters that
+/// apply to it; an error names the file and the model.
+pub fn load_space(path: &Path, model: &str) -> Result<Space> {
+    let file: SpaceFile = crate::read_toml(path, "search space")?;
+    let mut space = file.params;
+    if model == "ddssm" {
+        space.extend(file.diffusion_params);
+    }
+    validate_space(&space)
+        .map_err(|e| state(format!("{} (--model {model}): {e}", path.display())))?;
+    Ok(space)
+}
+
+/// The paper's run (Table 3) of `model` (`ddssm`, else the DKF).
+pub fn paper_run(model: &str) -> ModelRun {
+    let paper = ExperimentConfig::paper();
+    if model == "ddssm" {
+        paper.ddssm
+    } else {
+        paper.dkf
+    }
+}
+
+/// The finished trial with the lowest score (None when every trial failed).
+pub fn best_trial(trials: &[Trial]) -> Option<&Trial> {
+    trials.iter().filter(|t| t.score.is_some()).min_by(|a, b| {
+        a.score
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.score.unwrap_or(f64::INFINITY))
+    })
+}
+
+/// The ready-to-use experiment config of a study's `best` trial: the paper's experiment with
+/// `model`'s training replaced by `base` with the trial's parameters, keeping the paper's steps,
+/// validation and checkpoint intervals and seed; validated.
+pub fn tuned_experiment(base: &ModelRun, model: &str, best: &Trial) -> Result<ExperimentConfig> {
+    let mut tuned = ExperimentConfig::paper();
+    let seed = tuned.seed;
+    let run = if model == "ddssm" {
+        &mut tuned.ddssm
+    } else {
+        &mut tuned.dkf
+    };
+    let kept = run.train;
+    *run = apply(base, &best.params)?;
+    run.train.steps = kept.steps;
+    run.train.validate_every = kept.validate_every;
+    run.train.checkpoint_every = kept.checkpoint_every;
+    run.train.seed = seed;
+    tuned.validate()?;
+    Ok(tuned)
+}
+
 /// Checks that every name of `space` is one of [`KNOWN`] with a valid distribution, and that the
 /// space searches something.
 pub fn validate_space(space: &Space) -> Result<()> {

@@ -55,7 +55,7 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 /// `--seed` and `--steps`, validated. `--print-config` prints exactly this.
 pub fn resolve_config(args: &Args) -> Result<ExperimentConfig> {
     let cfg = match &args.config {
-        Some(path) => crate::read_toml::<ExperimentConfig>(path, "experiment config")?,
+        Some(path) => ddssm_train::read_toml::<ExperimentConfig>(path, "experiment config")?,
         None => ExperimentConfig::paper(),
     };
     Ok(cfg.with_overrides(args.quick, args.seed, args.steps)?)

@@ -32,7 +32,7 @@ pub struct Args {
 /// `diagnosis.{json,md}` into the folder.
 pub fn run(args: &Args) -> Result<()> {
     let config_path = args.run.join("config.toml");
-    let cfg: ExperimentConfig = crate::read_toml(&config_path, "experiment config")?;
+    let cfg: ExperimentConfig = ddssm_train::read_toml(&config_path, "experiment config")?;
     anyhow::ensure!(
         args.sequences >= 1 && args.sequences <= cfg.data.test,
         "--sequences {}: expected 1 ..= {} (the run's data.test)",

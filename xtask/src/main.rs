@@ -256,14 +256,6 @@ enum Command {
     },
 }
 
-/// [`ddssm_train::read_toml`] for xtask's commands.
-pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-    what: &str,
-) -> Result<T> {
-    Ok(ddssm_train::read_toml(path, what)?)
-}
-
 /// Every file directly in `dir` with its bytes, sorted: what a test compares to show that a
 /// refused command left a folder alone.
 #[cfg(test)]

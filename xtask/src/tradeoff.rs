@@ -33,7 +33,7 @@ pub struct Args {
 /// folder (and says so).
 pub fn run(args: &Args) -> Result<()> {
     let config_path = args.run.join("config.toml");
-    let mut cfg: ExperimentConfig = crate::read_toml(&config_path, "experiment config")?;
+    let mut cfg: ExperimentConfig = ddssm_train::read_toml(&config_path, "experiment config")?;
     let sequences = args
         .sequences
         .unwrap_or(DEFAULT_SEQUENCES.min(cfg.data.validation));

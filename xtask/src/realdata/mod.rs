@@ -149,7 +149,7 @@ const FITS: &str = "fits.json";
 
 /// Reads the config and every data set, and checks the windows, before any work.
 fn prepare(args: &Args) -> Result<(RealDataConfig, Vec<(Panel, Splits)>)> {
-    let mut cfg: RealDataConfig = crate::read_toml(&args.config, "real-data config")?;
+    let mut cfg: RealDataConfig = ddssm_train::read_toml(&args.config, "real-data config")?;
     if let Some(steps) = args.steps {
         cfg.steps = steps;
     }

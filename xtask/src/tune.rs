@@ -59,28 +59,26 @@ pub struct Args {
     pub device: Device,
 }
 
-/// The experiment config a study starts from.
-fn base_config(args: &Args) -> ExperimentConfig {
-    let mut cfg = ExperimentConfig::paper();
+/// The experiment config a study starts from: the paper's, with `--quick`, the seed and the
+/// steps per trial ([`ExperimentConfig::with_overrides`]), no validation or checkpoints.
+fn base_config(args: &Args) -> Result<ExperimentConfig> {
+    let mut cfg =
+        ExperimentConfig::paper().with_overrides(args.quick, Some(args.seed), Some(args.steps))?;
     if args.quick {
-        cfg = cfg.quick();
         // Room for the search space's largest batch (512); short series keep trials cheap.
         cfg.data.train = 512;
         cfg.data.sim.t = 16;
     }
-    cfg.seed = args.seed;
     for run in [&mut cfg.ddssm, &mut cfg.dkf] {
-        run.train.seed = args.seed;
-        run.train.steps = args.steps;
         run.train.validate_every = 0;
         run.train.checkpoint_every = 0;
     }
-    cfg
+    Ok(cfg)
 }
 
 /// Runs (or continues) the study and writes its outputs.
 pub fn run(args: &Args) -> Result<()> {
-    study(args, base_config(args))
+    study(args, base_config(args)?)
 }
 
 /// [`run`] from an explicit base config (its `seed`, and each run's `steps`, must already be

@@ -60,7 +60,22 @@ impl ElboTerms {
 
     /// The training objective `mean_B(D + λ·R)` (App. I.2), a scalar.
     pub fn objective(&self, lambda: f64) -> Result<Tensor> {
-        Ok((&self.recon + (self.rate()? * lambda)?)?.mean_all()?)
+        self.tempered_objective(lambda, 1.0)
+    }
+
+    /// `mean_B(D + λ·R_γ)`, where `R_γ` is the rate with the encoder's two negative-entropy terms
+    /// (Eq. 47, 51) weighted by `γ = entropy_weight` instead of 1: a tempered posterior, whose
+    /// Gaussian variance shrinks in proportion to `γ` (not in the paper; `γ = 1` is
+    /// [`ElboTerms::objective`] exactly). The reported bound ([`ElboTerms::negative_elbo`]) is
+    /// unweighted whatever `γ` training uses.
+    pub fn tempered_objective(&self, lambda: f64, entropy_weight: f64) -> Result<Tensor> {
+        let rate = if entropy_weight == 1.0 {
+            self.rate()?
+        } else {
+            let entropies = ((&self.init_entropy + &self.entropy)? * entropy_weight)?;
+            ((&self.vhp + &self.transition)? + entropies)?
+        };
+        Ok((&self.recon + (rate * lambda)?)?.mean_all()?)
     }
 
     /// The negative ELBO per sequence, `D + R + constant`: an upper bound on `−log p(x_{1:T})` in

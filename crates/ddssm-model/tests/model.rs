@@ -87,6 +87,27 @@ fn paper_models_give_finite_terms_that_add_up() -> Result<()> {
             (got - expect).abs() < 6e-6 * (magnitude + 1.0),
             "{got} vs {expect}"
         );
+        // The tempered objective: γ on the two entropy terms only; γ = 1 is the objective itself.
+        let gamma = 0.3;
+        let sum = |t: &candle_core::Tensor| -> Result<f64> {
+            Ok(common::scalars(t)?.iter().sum::<f64>())
+        };
+        let tempered_rate = sum(&terms.vhp)?
+            + sum(&terms.transition)?
+            + gamma * (sum(&terms.init_entropy)? + sum(&terms.entropy)?);
+        let expect = (sum(&terms.recon)? + lambda * tempered_rate) / 4.0;
+        let value = |t: candle_core::Tensor| -> Result<f64> {
+            Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+        };
+        let got = value(terms.tempered_objective(lambda, gamma)?)?;
+        assert!(
+            (got - expect).abs() < 6e-6 * (magnitude + 1.0),
+            "tempered {got} vs {expect}"
+        );
+        assert_eq!(
+            value(terms.tempered_objective(lambda, 1.0)?)?,
+            value(terms.objective(lambda)?)?
+        );
     }
     Ok(())
 }

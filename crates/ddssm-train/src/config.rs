@@ -49,6 +49,11 @@ pub struct TrainConfig {
     /// left out of a written config).
     #[serde(default, skip_serializing_if = "LrDecay::is_constant")]
     pub lr_decay: LrDecay,
+    /// `γ`: the weight of the encoder's negative entropies in the rate
+    /// ([`ddssm_model::ElboTerms::tempered_objective`]; not in the paper: 1 by default, and then
+    /// left out of a written config). Below 1 it tempers the posterior (docs/paper-notes.md).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub entropy_weight: f64,
     /// Seed of the batch order and of every draw in the ELBO.
     pub seed: u64,
     /// Validate every this many steps (0: only at the end).
@@ -80,6 +85,7 @@ impl TrainConfig {
                 lambda_warmup_steps: 889,
             },
             lr_decay: LrDecay::Constant,
+            entropy_weight: 1.0,
             seed: 0,
             validate_every: 250,
             checkpoint_every: 500,
@@ -177,7 +183,21 @@ impl TrainConfig {
             o.weight_decay.to_string(),
             "a finite number ≥ 0",
         )?;
+        check(
+            self.entropy_weight > 0.0 && self.entropy_weight <= 1.0,
+            "entropy_weight",
+            self.entropy_weight.to_string(),
+            "in (0, 1] (1: the ELBO's own weight)",
+        )?;
         self.lambda.validate()?;
         self.lr_decay.validate(self.steps)
     }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }

@@ -288,7 +288,7 @@ pub fn accumulated_gradients(
         ] {
             finite_or(step, what, v)?;
         }
-        let objective = terms.objective(lambda)?;
+        let objective = terms.tempered_objective(lambda, config.entropy_weight)?;
         let objective = if several {
             objective.affine(share, 0.0)?
         } else {

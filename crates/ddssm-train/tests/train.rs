@@ -370,6 +370,66 @@ fn bad_training_configs_name_their_field() {
         .unwrap_err()
         .to_string()
         .contains("learning_rates.decoder"));
+    for gamma in [0.0, 1.5, f64::NAN] {
+        let bad = TrainConfig {
+            entropy_weight: gamma,
+            ..TrainConfig::paper_ddssm()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("entropy_weight") && err.contains("(0, 1]"),
+            "{err}"
+        );
+    }
+}
+
+/// The entropy weight γ is optional in a config (1 when absent, and then not written back), and
+/// it reaches the loop: two steps at γ = 0.5 end elsewhere than two at γ = 1 (which repeat
+/// exactly; `ElboTerms::tempered_objective` at γ = 1 is the paper's objective, tests/model.rs).
+#[test]
+fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
+    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
+    assert!(!written.contains("entropy_weight"), "{written}");
+    let read: TrainConfig = serde_json::from_str(&written)?;
+    assert_eq!(read.entropy_weight, 1.0);
+    let tempered = TrainConfig {
+        entropy_weight: 0.5,
+        ..TrainConfig::paper_ddssm()
+    };
+    let written = serde_json::to_string(&tempered)?;
+    assert_eq!(serde_json::from_str::<TrainConfig>(&written)?, tempered);
+
+    let (mc, tc, data) = small();
+    let quiet = TrainOptions {
+        checkpoint: None,
+        resume: false,
+        progress: false,
+        label: "test".into(),
+    };
+    let run = |config: &TrainConfig| -> Result<Vec<Vec<f32>>> {
+        let mut m = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+        train(&mut m, &data, config, &quiet, &mut no_validation)?;
+        Ok(parameter_values(&m))
+    };
+    let base = TrainConfig {
+        steps: 2,
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..tc
+    };
+    let one = run(&TrainConfig {
+        entropy_weight: 1.0,
+        ..base
+    })?;
+    assert_eq!(one, run(&base)?);
+    assert_ne!(
+        run(&TrainConfig {
+            entropy_weight: 0.5,
+            ..base
+        })?,
+        one
+    );
+    Ok(())
 }
 
 /// The decay is wired into the loop: a cosine that starts after step 1 and ends at 0 makes the

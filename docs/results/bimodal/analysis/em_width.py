@@ -1,0 +1,78 @@
+"""Exact EM on the bimodal walk with the signs known: how fast can a coordinate ascent shrink a
+transition's width toward the truth (0)?
+
+Given the signs s_t (which the data reveal: the modes are 8 apart against 0.2 of noise), the
+walk z_t = phi*z_{t-1} + 4*s_t + w*eta_t, x_t = z_t + 0.2*eps_t is linear-Gaussian, and EM for
+the process variance Q = w^2 (the emission variance fixed at the truth, 0.04) alternates an exact
+Kalman/RTS posterior (the encoder's ideal) with the maximum-likelihood fit of the transition to
+that posterior's draws (the transition's ideal). The truth Q = 0 is EM's fixed point, reached
+only sublinearly: the DDSSM's encoder/transition pair is coupled in the same way (issue 17,
+docs/results/bimodal.md section 4). Each row prints the transition's width w, the posterior's
+standard deviation of z_T given x_{1:T} (the encoder's spread) and the one-step predictive's
+within-mode width sqrt(w^2 + (phi*sd)^2 + 0.04) against the exact 0.2.
+
+Run: python3 docs/results/bimodal/analysis/em_width.py  (standard library only; ~40 s)
+"""
+
+import math
+import random
+
+PHI, STEP, R, T, N = 0.9, 4.0, 0.04, 32, 256
+START_W = 0.24  # the 9000-step DDSSM's transition width (seed 0), data units
+REPORT = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+
+def simulate(seed):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(N):
+        z = rng.gauss(0.0, 1.0)
+        xs, us = [], []
+        for _ in range(T):
+            u = STEP if rng.random() < 0.5 else -STEP
+            z = PHI * z + u
+            xs.append(z + 0.2 * rng.gauss(0.0, 1.0))
+            us.append(u)
+        out.append((xs, us))
+    return out
+
+
+def em_step(data, q):
+    """One EM iteration: the new Q and the mean posterior variance of z_T."""
+    total, count, last_var = 0.0, 0, 0.0
+    for xs, us in data:
+        m, p, mp, pp = [0.0] * T, [0.0] * T, [0.0] * T, [0.0] * T
+        for t in range(T):
+            mp[t] = us[0] if t == 0 else PHI * m[t - 1] + us[t]
+            pp[t] = (PHI * PHI + q) if t == 0 else PHI * PHI * p[t - 1] + q
+            k = pp[t] / (pp[t] + R)
+            m[t] = mp[t] + k * (xs[t] - mp[t])
+            p[t] = (1.0 - k) * pp[t]
+        last_var += p[T - 1]
+        ms, ps, cross = m[:], p[:], [0.0] * T
+        for t in range(T - 2, -1, -1):
+            j = p[t] * PHI / pp[t + 1]
+            ms[t] = m[t] + j * (ms[t + 1] - mp[t + 1])
+            ps[t] = p[t] + j * j * (ps[t + 1] - pp[t + 1])
+            cross[t + 1] = j * ps[t + 1]
+        for t in range(1, T):
+            r = ms[t] - PHI * ms[t - 1] - us[t]
+            total += r * r + ps[t] + PHI * PHI * ps[t - 1] - 2.0 * PHI * cross[t]
+            count += 1
+    return total / count, last_var / len(data)
+
+
+def main():
+    data = simulate(0)
+    q = START_W**2
+    print("| EM iterations | transition w | encoder sd of z_T | predictive width (exact 0.200) |")
+    print("|---|---|---|---|")
+    for it in range(1, max(REPORT) + 1):
+        q, var_t = em_step(data, q)
+        if it in REPORT:
+            width = math.sqrt(q + PHI * PHI * var_t + R)
+            print(f"| {it} | {math.sqrt(q):.4f} | {math.sqrt(var_t):.4f} | {width:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -400,17 +400,7 @@ fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
     assert_eq!(serde_json::from_str::<TrainConfig>(&written)?, tempered);
 
     let (mc, tc, data) = small();
-    let quiet = TrainOptions {
-        checkpoint: None,
-        resume: false,
-        progress: false,
-        label: "test".into(),
-    };
-    let run = |config: &TrainConfig| -> Result<Vec<Vec<f32>>> {
-        let mut m = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-        train(&mut m, &data, config, &quiet, &mut no_validation)?;
-        Ok(parameter_values(&m))
-    };
+    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
     let base = TrainConfig {
         steps: 2,
         validate_every: 0,
@@ -432,23 +422,26 @@ fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
     Ok(())
 }
 
-/// The decay is wired into the loop: a cosine that starts after step 1 and ends at 0 makes the
-/// third step a no-op (learning rate and weight decay both 0), so three decayed steps end
-/// exactly where two constant steps do, and not where three constant steps do.
-#[test]
-fn a_decay_to_zero_freezes_the_last_step() -> Result<()> {
-    let (mc, tc, data) = small();
+/// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
+fn quiet_parameters(mc: &ModelConfig, data: &Batch, config: &TrainConfig) -> Result<Vec<Vec<f32>>> {
     let quiet = TrainOptions {
         checkpoint: None,
         resume: false,
         progress: false,
         label: "test".into(),
     };
-    let run = |config: &TrainConfig| -> Result<Vec<Vec<f32>>> {
-        let mut m = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-        train(&mut m, &data, config, &quiet, &mut no_validation)?;
-        Ok(parameter_values(&m))
-    };
+    let mut m = Model::new(mc, 1, DType::F32, &Device::Cpu)?;
+    train(&mut m, data, config, &quiet, &mut no_validation)?;
+    Ok(parameter_values(&m))
+}
+
+/// The decay is wired into the loop: a cosine that starts after step 1 and ends at 0 makes the
+/// third step a no-op (learning rate and weight decay both 0), so three decayed steps end
+/// exactly where two constant steps do, and not where three constant steps do.
+#[test]
+fn a_decay_to_zero_freezes_the_last_step() -> Result<()> {
+    let (mc, tc, data) = small();
+    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
     let base = TrainConfig {
         validate_every: 0,
         checkpoint_every: 0,

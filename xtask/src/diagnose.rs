@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use ddssm_model::Model;
-use ddssm_train::experiment::{diagnose, DiagnosisOptions, ExperimentConfig, Splits};
+use ddssm_train::experiment::{diagnose, DiagnosisOptions, RunFolder, Splits};
 
 /// The command's options.
 #[derive(Debug, Clone)]
@@ -31,8 +31,8 @@ pub struct Args {
 /// Runs the diagnosis of every model the folder holds; prints the table and writes
 /// `diagnosis.{json,md}` into the folder.
 pub fn run(args: &Args) -> Result<()> {
-    let config_path = args.run.join("config.toml");
-    let cfg: ExperimentConfig = ddssm_train::read_toml(&config_path, "experiment config")?;
+    let folder = RunFolder::open(&args.run, &args.device)?;
+    let cfg = &folder.config;
     anyhow::ensure!(
         args.sequences >= 1 && args.sequences <= cfg.data.test,
         "--sequences {}: expected 1 ..= {} (the run's data.test)",
@@ -40,24 +40,10 @@ pub fn run(args: &Args) -> Result<()> {
         cfg.data.test
     );
     anyhow::ensure!(args.draws >= 4, "--draws: expected at least 4");
-    let data = Splits::new(&cfg, &args.device)?;
-    let mut loaded = Vec::new();
-    for name in ["ddssm", "dkf"] {
-        let checkpoint = args.run.join(format!("{name}.safetensors"));
-        if checkpoint.exists() {
-            let model = Model::load(&checkpoint, &args.device)
-                .with_context(|| format!("loading {}", checkpoint.display()))?;
-            loaded.push((name, model));
-        }
-    }
-    anyhow::ensure!(
-        !loaded.is_empty(),
-        "{} holds no ddssm.safetensors or dkf.safetensors",
-        args.run.display()
-    );
-    let models: Vec<(&str, &Model)> = loaded.iter().map(|(n, m)| (*n, m)).collect();
+    let data = Splits::new(cfg, &args.device)?;
+    let models: Vec<(&str, &Model)> = folder.models.iter().map(|(n, m)| (*n, m)).collect();
     let found = diagnose(
-        &cfg,
+        cfg,
         &data,
         &models,
         &DiagnosisOptions {

@@ -8,10 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use ddssm_model::Model;
 use serde_json::json;
 
-use ddssm_train::experiment::{sampler_tradeoff, ExperimentConfig, Splits};
+use ddssm_train::experiment::{sampler_tradeoff, RunFolder, Splits};
 
 /// Validation sequences scored when `--sequences` is not given (fewer if the run holds fewer).
 pub const DEFAULT_SEQUENCES: usize = 64;
@@ -32,8 +31,8 @@ pub struct Args {
 /// Runs the comparison; prints a table and writes `sampler-tradeoff.{json,md}` into the run
 /// folder (and says so).
 pub fn run(args: &Args) -> Result<()> {
-    let config_path = args.run.join("config.toml");
-    let mut cfg: ExperimentConfig = ddssm_train::read_toml(&config_path, "experiment config")?;
+    let mut folder = RunFolder::open(&args.run, &args.device)?;
+    let mut cfg = folder.config.clone();
     let sequences = args
         .sequences
         .unwrap_or(DEFAULT_SEQUENCES.min(cfg.data.validation));
@@ -46,8 +45,7 @@ pub fn run(args: &Args) -> Result<()> {
     cfg.evaluation.validation_sequences = sequences;
     cfg.evaluation.validation_samples = args.samples;
     let checkpoint = args.run.join("ddssm.safetensors");
-    let mut model = Model::load(&checkpoint, &args.device)
-        .with_context(|| format!("loading {}", checkpoint.display()))?;
+    let mut model = folder.take("ddssm", &args.run)?;
     let data = Splits::new(&cfg, &args.device)?;
     let rows = sampler_tradeoff(&cfg, &mut model, &data)
         .with_context(|| checkpoint.display().to_string())?;

@@ -18,6 +18,7 @@ mod changes;
 mod diagnosis;
 mod diagnosis_report;
 mod finished;
+mod folder;
 mod results_report;
 mod run;
 mod tradeoff;
@@ -25,6 +26,7 @@ mod tradeoff;
 pub use changes::{pool_over_seeds, AblationRun, SeedPool};
 pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
 pub use finished::{comparison_tables, FinishedRun};
+pub use folder::RunFolder;
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
     RunOptions,

@@ -45,6 +45,9 @@ pub struct ElboTerms {
     /// Nats per sequence that make `transition` a bound: `(T − j)·M·C` for the DDSSM (Eq. 33),
     /// 0 for the DKF.
     pub transition_constant: f64,
+    /// `[S·B, T, M]`: the encoder's draws the terms were computed on (for
+    /// [`ElboTerms::latent_log_volume`]).
+    pub latent: Tensor,
 }
 
 impl ElboTerms {
@@ -76,6 +79,35 @@ impl ElboTerms {
             ((&self.vhp + &self.transition)? + entropies)?
         };
         Ok((&self.recon + (rate * lambda)?)?.mean_all()?)
+    }
+
+    /// `T·Σ_m log sd_m`, where `sd_m` is the standard deviation of latent dimension `m` over all
+    /// the draws in [`ElboTerms::latent`] (every sequence, trajectory and step): the part of a
+    /// sequence's terms that moves with the latent's scale. Stretching every latent by `a` adds
+    /// `T·M·log a` to it — as to `vhp + transition` and to `−(init_entropy + entropy)`, which is
+    /// why the ELBO itself has no preferred scale. A scalar.
+    pub fn latent_log_volume(&self) -> Result<Tensor> {
+        let (n, t_len, m) = self.latent.dims3()?;
+        let rows = self.latent.reshape((n * t_len, m))?;
+        let centred = rows.broadcast_sub(&rows.mean_keepdim(0)?)?;
+        let variance = centred.sqr()?.mean(0)?;
+        Ok((variance.log()?.sum_all()? * (0.5 * t_len as f64))?)
+    }
+
+    /// [`ElboTerms::tempered_objective`] made invariant to the latent's scale again: `mean_B(D +
+    /// λ·(R_γ − (1 − γ)·V))` with `V` the [`ElboTerms::latent_log_volume`]. Weighting only the
+    /// entropies by `γ < 1` rewards shrinking every latent by `a` with `(1 − γ)·T·M·log(1/a)`
+    /// nats, so a tempered objective alone shrinks the latent until the transition's fixed noise
+    /// levels set its width (docs/results/bimodal.md §1); the `V` term pays that back exactly, so
+    /// only the posterior's spread relative to the latent's scale is tempered. At `γ = 1` it is
+    /// [`ElboTerms::objective`] exactly.
+    pub fn scale_pinned_objective(&self, lambda: f64, entropy_weight: f64) -> Result<Tensor> {
+        let tempered = self.tempered_objective(lambda, entropy_weight)?;
+        if entropy_weight == 1.0 {
+            return Ok(tempered);
+        }
+        let pull = (self.latent_log_volume()? * (lambda * (1.0 - entropy_weight)))?;
+        Ok(tempered.broadcast_sub(&pull.to_dtype(tempered.dtype())?)?)
     }
 
     /// The negative ELBO per sequence, `D + R + constant`: an upper bound on `−log p(x_{1:T})` in
@@ -118,4 +150,65 @@ pub struct ElboSummary {
     pub entropy: f64,
     /// The sum: the negative ELBO.
     pub negative_elbo: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn scalar(t: Tensor) -> f64 {
+        t.to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    /// The terms of two sequences whose latents are `latent` stretched by `a`, moved exactly as
+    /// the ELBO's terms move under that stretch (see [`ElboTerms::latent_log_volume`]).
+    fn stretched(a: f64) -> ElboTerms {
+        let dev = Device::Cpu;
+        let (t_len, m) = (5usize, 2usize);
+        let shift = (t_len * m) as f64 * a.ln();
+        let v = |x: [f64; 2]| Tensor::new(&x, &dev).unwrap();
+        let z: Vec<f64> = (0..2 * t_len * m)
+            .map(|i| a * ((i as f64 * 0.7).sin() + 0.1 * i as f64))
+            .collect();
+        ElboTerms {
+            recon: v([3.0, 4.0]),
+            init_entropy: v([-1.0 - 0.2 * shift, -1.5 - 0.2 * shift]),
+            vhp: v([2.0 + 0.2 * shift, 2.5 + 0.2 * shift]),
+            transition: v([6.0 + 0.8 * shift, 7.0 + 0.8 * shift]),
+            entropy: v([-5.0 - 0.8 * shift, -4.0 - 0.8 * shift]),
+            transition_constant: 0.0,
+            latent: Tensor::from_vec(z, (2, t_len, m), &dev).unwrap(),
+        }
+    }
+
+    /// Stretching the latent leaves the ELBO's objective and the scale-pinned tempered one
+    /// unchanged, and moves the tempered one by exactly `λ(1 − γ)·T·M·log a` (its pull toward a
+    /// smaller latent). f64 throughout, so the tolerance is rounding only.
+    #[test]
+    fn only_the_pinned_tempered_objective_is_blind_to_the_latent_scale() {
+        let (lambda, gamma, a) = (0.8, 0.5, 0.1);
+        let (base, small) = (stretched(1.0), stretched(a));
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-9 * (1.0 + x.abs());
+        let volume =
+            scalar(small.latent_log_volume().unwrap()) - scalar(base.latent_log_volume().unwrap());
+        assert!(close(volume, 10.0 * a.ln()), "{volume}");
+        assert!(close(
+            scalar(small.objective(lambda).unwrap()),
+            scalar(base.objective(lambda).unwrap())
+        ));
+        let pull = scalar(small.tempered_objective(lambda, gamma).unwrap())
+            - scalar(base.tempered_objective(lambda, gamma).unwrap());
+        assert!(
+            close(pull, lambda * (1.0 - gamma) * 10.0 * a.ln()),
+            "{pull}"
+        );
+        assert!(close(
+            scalar(small.scale_pinned_objective(lambda, gamma).unwrap()),
+            scalar(base.scale_pinned_objective(lambda, gamma).unwrap())
+        ));
+    }
 }

@@ -528,6 +528,7 @@ impl Model {
             transition: per_sequence(transition)?,
             entropy: per_sequence(entropy)?,
             transition_constant: loss.constant * steps as f64,
+            latent: traj.z,
         })
     }
 

@@ -108,6 +108,30 @@ fn paper_models_give_finite_terms_that_add_up() -> Result<()> {
             value(terms.tempered_objective(lambda, 1.0)?)?,
             value(terms.objective(lambda)?)?
         );
+        // The scale-pinned objective: the tempered one less λ(1 − γ)·T·Σ_m log sd_m, sd_m the
+        // standard deviation of latent dimension m over all S·B·T draws (computed in f64 here).
+        let (_, t_len, m) = terms.latent.dims3()?;
+        let z = common::scalars(&terms.latent)?;
+        let volume: f64 = (0..m)
+            .map(|d| {
+                let v: Vec<f64> = z.iter().skip(d).step_by(m).copied().collect();
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+                0.5 * t_len as f64 * var.ln()
+            })
+            .sum();
+        assert!((value(terms.latent_log_volume()?)? - volume).abs() < 1e-4 * (volume.abs() + 1.0));
+        let expect =
+            value(terms.tempered_objective(lambda, gamma)?)? - lambda * (1.0 - gamma) * volume;
+        let got = value(terms.scale_pinned_objective(lambda, gamma)?)?;
+        assert!(
+            (got - expect).abs() < 6e-6 * (magnitude + volume.abs() + 1.0),
+            "pinned {got} vs {expect}"
+        );
+        assert_eq!(
+            value(terms.scale_pinned_objective(lambda, 1.0)?)?,
+            value(terms.objective(lambda)?)?
+        );
     }
     Ok(())
 }

@@ -288,7 +288,11 @@ pub fn accumulated_gradients(
         ] {
             finite_or(step, what, v)?;
         }
-        let objective = terms.tempered_objective(lambda, config.entropy_weight)?;
+        let objective = if config.pin_latent_scale {
+            terms.scale_pinned_objective(lambda, config.entropy_weight)?
+        } else {
+            terms.tempered_objective(lambda, config.entropy_weight)?
+        };
         let objective = if several {
             objective.affine(share, 0.0)?
         } else {

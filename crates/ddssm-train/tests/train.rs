@@ -381,11 +381,21 @@ fn bad_training_configs_name_their_field() {
             "{err}"
         );
     }
+    let pinned_at_one = TrainConfig {
+        pin_latent_scale: true,
+        ..TrainConfig::paper_ddssm()
+    };
+    let err = pinned_at_one.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("pin_latent_scale") && err.contains("entropy_weight < 1"),
+        "{err}"
+    );
 }
 
 /// The entropy weight γ is optional in a config (1 when absent, and then not written back), and
 /// it reaches the loop: two steps at γ = 0.5 end elsewhere than two at γ = 1 (which repeat
-/// exactly; `ElboTerms::tempered_objective` at γ = 1 is the paper's objective, tests/model.rs).
+/// exactly; `ElboTerms::tempered_objective` at γ = 1 is the paper's objective, tests/model.rs);
+/// so does `pin_latent_scale`.
 #[test]
 fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
     let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
@@ -412,13 +422,24 @@ fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
         ..base
     })?;
     assert_eq!(one, run(&base)?);
-    assert_ne!(
-        run(&TrainConfig {
-            entropy_weight: 0.5,
-            ..base
-        })?,
-        one
-    );
+    let tempered = run(&TrainConfig {
+        entropy_weight: 0.5,
+        ..base
+    })?;
+    assert_ne!(tempered, one);
+    // Pinning the latent's scale is optional too (false when absent, not written back), and it
+    // reaches the loop: it changes the tempered run.
+    assert!(!written.contains("pin_latent_scale"), "{written}");
+    assert!(!serde_json::from_str::<TrainConfig>(&written)?.pin_latent_scale);
+    let pinned = TrainConfig {
+        entropy_weight: 0.5,
+        pin_latent_scale: true,
+        ..base
+    };
+    let text = serde_json::to_string(&pinned)?;
+    assert!(text.contains("\"pin_latent_scale\":true"), "{text}");
+    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, pinned);
+    assert_ne!(run(&pinned)?, tempered);
     Ok(())
 }
 

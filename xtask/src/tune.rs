@@ -24,14 +24,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
-use ddssm_train::tpe::{Distribution, Space};
+use ddssm_train::tpe::Space;
 use ddssm_train::ModelRun;
 use serde_json::Value;
 
 use ddssm_train::experiment::{ExperimentConfig, Splits};
 use ddssm_train::study::{
-    best_trial, check_space, load_space, paper_run, run_study, tuned_experiment, value, Header,
-    Metric, Trial,
+    best_trial, check_space, load_space, paper_run, rank_correlations, run_study, tuned_experiment,
+    value, Header, Metric, Trial,
 };
 
 /// The command's options.
@@ -190,23 +190,12 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
     ));
     s.push_str("| parameter | best trial | paper (Table 3) | rank correlation with the score |\n|---|---|---|---|\n");
     let paper = paper_run(&args.model);
-    let done: Vec<&Trial> = trials.iter().filter(|t| t.score.is_some()).collect();
-    let scores: Vec<f64> = done.iter().filter_map(|t| t.score).collect();
-    for (name, d) in space {
-        let xs: Vec<f64> = done
-            .iter()
-            .map(|t| match (d, &t.params[name]) {
-                (Distribution::Categorical { choices }, v) => {
-                    choices.iter().position(|c| c == v).unwrap_or(0) as f64
-                }
-                (_, v) => v.as_f64().unwrap_or(f64::NAN),
-            })
-            .collect();
-        let rho = ddssm_eval::spearman(&xs, &scores).map_or("–".into(), |r| format!("{r:+.2}"));
+    for (name, rho) in rank_correlations(space, trials) {
+        let rho = rho.map_or("–".into(), |r| format!("{r:+.2}"));
         s.push_str(&format!(
             "| {name} | {} | {} | {rho} |\n",
-            show(&best.params[name]),
-            base_value(&paper, name)
+            show(&best.params[&name]),
+            base_value(&paper, &name)
         ));
     }
     s.push_str(

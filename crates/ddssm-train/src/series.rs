@@ -291,6 +291,34 @@ pub fn draws_by_row(samples: &Tensor) -> Result<Vec<f64>> {
         .to_vec1::<f64>()?)
 }
 
+/// Forecasts `windows` with `model` (`samples` paths each, drawn from `noise`;
+/// [`window_forecast_draws`]) and scores the draws at `at` ([`score_windows`]): the evaluation,
+/// and the draws laid out `[W, H, D, n]` for whoever also wants them (fan charts).
+pub fn forecast_and_score(
+    model: &Model,
+    panel: &Panel,
+    windows: &[Window],
+    at: Horizon,
+    samples: usize,
+    noise: &mut SeededNoise,
+) -> Result<(Evaluation, Vec<f64>)> {
+    let draws = window_forecast_draws(
+        model,
+        panel,
+        windows,
+        (at.context, at.horizon),
+        samples,
+        noise,
+    )?;
+    let evaluation = score_windows(
+        panel,
+        windows,
+        at,
+        &draws_in_rows(&draws, at.horizon, panel.target_dim(), samples),
+    );
+    Ok((evaluation, draws))
+}
+
 /// Scores `model` on the test windows of `splits` (`samples` paths each, drawn from `noise`) and
 /// the point baselines on the same windows ([`baselines`]; `season` sets the seasonal-naive
 /// baseline and the MASE scale): `"model"` and the baselines' names to their evaluations.
@@ -308,20 +336,9 @@ pub fn evaluate_test_windows(
         horizon: spec.horizon,
         season,
     };
-    let draws = window_forecast_draws(
-        model,
-        panel,
-        &splits.test,
-        (spec.context, spec.horizon),
-        samples,
-        noise,
-    )?;
-    let draw = draws_in_rows(&draws, spec.horizon, panel.target_dim(), samples);
+    let (evaluation, _) = forecast_and_score(model, panel, &splits.test, at, samples, noise)?;
     let mut results = baselines(panel, &splits.test, at);
-    results.insert(
-        "model".into(),
-        score_windows(panel, &splits.test, at, &draw),
-    );
+    results.insert("model".into(), evaluation);
     Ok(results)
 }
 

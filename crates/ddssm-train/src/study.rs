@@ -284,6 +284,30 @@ pub fn check_space(space: &Space, cfg: &ExperimentConfig, model: &str) -> Result
     Ok(())
 }
 
+/// A cheap screen of what matters in a study: for each parameter of `space`, Spearman's rank
+/// correlation between its value (a categorical one: its choice's index) and the score over the
+/// completed trials; `None` where it is undefined (fewer than two completed trials, or a constant
+/// parameter). Not an fANOVA importance.
+pub fn rank_correlations(space: &Space, trials: &[Trial]) -> Vec<(String, Option<f64>)> {
+    let done: Vec<&Trial> = trials.iter().filter(|t| t.score.is_some()).collect();
+    let scores: Vec<f64> = done.iter().filter_map(|t| t.score).collect();
+    space
+        .iter()
+        .map(|(name, d)| {
+            let xs: Vec<f64> = done
+                .iter()
+                .map(|t| match (d, &t.params[name]) {
+                    (Distribution::Categorical { choices }, v) => {
+                        choices.iter().position(|c| c == v).unwrap_or(0) as f64
+                    }
+                    (_, v) => v.as_f64().unwrap_or(f64::NAN),
+                })
+                .collect();
+            (name.clone(), ddssm_eval::spearman(&xs, &scores))
+        })
+        .collect()
+}
+
 /// The trials of the study file `path` (none if it does not exist), which must belong to the
 /// study `header` describes. A damaged file — a line cut short by an interrupted write, a line
 /// that is not a trial, trials out of order, another study's header — is an error naming the
@@ -470,6 +494,54 @@ pub fn run_study(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The screen pairs each parameter with the completed trials' scores (a failed trial is left
+    /// out), reads categorical values as their choice's index, and has nothing to say for a
+    /// constant parameter.
+    #[test]
+    fn rank_correlations_follow_the_completed_trials() {
+        let mut space = Space::new();
+        space.insert(
+            "kind".into(),
+            Distribution::Categorical {
+                choices: vec![Value::from("a"), Value::from("b"), Value::from("c")],
+            },
+        );
+        space.insert(
+            "rate".into(),
+            Distribution::Categorical {
+                choices: vec![Value::from(1.0)],
+            },
+        );
+        let trial = |number: usize, kind: &str, score: Option<f64>| Trial {
+            number,
+            params: [
+                ("kind".to_string(), Value::from(kind)),
+                ("rate".to_string(), Value::from(1.0)),
+            ]
+            .into_iter()
+            .collect(),
+            score,
+            status: if score.is_some() {
+                "complete"
+            } else {
+                "failed"
+            }
+            .into(),
+            seconds: 1.0,
+            error: None,
+        };
+        let trials = [
+            trial(0, "a", Some(0.1)),
+            trial(1, "c", None),
+            trial(2, "b", Some(0.2)),
+            trial(3, "c", Some(0.3)),
+        ];
+        let rho = rank_correlations(&space, &trials);
+        assert_eq!(rho[0].0, "kind");
+        assert!((rho[0].1.unwrap() - 1.0).abs() < 1e-12, "{rho:?}");
+        assert_eq!(rho[1], ("rate".to_string(), None));
+    }
 
     /// Every known name sets a field that `value` reads back; names outside the list, values of
     /// the wrong kind and `s_k` on a DKF are errors.

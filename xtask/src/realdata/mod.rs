@@ -17,7 +17,7 @@ use ddssm_eval::forecasting::{
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::{
-    fit_series, series_run, window_forecast_draws, MarginalBaseline, Transition,
+    fit_series, forecast_and_score, series_run, MarginalBaseline, Transition,
 };
 use ddssm_train::TrainOptions;
 use serde::{Deserialize, Serialize};
@@ -355,21 +355,8 @@ fn fit_model(
     let fit_seconds = start.elapsed().as_secs_f64();
     // One set of test draws serves the scores and, for the first seed, the fans.
     let mut noise = SeededNoise::new(seed).fork("real-data/test");
-    let draws = window_forecast_draws(
-        &fitted.model,
-        panel,
-        &splits.test,
-        (ds.context, ds.horizon),
-        n,
-        &mut noise,
-    )?;
-    let at = ds.at();
-    let evaluation = score_windows(
-        panel,
-        &splits.test,
-        at,
-        &draws_in_rows(&draws, ds.horizon, d, n),
-    );
+    let (evaluation, draws) =
+        forecast_and_score(&fitted.model, panel, &splits.test, ds.at(), n, &mut noise)?;
     let fans = first.then(|| quantile_fans(&draws, ds.horizon, d, n));
     tracing::info!(
         "{key}: CRPS {:.4} in {fit_seconds:.0} s",

@@ -6,7 +6,7 @@ use ddssm_model::TransitionConfig;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::study::apply;
 use ddssm_train::study::KNOWN;
-use ddssm_train::tpe::Params;
+use ddssm_train::tpe::{Distribution, Params};
 use std::path::Path;
 
 fn tiny(seed: u64, steps: usize) -> ExperimentConfig {

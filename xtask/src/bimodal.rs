@@ -210,6 +210,7 @@ mod tests {
                 .all(|l| l.starts_with('|')),
             "a markdown table row is indented:\n{md}"
         );
+        assert!(md.contains("| centring (exact 1) |"), "{md}");
         assert!(diagnosis["models"]["ddssm"]["schedule"].is_object());
         assert!(diagnosis["models"]["dkf"]["schedule"].is_null());
         assert_eq!(first.examples[0].models.len(), 2);

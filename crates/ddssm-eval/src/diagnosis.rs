@@ -9,11 +9,18 @@
 //! "Within-mode" splits each sequence's draws at the centre `φ·x_{T−1}` between the two modes
 //! (latent draws by the side their emission mean falls on) and pools the two groups' variances;
 //! widths are root-mean-square over sequences.
+//!
+//! The *centring* says where the predictive's modes sit. Given `x_{1:T−1}` the exact predictive's
+//! midpoint between its two modes is `φ·z_{T−1}`, which the data pin, and differs from `φ·x_{T−1}`
+//! by `φ` times the last observation's noise (standard deviation `φ·σ_x`, as large as the modes'
+//! width). The slope of the model's midpoint on the exact one across sequences (least squares,
+//! both less `φ·x_{T−1}`) is 1 for a model that knows the state and 0 for one that takes the last
+//! observation for it — which is what the paper's two-Gaussian reference (`jsd_paper`) assumes.
 
 use candle_core::{DType, Tensor};
 use ddssm_diffusion::NoiseSchedule;
 use ddssm_model::{Batch, Model, OneStepParts};
-use ddssm_tensor_ops::SeededNoise;
+use ddssm_tensor_ops::{GaussianMixture, SeededNoise};
 use serde::{Deserialize, Serialize};
 
 use crate::{BimodalRandomWalk, Result, Series};
@@ -112,6 +119,15 @@ pub struct WidthDiagnosis {
     pub latent_scale: f64,
     /// The diffusion schedule's facts (a diffusion transition only).
     pub schedule: Option<ScheduleFacts>,
+    /// Slope of the model predictive's midpoint on the exact predictive's, across sequences
+    /// (exact: 1; 0 when the model takes the last observation for the state); `None` with fewer
+    /// than three sequences whose draws fall on both sides, or in a diagnosis written before it
+    /// was recorded.
+    #[serde(default)]
+    pub centring: Option<f64>,
+    /// The least-squares standard error of `centring`.
+    #[serde(default)]
+    pub centring_se: Option<f64>,
 }
 
 /// `values` split by `upper` into the lower and the upper group.
@@ -142,6 +158,59 @@ fn pooled_variance(values: &[f64], upper: &[bool]) -> Option<f64> {
 /// Mean of each side's values (`None` for an empty side).
 fn side_means(values: &[f64], upper: &[bool]) -> [Option<f64>; 2] {
     sides(values, upper).map(|g| (!g.is_empty()).then(|| g.iter().sum::<f64>() / g.len() as f64))
+}
+
+/// The midpoint between the two modes of `samples` split at `centre`, and the same of the `exact`
+/// mixture's two sides (each side's weighted mean), both less `centre`; `None` when a side of
+/// either is empty.
+pub fn midpoint_offsets(
+    samples: &[f64],
+    centre: f64,
+    exact: &GaussianMixture,
+) -> Option<(f64, f64)> {
+    let upper: Vec<bool> = samples.iter().map(|&x| x > centre).collect();
+    let [Some(lo), Some(hi)] = side_means(samples, &upper) else {
+        return None;
+    };
+    let side = |up: bool| -> Option<f64> {
+        let comps = (0..exact.weights().len()).filter(|&i| (exact.means()[i] > centre) == up);
+        let (w, wm) = comps.fold((0.0, 0.0), |(w, wm), i| {
+            (
+                w + exact.weights()[i],
+                wm + exact.weights()[i] * exact.means()[i],
+            )
+        });
+        (w > 0.0).then(|| wm / w)
+    };
+    let (exact_lo, exact_hi) = (side(false)?, side(true)?);
+    Some((
+        0.5 * (lo + hi) - centre,
+        0.5 * (exact_lo + exact_hi) - centre,
+    ))
+}
+
+/// The least-squares slope of `y` on `x` and its standard error (residual variance on `n − 2`
+/// degrees of freedom over the spread of `x`); `None` with fewer than three points or a constant
+/// `x`.
+pub fn slope_with_se(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
+    let n = x.len().min(y.len());
+    if n < 3 {
+        return None;
+    }
+    let mx = x[..n].iter().sum::<f64>() / n as f64;
+    let my = y[..n].iter().sum::<f64>() / n as f64;
+    let sxx: f64 = x[..n].iter().map(|v| (v - mx).powi(2)).sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    let sxy: f64 = x[..n].iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let slope = sxy / sxx;
+    let rss: f64 = x[..n]
+        .iter()
+        .zip(y)
+        .map(|(a, b)| (b - my - slope * (a - mx)).powi(2))
+        .sum();
+    Some((slope, (rss / (n as f64 - 2.0) / sxx).sqrt()))
 }
 
 fn variance(values: &[f64]) -> f64 {
@@ -181,6 +250,8 @@ struct Sums {
     separation_latent: Vec<f64>,
     separation: Vec<f64>,
     latent: Vec<f64>,
+    midpoint: Vec<f64>,
+    exact_midpoint: Vec<f64>,
 }
 
 /// The width decomposition of `model`'s one-step predictive of `x_T` given `x_{1:T−1}` on the
@@ -248,6 +319,10 @@ pub fn width_diagnosis(
             for i in 0..m.weights().len() {
                 posterior += m.weights()[i] * (m.stds()[i].powi(2) - r2).max(0.0);
             }
+            if let Some((model_mid, exact_mid)) = midpoint_offsets(&samples[b], centre, m) {
+                sums.midpoint.push(model_mid);
+                sums.exact_midpoint.push(exact_mid);
+            }
             sums.exact_predictive.push(pooled);
             sums.exact_encoder.push(posterior / sim.phi.powi(2));
             sums.encoder.push(variance(&mean_last[b]));
@@ -271,6 +346,7 @@ pub fn width_diagnosis(
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let centring = slope_with_se(&sums.exact_midpoint, &sums.midpoint);
     Ok(WidthDiagnosis {
         sequences: n_seq,
         draws,
@@ -293,6 +369,8 @@ pub fn width_diagnosis(
             }),
             None => None,
         },
+        centring: centring.map(|c| c.0),
+        centring_se: centring.map(|c| c.1),
     })
 }
 
@@ -312,5 +390,56 @@ mod tests {
         assert!((means[0].unwrap() + 4.0).abs() < 1e-12);
         assert!((means[1].unwrap() - 4.0).abs() < 1e-12);
         assert!(pooled_variance(&[1.0], &[true]).is_none());
+    }
+
+    /// The centring estimator on draws of known centring: draws from the exact predictive give a
+    /// slope of 1, draws from the paper's reference placed at `φ·x_{T−1}` (the last observation
+    /// taken for the state) a slope of 0. Seeded; the tolerance is four of the estimator's own
+    /// standard errors (with 256 sequences × 128 draws the SE is about 0.05: per-sequence
+    /// midpoint noise ≈ 0.2/√128 against an exact midpoint spread φσ_x = 0.18).
+    #[test]
+    fn centring_is_one_for_the_exact_predictive_and_zero_for_the_observation() {
+        let sim = BimodalRandomWalk::default();
+        let mut noise = SeededNoise::new(17);
+        let (_, x) = sim.simulate(256, &mut noise).unwrap();
+        let t = x.t;
+        let mut exact_mid = Vec::new();
+        let mut from_exact = Vec::new();
+        let mut from_observation = Vec::new();
+        for i in 0..x.n {
+            let row = &x.values[i * t..(i + 1) * t];
+            let centre = sim.phi * row[t - 2];
+            let exact = sim.exact_predictive(&row[..t - 1], 0.0).unwrap().mixture;
+            let naive = GaussianMixture::new(
+                &[0.5, 0.5],
+                &[centre - sim.step, centre + sim.step],
+                &[sim.obs_noise_std; 2],
+            )
+            .unwrap();
+            let draws = crate::metrics::sample_mixture(&exact, 128, &mut noise);
+            let (m, e) = midpoint_offsets(&draws, centre, &exact).unwrap();
+            from_exact.push(m);
+            exact_mid.push(e);
+            let draws = crate::metrics::sample_mixture(&naive, 128, &mut noise);
+            from_observation.push(midpoint_offsets(&draws, centre, &exact).unwrap().0);
+        }
+        // The exact midpoints scatter by about φσ_x = 0.18 around φ·x_{T−1} (the SD's SE at 256
+        // sequences is ≈ 0.008; 0.03 is four of it).
+        let spread = variance(&exact_mid).sqrt();
+        assert!(
+            (spread - 0.18).abs() < 0.03,
+            "exact midpoint spread {spread}"
+        );
+        let (one, se) = slope_with_se(&exact_mid, &from_exact).unwrap();
+        assert!(se > 0.0 && se < 0.1, "se {se}");
+        assert!((one - 1.0).abs() < 4.0 * se, "slope {one} ± {se}");
+        let (zero, se) = slope_with_se(&exact_mid, &from_observation).unwrap();
+        assert!(zero.abs() < 4.0 * se, "slope {zero} ± {se}");
+        // The slope and its SE by hand: Sxx = 5, Sxy = 8, slope 1.6.
+        let (b, se) = slope_with_se(&[0.0, 1.0, 2.0, 3.0], &[1.0, 1.0, 5.0, 5.0]).unwrap();
+        assert!((b - 1.6).abs() < 1e-12, "{b}");
+        // Residuals from the fit: (0.4, −1.2, 1.2, −0.4): RSS 3.2 on 2 dof over Sxx = 5.
+        assert!((se - (3.2f64 / 2.0 / 5.0).sqrt()).abs() < 1e-12, "{se}");
+        assert!(slope_with_se(&[1.0, 1.0, 1.0], &[0.0, 1.0, 2.0]).is_none());
     }
 }

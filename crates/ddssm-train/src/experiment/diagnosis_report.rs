@@ -15,14 +15,19 @@ impl Diagnosis {
     pub fn width_table(&self) -> String {
         let mut s = String::from(
             "| model | predictive (exact) | encoder (exact) | transition (exact 0) | emission \
-             (exact) | encoder, latent | transition, latent | mode gap, latent | latent scale |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
+             (exact) | encoder, latent | transition, latent | mode gap, latent | latent scale | \
+             centring (exact 1) |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
         );
         for (name, d) in &self.models {
+            let centring = match (d.centring, d.centring_se) {
+                (Some(c), Some(se)) => format!("{c:.2} ± {se:.2}"),
+                _ => "–".to_string(),
+            };
             let _ = writeln!(
                 s,
                 "| {name} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.3} | {:.3} ({:.3}) | {:.4} | {:.4} \
-                 | {:.3} | {:.3} |",
+                 | {:.3} | {:.3} | {centring} |",
                 d.predictive,
                 d.exact_predictive,
                 d.encoder,
@@ -122,7 +127,11 @@ impl Diagnosis {
         let mut text = format!(
             "Width of the one-step predictive and its sources, data units unless \"latent\" \
              ({source}: {} test sequences × {} draws of each part; within-mode standard \
-             deviations, split at φ·x_(T−1), root-mean-square over sequences)\n\n{}",
+             deviations, split at φ·x_(T−1), root-mean-square over sequences; the centring is \
+             the least-squares slope, across sequences, of the model predictive's midpoint \
+             between its modes on the exact predictive's, both less φ·x_(T−1): 1 for a model \
+             that knows the state, 0 for one that takes the last observation for it, as the \
+             paper's two-Gaussian reference of jsd_paper does)\n\n{}",
             o.sequences,
             o.draws,
             self.width_table()

@@ -15,8 +15,10 @@
 //!
 //! with the overflow-free `softplus(x) = relu(x) + ln(1 + e^{−|x|})`. The map is smooth and
 //! strictly increasing, equal to the identity (to within 4e-4) well inside the bounds, and its
-//! value stays in `[min − 1e-8, max]` for every finite input, so neither the value nor the
-//! gradient can become inf or NaN. [`DiagGaussian::new`] takes a log-variance as it is, for
+//! value stays in `[min − ln(1 + e^{−(max − min)}), max]` for every finite input (below
+//! `[min − 1e-8, max]` for the default bounds), so neither the value nor the gradient can become
+//! inf or NaN. Bounds closer than about 10 widen the lower end: as `max − min → 0` the range
+//! tends to `[max − ln 2, max]`, so the clamp cannot hold a log-variance in a narrower interval. [`DiagGaussian::new`] takes a log-variance as it is, for
 //! distributions whose variance is known to be sane (a fixed prior, the diffusion forward
 //! process).
 

@@ -33,13 +33,6 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let folder = RunFolder::open(&args.run, &args.device)?;
     let cfg = &folder.config;
-    anyhow::ensure!(
-        args.sequences >= 1 && args.sequences <= cfg.data.test,
-        "--sequences {}: expected 1 ..= {} (the run's data.test)",
-        args.sequences,
-        cfg.data.test
-    );
-    anyhow::ensure!(args.draws >= 4, "--draws: expected at least 4");
     let data = Splits::new(cfg, &args.device)?;
     let models: Vec<(&str, &Model)> = folder.models.iter().map(|(n, m)| (*n, m)).collect();
     let found = diagnose(

@@ -160,6 +160,19 @@ fn side_means(values: &[f64], upper: &[bool]) -> [Option<f64>; 2] {
     sides(values, upper).map(|g| (!g.is_empty()).then(|| g.iter().sum::<f64>() / g.len() as f64))
 }
 
+/// The components of mixture `m` below and above `centre`, each side with its weighted mean;
+/// `None` for a side without weight.
+fn mixture_sides(m: &GaussianMixture, centre: f64) -> [Option<(Vec<usize>, f64)>; 2] {
+    [false, true].map(|upper| {
+        let comps: Vec<usize> = (0..m.weights().len())
+            .filter(|&i| (m.means()[i] > centre) == upper)
+            .collect();
+        let w: f64 = comps.iter().map(|&i| m.weights()[i]).sum();
+        let wm: f64 = comps.iter().map(|&i| m.weights()[i] * m.means()[i]).sum();
+        (w > 0.0).then(|| (comps, wm / w))
+    })
+}
+
 /// The midpoint between the two modes of `samples` split at `centre`, and the same of the `exact`
 /// mixture's two sides (each side's weighted mean), both less `centre`; `None` when a side of
 /// either is empty.
@@ -172,17 +185,10 @@ pub fn midpoint_offsets(
     let [Some(lo), Some(hi)] = side_means(samples, &upper) else {
         return None;
     };
-    let side = |up: bool| -> Option<f64> {
-        let comps = (0..exact.weights().len()).filter(|&i| (exact.means()[i] > centre) == up);
-        let (w, wm) = comps.fold((0.0, 0.0), |(w, wm), i| {
-            (
-                w + exact.weights()[i],
-                wm + exact.weights()[i] * exact.means()[i],
-            )
-        });
-        (w > 0.0).then(|| wm / w)
+    let [Some(exact_lo), Some(exact_hi)] = mixture_sides(exact, centre).map(|s| s.map(|s| s.1))
+    else {
+        return None;
     };
-    let (exact_lo, exact_hi) = (side(false)?, side(true)?);
     Some((
         0.5 * (lo + hi) - centre,
         0.5 * (exact_lo + exact_hi) - centre,
@@ -296,19 +302,7 @@ pub fn width_diagnosis(
             let m = &exact.mixture;
             let mut pooled = 0.0;
             let mut posterior = 0.0;
-            for upper in [false, true] {
-                let comps: Vec<usize> = (0..m.weights().len())
-                    .filter(|&i| (m.means()[i] > centre) == upper)
-                    .collect();
-                let w: f64 = comps.iter().map(|&i| m.weights()[i]).sum();
-                if w <= 0.0 {
-                    continue;
-                }
-                let mean = comps
-                    .iter()
-                    .map(|&i| m.weights()[i] * m.means()[i])
-                    .sum::<f64>()
-                    / w;
+            for (comps, mean) in mixture_sides(m, centre).into_iter().flatten() {
                 pooled += comps
                     .iter()
                     .map(|&i| {

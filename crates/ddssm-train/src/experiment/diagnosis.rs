@@ -13,7 +13,7 @@ use ddssm_model::Model;
 use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
 
-use super::{ExperimentConfig, Splits};
+use super::{invalid, ExperimentConfig, Splits};
 use crate::Result;
 
 /// How much of the test split [`diagnose`] uses.
@@ -43,12 +43,26 @@ pub struct Diagnosis {
 
 /// Diagnoses each named model of the experiment `cfg` on its test split (`data`), every draw
 /// from a fork of the experiment's seed named after the model.
+///
+/// `options.sequences` must lie in `1 ..= cfg.data.test` and `options.draws` be at least 4 (a
+/// side's pooled variance needs draws on both sides); `options.iwae_sequences` is clamped to the
+/// test split.
 pub fn diagnose(
     cfg: &ExperimentConfig,
     data: &Splits,
     models: &[(&str, &Model)],
     options: &DiagnosisOptions,
 ) -> Result<Diagnosis> {
+    if options.sequences == 0 || options.sequences > cfg.data.test {
+        return Err(invalid(
+            "sequences",
+            options.sequences,
+            &format!("1 ..= {} (the run's data.test)", cfg.data.test),
+        ));
+    }
+    if options.draws < 4 {
+        return Err(invalid("draws", options.draws, "at least 4"));
+    }
     let root = SeededNoise::new(cfg.seed);
     let options = &DiagnosisOptions {
         iwae_sequences: options.iwae_sequences.min(cfg.data.test),
@@ -152,4 +166,41 @@ pub fn likelihood_split(
         misfit: MeanSem::of(&diff(&best, &exact)),
         slack: MeanSem::of(&diff(&elbo, &best)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// Options outside their ranges are refused, naming the option and what it accepts, before
+    /// any model is touched.
+    #[test]
+    fn options_out_of_range_are_refused_with_their_name() {
+        let cfg = ExperimentConfig::paper().quick();
+        let data = Splits::new(&cfg, &Device::Cpu).unwrap();
+        let ok = DiagnosisOptions {
+            sequences: 1,
+            draws: 4,
+            iwae_sequences: cfg.data.test + 5,
+            iwae_draws: 2,
+        };
+        let found = diagnose(&cfg, &data, &[], &ok).unwrap();
+        assert_eq!(found.options.iwae_sequences, cfg.data.test);
+        for (bad, field) in [
+            (DiagnosisOptions { sequences: 0, ..ok }, "sequences"),
+            (
+                DiagnosisOptions {
+                    sequences: cfg.data.test + 1,
+                    ..ok
+                },
+                "sequences",
+            ),
+            (DiagnosisOptions { draws: 3, ..ok }, "draws"),
+        ] {
+            let e = diagnose(&cfg, &data, &[], &bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid {field} = ")), "{e}");
+        }
+    }
 }

@@ -33,6 +33,12 @@ pub struct ModelScores {
     /// `jsd_exact` counts them in its tail bins); above [`OUT_OF_RANGE_WARNING`] a warning.
     #[serde(default)]
     pub out_of_range: f64,
+    /// Root mean square of the centred samples (`x̂ − φ·x_{T−1}`; the exact predictive's is about
+    /// `√(c² + 0.2²)`, 4.0 at the paper's settings): tells a wide predictive whose tails leave the
+    /// histogram from a diverged one. Not finite when a sample is not; `None` in results written
+    /// before it was recorded.
+    #[serde(default)]
+    pub centred_rms: Option<f64>,
     /// Training wall time, seconds (0 for a baseline).
     pub train_seconds: f64,
     /// Per-sequence `jsd_exact` (for figures and re-analysis).
@@ -43,12 +49,23 @@ pub struct ModelScores {
 
 impl ModelScores {
     /// The warning for more than [`OUT_OF_RANGE_WARNING`] of the centred samples outside `hist`
-    /// (`name` names the model), or `None`.
+    /// (`name` names the model), or `None`. It calls the predictive wide when the centred
+    /// samples' root mean square ([`ModelScores::centred_rms`]) lies inside the histogram's range
+    /// (only the tails leave it), and asks whether the run diverged otherwise or when that is
+    /// unknown.
     pub fn out_of_range_warning(&self, name: &str, hist: &JsdHistogram) -> Option<String> {
+        let half_range = hist.lo.abs().min(hist.hi.abs());
+        let cause = match self.centred_rms {
+            Some(rms) if rms.is_finite() && rms <= half_range => {
+                format!("their RMS is {rms:.2}: a wide predictive, not a diverged one")
+            }
+            Some(rms) => format!("their RMS is {rms:.3e}: diverged?"),
+            None => "diverged?".to_string(),
+        };
         (self.out_of_range > OUT_OF_RANGE_WARNING).then(|| {
             format!(
                 "{name}: {:.1} % of the centred one-step samples fall outside the histogram's \
-                 [{}, {}] (diverged?): jsd_exact counts them in its tail bins, jsd_paper drops \
+                 [{}, {}] ({cause}): jsd_exact counts them in its tail bins, jsd_paper drops \
                  them and is not to be trusted",
                 100.0 * self.out_of_range,
                 hist.lo,
@@ -74,6 +91,7 @@ pub fn score_one_step(
     let mut mean_hist = vec![0.0; hist.bins];
     let (mut between, mut total) = (0usize, 0usize);
     let mut outside = 0.0;
+    let mut sum_sq = 0.0;
     for (i, draws) in samples.iter().enumerate() {
         let row = &x.values[i * t..(i + 1) * t];
         let s = score_sequence(sim, hist, &row[..t - 1], row[t - 1], draws, noise)?;
@@ -89,6 +107,7 @@ pub fn score_one_step(
             *m += h / samples.len() as f64;
         }
         between += centred.iter().filter(|c| c.abs() < 0.5 * sim.step).count();
+        sum_sq += centred.iter().map(|c| c * c).sum::<f64>();
         total += centred.len();
     }
     Ok(ModelScores {
@@ -100,6 +119,7 @@ pub fn score_one_step(
         negative_elbo: None,
         between_modes: between as f64 / total.max(1) as f64,
         out_of_range: outside / total.max(1) as f64,
+        centred_rms: Some((sum_sq / total.max(1) as f64).sqrt()),
         train_seconds: 0.0,
         per_sequence_jsd_exact: je,
         mean_histogram: mean_hist,
@@ -232,7 +252,34 @@ mod tests {
         let diverged = vec![vec![-1e9; 512]; 16];
         let d = score_one_step(&sim, &hist, &x, &diverged, &mut SeededNoise::new(6))?;
         assert!(d.jsd_exact.mean > l.jsd_exact.mean.min(0.69));
-        assert!(d.out_of_range_warning("diverged", &hist).is_some());
+        let warning = d.out_of_range_warning("diverged", &hist).unwrap();
+        assert!(warning.contains("diverged?"), "{warning}");
+        // A wide but sane predictive: N(φ·x_{T−1}, 6²) puts about 10 % of its draws beyond ±10
+        // while their RMS (≈ 6) stays inside the range, so it is called wide, not diverged.
+        let mut wide_noise = SeededNoise::new(7);
+        let wide: Vec<Vec<f64>> = (0..x.n)
+            .map(|i| {
+                let centre = sim.phi * x.values[i * 8 + 6];
+                let z = wide_noise.normals(512);
+                z.iter().map(|z| centre + 6.0 * z).collect()
+            })
+            .collect();
+        let w = score_one_step(&sim, &hist, &x, &wide, &mut SeededNoise::new(6))?;
+        // 8192 draws: the RMS's standard error is about 6/√(2·8192) = 0.05; 0.2 is 4 of them.
+        let rms = w.centred_rms.unwrap();
+        assert!((rms - 6.0).abs() < 0.2, "{rms}");
+        let warning = w.out_of_range_warning("wide", &hist).unwrap();
+        assert!(warning.contains("a wide predictive"), "{warning}");
+        assert!(!warning.contains("diverged?"), "{warning}");
+        // An old results file without the RMS keeps the cautious wording.
+        let old = ModelScores {
+            centred_rms: None,
+            ..w
+        };
+        assert!(old
+            .out_of_range_warning("old", &hist)
+            .unwrap()
+            .contains("diverged?"));
         Ok(())
     }
 }

@@ -400,7 +400,7 @@ pub fn measure(args: &Args) -> Result<Value> {
     let device = &args.device;
     let threads = ddssm_tensor_ops::ThreadSettings::current().total();
     let mut out = json!({
-        "git_commit": crate::bimodal::git_commit(),
+        "git_commit": ddssm_train::experiment::git_commit(),
         "cpu": cpu_model(),
         "threads": threads,
         "device": format!("{device:?}"),

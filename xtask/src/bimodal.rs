@@ -35,17 +35,6 @@ pub struct Args {
     pub ddssm_only: bool,
 }
 
-/// The short hash of the checked-out commit (`unknown` outside a git checkout).
-pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn write_text(path: &Path, text: &str) -> Result<()> {
     ddssm_model::checkpoint::write_atomic(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
@@ -74,7 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
             progress: args.progress,
             quick: args.quick,
             device: args.device.clone(),
-            git_commit: git_commit(),
+            git_commit: ddssm_train::experiment::git_commit(),
             ddssm_only: args.ddssm_only,
         },
     )?;

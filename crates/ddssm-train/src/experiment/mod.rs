@@ -28,8 +28,8 @@ pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, Lik
 pub use finished::{comparison_tables, FinishedRun};
 pub use folder::RunFolder;
 pub use run::{
-    check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
-    RunOptions,
+    check_output_folder, git_commit, run, warmup_warning, ExamplePanel, ExampleSequence, Progress,
+    Results, RunOptions,
 };
 pub use tradeoff::{sampler_tradeoff, SamplerRow};
 

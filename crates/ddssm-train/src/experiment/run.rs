@@ -41,6 +41,18 @@ pub struct RunOptions {
     pub ddssm_only: bool,
 }
 
+/// The short hash of the commit checked out in the working directory (`unknown` outside a git
+/// checkout or without `git`): what [`RunOptions::git_commit`] records.
+pub fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 impl RunOptions {
     /// The model runs of `cfg` this run trains, by name: `ddssm`, then `dkf` unless
     /// [`RunOptions::ddssm_only`].

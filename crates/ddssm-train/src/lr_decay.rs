@@ -48,6 +48,21 @@ impl LrDecay {
         }
     }
 
+    /// Whether this decay over a run of `steps` and `other` over a run of `other_steps` give every
+    /// optimiser step before `step` the same factor: then a checkpoint written at `step` under one
+    /// is also where a run under the other would stand, and the run may continue under `other`
+    /// (e.g. a finished constant-rate run extended with a decay tail that starts at or after its
+    /// last step).
+    pub fn agrees_before(
+        &self,
+        steps: usize,
+        other: &Self,
+        other_steps: usize,
+        step: usize,
+    ) -> bool {
+        (0..step).all(|s| self.scale(s, steps) == other.scale(s, other_steps))
+    }
+
     /// The same decay for a run shortened or lengthened from `from` to `to` steps: the decay
     /// starts at the same fraction of the run (`start · to / from`, rounded down), so a smoke run
     /// of a config that decays late still decays (and validates).
@@ -102,6 +117,28 @@ mod tests {
         assert!((d.scale(1100, 1101) - 0.1).abs() < 1e-12, "last step");
         let values: Vec<f64> = (0..1101).map(|s| d.scale(s, 1101)).collect();
         assert!(values.windows(2).all(|w| w[1] <= w[0]), "monotone");
+    }
+
+    #[test]
+    fn a_decay_agrees_with_another_only_over_steps_they_scale_alike() {
+        let tail = LrDecay::Cosine {
+            floor: 0.05,
+            start: 3000,
+        };
+        // Steps 0 ..= 3000 of the tail run at the full rate: a constant-rate run's checkpoint at
+        // step 3000 (steps 0 … 2999 taken) or 3001 fits it, one at 3002 does not.
+        assert!(LrDecay::Constant.agrees_before(3000, &tail, 9000, 3000));
+        assert!(LrDecay::Constant.agrees_before(3000, &tail, 9000, 3001));
+        assert!(!LrDecay::Constant.agrees_before(6000, &tail, 9000, 3002));
+        assert!(tail.agrees_before(9000, &LrDecay::Constant, 3000, 3000));
+        // Another floor changes nothing before the decay starts, everything after.
+        let other = LrDecay::Cosine {
+            floor: 0.5,
+            start: 3000,
+        };
+        assert!(tail.agrees_before(9000, &other, 9000, 3001));
+        assert!(!tail.agrees_before(9000, &other, 9000, 3002));
+        assert!(LrDecay::Constant.agrees_before(10, &LrDecay::Constant, 20, 10));
     }
 
     #[test]

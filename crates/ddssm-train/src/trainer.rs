@@ -164,8 +164,10 @@ fn save(model: &Model, opt: &AdamW, config: &TrainConfig, path: &Path, step: usi
 
 /// The step of the training checkpoint at `path` if a run of `model` with `config` can continue
 /// from it: `None` when there is no file; an error naming the first differing field when the file
-/// was written for another model or training config (only `steps` may change), or when it is
-/// already past `config.steps` (training never goes back). Reads only the metadata, so a command
+/// was written for another model or training config, or when it is already past `config.steps`
+/// (training never goes back). Only `steps` may change, and `lr_decay` where the new decay gives
+/// every step already taken the rate the checkpoint's did ([`crate::LrDecay::agrees_before`]): a
+/// finished run can be extended with a decay tail that starts at or after its last step. Reads only the metadata, so a command
 /// can check every checkpoint before it writes anything.
 pub fn resumable_step(
     path: &Path,
@@ -194,13 +196,24 @@ pub fn resumable_step(
         .get(keys::CONFIG)
         .and_then(|s| serde_json::from_str(s).ok())
         .ok_or_else(|| bad("no readable training config".into()))?;
+    let lr_decay =
+        if theirs
+            .lr_decay
+            .agrees_before(theirs.steps, &config.lr_decay, config.steps, step)
+        {
+            config.lr_decay
+        } else {
+            theirs.lr_decay
+        };
     let theirs = TrainConfig {
         steps: config.steps,
+        lr_decay,
         ..theirs
     };
     if let Some(diff) = ddssm_model::config_difference(config, &theirs) {
         return Err(bad(format!(
-            "written with another training config ({diff}); only `steps` may change on resume"
+            "written with another training config ({diff}); only `steps` may change on resume, \
+             and `lr_decay` where it gives the {step} steps already taken the same rates"
         )));
     }
     if step > config.steps {

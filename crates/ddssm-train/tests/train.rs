@@ -483,3 +483,48 @@ fn a_decay_to_zero_freezes_the_last_step() -> Result<()> {
     assert_ne!(got, three);
     Ok(())
 }
+
+/// A finished constant-rate run extended with a decay tail that starts at its last step ends
+/// exactly where the tailed run trained in one go does; a tail that would have changed a step
+/// already taken is refused, naming `lr_decay`, and leaves the checkpoint alone.
+#[test]
+fn a_finished_run_can_be_extended_with_a_decay_tail() -> Result<()> {
+    let (mc, tc, data) = small();
+    let tail = |start| TrainConfig {
+        lr_decay: ddssm_train::LrDecay::Cosine { floor: 0.1, start },
+        ..tc
+    };
+    let path = tmp("tail.safetensors");
+    let mut first = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    train(
+        &mut first,
+        &data,
+        &TrainConfig { steps: 3, ..tc },
+        &resuming(&path),
+        &mut no_validation,
+    )?;
+    let before = std::fs::read(&path)?;
+    let err = ddssm_train::resumable_step(&path, &mc, &tail(1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`lr_decay") && err.contains("3 steps"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path)?, before);
+
+    let mut resumed = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
+    let report = train(
+        &mut resumed,
+        &data,
+        &tail(3),
+        &resuming(&path),
+        &mut no_validation,
+    )?;
+    assert_eq!(report.start_step, 3);
+    let whole = quiet_parameters(&mc, &data, &tail(3))?;
+    assert_eq!(parameter_values(&resumed), whole);
+    // The tail changed the last steps: the constant run's six steps end elsewhere.
+    assert_ne!(quiet_parameters(&mc, &data, &tc)?, whole);
+    Ok(())
+}

@@ -43,11 +43,8 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 /// The experiment config `args` ask for: the file (or the paper's settings), then `--quick`,
 /// `--seed` and `--steps`, validated. `--print-config` prints exactly this.
 pub fn resolve_config(args: &Args) -> Result<ExperimentConfig> {
-    let cfg = match &args.config {
-        Some(path) => ddssm_train::read_toml::<ExperimentConfig>(path, "experiment config")?,
-        None => ExperimentConfig::paper(),
-    };
-    Ok(cfg.with_overrides(args.quick, args.seed, args.steps)?)
+    Ok(ExperimentConfig::load(args.config.as_deref())?
+        .with_overrides(args.quick, args.seed, args.steps)?)
 }
 
 /// Runs the experiment (the library's [`ddssm_train::experiment::run`]), then draws the figures

@@ -22,16 +22,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::Device;
 use ddssm_train::tpe::Space;
 use ddssm_train::ModelRun;
 use serde_json::Value;
 
-use ddssm_train::experiment::{ExperimentConfig, Splits};
+use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::study::{
-    best_trial, check_space, load_space, paper_run, rank_correlations, run_study, tuned_experiment,
-    value, Header, Metric, Trial,
+    best_trial, paper_run, rank_correlations, run_tpe_study, tuned_experiment, value, Metric,
+    StudyOptions, Trial,
 };
 
 /// The command's options.
@@ -59,65 +59,32 @@ pub struct Args {
     pub device: Device,
 }
 
-/// The experiment config a study starts from: the paper's, with `--quick`, the seed and the
-/// steps per trial ([`ExperimentConfig::with_overrides`]), no validation or checkpoints.
-fn base_config(args: &Args) -> Result<ExperimentConfig> {
-    let mut cfg =
-        ExperimentConfig::paper().with_overrides(args.quick, Some(args.seed), Some(args.steps))?;
-    if args.quick {
-        // Room for the search space's largest batch (512); short series keep trials cheap.
-        cfg.data.train = 512;
-        cfg.data.sim.t = 16;
+impl Args {
+    /// The library's options of this study.
+    fn options(&self) -> StudyOptions {
+        StudyOptions {
+            model: self.model.clone(),
+            trials: self.trials,
+            steps: self.steps,
+            metric: self.metric,
+            seed: self.seed,
+            quick: self.quick,
+            space: self.space.clone(),
+            out: self.out.clone(),
+        }
     }
-    for run in [&mut cfg.ddssm, &mut cfg.dkf] {
-        run.train.validate_every = 0;
-        run.train.checkpoint_every = 0;
-    }
-    Ok(cfg)
 }
 
 /// Runs (or continues) the study and writes its outputs.
 pub fn run(args: &Args) -> Result<()> {
-    study(args, base_config(args)?)
+    study(args, args.options().base_config()?)
 }
 
 /// [`run`] from an explicit base config (its `seed`, and each run's `steps`, must already be
-/// the study's).
+/// the study's): [`run_tpe_study`], then the report.
 fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
-    if args.model != "ddssm" && args.model != "dkf" {
-        bail!("--model {}: expected ddssm or dkf", args.model);
-    }
-    if args.trials == 0 || args.steps == 0 {
-        bail!("--trials and --steps must be ≥ 1");
-    }
-    let space = load_space(&args.space, &args.model)?;
-    cfg.validate()?;
-    check_space(&space, &cfg, &args.model)?;
-    let base = if args.model == "ddssm" {
-        cfg.ddssm.clone()
-    } else {
-        cfg.dkf.clone()
-    };
-    let header = Header {
-        model: args.model.clone(),
-        metric: args.metric,
-        steps: args.steps,
-        seed: args.seed,
-        quick: args.quick,
-        space: space.clone(),
-        base: base.clone(),
-    };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let data = Splits::new(&cfg, &args.device)?;
-    let trials = run_study(
-        &args.out.join("study.jsonl"),
-        &header,
-        &cfg,
-        &data,
-        args.trials,
-    )?;
-    finish(args, &base, &space, &trials)
+    let outcome = run_tpe_study(&args.options(), cfg, &args.device)?;
+    finish(args, &outcome.base, &outcome.space, &outcome.trials)
 }
 
 /// The value of a parameter in the base (paper) config, for the comparison table.

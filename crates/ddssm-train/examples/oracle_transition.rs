@@ -42,8 +42,7 @@ fn main() -> Result<()> {
     if !(2..=4).contains(&args.len()) {
         bail!("{USAGE}");
     }
-    let cfg: ExperimentConfig =
-        ddssm_train::read_toml(std::path::Path::new(&args[0]), "experiment config")?;
+    let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
     let steps: usize = args[1].parse().context("STEPS: expected an integer")?;
     let input_noise: f64 = match args.get(2) {
         Some(v) => v.parse().context("INPUT_NOISE: expected a number ≥ 0")?,

@@ -2,10 +2,11 @@
 //! study files, the shipped spaces and tuned configs.
 
 use super::*;
+use anyhow::Context;
 use ddssm_model::TransitionConfig;
 use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::study::apply;
 use ddssm_train::study::KNOWN;
+use ddssm_train::study::{apply, check_space, load_space};
 use ddssm_train::tpe::{Distribution, Params};
 use std::path::Path;
 

@@ -22,8 +22,7 @@ impl RunFolder {
     /// Reads `dir/config.toml` and loads every checkpoint `dir` holds onto `device`; an error
     /// names the file that is missing or unreadable, or the folder when it holds no model.
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
-        let config: ExperimentConfig =
-            crate::read_toml(&dir.join("config.toml"), "experiment config")?;
+        let config = ExperimentConfig::load(Some(&dir.join("config.toml")))?;
         let mut models = Vec::new();
         for name in ["ddssm", "dkf"] {
             let checkpoint = dir.join(format!("{name}.safetensors"));

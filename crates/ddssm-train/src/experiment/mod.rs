@@ -157,6 +157,15 @@ impl ExperimentConfig {
         self
     }
 
+    /// The experiment config in the TOML file `path` (errors name the file, line and field), or
+    /// the paper's settings ([`ExperimentConfig::paper`]) without one.
+    pub fn load(path: Option<&std::path::Path>) -> Result<Self> {
+        match path {
+            Some(path) => crate::read_toml(path, "experiment config"),
+            None => Ok(Self::paper()),
+        }
+    }
+
     /// The command line's overrides on top of a config file (or the paper's settings): `quick`
     /// ([`ExperimentConfig::quick`]), then the seed (of the data and of both trainings) and both
     /// models' training steps; validated.
@@ -338,6 +347,27 @@ pub fn validation_scores(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `load` reads a written config back exactly, gives the paper's without a file, and names
+    /// a missing file.
+    #[test]
+    fn a_config_loads_from_its_file_or_is_the_papers() {
+        assert_eq!(
+            ExperimentConfig::load(None).unwrap(),
+            ExperimentConfig::paper()
+        );
+        let dir = std::env::temp_dir().join(format!("ddssm-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        let cfg = ExperimentConfig::paper().quick();
+        std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(ExperimentConfig::load(Some(&path)).unwrap(), cfg);
+        let missing = dir.join("missing.toml");
+        let err = ExperimentConfig::load(Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+    }
 
     #[test]
     fn bad_configs_are_named_before_any_work() {

@@ -3,8 +3,12 @@
 //! file (`study.jsonl`: a header line, then one JSON line per finished trial) read back exactly or
 //! refused with the line that is wrong, and one trial — train a proposal with [`crate::fit`] and
 //! score it on the validation sequences — and the study loop that proposes with TPE, runs and
-//! records trials until a count ([`run_study`]). `cargo xtask tune` adds the command line and
-//! the report.
+//! records trials until a count ([`run_study`]), and a whole study from its options
+//! ([`run_tpe_study`]). `cargo xtask tune` adds the command line and the report.
+
+mod plan;
+
+pub use plan::{run_tpe_study, StudyOptions, StudyOutcome};
 
 use std::io::Write;
 use std::path::Path;

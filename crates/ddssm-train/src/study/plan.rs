@@ -1,0 +1,177 @@
+//! A whole study from its options ([`StudyOptions`]): the base config, every check before work
+//! starts, the study file's header, the data, and the trials ([`run_tpe_study`]). What is left
+//! to a command line is parsing and the report.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+
+use super::{check_space, load_space, run_study, Header, Metric, Trial};
+use crate::experiment::{ExperimentConfig, Splits};
+use crate::tpe::Space;
+use crate::{Error, ModelRun, Result};
+
+/// What a TPE study of one of the paper's models runs.
+#[derive(Debug, Clone)]
+pub struct StudyOptions {
+    /// `ddssm` or `dkf`.
+    pub model: String,
+    /// Trials in the study (more than its file holds: it continues).
+    pub trials: usize,
+    /// Training steps per trial.
+    pub steps: usize,
+    /// The score.
+    pub metric: Metric,
+    /// Seed of data, initialisation, training and proposals.
+    pub seed: u64,
+    /// Small data, few samples: a quick study.
+    pub quick: bool,
+    /// The search space (a TOML file, [`load_space`]).
+    pub space: PathBuf,
+    /// The study folder; the trials go to `study.jsonl` in it.
+    pub out: PathBuf,
+}
+
+/// A finished (or continued) study: the model's base run, the space searched, every trial.
+#[derive(Debug, Clone)]
+pub struct StudyOutcome {
+    /// The model's run in the base config, which each trial changes by its parameters.
+    pub base: ModelRun,
+    /// The search space.
+    pub space: Space,
+    /// Every trial of the study file, in order.
+    pub trials: Vec<Trial>,
+}
+
+impl StudyOptions {
+    /// The experiment config a study starts from: the paper's, with `quick`, the seed and the
+    /// steps per trial ([`ExperimentConfig::with_overrides`]), no validation or checkpoints.
+    pub fn base_config(&self) -> Result<ExperimentConfig> {
+        let mut cfg = ExperimentConfig::paper().with_overrides(
+            self.quick,
+            Some(self.seed),
+            Some(self.steps),
+        )?;
+        if self.quick {
+            // Room for the search space's largest batch (512); short series keep trials cheap.
+            cfg.data.train = 512;
+            cfg.data.sim.t = 16;
+        }
+        for run in [&mut cfg.ddssm, &mut cfg.dkf] {
+            run.train.validate_every = 0;
+            run.train.checkpoint_every = 0;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Runs (or continues) the study `options` describe from the base config `cfg` (its `seed`, and
+/// each run's `steps`, must already be the study's; [`StudyOptions::base_config`]) on `device`.
+/// The model name, the counts, the space and the space's extreme values on `cfg` are checked
+/// before anything is written.
+pub fn run_tpe_study(
+    options: &StudyOptions,
+    cfg: ExperimentConfig,
+    device: &Device,
+) -> Result<StudyOutcome> {
+    let invalid = |field: &str, value: String, allowed: &str| Error::InvalidConfig {
+        field: field.into(),
+        value,
+        allowed: allowed.into(),
+    };
+    let model = options.model.as_str();
+    if model != "ddssm" && model != "dkf" {
+        return Err(invalid("model", model.into(), "ddssm or dkf"));
+    }
+    if options.trials == 0 {
+        return Err(invalid("trials", "0".into(), "an integer ≥ 1"));
+    }
+    if options.steps == 0 {
+        return Err(invalid("steps", "0".into(), "an integer ≥ 1"));
+    }
+    let space = load_space(&options.space, model)?;
+    cfg.validate()?;
+    check_space(&space, &cfg, model)?;
+    let base = if model == "ddssm" {
+        cfg.ddssm.clone()
+    } else {
+        cfg.dkf.clone()
+    };
+    let header = Header {
+        model: model.into(),
+        metric: options.metric,
+        steps: options.steps,
+        seed: options.seed,
+        quick: options.quick,
+        space: space.clone(),
+        base: base.clone(),
+    };
+    std::fs::create_dir_all(&options.out)
+        .map_err(|e| Error::State(format!("creating {}: {e}", options.out.display())))?;
+    let data = Splits::new(&cfg, device)?;
+    let trials = run_study(
+        &options.out.join("study.jsonl"),
+        &header,
+        &cfg,
+        &data,
+        options.trials,
+    )?;
+    Ok(StudyOutcome {
+        base,
+        space,
+        trials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wrong model name or a zero count is refused naming its field, before the study folder
+    /// exists.
+    #[test]
+    fn bad_options_are_named_before_anything_is_written() {
+        let out = std::env::temp_dir().join(format!("ddssm-plan-{}", std::process::id()));
+        let options = StudyOptions {
+            model: "ddssm".into(),
+            trials: 1,
+            steps: 1,
+            metric: Metric::Jsd,
+            seed: 0,
+            quick: true,
+            space: PathBuf::from("no-such-space.toml"),
+            out: out.clone(),
+        };
+        let cfg = options.base_config().unwrap();
+        for (bad, field) in [
+            (
+                StudyOptions {
+                    model: "gru".into(),
+                    ..options.clone()
+                },
+                "invalid model = gru",
+            ),
+            (
+                StudyOptions {
+                    trials: 0,
+                    ..options.clone()
+                },
+                "invalid trials",
+            ),
+            (
+                StudyOptions {
+                    steps: 0,
+                    ..options.clone()
+                },
+                "invalid steps",
+            ),
+            (options.clone(), "no-such-space.toml"),
+        ] {
+            let err = run_tpe_study(&bad, cfg.clone(), &Device::Cpu)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err}");
+        }
+        assert!(!out.exists());
+    }
+}

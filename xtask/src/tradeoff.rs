@@ -6,14 +6,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::Device;
 use serde_json::json;
 
-use ddssm_train::experiment::{sampler_tradeoff, RunFolder, Splits};
-
-/// Validation sequences scored when `--sequences` is not given (fewer if the run holds fewer).
-pub const DEFAULT_SEQUENCES: usize = 64;
+use ddssm_train::experiment::sampler_tradeoff_of_run;
 
 /// The command's options.
 #[derive(Debug, Clone)]
@@ -31,24 +28,9 @@ pub struct Args {
 /// Runs the comparison; prints a table and writes `sampler-tradeoff.{json,md}` into the run
 /// folder (and says so).
 pub fn run(args: &Args) -> Result<()> {
-    let mut folder = RunFolder::open(&args.run, &args.device)?;
-    let mut cfg = folder.config.clone();
-    let sequences = args
-        .sequences
-        .unwrap_or(DEFAULT_SEQUENCES.min(cfg.data.validation));
-    anyhow::ensure!(
-        sequences >= 1 && sequences <= cfg.data.validation,
-        "--sequences {sequences}: expected 1 ..= {} (the run's data.validation)",
-        cfg.data.validation
-    );
-    anyhow::ensure!(args.samples >= 2, "--samples: expected at least 2");
-    cfg.evaluation.validation_sequences = sequences;
-    cfg.evaluation.validation_samples = args.samples;
+    let (sequences, rows) =
+        sampler_tradeoff_of_run(&args.run, args.sequences, args.samples, &args.device)?;
     let checkpoint = args.run.join("ddssm.safetensors");
-    let mut model = folder.take("ddssm", &args.run)?;
-    let data = Splits::new(&cfg, &args.device)?;
-    let rows = sampler_tradeoff(&cfg, &mut model, &data)
-        .with_context(|| checkpoint.display().to_string())?;
     let mut table = String::from(
         "| sampler | network calls | jsd_exact | paired difference to ancestral | samples/s |\n\
          |---|---:|---|---|---:|\n",

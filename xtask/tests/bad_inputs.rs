@@ -507,4 +507,19 @@ fn a_quick_run_logs_plain_text_and_its_report_and_figures_explain_themselves() {
         "{log}"
     );
     assert!(out.join("sampler-tradeoff.md").exists());
+    // Its options are checked against the run, naming the option.
+    for (args, field) in [
+        (["--samples", "1"], "invalid samples = 1"),
+        (["--sequences", "0"], "invalid sequences = 0"),
+    ] {
+        let o = xtask()
+            .arg("sampler-tradeoff")
+            .args(args)
+            .arg("--run")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(field), "{err}");
+    }
 }

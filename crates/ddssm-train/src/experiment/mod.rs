@@ -31,10 +31,10 @@ pub use run::{
     check_output_folder, git_commit, run, warmup_warning, ExamplePanel, ExampleSequence, Progress,
     Results, RunOptions,
 };
-pub use tradeoff::{sampler_tradeoff, SamplerRow};
+pub use tradeoff::{sampler_tradeoff, sampler_tradeoff_of_run, SamplerRow, TRADEOFF_SEQUENCES};
 
 /// A config error at `field` (a dotted path).
-fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> Error {
+pub(crate) fn invalid(field: &str, value: impl std::fmt::Display, allowed: &str) -> Error {
     Error::InvalidConfig {
         field: field.to_string(),
         value: value.to_string(),

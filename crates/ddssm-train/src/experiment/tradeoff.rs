@@ -4,7 +4,10 @@
 //! (all K steps, the model the ELBO bounds) by the paired per-sequence difference, mean ± SE.
 //! "No measurable loss" means that difference is below 2 SE (or below zero).
 
+use std::path::Path;
 use std::time::Instant;
+
+use candle_core::Device;
 
 use ddssm_diffusion::{ReverseVariance, Sampler};
 use ddssm_eval::MeanSem;
@@ -12,7 +15,7 @@ use ddssm_model::{Model, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
 
-use super::{validation_scores, ExperimentConfig, Splits};
+use super::{invalid, validation_scores, ExperimentConfig, RunFolder, Splits};
 use crate::{Error, Result};
 
 /// One sampler's row of the comparison.
@@ -51,6 +54,44 @@ fn samplers(k: usize) -> Vec<(String, Sampler)> {
         }
     });
     out
+}
+
+/// Validation sequences [`sampler_tradeoff_of_run`] scores when not told (fewer if the run
+/// holds fewer).
+pub const TRADEOFF_SEQUENCES: usize = 64;
+
+/// [`sampler_tradeoff`] on the DDSSM of the finished experiment folder `run` (`config.toml`,
+/// `ddssm.safetensors`, [`RunFolder`]) on `device`: the validation split regenerated from the
+/// config's seed, `sequences` of it (None: up to [`TRADEOFF_SEQUENCES`]; else in
+/// `1 ..= data.validation`) with `samples` draws each (at least 2). Returns the sequences scored
+/// and the rows.
+pub fn sampler_tradeoff_of_run(
+    run: &Path,
+    sequences: Option<usize>,
+    samples: usize,
+    device: &Device,
+) -> Result<(usize, Vec<SamplerRow>)> {
+    let mut folder = RunFolder::open(run, device)?;
+    let mut cfg = folder.config.clone();
+    let available = cfg.data.validation;
+    let sequences = sequences.unwrap_or(TRADEOFF_SEQUENCES.min(available));
+    if sequences == 0 || sequences > available {
+        return Err(invalid(
+            "sequences",
+            sequences,
+            &format!("1 ..= {available} (the run's data.validation)"),
+        ));
+    }
+    if samples < 2 {
+        return Err(invalid("samples", samples, "at least 2"));
+    }
+    cfg.evaluation.validation_sequences = sequences;
+    cfg.evaluation.validation_samples = samples;
+    let mut model = folder.take("ddssm", run)?;
+    let data = Splits::new(&cfg, device)?;
+    let rows = sampler_tradeoff(&cfg, &mut model, &data)
+        .map_err(|e| Error::State(format!("{}: {e}", run.join("ddssm.safetensors").display())))?;
+    Ok((sequences, rows))
 }
 
 /// Compares every sampler on `model` (a diffusion model; its sampler is switched in turn and left

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use candle_core::Device;
 
 use super::{check_space, load_space, run_study, Header, Metric, Trial};
-use crate::experiment::{ExperimentConfig, Splits};
+use crate::experiment::{invalid, ExperimentConfig, Splits};
 use crate::tpe::Space;
 use crate::{Error, ModelRun, Result};
 
@@ -74,20 +74,15 @@ pub fn run_tpe_study(
     cfg: ExperimentConfig,
     device: &Device,
 ) -> Result<StudyOutcome> {
-    let invalid = |field: &str, value: String, allowed: &str| Error::InvalidConfig {
-        field: field.into(),
-        value,
-        allowed: allowed.into(),
-    };
     let model = options.model.as_str();
     if model != "ddssm" && model != "dkf" {
-        return Err(invalid("model", model.into(), "ddssm or dkf"));
+        return Err(invalid("model", model, "ddssm or dkf"));
     }
     if options.trials == 0 {
-        return Err(invalid("trials", "0".into(), "an integer ≥ 1"));
+        return Err(invalid("trials", 0, "an integer ≥ 1"));
     }
     if options.steps == 0 {
-        return Err(invalid("steps", "0".into(), "an integer ≥ 1"));
+        return Err(invalid("steps", 0, "an integer ≥ 1"));
     }
     let space = load_space(&options.space, model)?;
     cfg.validate()?;

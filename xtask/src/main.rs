@@ -366,20 +366,22 @@ fn run(cli: Cli) -> Result<()> {
                 ModelKind::Dkf => "dkf",
             };
             tune::run(&tune::Args {
-                model: model.to_string(),
-                trials: trials.unwrap_or(if quick { 3 } else { 50 }),
-                steps: steps.unwrap_or(if quick { 3 } else { 1500 }),
-                metric: match metric {
-                    MetricKind::Jsd => ddssm_train::study::Metric::Jsd,
-                    MetricKind::CrpsSum => ddssm_train::study::Metric::CrpsSum,
+                study: ddssm_train::study::StudyOptions {
+                    model: model.to_string(),
+                    trials: trials.unwrap_or(if quick { 3 } else { 50 }),
+                    steps: steps.unwrap_or(if quick { 3 } else { 1500 }),
+                    metric: match metric {
+                        MetricKind::Jsd => ddssm_train::study::Metric::Jsd,
+                        MetricKind::CrpsSum => ddssm_train::study::Metric::CrpsSum,
+                    },
+                    seed,
+                    quick,
+                    space,
+                    out: out.unwrap_or_else(|| PathBuf::from(format!("results/tune-{model}"))),
                 },
-                seed,
-                space,
-                out: out.unwrap_or_else(|| PathBuf::from(format!("results/tune-{model}"))),
                 write_config: write_config.or_else(|| {
                     (!quick).then(|| PathBuf::from(format!("configs/tuned/{model}.toml")))
                 }),
-                quick,
                 device,
             })
         }

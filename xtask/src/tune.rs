@@ -30,60 +30,30 @@ use serde_json::Value;
 
 use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::study::{
-    best_trial, paper_run, rank_correlations, run_tpe_study, tuned_experiment, value, Metric,
-    StudyOptions, Trial,
+    best_trial, paper_run, rank_correlations, run_tpe_study, tuned_experiment, value, StudyOptions,
+    Trial,
 };
 
 /// The command's options.
 #[derive(Debug, Clone)]
 pub struct Args {
-    /// `ddssm` or `dkf`.
-    pub model: String,
-    /// Trials in the study (more than the file holds: it continues).
-    pub trials: usize,
-    /// Training steps per trial.
-    pub steps: usize,
-    /// The score.
-    pub metric: Metric,
-    /// Seed of data, initialisation, training and proposals.
-    pub seed: u64,
-    /// The search space.
-    pub space: PathBuf,
-    /// The study folder (study.jsonl, report.md, history.png/svg, best.toml).
-    pub out: PathBuf,
+    /// The study (its folder also receives report.md, history.png/svg and best.toml).
+    pub study: StudyOptions,
     /// Where the best configuration goes (None: only `<out>/best.toml`).
     pub write_config: Option<PathBuf>,
-    /// Small data, few samples: a quick study.
-    pub quick: bool,
     /// Device.
     pub device: Device,
 }
 
-impl Args {
-    /// The library's options of this study.
-    fn options(&self) -> StudyOptions {
-        StudyOptions {
-            model: self.model.clone(),
-            trials: self.trials,
-            steps: self.steps,
-            metric: self.metric,
-            seed: self.seed,
-            quick: self.quick,
-            space: self.space.clone(),
-            out: self.out.clone(),
-        }
-    }
-}
-
 /// Runs (or continues) the study and writes its outputs.
 pub fn run(args: &Args) -> Result<()> {
-    study(args, args.options().base_config()?)
+    study(args, args.study.base_config()?)
 }
 
 /// [`run`] from an explicit base config (its `seed`, and each run's `steps`, must already be
 /// the study's): [`run_tpe_study`], then the report.
 fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
-    let outcome = run_tpe_study(&args.options(), cfg, &args.device)?;
+    let outcome = run_tpe_study(&args.study, cfg, &args.device)?;
     finish(args, &outcome.base, &outcome.space, &outcome.trials)
 }
 
@@ -111,42 +81,42 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
     let Some(best) = best_trial(trials) else {
         bail!(
             "tune: every trial failed; see {}",
-            args.out.join("study.jsonl").display()
+            args.study.out.join("study.jsonl").display()
         );
     };
     // The ready-to-use config, at the paper's 3000 steps.
-    let tuned = tuned_experiment(base, &args.model, best)?;
+    let tuned = tuned_experiment(base, &args.study.model, best)?;
     let toml_text = format!(
         "# The best of a {}-trial TPE study of the {} ({} steps per trial, metric {}, seed {}),\n\
          # trial {} with score {:.5}; written by `cargo xtask tune`. Run it with\n\
          # `cargo xtask bimodal-experiment --config <this file>`.\n\n{}",
         trials.len(),
-        args.model,
-        args.steps,
-        args.metric.name(),
-        args.seed,
+        args.study.model,
+        args.study.steps,
+        args.study.metric.name(),
+        args.study.seed,
         best.number,
         best.score.unwrap_or(f64::NAN),
         toml::to_string(&tuned)?
     );
-    ddssm_model::checkpoint::write_atomic(&args.out.join("best.toml"), toml_text.as_bytes())?;
+    ddssm_model::checkpoint::write_atomic(&args.study.out.join("best.toml"), toml_text.as_bytes())?;
     if let Some(path) = &args.write_config {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         ddssm_model::checkpoint::write_atomic(path, toml_text.as_bytes())?;
     }
-    let figures = crate::figures::study_history(trials, &args.out)?;
+    let figures = crate::figures::study_history(trials, &args.study.out)?;
 
     let mut s = String::new();
     s.push_str(&format!(
         "# TPE study: {} ({} trials, {} steps each, metric {}, seed {}{})\n\n",
-        args.model,
+        args.study.model,
         trials.len(),
-        args.steps,
-        args.metric.name(),
-        args.seed,
-        if args.quick { ", quick" } else { "" }
+        args.study.steps,
+        args.study.metric.name(),
+        args.study.seed,
+        if args.study.quick { ", quick" } else { "" }
     ));
     let failed = trials.iter().filter(|t| t.score.is_none()).count();
     s.push_str(&format!(
@@ -156,7 +126,7 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
         trials.iter().map(|t| t.seconds).sum::<f64>()
     ));
     s.push_str("| parameter | best trial | paper (Table 3) | rank correlation with the score |\n|---|---|---|---|\n");
-    let paper = paper_run(&args.model);
+    let paper = paper_run(&args.study.model);
     for (name, rho) in rank_correlations(space, trials) {
         let rho = rho.map_or("–".into(), |r| format!("{r:+.2}"));
         s.push_str(&format!(
@@ -183,7 +153,7 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
         "\n![score per trial and running best]({})\n",
         figures[0]
     ));
-    ddssm_model::checkpoint::write_atomic(&args.out.join("report.md"), s.as_bytes())?;
+    ddssm_model::checkpoint::write_atomic(&args.study.out.join("report.md"), s.as_bytes())?;
     println!("{s}");
     Ok(())
 }

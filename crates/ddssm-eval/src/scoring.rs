@@ -54,15 +54,15 @@ impl ModelScores {
     /// (only the tails leave it), and asks whether the run diverged otherwise or when that is
     /// unknown.
     pub fn out_of_range_warning(&self, name: &str, hist: &JsdHistogram) -> Option<String> {
-        let half_range = hist.lo.abs().min(hist.hi.abs());
-        let cause = match self.centred_rms {
-            Some(rms) if rms.is_finite() && rms <= half_range => {
-                format!("their RMS is {rms:.2}: a wide predictive, not a diverged one")
-            }
-            Some(rms) => format!("their RMS is {rms:.3e}: diverged?"),
-            None => "diverged?".to_string(),
-        };
         (self.out_of_range > OUT_OF_RANGE_WARNING).then(|| {
+            let half_range = hist.lo.abs().min(hist.hi.abs());
+            let cause = match self.centred_rms {
+                Some(rms) if rms.is_finite() && rms <= half_range => {
+                    format!("their RMS is {rms:.2}: a wide predictive, not a diverged one")
+                }
+                Some(rms) => format!("their RMS is {rms:.3e}: diverged?"),
+                None => "diverged?".to_string(),
+            };
             format!(
                 "{name}: {:.1} % of the centred one-step samples fall outside the histogram's \
                  [{}, {}] ({cause}): jsd_exact counts them in its tail bins, jsd_paper drops \

@@ -167,8 +167,8 @@ fn save(model: &Model, opt: &AdamW, config: &TrainConfig, path: &Path, step: usi
 /// was written for another model or training config, or when it is already past `config.steps`
 /// (training never goes back). Only `steps` may change, and `lr_decay` where the new decay gives
 /// every step already taken the rate the checkpoint's did ([`crate::LrDecay::agrees_before`]): a
-/// finished run can be extended with a decay tail that starts at or after its last step. Reads only the metadata, so a command
-/// can check every checkpoint before it writes anything.
+/// finished run can be extended with a decay tail that starts at or after its last step. Reads
+/// only the metadata, so a command can check every checkpoint before it writes anything.
 pub fn resumable_step(
     path: &Path,
     model: &ddssm_model::ModelConfig,

@@ -6,7 +6,7 @@ use anyhow::Context;
 use ddssm_model::TransitionConfig;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::study::KNOWN;
-use ddssm_train::study::{apply, check_space, load_space};
+use ddssm_train::study::{apply, check_space, load_space, Metric};
 use ddssm_train::tpe::{Distribution, Params};
 use std::path::Path;
 
@@ -57,15 +57,17 @@ fn args(dir: &Path, trials: usize) -> Result<Args> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(&space, SMALL_SPACE)?;
     Ok(Args {
-        model: "ddssm".into(),
-        trials,
-        steps: 2,
-        metric: Metric::Jsd,
-        seed: 1,
-        space,
-        out: dir.join("study"),
+        study: StudyOptions {
+            model: "ddssm".into(),
+            trials,
+            steps: 2,
+            metric: Metric::Jsd,
+            seed: 1,
+            quick: true,
+            space,
+            out: dir.join("study"),
+        },
         write_config: Some(dir.join("tuned/ddssm.toml")),
-        quick: true,
         device: Device::Cpu,
     })
 }
@@ -100,7 +102,7 @@ fn a_quick_study_runs_resumes_and_writes_a_usable_config() -> Result<()> {
     // Same seed, fresh folder: the same proposals and scores.
     let other = dir.join("again");
     let mut a = args(&other, 3)?;
-    a.space = dir.join("space.toml");
+    a.study.space = dir.join("space.toml");
     study(&a, tiny(1, 2))?;
     let again = read_trials(&other)?;
     for (x, y) in again.iter().zip(&resumed) {
@@ -125,7 +127,7 @@ fn a_quick_study_runs_resumes_and_writes_a_usable_config() -> Result<()> {
     }
     // Another study's file is refused, not appended to.
     let mut wrong = args(&dir, 4)?;
-    wrong.metric = Metric::CrpsSum;
+    wrong.study.metric = Metric::CrpsSum;
     let e = study(&wrong, tiny(1, 2)).unwrap_err().to_string();
     assert!(e.contains("another study"), "{e}");
     assert_eq!(read_trials(&dir)?.len(), 3);
@@ -201,10 +203,10 @@ fn a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on() -> Result<()>
     let mut a = args(&dir, 6)?;
     // λ_end = 1e300 makes the objective overflow: training stops with a non-finite gradient.
     std::fs::write(
-        &a.space,
+        &a.study.space,
         "[params.lambda_end]\nkind = \"categorical\"\nchoices = [0.5, 1e300]\n",
     )?;
-    a.model = "dkf".into();
+    a.study.model = "dkf".into();
     study(&a, tiny(2, 2))?;
     let trials = read_trials(&dir)?;
     assert_eq!(trials.len(), 6);

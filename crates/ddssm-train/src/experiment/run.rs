@@ -132,7 +132,8 @@ const RUN_FILES: [&str; 4] = [
 /// Everything checked about the output folder `options.out` before a file is written: a fresh run goes only
 /// into an empty (or new) folder unless `--force`; `--resume` continues only a run on the same
 /// seed and data, from checkpoints written for the same models and training (only `steps` may
-/// change, and `lr_decay` as [`crate::resumable_step`] allows) and not past the steps asked for. Returns the checkpoint step per model.
+/// change, and `lr_decay` as [`crate::resumable_step`] allows) and not past the steps asked for.
+/// Returns the checkpoint step per model.
 pub fn check_output_folder(
     options: &RunOptions,
     cfg: &ExperimentConfig,

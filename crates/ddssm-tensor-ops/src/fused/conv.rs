@@ -3,6 +3,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
+use super::small_mm::{small_matmul, Rhs};
 use super::*;
 use crate::{Error, Result};
 
@@ -42,7 +43,9 @@ pub fn axis_conv(
             kernel,
             pad_before,
         };
-        return Ok(x.contiguous()?.apply_op3(w, &b.contiguous()?, op)?);
+        return Ok(x
+            .contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, op)?);
     }
     let n = x.dim(axis)?;
     let padded = x.pad_with_zeros(axis, pad_before, kernel - 1 - pad_before)?;
@@ -130,6 +133,10 @@ impl CustomOp3 for AxisConvOp {
         let (n, h, l, c) = lx.shape().dims4()?;
         let rows = n * h * l;
         let len = if self.axis == 1 { h } else { l };
+        let kc = self.kernel * c;
+        if !lw.is_contiguous() || lw.dims() != [c, kc] {
+            candle_core::bail!("ddssm-axis-conv: a contiguous [{c}, {kc}] weight");
+        }
         let x2 = Layout::contiguous_with_offset((rows, c), lx.start_offset());
         let mut out = match b {
             CpuStorage::F32(b) => CpuStorage::F32(contiguous_slice(b, lb)?.repeat(rows)),
@@ -137,8 +144,28 @@ impl CustomOp3 for AxisConvOp {
             _ => candle_core::bail!("ddssm-axis-conv: f32 or f64"),
         };
         for (i, d) in self.taps(len) {
-            let wt = lw.narrow(1, i * c, c)?.transpose(0, 1)?;
-            let y = x.matmul(w, (1, rows, c, c), &x2, &wt)?;
+            let y = match (x, w) {
+                (CpuStorage::F32(xs), CpuStorage::F32(ws)) => {
+                    // `W_iᵀ` read in place: tap `i`'s `[C_out, C_in]` block of the `[C, k·C]`
+                    // weight, transposed.
+                    let wt = Rhs {
+                        data: &ws[lw.start_offset() + i * c..],
+                        k: c,
+                        n: c,
+                        k_stride: 1,
+                        n_stride: kc,
+                    };
+                    small_matmul(contiguous_slice(xs, &x2)?, wt).map(CpuStorage::F32)
+                }
+                _ => None,
+            };
+            let y = match y {
+                Some(y) => y,
+                None => {
+                    let wt = lw.narrow(1, i * c, c)?.transpose(0, 1)?;
+                    x.matmul(w, (1, rows, c, c), &x2, &wt)?
+                }
+            };
             match (&mut out, &y) {
                 (CpuStorage::F32(o), CpuStorage::F32(y)) => {
                     let axis = self.axis;
@@ -174,7 +201,7 @@ impl CustomOp3 for AxisConvOp {
             // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
             let dy = self.shifted(&g, d)?.reshape((rows, c))?;
             let wi = w.narrow(1, i * c, c)?;
-            let term = dy.matmul(&wi)?;
+            let term = small_mm::matmul(&dy, &wi)?;
             dx = Some(match dx {
                 Some(acc) => (acc + term)?,
                 None => term,

@@ -3,6 +3,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
+use super::small_mm::{small_matmul, Rhs};
 use super::*;
 use crate::{Error, Result};
 
@@ -50,13 +51,26 @@ impl LinearOp {
     ) -> candle_core::Result<(CpuStorage, usize, usize)> {
         let (r, k) = lx.shape().dims2()?;
         let n = lw.dims()[0];
+        if let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (x, w) {
+            // `Wᵀ` read in place from the row-major `[n, k]` weight.
+            let wt = Rhs {
+                data: contiguous_slice(ws, lw)?,
+                k,
+                n,
+                k_stride: 1,
+                n_stride: k,
+            };
+            if let Some(y) = small_matmul(contiguous_slice(xs, lx)?, wt) {
+                return Ok((CpuStorage::F32(y), r, n));
+            }
+        }
         let wt = lw.transpose(0, 1)?;
         Ok((x.matmul(w, (1, r, n, k), lx, &wt)?, r, n))
     }
 
     /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`.
     fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        Ok((grad.matmul(w)?, grad.t()?.matmul(x)?))
+        Ok((small_mm::matmul(grad, w)?, grad.t()?.matmul(x)?))
     }
 }
 

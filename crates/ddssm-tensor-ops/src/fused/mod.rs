@@ -28,6 +28,7 @@ mod linear;
 mod pool;
 mod residual;
 mod side;
+mod small_mm;
 
 pub use conv::axis_conv;
 pub use gate::gated_activation;

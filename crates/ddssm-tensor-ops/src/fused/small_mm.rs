@@ -1,0 +1,449 @@
+//! `[R, K] × [K, N]` matmuls for the paper's narrow layers (`N` = 8, 16, 32 or 64 columns,
+//! `K ≤ 256`, very many rows), faster than gemm at these shapes and with gemm's bits.
+//!
+//! gemm is built for large blocks: for a 16- or 32-column output it packs both operands and runs
+//! a 2×6-register microkernel at a fraction of the machine's FMA rate. Here the whole right-hand
+//! side (at most `K·64` floats) stays in cache, each block of rows keeps its `N` outputs in
+//! registers, and the columns are whole vectors (two AVX-512 vectors for `N` = 32, four AVX2
+//! vectors). `RAYON_NUM_THREADS=1 cargo bench -p ddssm-tensor-ops --bench small_mm` compares the
+//! two; docs/performance.md has the figures.
+//!
+//! Every output is the chain `fma(x[r,K−1], w[K−1,n], … fma(x[r,0], w[0,n], 0))` in `k` order,
+//! the order gemm's microkernels use when `K` fits in one depth block (measured: up to at least
+//! 300), so the results are gemm's bit for bit at every SIMD level (tested against candle's
+//! matmul). Two cases keep gemm: no FMA (or not x86-64), where a separate multiply and add would
+//! round differently, and `K = 2`, where gemm itself sums `x₀w₀ + x₁w₁` without FMA.
+
+// The AVX-512 and AVX2 copies may only be called where the CPU has those features (guarded by
+// `simd::x86::level`); the AVX-512 kernel's loads, stores and unchecked reads of `x` are
+// bounded as their comments say.
+#![allow(unsafe_code)]
+
+use std::mem::MaybeUninit;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+
+use super::{contiguous_slice, supported};
+
+/// The right-hand side `w` (`[k, n]`) of [`small_matmul`], read in place: element `(i, j)` is
+/// `data[i·k_stride + j·n_stride]`, so a transposed or column-sliced weight needs no copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rhs<'a> {
+    pub data: &'a [f32],
+    pub k: usize,
+    pub n: usize,
+    pub k_stride: usize,
+    pub n_stride: usize,
+}
+
+impl<'a> Rhs<'a> {
+    /// A row-major `[k, n]` matrix.
+    #[cfg(test)]
+    pub fn rows(data: &'a [f32], k: usize, n: usize) -> Self {
+        Self {
+            data,
+            k,
+            n,
+            k_stride: n,
+            n_stride: 1,
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.k > 0
+            && self.n > 0
+            && (self.k - 1) * self.k_stride + (self.n - 1) * self.n_stride < self.data.len()
+    }
+
+    /// The rows of `w` as `C` vectors of `W` lanes each (`C·W = n`).
+    #[inline(always)]
+    fn pack<const C: usize, const W: usize>(&self) -> Vec<[[f32; W]; C]> {
+        (0..self.k)
+            .map(|i| {
+                std::array::from_fn(|c| {
+                    std::array::from_fn(|l| {
+                        self.data[i * self.k_stride + (c * W + l) * self.n_stride]
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+/// Whether [`small_matmul`] has a kernel for `[·, k] × [k, n]` on this CPU: FMA present, `n` one
+/// of 8, 16, 32, 64, and `k` in `1 ..= 256` but not 2 (see the module documentation: outside
+/// that, the kernel's bits would not be gemm's).
+pub(crate) fn has_kernel(k: usize, n: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let fma = !matches!(crate::simd::x86::level(), crate::simd::x86::Level::Baseline);
+    #[cfg(not(target_arch = "x86_64"))]
+    let fma = false;
+    fma && (1..=256).contains(&k) && k != 2 && matches!(n, 8 | 16 | 32 | 64)
+}
+
+/// `x · w` for a row-major `x` (`[R, k]`), as a row-major `[R, n]`, or `None` where
+/// [`has_kernel`] is false or the shapes do not fit.
+pub(crate) fn small_matmul(x: &[f32], w: Rhs<'_>) -> Option<Vec<f32>> {
+    if !has_kernel(w.k, w.n) || !x.len().is_multiple_of(w.k) || !w.in_bounds() {
+        return None;
+    }
+    let len = x.len() / w.k * w.n;
+    let mut out = Vec::with_capacity(len);
+    let done = {
+        let dst = &mut out.spare_capacity_mut()[..len];
+        #[cfg(target_arch = "x86_64")]
+        match crate::simd::x86::level() {
+            // SAFETY: `level` returned this variant only after `is_x86_feature_detected!`
+            // confirmed AVX-512F, AVX2 and FMA.
+            crate::simd::x86::Level::Avx512 => unsafe { avx512(x, w, dst) },
+            // SAFETY: as above, for AVX2 and FMA.
+            crate::simd::x86::Level::Avx2 => unsafe { avx2(x, w, dst) },
+            crate::simd::x86::Level::Baseline => false,
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    };
+    if !done {
+        return None;
+    }
+    // SAFETY: the kernel wrote all `len` elements (`rows` covers every row of `x`, and each
+    // row's `n` outputs).
+    unsafe { out.set_len(len) };
+    Some(out)
+}
+
+/// 16-float vectors; row blocks sized so the accumulators fill about 8 of the 32 registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn avx512(x: &[f32], w: Rhs<'_>, out: &mut [MaybeUninit<f32>]) -> bool {
+    match w.n {
+        8 => rows::<8, 1, 8>(x, w, out),
+        16 => rows_avx512::<8, 1, 16>(x, w, out),
+        32 => rows_avx512::<4, 2, 8>(x, w, out),
+        64 => rows_avx512::<2, 4, 4>(x, w, out),
+        _ => return false,
+    }
+    true
+}
+
+/// 8-float vectors; 8 accumulators of the 16 registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn avx2(x: &[f32], w: Rhs<'_>, out: &mut [MaybeUninit<f32>]) -> bool {
+    match w.n {
+        8 => rows::<8, 1, 8>(x, w, out),
+        16 => rows::<4, 2, 8>(x, w, out),
+        32 => rows::<2, 4, 8>(x, w, out),
+        64 => rows::<1, 8, 8>(x, w, out),
+        _ => return false,
+    }
+    true
+}
+
+/// The kernel, inlined into each `#[target_feature]` copy above so that its `[f32; W]` lanes
+/// become one vector register: blocks of `RB` rows, each row's `C·W` outputs held as `C`
+/// vectors while `k` runs, then the leftover rows one at a time.
+#[inline(always)]
+fn rows<const RB: usize, const C: usize, const W: usize>(
+    x: &[f32],
+    w: Rhs<'_>,
+    out: &mut [MaybeUninit<f32>],
+) {
+    let (k, n) = (w.k, C * W);
+    let w = w.pack::<C, W>();
+    let mut x_blocks = x.chunks_exact(RB * k);
+    let mut out_blocks = out.chunks_exact_mut(RB * n);
+    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+        block::<RB, C, W>(xb, k, &w, ob);
+    }
+    for (xr, or) in x_blocks
+        .remainder()
+        .chunks_exact(k)
+        .zip(out_blocks.into_remainder().chunks_exact_mut(n))
+    {
+        block::<1, C, W>(xr, k, &w, or);
+    }
+}
+
+/// `RB` rows of `x` (`[RB, k]`) times `w` into `out` (`[RB, C·W]`).
+#[inline(always)]
+fn block<const RB: usize, const C: usize, const W: usize>(
+    x: &[f32],
+    k: usize,
+    w: &[[[f32; W]; C]],
+    out: &mut [MaybeUninit<f32>],
+) {
+    let mut acc = [[[0f32; W]; C]; RB];
+    for (kk, wk) in w.iter().enumerate() {
+        for (i, acc) in acc.iter_mut().enumerate() {
+            let xv = x[i * k + kk];
+            for (a, wv) in acc.iter_mut().zip(wk) {
+                for (a, &wl) in a.iter_mut().zip(wv) {
+                    *a = xv.mul_add(wl, *a);
+                }
+            }
+        }
+    }
+    for (row, acc) in out.chunks_exact_mut(C * W).zip(&acc) {
+        for (dst, a) in row.chunks_exact_mut(W).zip(acc) {
+            for (d, &v) in dst.iter_mut().zip(a) {
+                d.write(v);
+            }
+        }
+    }
+}
+
+/// The AVX-512 kernel in intrinsics, for `C` vectors of 16 columns: blocks of `RB` rows, and
+/// `w` taken `KC` rows at a time into registers (`KC·C` of them), so that each FMA loads only
+/// its broadcast `x` — with `w` as a memory operand too, the load ports, not the FMA units,
+/// bound the loop (measured ≈ 2× slower at `N` = 16).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn rows_avx512<const RB: usize, const C: usize, const KC: usize>(
+    x: &[f32],
+    w: Rhs<'_>,
+    out: &mut [MaybeUninit<f32>],
+) {
+    use std::arch::x86_64::*;
+    let (k, n) = (w.k, C * 16);
+    let w = w.pack::<C, 16>();
+    let mut x_blocks = x.chunks_exact(RB * k);
+    let mut out_blocks = out.chunks_exact_mut(RB * n);
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn one<const RB: usize, const C: usize, const KC: usize>(
+        x: &[f32],
+        k: usize,
+        w: &[[[f32; 16]; C]],
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        let load = |v: &[f32; 16]| {
+            // SAFETY: 16 floats behind a reference; unaligned load.
+            unsafe { _mm512_loadu_ps(v.as_ptr()) }
+        };
+        assert!(x.len() >= RB * k && w.len() == k);
+        let x_at = |i: usize, kk: usize| {
+            debug_assert!(i < RB && kk < k);
+            // SAFETY: `i < RB` and `kk < k` at every call below (row of the block, and a `k`
+            // index from `w`'s `k` rows), and `x` holds `RB·k` floats (asserted above). Checked
+            // indexing here costs three instructions per FMA and made the loop front-end bound.
+            unsafe { *x.get_unchecked(i * k + kk) }
+        };
+        let mut acc = [[_mm512_setzero_ps(); C]; RB];
+        let mut chunks = w.chunks_exact(KC);
+        let mut k0 = 0;
+        for wc in &mut chunks {
+            let wr: [[__m512; C]; KC] =
+                std::array::from_fn(|j| std::array::from_fn(|c| load(&wc[j][c])));
+            for (j, wj) in wr.iter().enumerate() {
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(x_at(i, k0 + j));
+                    for (a, &wv) in acc.iter_mut().zip(wj) {
+                        *a = _mm512_fmadd_ps(xv, wv, *a);
+                    }
+                }
+            }
+            k0 += KC;
+        }
+        for (j, wj) in chunks.remainder().iter().enumerate() {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_ps(x_at(i, k0 + j));
+                for (a, wv) in acc.iter_mut().zip(wj) {
+                    *a = _mm512_fmadd_ps(xv, load(wv), *a);
+                }
+            }
+        }
+        for (row, acc) in out.chunks_exact_mut(C * 16).zip(&acc) {
+            for (dst, &a) in row.chunks_exact_mut(16).zip(acc) {
+                // SAFETY: 16 writable floats; unaligned store.
+                unsafe { _mm512_storeu_ps(dst.as_mut_ptr().cast(), a) };
+            }
+        }
+    }
+    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+        one::<RB, C, KC>(xb, k, &w, ob);
+    }
+    for (xr, or) in x_blocks
+        .remainder()
+        .chunks_exact(k)
+        .zip(out_blocks.into_remainder().chunks_exact_mut(n))
+    {
+        one::<1, C, KC>(xr, k, &w, or);
+    }
+}
+
+/// `a · b` for `a` `[R, K]` and `b` `[K, N]` (any strides): through [`small_matmul`] on the CPU
+/// for f32 where it has a kernel, else candle's matmul; the bits are the same. Not
+/// differentiable: for the backward passes of the fused ops.
+pub(crate) fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let (k, n) = b.dims2()?;
+    if supported(a) && a.dtype() == DType::F32 && b.dtype() == DType::F32 && has_kernel(k, n) {
+        let b = b.clone();
+        a.contiguous()?.apply_op1_no_bwd(&MatmulBy(b))
+    } else {
+        a.matmul(b)
+    }
+}
+
+/// The op behind [`matmul`]: its one input is `a`, and it holds `b`.
+struct MatmulBy(Tensor);
+
+impl CustomOp1 for MatmulBy {
+    fn name(&self) -> &'static str {
+        "ddssm-small-matmul"
+    }
+
+    fn cpu_fwd(&self, a: &CpuStorage, la: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (r, k) = la.shape().dims2()?;
+        let (storage, lb) = self.0.storage_and_layout();
+        let (a, b) = match (a, &*storage) {
+            (CpuStorage::F32(a), candle_core::Storage::Cpu(CpuStorage::F32(b))) => (a, b),
+            _ => candle_core::bail!("ddssm-small-matmul: f32 on the CPU"),
+        };
+        let (_, n) = lb.shape().dims2()?;
+        let stride = lb.stride();
+        let rhs = Rhs {
+            data: &b[lb.start_offset()..],
+            k,
+            n,
+            k_stride: stride[0],
+            n_stride: stride[1],
+        };
+        match small_matmul(contiguous_slice(a, la)?, rhs) {
+            Some(y) => Ok((CpuStorage::F32(y), Shape::from((r, n)))),
+            None => candle_core::bail!("ddssm-small-matmul: no kernel for [{r}, {k}] × [{k}, {n}]"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect()
+    }
+
+    type Kernel = fn(&[f32], Rhs<'_>) -> Option<Vec<f32>>;
+
+    /// The kernels this CPU can run, each by name: AVX-512 and AVX2 both where AVX-512 is
+    /// present, so one machine checks both.
+    fn kernels() -> Vec<(&'static str, Kernel)> {
+        let mut found: Vec<(&str, Kernel)> = vec![("dispatched", small_matmul)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::simd::x86::{level, Level};
+            fn run(x: &[f32], w: Rhs<'_>, avx512: bool) -> Option<Vec<f32>> {
+                let mut out = vec![MaybeUninit::new(f32::NAN); x.len() / w.k * w.n];
+                // SAFETY: only listed below where `level` found the features.
+                let done = unsafe {
+                    if avx512 {
+                        super::avx512(x, w, &mut out)
+                    } else {
+                        super::avx2(x, w, &mut out)
+                    }
+                };
+                // SAFETY: initialised with NaN above.
+                done.then(|| {
+                    out.into_iter()
+                        .map(|v| unsafe { v.assume_init() })
+                        .collect()
+                })
+            }
+            if matches!(level(), Level::Avx512) {
+                found.push(("avx512", |x, w| run(x, w, true)));
+            }
+            if matches!(level(), Level::Avx512 | Level::Avx2) {
+                found.push(("avx2", |x, w| run(x, w, false)));
+            }
+        }
+        found
+    }
+
+    /// Every kernel, at every row count modulo its block, against candle's matmul (gemm):
+    /// identical bits, not just close ones; also with `w` read transposed in place.
+    #[test]
+    fn the_kernels_give_gemms_bits() {
+        for (name, kernel) in kernels() {
+            for n in [8, 16, 32, 64] {
+                for k in (1..=33).filter(|&k| k != 2).chain([64, 256]) {
+                    for rows in [1, 3, 8, 13, 517] {
+                        let x = random(rows * k, (n * 1000 + k * 10 + rows) as u64);
+                        let w = random(k * n, 7 + n as u64);
+                        let want = Tensor::from_vec(x.clone(), (rows, k), &Device::Cpu)
+                            .unwrap()
+                            .matmul(&Tensor::from_vec(w.clone(), (k, n), &Device::Cpu).unwrap())
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap();
+                        let wt: Vec<f32> = (0..n * k).map(|i| w[i % k * n + i / k]).collect();
+                        let transposed = Rhs {
+                            data: &wt,
+                            k,
+                            n,
+                            k_stride: 1,
+                            n_stride: k,
+                        };
+                        for rhs in [Rhs::rows(&w, k, n), transposed] {
+                            let Some(got) = kernel(&x, rhs) else {
+                                // No FMA on this CPU: gemm runs, nothing to compare.
+                                assert_eq!(name, "dispatched");
+                                continue;
+                            };
+                            let same = got
+                                .iter()
+                                .zip(&want)
+                                .all(|(a, b)| a.to_bits() == b.to_bits());
+                            assert!(same, "{name}: n = {n}, k = {k}, rows = {rows}, {rhs:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_widths_and_bad_shapes_are_left_to_gemm() {
+        let w = [1.0; 64];
+        // Width 3 has no kernel; 5 floats are not rows of 4; w is too short for 8 × 16.
+        assert!(small_matmul(&[1.0; 4], Rhs::rows(&w[..3], 1, 3)).is_none());
+        assert!(small_matmul(&[1.0; 5], Rhs::rows(&w, 4, 16)).is_none());
+        assert!(small_matmul(&[1.0; 8], Rhs::rows(&w, 8, 16)).is_none());
+        // gemm's `K = 2` is `x₀w₀ + x₁w₁` without FMA.
+        assert!(small_matmul(&[1.0; 2], Rhs::rows(&w, 2, 8)).is_none());
+        // The same shapes that fit run (where the CPU has FMA).
+        assert_eq!(
+            small_matmul(&[1.0; 8], Rhs::rows(&w, 4, 16)).is_some(),
+            has_kernel(4, 16)
+        );
+    }
+
+    /// The tensor-level op reads a strided (column-sliced) `b` in place and agrees with candle.
+    #[test]
+    fn the_tensor_op_reads_strided_weights() -> candle_core::Result<()> {
+        let a = Tensor::from_vec(random(37 * 16, 1), (37, 16), &Device::Cpu)?;
+        let w = Tensor::from_vec(random(16 * 48, 2), (16, 48), &Device::Cpu)?;
+        for b in [
+            w.narrow(1, 16, 16)?,
+            w.narrow(1, 8, 32)?,
+            w.narrow(1, 0, 16)?.t()?,
+        ] {
+            let got = matmul(&a, &b)?.flatten_all()?.to_vec1::<f32>()?;
+            let want = a.matmul(&b)?.flatten_all()?.to_vec1::<f32>()?;
+            assert_eq!(got, want);
+        }
+        Ok(())
+    }
+}

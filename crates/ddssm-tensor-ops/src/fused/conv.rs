@@ -154,6 +154,7 @@ impl CustomOp3 for AxisConvOp {
                         n: c,
                         k_stride: 1,
                         n_stride: kc,
+                        bias: None,
                     };
                     small_matmul(contiguous_slice(xs, &x2)?, wt).map(CpuStorage::F32)
                 }

@@ -43,15 +43,24 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
 struct LinearOp;
 
 impl LinearOp {
-    fn matmul(
+    /// `x Wᵀ (+ b)` as `[R, out]`: one pass through [`small_matmul`] with the bias added as the
+    /// outputs are stored, else gemm and a bias pass.
+    fn forward(
         x: &CpuStorage,
         lx: &Layout,
         w: &CpuStorage,
         lw: &Layout,
-    ) -> candle_core::Result<(CpuStorage, usize, usize)> {
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (r, k) = lx.shape().dims2()?;
         let n = lw.dims()[0];
+        let shape = Shape::from((r, n));
         if let (CpuStorage::F32(xs), CpuStorage::F32(ws)) = (x, w) {
+            let bias = match b {
+                Some((CpuStorage::F32(b), lb)) => Some(contiguous_slice(b, lb)?),
+                Some(_) => candle_core::bail!("ddssm-linear: f32 or f64 with matching dtypes"),
+                None => None,
+            };
             // `Wᵀ` read in place from the row-major `[n, k]` weight.
             let wt = Rhs {
                 data: contiguous_slice(ws, lw)?,
@@ -59,13 +68,29 @@ impl LinearOp {
                 n,
                 k_stride: 1,
                 n_stride: k,
+                bias,
             };
             if let Some(y) = small_matmul(contiguous_slice(xs, lx)?, wt) {
-                return Ok((CpuStorage::F32(y), r, n));
+                return Ok((CpuStorage::F32(y), shape));
             }
         }
         let wt = lw.transpose(0, 1)?;
-        Ok((x.matmul(w, (1, r, n, k), lx, &wt)?, r, n))
+        let y = x.matmul(w, (1, r, n, k), lx, &wt)?;
+        let Some((b, lb)) = b else {
+            return Ok((y, shape));
+        };
+        let y = match (y, b) {
+            (CpuStorage::F32(mut y), CpuStorage::F32(b)) => {
+                add_bias_f32(&mut y, contiguous_slice(b, lb)?);
+                CpuStorage::F32(y)
+            }
+            (CpuStorage::F64(mut y), CpuStorage::F64(b)) => {
+                add_bias(&mut y, contiguous_slice(b, lb)?);
+                CpuStorage::F64(y)
+            }
+            _ => candle_core::bail!("ddssm-linear: f32 or f64 with matching dtypes"),
+        };
+        Ok((y, shape))
     }
 
     /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`.
@@ -97,20 +122,7 @@ impl CustomOp3 for LinearOp {
         b: &CpuStorage,
         lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (y, r, n) = Self::matmul(x, lx, w, lw)?;
-        let off = lb.start_offset();
-        let y = match (y, b) {
-            (CpuStorage::F32(mut y), CpuStorage::F32(b)) => {
-                add_bias_f32(&mut y, &b[off..off + n]);
-                CpuStorage::F32(y)
-            }
-            (CpuStorage::F64(mut y), CpuStorage::F64(b)) => {
-                add_bias(&mut y, &b[off..off + n]);
-                CpuStorage::F64(y)
-            }
-            _ => candle_core::bail!("ddssm-linear: f32 or f64 with matching dtypes"),
-        };
-        Ok((y, Shape::from((r, n))))
+        Self::forward(x, lx, w, lw, Some((b, lb)))
     }
 
     fn bwd(
@@ -138,8 +150,7 @@ impl CustomOp2 for LinearOp {
         w: &CpuStorage,
         lw: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (y, r, n) = Self::matmul(x, lx, w, lw)?;
-        Ok((y, Shape::from((r, n))))
+        Self::forward(x, lx, w, lw, None)
     }
 
     fn bwd(

@@ -26,7 +26,9 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use super::{contiguous_slice, supported};
 
 /// The right-hand side `w` (`[k, n]`) of [`small_matmul`], read in place: element `(i, j)` is
-/// `data[i·k_stride + j·n_stride]`, so a transposed or column-sliced weight needs no copy.
+/// `data[i·k_stride + j·n_stride]`, so a transposed or column-sliced weight needs no copy; and
+/// an optional bias `[n]`, added to each output row as it is stored (the same bits as adding it
+/// afterwards, without a second pass over the output).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rhs<'a> {
     pub data: &'a [f32],
@@ -34,6 +36,7 @@ pub(crate) struct Rhs<'a> {
     pub n: usize,
     pub k_stride: usize,
     pub n_stride: usize,
+    pub bias: Option<&'a [f32]>,
 }
 
 impl<'a> Rhs<'a> {
@@ -46,6 +49,7 @@ impl<'a> Rhs<'a> {
             n,
             k_stride: n,
             n_stride: 1,
+            bias: None,
         }
     }
 
@@ -54,6 +58,14 @@ impl<'a> Rhs<'a> {
         self.k > 0
             && self.n > 0
             && (self.k - 1) * self.k_stride + (self.n - 1) * self.n_stride < self.data.len()
+            && self.bias.is_none_or(|b| b.len() == self.n)
+    }
+
+    /// The bias as `C` vectors of `W` lanes.
+    #[inline(always)]
+    fn packed_bias<const C: usize, const W: usize>(&self) -> Option<[[f32; W]; C]> {
+        self.bias
+            .map(|b| std::array::from_fn(|c| std::array::from_fn(|l| b[c * W + l])))
     }
 
     /// The rows of `w` as `C` vectors of `W` lanes each (`C·W = n`).
@@ -151,27 +163,30 @@ fn rows<const RB: usize, const C: usize, const W: usize>(
     out: &mut [MaybeUninit<f32>],
 ) {
     let (k, n) = (w.k, C * W);
+    let bias = w.packed_bias::<C, W>();
+    let bias = bias.as_ref();
     let w = w.pack::<C, W>();
     let mut x_blocks = x.chunks_exact(RB * k);
     let mut out_blocks = out.chunks_exact_mut(RB * n);
     for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
-        block::<RB, C, W>(xb, k, &w, ob);
+        block::<RB, C, W>(xb, k, &w, bias, ob);
     }
     for (xr, or) in x_blocks
         .remainder()
         .chunks_exact(k)
         .zip(out_blocks.into_remainder().chunks_exact_mut(n))
     {
-        block::<1, C, W>(xr, k, &w, or);
+        block::<1, C, W>(xr, k, &w, bias, or);
     }
 }
 
-/// `RB` rows of `x` (`[RB, k]`) times `w` into `out` (`[RB, C·W]`).
+/// `RB` rows of `x` (`[RB, k]`) times `w`, plus `bias`, into `out` (`[RB, C·W]`).
 #[inline(always)]
 fn block<const RB: usize, const C: usize, const W: usize>(
     x: &[f32],
     k: usize,
     w: &[[[f32; W]; C]],
+    bias: Option<&[[f32; W]; C]>,
     out: &mut [MaybeUninit<f32>],
 ) {
     let mut acc = [[[0f32; W]; C]; RB];
@@ -186,9 +201,18 @@ fn block<const RB: usize, const C: usize, const W: usize>(
         }
     }
     for (row, acc) in out.chunks_exact_mut(C * W).zip(&acc) {
-        for (dst, a) in row.chunks_exact_mut(W).zip(acc) {
-            for (d, &v) in dst.iter_mut().zip(a) {
-                d.write(v);
+        for (c, (dst, a)) in row.chunks_exact_mut(W).zip(acc).enumerate() {
+            match bias {
+                Some(b) => {
+                    for ((d, &v), &b) in dst.iter_mut().zip(a).zip(&b[c]) {
+                        d.write(v + b);
+                    }
+                }
+                None => {
+                    for (d, &v) in dst.iter_mut().zip(a) {
+                        d.write(v);
+                    }
+                }
             }
         }
     }
@@ -207,6 +231,8 @@ fn rows_avx512<const RB: usize, const C: usize, const KC: usize>(
 ) {
     use std::arch::x86_64::*;
     let (k, n) = (w.k, C * 16);
+    let bias = w.packed_bias::<C, 16>();
+    let bias = bias.as_ref();
     let w = w.pack::<C, 16>();
     let mut x_blocks = x.chunks_exact(RB * k);
     let mut out_blocks = out.chunks_exact_mut(RB * n);
@@ -216,6 +242,7 @@ fn rows_avx512<const RB: usize, const C: usize, const KC: usize>(
         x: &[f32],
         k: usize,
         w: &[[[f32; 16]; C]],
+        bias: Option<&[[f32; 16]; C]>,
         out: &mut [MaybeUninit<f32>],
     ) {
         let load = |v: &[f32; 16]| {
@@ -255,21 +282,25 @@ fn rows_avx512<const RB: usize, const C: usize, const KC: usize>(
             }
         }
         for (row, acc) in out.chunks_exact_mut(C * 16).zip(&acc) {
-            for (dst, &a) in row.chunks_exact_mut(16).zip(acc) {
+            for (c, (dst, &a)) in row.chunks_exact_mut(16).zip(acc).enumerate() {
+                let a = match bias {
+                    Some(b) => _mm512_add_ps(a, load(&b[c])),
+                    None => a,
+                };
                 // SAFETY: 16 writable floats; unaligned store.
                 unsafe { _mm512_storeu_ps(dst.as_mut_ptr().cast(), a) };
             }
         }
     }
     for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
-        one::<RB, C, KC>(xb, k, &w, ob);
+        one::<RB, C, KC>(xb, k, &w, bias, ob);
     }
     for (xr, or) in x_blocks
         .remainder()
         .chunks_exact(k)
         .zip(out_blocks.into_remainder().chunks_exact_mut(n))
     {
-        one::<1, C, KC>(xr, k, &w, or);
+        one::<1, C, KC>(xr, k, &w, bias, or);
     }
 }
 
@@ -309,6 +340,7 @@ impl CustomOp1 for MatmulBy {
             n,
             k_stride: stride[0],
             n_stride: stride[1],
+            bias: None,
         };
         match small_matmul(contiguous_slice(a, la)?, rhs) {
             Some(y) => Ok((CpuStorage::F32(y), Shape::from((r, n)))),
@@ -371,7 +403,8 @@ mod tests {
     }
 
     /// Every kernel, at every row count modulo its block, against candle's matmul (gemm):
-    /// identical bits, not just close ones; also with `w` read transposed in place.
+    /// identical bits, not just close ones; also with `w` read transposed in place, and with a
+    /// bias added (against gemm's output plus the bias).
     #[test]
     fn the_kernels_give_gemms_bits() {
         for (name, kernel) in kernels() {
@@ -395,8 +428,24 @@ mod tests {
                             n,
                             k_stride: 1,
                             n_stride: k,
+                            bias: None,
                         };
-                        for rhs in [Rhs::rows(&w, k, n), transposed] {
+                        let bias = random(n, 11 + k as u64);
+                        let want_biased: Vec<f32> = want
+                            .iter()
+                            .zip(bias.iter().cycle())
+                            .map(|(y, b)| y + b)
+                            .collect();
+                        let rhs = [Rhs::rows(&w, k, n), transposed];
+                        let biased = rhs.map(|r| Rhs {
+                            bias: Some(&bias),
+                            ..r
+                        });
+                        for (rhs, want) in rhs
+                            .into_iter()
+                            .map(|r| (r, &want))
+                            .chain(biased.into_iter().map(|r| (r, &want_biased)))
+                        {
                             let Some(got) = kernel(&x, rhs) else {
                                 // No FMA on this CPU: gemm runs, nothing to compare.
                                 assert_eq!(name, "dispatched");
@@ -404,7 +453,7 @@ mod tests {
                             };
                             let same = got
                                 .iter()
-                                .zip(&want)
+                                .zip(want.iter())
                                 .all(|(a, b)| a.to_bits() == b.to_bits());
                             assert!(same, "{name}: n = {n}, k = {k}, rows = {rows}, {rhs:?}");
                         }
@@ -421,6 +470,12 @@ mod tests {
         assert!(small_matmul(&[1.0; 4], Rhs::rows(&w[..3], 1, 3)).is_none());
         assert!(small_matmul(&[1.0; 5], Rhs::rows(&w, 4, 16)).is_none());
         assert!(small_matmul(&[1.0; 8], Rhs::rows(&w, 8, 16)).is_none());
+        // A bias of the wrong length.
+        let short_bias = Rhs {
+            bias: Some(&w[..15]),
+            ..Rhs::rows(&w, 4, 16)
+        };
+        assert!(small_matmul(&[1.0; 8], short_bias).is_none());
         // gemm's `K = 2` is `x₀w₀ + x₁w₁` without FMA.
         assert!(small_matmul(&[1.0; 2], Rhs::rows(&w, 2, 8)).is_none());
         // The same shapes that fit run (where the CPU has FMA).

@@ -11,8 +11,8 @@
 //! Binaries opt in by calling it first thing in `main`; libraries never change process-wide
 //! settings. It does nothing on platforms other than Linux with glibc.
 
-// The one place in the workspace with unsafe code (the workspace denies it elsewhere): `mallopt`
-// is a C function. It only changes allocator thresholds.
+// One of the three modules with unsafe code (the workspace denies it elsewhere; the others are
+// `simd` and `fused::small_mm`): `mallopt` is a C function. It only changes allocator thresholds.
 #![allow(unsafe_code)]
 
 /// Keeps freed memory in the process (see the module documentation). Returns whether the

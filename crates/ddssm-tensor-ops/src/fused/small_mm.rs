@@ -1,22 +1,23 @@
 //! `[R, K] × [K, N]` matmuls for the paper's narrow layers (`N` = 8, 16, 32 or 64 columns,
-//! `K ≤ 256`, very many rows), faster than gemm at these shapes and with gemm's bits.
+//! `K ≤ 256`, very many rows), faster than gemm at these shapes on CPUs with AVX-512, and with
+//! gemm's bits.
 //!
 //! gemm is built for large blocks: for a 16- or 32-column output it packs both operands and runs
-//! a 2×6-register microkernel at a fraction of the machine's FMA rate. Here the whole right-hand
-//! side (at most `K·64` floats) stays in cache, each block of rows keeps its `N` outputs in
-//! registers, and the columns are whole vectors (two AVX-512 vectors for `N` = 32, four AVX2
-//! vectors). `RAYON_NUM_THREADS=1 cargo bench -p ddssm-tensor-ops --bench small_mm` compares the
-//! two; docs/performance.md has the figures.
+//! a 2×6-register AVX2 microkernel. Here the whole right-hand side (at most `K·64` floats) stays
+//! in cache, each block of rows keeps its `N` outputs in registers as whole AVX-512 vectors (two
+//! for `N` = 32), and a chunk of `w`'s rows sits in registers too. `RAYON_NUM_THREADS=1 cargo
+//! bench -p ddssm-tensor-ops --bench small_mm` compares the two; docs/performance.md has the
+//! figures.
 //!
 //! Every output is the chain `fma(x[r,K−1], w[K−1,n], … fma(x[r,0], w[0,n], 0))` in `k` order,
 //! the order gemm's microkernels use when `K` fits in one depth block (measured: up to at least
-//! 300), so the results are gemm's bit for bit at every SIMD level (tested against candle's
-//! matmul). Two cases keep gemm: no FMA (or not x86-64), where a separate multiply and add would
-//! round differently, and `K = 2`, where gemm itself sums `x₀w₀ + x₁w₁` without FMA.
+//! 300), so the results are gemm's bit for bit (tested against candle's matmul). gemm keeps:
+//! CPUs without AVX-512 (with AVX2 only, these kernels made training steps slower, not faster),
+//! other widths, and `K = 2`, where gemm itself sums `x₀w₀ + x₁w₁` without FMA.
 
-// The AVX-512 and AVX2 copies may only be called where the CPU has those features (guarded by
-// `simd::x86::level`); the AVX-512 kernel's loads, stores and unchecked reads of `x` are
-// bounded as their comments say.
+// The kernels may only be called where the CPU has their features (guarded by
+// `simd::x86::level`); their loads, stores and unchecked reads of `x` are bounded as their
+// comments say.
 #![allow(unsafe_code)]
 
 use std::mem::MaybeUninit;
@@ -83,15 +84,15 @@ impl<'a> Rhs<'a> {
     }
 }
 
-/// Whether [`small_matmul`] has a kernel for `[·, k] × [k, n]` on this CPU: FMA present, `n` one
-/// of 8, 16, 32, 64, and `k` in `1 ..= 256` but not 2 (see the module documentation: outside
-/// that, the kernel's bits would not be gemm's).
+/// Whether [`small_matmul`] has a kernel for `[·, k] × [k, n]` on this CPU: AVX-512 present,
+/// `n` one of 8, 16, 32, 64, and `k` in `1 ..= 256` but not 2 (see the module documentation:
+/// outside that, the kernel's bits would not be gemm's).
 pub(crate) fn has_kernel(k: usize, n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    let fma = !matches!(crate::simd::x86::level(), crate::simd::x86::Level::Baseline);
+    let avx512 = matches!(crate::simd::x86::level(), crate::simd::x86::Level::Avx512);
     #[cfg(not(target_arch = "x86_64"))]
-    let fma = false;
-    fma && (1..=256).contains(&k) && k != 2 && matches!(n, 8 | 16 | 32 | 64)
+    let avx512 = false;
+    avx512 && (1..=256).contains(&k) && k != 2 && matches!(n, 8 | 16 | 32 | 64)
 }
 
 /// `x · w` for a row-major `x` (`[R, k]`), as a row-major `[R, n]`, or `None` where
@@ -104,14 +105,11 @@ pub(crate) fn small_matmul(x: &[f32], w: Rhs<'_>) -> Option<Vec<f32>> {
     let mut out = Vec::with_capacity(len);
     let done = {
         let dst = &mut out.spare_capacity_mut()[..len];
+        // SAFETY: `has_kernel` found AVX-512F (with AVX2 and FMA) through `simd::x86::level`,
+        // which checked them with `is_x86_feature_detected!`.
         #[cfg(target_arch = "x86_64")]
-        match crate::simd::x86::level() {
-            // SAFETY: `level` returned this variant only after `is_x86_feature_detected!`
-            // confirmed AVX-512F, AVX2 and FMA.
-            crate::simd::x86::Level::Avx512 => unsafe { avx512(x, w, dst) },
-            // SAFETY: as above, for AVX2 and FMA.
-            crate::simd::x86::Level::Avx2 => unsafe { avx2(x, w, dst) },
-            crate::simd::x86::Level::Baseline => false,
+        unsafe {
+            avx512(x, w, dst)
         }
         #[cfg(not(target_arch = "x86_64"))]
         false
@@ -125,12 +123,16 @@ pub(crate) fn small_matmul(x: &[f32], w: Rhs<'_>) -> Option<Vec<f32>> {
     Some(out)
 }
 
-/// 16-float vectors; row blocks sized so the accumulators fill about 8 of the 32 registers.
+/// AVX-512: 16-float vectors in 32 registers; row blocks and `w` chunks sized so that the
+/// accumulators take 8 registers and `w`'s chunk 16. `N` = 8 takes 8-float (AVX2) vectors.
+///
+/// There is no AVX2-only path: on this machine, steps with the AVX2 kernels everywhere were
+/// 1.05× those with gemm (median of 8 paired runs), so CPUs without AVX-512 keep gemm.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn avx512(x: &[f32], w: Rhs<'_>, out: &mut [MaybeUninit<f32>]) -> bool {
     match w.n {
-        8 => rows::<8, 1, 8>(x, w, out),
+        8 => rows_avx2::<8, 1, 4>(x, w, out),
         16 => rows_avx512::<8, 1, 16>(x, w, out),
         32 => rows_avx512::<4, 2, 8>(x, w, out),
         64 => rows_avx512::<2, 4, 4>(x, w, out),
@@ -139,170 +141,124 @@ fn avx512(x: &[f32], w: Rhs<'_>, out: &mut [MaybeUninit<f32>]) -> bool {
     true
 }
 
-/// 8-float vectors; 8 accumulators of the 16 registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn avx2(x: &[f32], w: Rhs<'_>, out: &mut [MaybeUninit<f32>]) -> bool {
-    match w.n {
-        8 => rows::<8, 1, 8>(x, w, out),
-        16 => rows::<4, 2, 8>(x, w, out),
-        32 => rows::<2, 4, 8>(x, w, out),
-        64 => rows::<1, 8, 8>(x, w, out),
-        _ => return false,
-    }
-    true
-}
-
-/// The kernel, inlined into each `#[target_feature]` copy above so that its `[f32; W]` lanes
-/// become one vector register: blocks of `RB` rows, each row's `C·W` outputs held as `C`
-/// vectors while `k` runs, then the leftover rows one at a time.
-#[inline(always)]
-fn rows<const RB: usize, const C: usize, const W: usize>(
-    x: &[f32],
-    w: Rhs<'_>,
-    out: &mut [MaybeUninit<f32>],
-) {
-    let (k, n) = (w.k, C * W);
-    let bias = w.packed_bias::<C, W>();
-    let bias = bias.as_ref();
-    let w = w.pack::<C, W>();
-    let mut x_blocks = x.chunks_exact(RB * k);
-    let mut out_blocks = out.chunks_exact_mut(RB * n);
-    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
-        block::<RB, C, W>(xb, k, &w, bias, ob);
-    }
-    for (xr, or) in x_blocks
-        .remainder()
-        .chunks_exact(k)
-        .zip(out_blocks.into_remainder().chunks_exact_mut(n))
-    {
-        block::<1, C, W>(xr, k, &w, bias, or);
-    }
-}
-
-/// `RB` rows of `x` (`[RB, k]`) times `w`, plus `bias`, into `out` (`[RB, C·W]`).
-#[inline(always)]
-fn block<const RB: usize, const C: usize, const W: usize>(
-    x: &[f32],
-    k: usize,
-    w: &[[[f32; W]; C]],
-    bias: Option<&[[f32; W]; C]>,
-    out: &mut [MaybeUninit<f32>],
-) {
-    let mut acc = [[[0f32; W]; C]; RB];
-    for (kk, wk) in w.iter().enumerate() {
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let xv = x[i * k + kk];
-            for (a, wv) in acc.iter_mut().zip(wk) {
-                for (a, &wl) in a.iter_mut().zip(wv) {
-                    *a = xv.mul_add(wl, *a);
-                }
-            }
-        }
-    }
-    for (row, acc) in out.chunks_exact_mut(C * W).zip(&acc) {
-        for (c, (dst, a)) in row.chunks_exact_mut(W).zip(acc).enumerate() {
-            match bias {
-                Some(b) => {
-                    for ((d, &v), &b) in dst.iter_mut().zip(a).zip(&b[c]) {
-                        d.write(v + b);
-                    }
-                }
-                None => {
-                    for (d, &v) in dst.iter_mut().zip(a) {
-                        d.write(v);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The AVX-512 kernel in intrinsics, for `C` vectors of 16 columns: blocks of `RB` rows, and
-/// `w` taken `KC` rows at a time into registers (`KC·C` of them), so that each FMA loads only
-/// its broadcast `x` — with `w` as a memory operand too, the load ports, not the FMA units,
-/// bound the loop (measured ≈ 2× slower at `N` = 16).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn rows_avx512<const RB: usize, const C: usize, const KC: usize>(
-    x: &[f32],
-    w: Rhs<'_>,
-    out: &mut [MaybeUninit<f32>],
-) {
-    use std::arch::x86_64::*;
-    let (k, n) = (w.k, C * 16);
-    let bias = w.packed_bias::<C, 16>();
-    let bias = bias.as_ref();
-    let w = w.pack::<C, 16>();
-    let mut x_blocks = x.chunks_exact(RB * k);
-    let mut out_blocks = out.chunks_exact_mut(RB * n);
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn one<const RB: usize, const C: usize, const KC: usize>(
-        x: &[f32],
-        k: usize,
-        w: &[[[f32; 16]; C]],
-        bias: Option<&[[f32; 16]; C]>,
-        out: &mut [MaybeUninit<f32>],
-    ) {
-        let load = |v: &[f32; 16]| {
-            // SAFETY: 16 floats behind a reference; unaligned load.
-            unsafe { _mm512_loadu_ps(v.as_ptr()) }
-        };
-        assert!(x.len() >= RB * k && w.len() == k);
-        let x_at = |i: usize, kk: usize| {
-            debug_assert!(i < RB && kk < k);
-            // SAFETY: `i < RB` and `kk < k` at every call below (row of the block, and a `k`
-            // index from `w`'s `k` rows), and `x` holds `RB·k` floats (asserted above). Checked
-            // indexing here costs three instructions per FMA and made the loop front-end bound.
-            unsafe { *x.get_unchecked(i * k + kk) }
-        };
-        let mut acc = [[_mm512_setzero_ps(); C]; RB];
-        let mut chunks = w.chunks_exact(KC);
-        let mut k0 = 0;
-        for wc in &mut chunks {
-            let wr: [[__m512; C]; KC] =
-                std::array::from_fn(|j| std::array::from_fn(|c| load(&wc[j][c])));
-            for (j, wj) in wr.iter().enumerate() {
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let xv = _mm512_set1_ps(x_at(i, k0 + j));
-                    for (a, &wv) in acc.iter_mut().zip(wj) {
-                        *a = _mm512_fmadd_ps(xv, wv, *a);
-                    }
-                }
-            }
-            k0 += KC;
-        }
-        for (j, wj) in chunks.remainder().iter().enumerate() {
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_ps(x_at(i, k0 + j));
-                for (a, wv) in acc.iter_mut().zip(wj) {
-                    *a = _mm512_fmadd_ps(xv, load(wv), *a);
-                }
-            }
-        }
-        for (row, acc) in out.chunks_exact_mut(C * 16).zip(&acc) {
-            for (c, (dst, &a)) in row.chunks_exact_mut(16).zip(acc).enumerate() {
-                let a = match bias {
-                    Some(b) => _mm512_add_ps(a, load(&b[c])),
-                    None => a,
+/// Defines `$name::<RB, C, KC>(x, w, out)`, the kernel for one vector width in intrinsics
+/// (autovectorised loops compiled far worse here — measured 3.6× slower steps with AVX2): rows
+/// in blocks of `RB` (then the leftover rows one at a time), each row's `C` output vectors held
+/// in registers while `k` runs, and `w` taken `KC` rows at a time into registers (`KC·C`), so
+/// that each FMA loads only its broadcast `x` — with `w` as a memory operand too, the load
+/// ports, not the FMA units, bound the loop.
+macro_rules! simd_rows {
+    ($name:ident, $features:literal, $vec:ident, $lanes:literal, $zero:ident, $set1:ident,
+     $fmadd:ident, $add:ident, $load:ident, $store:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name<const RB: usize, const C: usize, const KC: usize>(
+            x: &[f32],
+            w: Rhs<'_>,
+            out: &mut [MaybeUninit<f32>],
+        ) {
+            use std::arch::x86_64::*;
+            #[inline]
+            #[target_feature(enable = $features)]
+            fn one<const RB: usize, const C: usize, const KC: usize>(
+                x: &[f32],
+                k: usize,
+                w: &[[[f32; $lanes]; C]],
+                bias: Option<&[[f32; $lanes]; C]>,
+                out: &mut [MaybeUninit<f32>],
+            ) {
+                let load = |v: &[f32; $lanes]| {
+                    // SAFETY: `$lanes` floats behind a reference; unaligned load.
+                    unsafe { $load(v.as_ptr()) }
                 };
-                // SAFETY: 16 writable floats; unaligned store.
-                unsafe { _mm512_storeu_ps(dst.as_mut_ptr().cast(), a) };
+                assert!(x.len() >= RB * k && w.len() == k && out.len() >= RB * C * $lanes);
+                let x_at = |i: usize, kk: usize| {
+                    debug_assert!(i < RB && kk < k);
+                    // SAFETY: `i < RB` and `kk < k` at every call below (a row of the block,
+                    // and a `k` index from `w`'s `k` rows), and `x` holds `RB·k` floats
+                    // (asserted above). Checked indexing costs three instructions per FMA here
+                    // and made the loop front-end bound.
+                    unsafe { *x.get_unchecked(i * k + kk) }
+                };
+                let mut acc = [[$zero(); C]; RB];
+                let mut chunks = w.chunks_exact(KC);
+                let mut k0 = 0;
+                for wc in &mut chunks {
+                    let wr: [[$vec; C]; KC] =
+                        std::array::from_fn(|j| std::array::from_fn(|c| load(&wc[j][c])));
+                    for (j, wj) in wr.iter().enumerate() {
+                        for (i, acc) in acc.iter_mut().enumerate() {
+                            let xv = $set1(x_at(i, k0 + j));
+                            for (a, &wv) in acc.iter_mut().zip(wj) {
+                                *a = $fmadd(xv, wv, *a);
+                            }
+                        }
+                    }
+                    k0 += KC;
+                }
+                for (j, wj) in chunks.remainder().iter().enumerate() {
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let xv = $set1(x_at(i, k0 + j));
+                        for (a, wv) in acc.iter_mut().zip(wj) {
+                            *a = $fmadd(xv, load(wv), *a);
+                        }
+                    }
+                }
+                for (row, acc) in out.chunks_exact_mut(C * $lanes).zip(&acc) {
+                    for (c, (dst, &a)) in row.chunks_exact_mut($lanes).zip(acc).enumerate() {
+                        let a = match bias {
+                            Some(b) => $add(a, load(&b[c])),
+                            None => a,
+                        };
+                        // SAFETY: `$lanes` writable floats; unaligned store.
+                        unsafe { $store(dst.as_mut_ptr().cast(), a) };
+                    }
+                }
+            }
+            let (k, n) = (w.k, C * $lanes);
+            let bias = w.packed_bias::<C, $lanes>();
+            let bias = bias.as_ref();
+            let w = w.pack::<C, $lanes>();
+            let mut x_blocks = x.chunks_exact(RB * k);
+            let mut out_blocks = out.chunks_exact_mut(RB * n);
+            for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
+                one::<RB, C, KC>(xb, k, &w, bias, ob);
+            }
+            for (xr, or) in x_blocks
+                .remainder()
+                .chunks_exact(k)
+                .zip(out_blocks.into_remainder().chunks_exact_mut(n))
+            {
+                one::<1, C, KC>(xr, k, &w, bias, or);
             }
         }
-    }
-    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
-        one::<RB, C, KC>(xb, k, &w, bias, ob);
-    }
-    for (xr, or) in x_blocks
-        .remainder()
-        .chunks_exact(k)
-        .zip(out_blocks.into_remainder().chunks_exact_mut(n))
-    {
-        one::<1, C, KC>(xr, k, &w, bias, or);
-    }
+    };
 }
+
+simd_rows!(
+    rows_avx512,
+    "avx512f,avx2,fma",
+    __m512,
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps
+);
+simd_rows!(
+    rows_avx2,
+    "avx2,fma",
+    __m256,
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps
+);
 
 /// `a · b` for `a` `[R, K]` and `b` `[K, N]` (any strides): through [`small_matmul`] on the CPU
 /// for f32 where it has a kernel, else candle's matmul; the bits are the same. Not
@@ -368,35 +324,34 @@ mod tests {
 
     type Kernel = fn(&[f32], Rhs<'_>) -> Option<Vec<f32>>;
 
-    /// The kernels this CPU can run, each by name: AVX-512 and AVX2 both where AVX-512 is
-    /// present, so one machine checks both.
+    /// The kernels this CPU can run, each by name.
     fn kernels() -> Vec<(&'static str, Kernel)> {
         let mut found: Vec<(&str, Kernel)> = vec![("dispatched", small_matmul)];
         #[cfg(target_arch = "x86_64")]
         {
             use crate::simd::x86::{level, Level};
-            fn run(x: &[f32], w: Rhs<'_>, avx512: bool) -> Option<Vec<f32>> {
+            // The 8-lane kernel at every width (the dispatch uses it for `N` = 8 only).
+            fn avx2_at_every_width(x: &[f32], w: Rhs<'_>) -> Option<Vec<f32>> {
                 let mut out = vec![MaybeUninit::new(f32::NAN); x.len() / w.k * w.n];
-                // SAFETY: only listed below where `level` found the features.
-                let done = unsafe {
-                    if avx512 {
-                        super::avx512(x, w, &mut out)
-                    } else {
-                        super::avx2(x, w, &mut out)
+                // SAFETY: only listed below where `level` found AVX2 and FMA.
+                unsafe {
+                    match w.n {
+                        8 => rows_avx2::<8, 1, 4>(x, w, &mut out),
+                        16 => rows_avx2::<4, 2, 2>(x, w, &mut out),
+                        32 => rows_avx2::<2, 4, 1>(x, w, &mut out),
+                        64 => rows_avx2::<1, 8, 1>(x, w, &mut out),
+                        _ => return None,
                     }
-                };
+                }
                 // SAFETY: initialised with NaN above.
-                done.then(|| {
+                Some(
                     out.into_iter()
                         .map(|v| unsafe { v.assume_init() })
-                        .collect()
-                })
-            }
-            if matches!(level(), Level::Avx512) {
-                found.push(("avx512", |x, w| run(x, w, true)));
+                        .collect(),
+                )
             }
             if matches!(level(), Level::Avx512 | Level::Avx2) {
-                found.push(("avx2", |x, w| run(x, w, false)));
+                found.push(("avx2", avx2_at_every_width));
             }
         }
         found
@@ -447,7 +402,7 @@ mod tests {
                             .chain(biased.into_iter().map(|r| (r, &want_biased)))
                         {
                             let Some(got) = kernel(&x, rhs) else {
-                                // No FMA on this CPU: gemm runs, nothing to compare.
+                                // No AVX-512 on this CPU: gemm runs, nothing to compare.
                                 assert_eq!(name, "dispatched");
                                 continue;
                             };

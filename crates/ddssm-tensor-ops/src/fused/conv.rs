@@ -207,7 +207,7 @@ impl CustomOp3 for AxisConvOp {
                 Some(acc) => (acc + term)?,
                 None => term,
             });
-            dw[i] = dy.t()?.matmul(&x2)?;
+            dw[i] = weight_grad::weight_grad(&dy, &x2)?;
         }
         let dx = match dx {
             Some(d) => d.reshape((n, h, l, c))?,

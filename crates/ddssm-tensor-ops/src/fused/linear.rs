@@ -95,7 +95,10 @@ impl LinearOp {
 
     /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`.
     fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        Ok((small_mm::matmul(grad, w)?, grad.t()?.matmul(x)?))
+        Ok((
+            small_mm::matmul(grad, w)?,
+            weight_grad::weight_grad(grad, x)?,
+        ))
     }
 }
 

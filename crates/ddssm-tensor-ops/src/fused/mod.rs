@@ -8,8 +8,9 @@
 //! huge row counts (the denoiser sees `S·B·(T−j)·S_k` rows) that bookkeeping, not arithmetic, is
 //! the cost (docs/performance.md). Two ops cover the hot spots of every CSDI residual block:
 //!
-//! - [`linear`]: `x Wᵀ + b` as one node. Its backward is two matmuls and a column sum done as a
-//!   `1×R` matmul, instead of candle's strided `sum(0)` (≈ 25× slower at these shapes).
+//! - [`linear`]: `x Wᵀ + b` as one node. Its backward is two matmuls and a column sum (candle's
+//!   strided `sum(0)` is ≈ 25× slower at these shapes). On CPUs with AVX-512 the matmuls are our
+//!   own kernels (`small_mm`, with gemm's bits; `weight_grad`, summed in a fixed order).
 //! - [`gated_activation`]: `σ(gate) ⊙ tanh(filter)` on the two halves of the last axis, one pass
 //!   forward and one backward, with a vectorisable `exp` for f32.
 //!
@@ -29,6 +30,9 @@ mod pool;
 mod residual;
 mod side;
 mod small_mm;
+mod weight_grad;
+
+use weight_grad::column_sums;
 
 pub use conv::axis_conv;
 pub use gate::gated_activation;
@@ -61,12 +65,4 @@ fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Resul
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("ddssm fused op: non-contiguous input"),
     }
-}
-
-/// `Σ_r g[r, :]` of a `[R, C]` gradient as a `1×R` matmul (candle's strided `sum(0)` is far
-/// slower at these shapes).
-fn column_sums(g: &Tensor) -> candle_core::Result<Tensor> {
-    Tensor::ones((1, g.dim(0)?), g.dtype(), g.device())?
-        .matmul(g)?
-        .squeeze(0)
 }

@@ -9,7 +9,9 @@ use anyhow::Result;
 
 /// The numbers are not bit for bit the same on every CPU model (most likely the matmuls: gemm
 /// sizes its blocks by the caches it detects, which sets the summation order; our fused kernels
-/// give the same bits at every SIMD level, `DDSSM_NO_SIMD` changes nothing), so the last bits of
+/// give the same bits at every SIMD level, `DDSSM_NO_SIMD` changes nothing; since 2026-12-02 the
+/// fused ops' weight and bias gradients are summed in our own fixed order on CPUs with AVX-512,
+/// which can move these numbers only within the tolerances below), so the last bits of
 /// f32 activations and samples depend on the machine (measured on a second CPU model, 2026-12-01: CRPS 2e-9 relative, the DKF's
 /// −ELBO 2.5e-7 relative; every JSD identical). Continuous numbers therefore get tolerances from f32
 /// rounding: the negative ELBO is an f32 sum of ~10³ per-step terms (unit roundoff 6e-8, so

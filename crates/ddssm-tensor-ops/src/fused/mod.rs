@@ -66,3 +66,18 @@ fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Resul
         None => candle_core::bail!("ddssm fused op: non-contiguous input"),
     }
 }
+
+/// `n` pseudo-random floats in `[−2, 2)` from `seed` (a linear congruential generator: the
+/// kernels' tests need fixed inputs, not good randomness).
+#[cfg(test)]
+fn test_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+        })
+        .collect()
+}

@@ -307,20 +307,9 @@ impl CustomOp1 for MatmulBy {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_random as random;
     use super::*;
     use candle_core::{Device, Tensor};
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-            })
-            .collect()
-    }
 
     type Kernel = fn(&[f32], Rhs<'_>) -> Option<Vec<f32>>;
 

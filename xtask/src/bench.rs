@@ -31,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_eval::{model_predictive_samples, BimodalRandomWalk};
 use ddssm_model::{Batch, Model, ModelConfig, Standardization};
-use ddssm_tensor_ops::SeededNoise;
+use ddssm_tensor_ops::{host, SeededNoise};
 use ddssm_train::{accumulated_gradients, optimizer_for, TrainConfig};
 use serde_json::{json, Value};
 
@@ -79,27 +79,7 @@ fn median(v: &Value) -> f64 {
 }
 
 fn loadavg() -> Value {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| {
-            s.split_whitespace()
-                .take(3)
-                .filter_map(|v| v.parse::<f64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .map_or(Value::Null, |v| json!(v))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
+    host::load_average().map_or(Value::Null, |v| json!(v))
 }
 
 /// The few-step sampler of the `ddssm_sampler_dpm20` figure: the `ddssm` command's default
@@ -109,28 +89,6 @@ const FEW_STEP_SAMPLER: ddssm_diffusion::Sampler = ddssm_train::series::FORECAST
 /// Warm-up steps before the timed ones (the first steps of a process are slower while the heap
 /// grows to its working size).
 const WARMUP: usize = 3;
-
-fn status_mib(key: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
-/// Resets the kernel's record of this process's peak resident set (Linux); returns whether the
-/// kernel honoured it (some virtual machines do not).
-fn reset_peak_memory() -> bool {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    match (status_mib("VmHWM:"), status_mib("VmRSS:")) {
-        (Some(hwm), Some(rss)) => hwm <= rss + 1.0,
-        _ => false,
-    }
-}
-
-/// This process's peak resident set, MiB (None where unknown).
-fn peak_memory_mib() -> Option<f64> {
-    status_mib("VmHWM:")
-}
 
 /// Standardised bimodal training sequences, `[n, t, 1]`.
 fn data(n: usize, t: usize, device: &Device) -> Result<Tensor> {
@@ -158,7 +116,7 @@ fn time_steps(
     let batch = train_config.batch_size;
     let n = x.dim(0)? as u32;
     let mut times = Vec::with_capacity(runs);
-    let reset = reset_peak_memory();
+    let reset = host::reset_peak_memory();
     for step in 0..WARMUP + runs {
         let indices: Vec<u32> = (0..batch as u32).map(|i| (i + step as u32) % n).collect();
         let began = Instant::now();
@@ -183,7 +141,7 @@ fn time_steps(
     });
     // Without a working reset the process-wide peak is all there is: run one block alone
     // (`--only`) and read `process_peak_rss_mib`.
-    v["peak_rss_mib"] = json!(peak_memory_mib().filter(|_| reset));
+    v["peak_rss_mib"] = json!(host::peak_memory_mib().filter(|_| reset));
     Ok(v)
 }
 
@@ -401,7 +359,7 @@ pub fn measure(args: &Args) -> Result<Value> {
     let threads = ddssm_tensor_ops::ThreadSettings::current().total();
     let mut out = json!({
         "git_commit": ddssm_train::experiment::git_commit(),
-        "cpu": cpu_model(),
+        "cpu": host::cpu_model(),
         "threads": threads,
         "device": format!("{device:?}"),
         "quick": args.quick,
@@ -484,7 +442,7 @@ pub fn measure(args: &Args) -> Result<Value> {
         out["peer"] = peer;
     }
     out["loadavg_after"] = loadavg();
-    out["process_peak_rss_mib"] = json!(peak_memory_mib());
+    out["process_peak_rss_mib"] = json!(host::peak_memory_mib());
     Ok(out)
 }
 

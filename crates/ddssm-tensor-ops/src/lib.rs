@@ -11,6 +11,7 @@
 //! - [`SeededNoise`]: one seed drives every random draw, and its state can be saved;
 //! - [`map_ordered`] and [`configure_threads`]: data parallelism over OS threads with candle's
 //!   kernels single-threaded;
+//! - [`host`]: the CPU model, load average and peak memory that benchmarks record;
 //! - [`parse_device`]: `"cpu"`, `"cuda:0"`, `"metal"` with a clear error when a device was not
 //!   compiled in;
 //! - [`Error`]: this crate's typed errors.
@@ -21,6 +22,7 @@ mod embedding;
 mod error;
 mod fused;
 mod gaussian;
+pub mod host;
 mod mixture;
 mod noise;
 mod parallel;

@@ -45,6 +45,19 @@ pub(crate) mod x86 {
     }
 }
 
+/// Whether this CPU has AVX-512F with AVX2 and FMA (and `DDSSM_NO_SIMD` is unset): what the
+/// AVX-512-only kernels (`fused::small_mm`, `fused::weight_grad`) need before they are called.
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        matches!(x86::level(), x86::Level::Avx512)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `wide_f32!(fn name(args) -> R = kernel::<f32>);` defines `name`, which calls the
 /// `#[inline(always)]` kernel from a copy compiled with AVX-512F (or AVX2 + FMA) when the CPU
 /// has it (see the module documentation), else from the baseline build.

@@ -88,10 +88,7 @@ impl<'a> Rhs<'a> {
 /// `n` one of 8, 16, 32, 64, and `k` in `1 ..= 256` but not 2 (see the module documentation:
 /// outside that, the kernel's bits would not be gemm's).
 pub(crate) fn has_kernel(k: usize, n: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = matches!(crate::simd::x86::level(), crate::simd::x86::Level::Avx512);
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
+    let avx512 = crate::simd::avx512();
     avx512 && (1..=256).contains(&k) && k != 2 && matches!(n, 8 | 16 | 32 | 64)
 }
 

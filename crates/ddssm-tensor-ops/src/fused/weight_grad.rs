@@ -27,10 +27,7 @@ pub(crate) const ROW_BLOCK: usize = 256;
 /// The number of outputs `n` one pass of the kernel holds for inputs of width `k` (16
 /// accumulator vectors), or `None` where there is no kernel for `(n, k)` on this CPU.
 fn outputs_per_pass(n: usize, k: usize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = matches!(crate::simd::x86::level(), crate::simd::x86::Level::Avx512);
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
+    let avx512 = crate::simd::avx512();
     let per_pass = match k {
         16 if n.is_multiple_of(16) => 16,
         16 | 32 => 8,

@@ -75,17 +75,6 @@ fn draw<DB: DrawingBackend>(name: &str, r: &Results, area: DrawingArea<DB, Shift
     area.present().map_err(err)
 }
 
-/// Bin centres and densities (probability / bin width) of a histogram over the config's range.
-fn density(r: &Results, probabilities: &[f64]) -> Vec<(f64, f64)> {
-    let h = &r.config.evaluation.histogram;
-    let width = (h.hi - h.lo) / h.bins as f64;
-    probabilities
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (h.lo + (i as f64 + 0.5) * width, p / width))
-        .collect()
-}
-
 /// Labels a tick of an axis of whole numbers (time steps, trials): the integer, or nothing
 /// between integers.
 fn integer_label(v: &f64) -> String {
@@ -98,7 +87,11 @@ fn integer_label(v: &f64) -> String {
 
 fn fig1a<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Result<()> {
     let h = &r.config.evaluation.histogram;
-    let truth = density(r, &r.exact_mean_histogram);
+    let truth = r
+        .config
+        .evaluation
+        .histogram
+        .densities(&r.exact_mean_histogram);
     let peak = truth.iter().map(|p| p.1).fold(0.0, f64::max);
     let y_max = 1.6 * peak.max(1e-9);
     let mut chart = ChartBuilder::on(area)
@@ -128,7 +121,7 @@ fn fig1a<DB: DrawingBackend>(r: &Results, area: &DrawingArea<DB, Shift>) -> Resu
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
     for (key, label, colour) in MODELS {
         if let Some(m) = r.models.get(key) {
-            let curve = density(r, &m.mean_histogram);
+            let curve = r.config.evaluation.histogram.densities(&m.mean_histogram);
             // A point mass (LOCF) spikes far above the truth: say where a curve is cut.
             let cut = curve.iter().any(|p| p.1 > y_max);
             chart

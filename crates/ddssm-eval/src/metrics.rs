@@ -49,6 +49,17 @@ pub enum Tails {
 }
 
 impl JsdHistogram {
+    /// Each bin's centre and density (probability / bin width) for per-bin `probabilities` of
+    /// this histogram's range: what a plot of the histogram as a density draws.
+    pub fn densities(&self, probabilities: &[f64]) -> Vec<(f64, f64)> {
+        let width = (self.hi - self.lo) / self.bins as f64;
+        probabilities
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (self.lo + (i as f64 + 0.5) * width, p / width))
+            .collect()
+    }
+
     /// Checks `lo < hi` (both finite), `bins ≥ 1` and `0 < clip < 1 / (bins + 2)` (a larger floor
     /// would exceed a bin's uniform share and swamp the histogram). Errors name the field.
     pub fn validate(&self) -> Result<()> {
@@ -268,6 +279,22 @@ mod tests {
 
     fn paper_mixture() -> GaussianMixture {
         GaussianMixture::new(&[0.5, 0.5], &[-4.0, 4.0], &[0.2, 0.2]).unwrap()
+    }
+
+    #[test]
+    fn densities_are_at_bin_centres_and_integrate_to_the_probabilities() {
+        let h = JsdHistogram {
+            lo: -1.0,
+            hi: 1.0,
+            bins: 4,
+            clip: 1e-12,
+        };
+        let d = h.densities(&[0.1, 0.2, 0.3, 0.4]);
+        let centres: Vec<f64> = d.iter().map(|p| p.0).collect();
+        assert_eq!(centres, [-0.75, -0.25, 0.25, 0.75]);
+        let mass: f64 = d.iter().map(|p| p.1 * 0.5).sum();
+        assert!((mass - 1.0).abs() < 1e-12);
+        assert!((d[3].1 - 0.8).abs() < 1e-12);
     }
 
     #[test]

@@ -102,12 +102,10 @@ impl ContextProducer {
             dims,
         )?;
         let b = dims[0];
-        let h0 = self
-            .input_projection
-            .forward(&input.unsqueeze(3)?)?
-            .relu()?;
+        let h0 = self.input_projection.forward(&input.unsqueeze(3)?)?;
+        let h0 = ddssm_tensor_ops::relu(&h0)?;
         let y = self.stack.forward(&h0, side, None)?;
-        let y = self.output_projection.forward(&y)?.relu()?;
+        let y = ddssm_tensor_ops::relu(&self.output_projection.forward(&y)?)?;
         let pooled = ddssm_tensor_ops::time_pool(&y, &self.pool_weight, &self.pool_bias)?;
         Ok(pooled.reshape((b, self.h_seq * self.channels))?)
     }

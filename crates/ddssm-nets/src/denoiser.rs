@@ -241,12 +241,12 @@ impl CsdiDenoiser {
         let hist = history.transpose(1, 2)?.pad_with_zeros(2, 0, 1)?;
         let target = noisy.unsqueeze(2)?.pad_with_zeros(2, j, 0)?;
         let z = Tensor::stack(&[hist, target], 3)?;
-        let h0 = self.input_projection.forward(&z)?.relu()?;
+        let h0 = ddssm_tensor_ops::relu(&self.input_projection.forward(&z)?)?;
 
         let emb = self.level_embedding(c_noise)?;
 
         let y = self.stack.forward(&h0, side, Some(&emb))?;
-        let y = self.output_projection1.forward(&y)?.relu()?;
+        let y = ddssm_tensor_ops::relu(&self.output_projection1.forward(&y)?)?;
         let out = self.output_projection2.forward(&y)?.squeeze(3)?;
         Ok(out.narrow(2, j, 1)?.squeeze(2)?)
     }

@@ -62,7 +62,7 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
             if i + 1 < self.layers.len() {
-                h = h.relu()?;
+                h = ddssm_tensor_ops::relu(&h)?;
             }
         }
         Ok(h)

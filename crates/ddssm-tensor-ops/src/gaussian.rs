@@ -73,7 +73,7 @@ impl LogVarBounds {
 /// `ln(1 + eˣ)`, computed as `relu(x) + ln(1 + e^{−|x|})` so that it never overflows.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     let tail = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    Ok((x.relu()? + tail)?)
+    Ok((crate::relu(x)? + tail)?)
 }
 
 /// A diagonal Gaussian with tensors `mean` and `logvar` of the same shape `[…, M]`.

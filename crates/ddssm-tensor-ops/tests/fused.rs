@@ -371,3 +371,46 @@ fn residual_update_and_its_gradients() {
             .unwrap()
     });
 }
+
+/// An input candle does not track (data fed to a first layer) gets no gradient from `linear` or
+/// `axis_conv`, and the weights' and bias's gradients are bit for bit those computed when the
+/// input is tracked: the backward passes skip only the work nobody reads.
+#[test]
+fn untracked_inputs_get_no_gradient_and_change_no_other() {
+    let dev = Device::Cpu;
+    let mut noise = SeededNoise::new(11);
+    let x = noise.randn((3, 4, 5, 16), DType::F32, &dev).unwrap();
+    let w_lin = Var::from_tensor(&noise.randn((16, 16), DType::F32, &dev).unwrap()).unwrap();
+    let w_conv = Var::from_tensor(&noise.randn((16, 32), DType::F32, &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&noise.randn(16, DType::F32, &dev).unwrap()).unwrap();
+    let upstream = noise.randn((3, 4, 5, 16), DType::F32, &dev).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.iter().map(|v| v.to_bits()).collect()
+    };
+    let run = |x: &Tensor, conv: bool| {
+        let y = if conv {
+            axis_conv(x, w_conv.as_tensor(), b.as_tensor(), 2, 1).unwrap()
+        } else {
+            linear(x, w_lin.as_tensor(), Some(b.as_tensor())).unwrap()
+        };
+        (y * &upstream)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+    };
+    for conv in [false, true] {
+        let w = if conv { &w_conv } else { &w_lin };
+        let tracked = Var::from_tensor(&x).unwrap();
+        let with = run(tracked.as_tensor(), conv);
+        let without = run(&x, conv);
+        assert!(with.get(tracked.as_tensor()).is_some(), "conv {conv}");
+        assert!(without.get(&x).is_none(), "conv {conv}");
+        for p in [w.as_tensor(), b.as_tensor()] {
+            let (a, c) = (with.get(p).unwrap(), without.get(p).unwrap());
+            assert_eq!(bits(a), bits(c), "conv {conv}");
+        }
+    }
+}

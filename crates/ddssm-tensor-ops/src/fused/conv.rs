@@ -201,20 +201,23 @@ impl CustomOp3 for AxisConvOp {
         for (i, d) in self.taps(len) {
             // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
             let dy = self.shifted(&g, d)?.reshape((rows, c))?;
-            let wi = w.narrow(1, i * c, c)?;
-            let term = small_mm::matmul(&dy, &wi)?;
-            dx = Some(match dx {
-                Some(acc) => (acc + term)?,
-                None => term,
-            });
+            if x.track_op() {
+                let term = small_mm::matmul(&dy, &w.narrow(1, i * c, c)?)?;
+                dx = Some(match dx {
+                    Some(acc) => (acc + term)?,
+                    None => term,
+                });
+            }
             dw[i] = weight_grad::weight_grad(&dy, &x2)?;
         }
+        // Only the inputs candle tracks get a gradient (`x` is untracked where it is data).
         let dx = match dx {
-            Some(d) => d.reshape((n, h, l, c))?,
-            None => x.zeros_like()?,
+            Some(d) => Some(d.reshape((n, h, l, c))?),
+            None if x.track_op() => Some(x.zeros_like()?),
+            None => None,
         };
         let db = column_sums(&g.reshape((rows, c))?)?;
-        Ok((Some(dx), Some(Tensor::cat(&dw, 1)?), Some(db)))
+        Ok((dx, Some(Tensor::cat(&dw, 1)?), Some(db)))
     }
 }
 

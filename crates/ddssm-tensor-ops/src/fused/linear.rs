@@ -93,12 +93,22 @@ impl LinearOp {
         Ok((y, shape))
     }
 
-    /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`.
-    fn backward(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        Ok((
-            small_mm::matmul(grad, w)?,
-            weight_grad::weight_grad(grad, x)?,
-        ))
+    /// `(∂L/∂x, ∂L/∂W)` of `x Wᵀ`, each `None` where candle does not track that input (data fed
+    /// to a first layer, weights outside training): nothing would read it.
+    fn backward(
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = x
+            .track_op()
+            .then(|| small_mm::matmul(grad, w))
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| weight_grad::weight_grad(grad, x))
+            .transpose()?;
+        Ok((dx, dw))
     }
 }
 
@@ -132,12 +142,13 @@ impl CustomOp3 for LinearOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw) = Self::backward(x, w, grad)?;
-        Ok((Some(dx), Some(dw), Some(column_sums(grad)?)))
+        let db = b.track_op().then(|| column_sums(grad)).transpose()?;
+        Ok((dx, dw, db))
     }
 }
 
@@ -163,8 +174,7 @@ impl CustomOp2 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = Self::backward(x, w, grad)?;
-        Ok((Some(dx), Some(dw)))
+        Self::backward(x, w, grad)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Fused CPU operations with their own backward passes (candle `CustomOp`s), one file per op
 //! family: [`linear`], the gated activations ([`gated_activation`], and [`gated_with_side`] with
 //! the side information added inside), the pooling over time ([`time_pool`]), the convolution
-//! along one axis ([`axis_conv`]) and the residual update ([`residual_update`]).
+//! along one axis ([`axis_conv`]), the residual update ([`residual_update`]) and the ReLU
+//! ([`relu`]).
 //!
 //! Candle builds every elementwise op as its own graph node with a freshly allocated output, and
 //! its backward adds each gradient into a zero tensor. For the paper's tiny channel counts and
@@ -27,6 +28,7 @@ mod conv;
 mod gate;
 mod linear;
 mod pool;
+mod relu;
 mod residual;
 mod side;
 mod small_mm;
@@ -38,6 +40,7 @@ pub use conv::axis_conv;
 pub use gate::gated_activation;
 pub use linear::linear;
 pub use pool::time_pool;
+pub use relu::relu;
 pub use residual::residual_update;
 pub use side::gated_with_side;
 

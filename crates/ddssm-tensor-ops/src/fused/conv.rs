@@ -3,7 +3,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::small_mm::{small_matmul, Rhs};
+use super::small_mm::{small_matmul_into, Rhs, Scatter};
 use super::*;
 use crate::{Error, Result};
 
@@ -144,29 +144,30 @@ impl CustomOp3 for AxisConvOp {
             _ => candle_core::bail!("ddssm-axis-conv: f32 or f64"),
         };
         for (i, d) in self.taps(len) {
-            let y = match (x, w) {
-                (CpuStorage::F32(xs), CpuStorage::F32(ws)) => {
-                    // `W_iᵀ` read in place: tap `i`'s `[C_out, C_in]` block of the `[C, k·C]`
-                    // weight, transposed.
-                    let wt = Rhs {
-                        data: &ws[lw.start_offset() + i * c..],
-                        k: c,
-                        n: c,
-                        k_stride: 1,
-                        n_stride: kc,
-                        bias: None,
-                    };
-                    small_matmul(contiguous_slice(xs, &x2)?, wt).map(CpuStorage::F32)
+            if let (CpuStorage::F32(o), CpuStorage::F32(xs), CpuStorage::F32(ws)) = (&mut out, x, w)
+            {
+                // `W_iᵀ` read in place: tap `i`'s `[C_out, C_in]` block of the `[C, k·C]`
+                // weight, transposed; the tap's products added straight into `out`.
+                let wt = Rhs {
+                    data: &ws[lw.start_offset() + i * c..],
+                    k: c,
+                    n: c,
+                    k_stride: 1,
+                    n_stride: kc,
+                    bias: None,
+                };
+                let scatter = Scatter {
+                    len,
+                    stride: if self.axis == 1 { l } else { 1 },
+                    shift: d,
+                };
+                if small_matmul_into(contiguous_slice(xs, &x2)?, wt, o, scatter) {
+                    continue;
                 }
-                _ => None,
-            };
-            let y = match y {
-                Some(y) => y,
-                None => {
-                    let wt = lw.narrow(1, i * c, c)?.transpose(0, 1)?;
-                    x.matmul(w, (1, rows, c, c), &x2, &wt)?
-                }
-            };
+            }
+            // No kernel for this CPU or dtype: gemm's product, then a pass adding it in.
+            let wt = lw.narrow(1, i * c, c)?.transpose(0, 1)?;
+            let y = x.matmul(w, (1, rows, c, c), &x2, &wt)?;
             match (&mut out, &y) {
                 (CpuStorage::F32(o), CpuStorage::F32(y)) => {
                     let axis = self.axis;

@@ -120,6 +120,92 @@ pub(crate) fn small_matmul(x: &[f32], w: Rhs<'_>) -> Option<Vec<f32>> {
     Some(out)
 }
 
+/// Where [`small_matmul_into`] adds each product row: row `q` of `x`, at position
+/// `pos = (q / stride) mod len` along a sequence axis, goes to row `q − shift·stride` of the
+/// output when `0 ≤ pos − shift < len`, and nowhere otherwise — one tap of a length-preserving
+/// convolution along that axis (`out[p] += y[p + shift]`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scatter {
+    pub len: usize,
+    pub stride: usize,
+    pub shift: isize,
+}
+
+/// Walks the rows of `x` in order, tracking each one's position along the axis without a
+/// division per row.
+struct ScatterCursor {
+    scatter: Scatter,
+    q: usize,
+    sub: usize,
+    pos: usize,
+}
+
+impl ScatterCursor {
+    /// The output row of the next row of `x`, or `usize::MAX` where it falls outside.
+    #[inline(always)]
+    fn next(&mut self) -> usize {
+        let Scatter { len, stride, shift } = self.scatter;
+        let p = self.pos as isize - shift;
+        let target = if p >= 0 && (p as usize) < len {
+            (self.q as isize - shift * stride as isize) as usize
+        } else {
+            usize::MAX
+        };
+        self.q += 1;
+        self.sub += 1;
+        if self.sub == stride {
+            self.sub = 0;
+            self.pos += 1;
+            if self.pos == len {
+                self.pos = 0;
+            }
+        }
+        target
+    }
+}
+
+/// `out[target(q)] += (x · w)[q]` for every row `q` of the row-major `x` (`[R, k]`), with the
+/// rows' targets from `scatter` and `out` row-major `[R, n]`: one convolution tap added into the
+/// output without a product tensor. Each sum is `out + product`, the addition the separate pass
+/// made, so the bits are the same. Returns false (and leaves `out` alone) where
+/// [`small_matmul`] has no kernel or the shapes do not fit; `w.bias` must be `None`.
+pub(crate) fn small_matmul_into(x: &[f32], w: Rhs<'_>, out: &mut [f32], scatter: Scatter) -> bool {
+    let rows = x.len() / w.k.max(1);
+    let fits = x.len() == rows * w.k
+        && out.len() == rows * w.n
+        && scatter.len > 0
+        && scatter.stride > 0
+        && rows.is_multiple_of(scatter.len * scatter.stride)
+        && w.bias.is_none();
+    if !has_kernel(w.k, w.n) || !fits || !w.in_bounds() {
+        return false;
+    }
+    // SAFETY: `&mut [f32]` as `&mut [MaybeUninit<f32>]`: same layout, and the kernel writes only
+    // initialised floats into it.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    let cursor = ScatterCursor {
+        scatter,
+        q: 0,
+        sub: 0,
+        pos: 0,
+    };
+    // SAFETY: `has_kernel` found AVX-512F (with AVX2 and FMA) through `simd::x86::level`. Every
+    // target is a row of `out` (`q − shift·stride` stays inside the sequence of row `q`, and
+    // `out` has as many rows as `x`).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match w.n {
+            8 => rows_avx2_into::<8, 1, 4>(x, w, out, cursor),
+            16 => rows_avx512_into::<8, 1, 16>(x, w, out, cursor),
+            32 => rows_avx512_into::<4, 2, 8>(x, w, out, cursor),
+            _ => rows_avx512_into::<2, 4, 4>(x, w, out, cursor),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (out, cursor);
+    true
+}
+
 /// AVX-512: 16-float vectors in 32 registers; row blocks and `w` chunks sized so that the
 /// accumulators take 8 registers and `w`'s chunk 16. `N` = 8 takes 8-float (AVX2) vectors.
 ///
@@ -145,8 +231,8 @@ fn avx512(x: &[f32], w: Rhs<'_>, out: &mut [MaybeUninit<f32>]) -> bool {
 /// that each FMA loads only its broadcast `x` — with `w` as a memory operand too, the load
 /// ports, not the FMA units, bound the loop.
 macro_rules! simd_rows {
-    ($name:ident, $features:literal, $vec:ident, $lanes:literal, $zero:ident, $set1:ident,
-     $fmadd:ident, $add:ident, $load:ident, $store:ident) => {
+    ($name:ident, $into:ident, $one:ident, $features:literal, $vec:ident, $lanes:literal, $zero:ident,
+     $set1:ident, $fmadd:ident, $add:ident, $load:ident, $store:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         fn $name<const RB: usize, const C: usize, const KC: usize>(
@@ -154,79 +240,118 @@ macro_rules! simd_rows {
             w: Rhs<'_>,
             out: &mut [MaybeUninit<f32>],
         ) {
-            use std::arch::x86_64::*;
-            #[inline]
-            #[target_feature(enable = $features)]
-            fn one<const RB: usize, const C: usize, const KC: usize>(
-                x: &[f32],
-                k: usize,
-                w: &[[[f32; $lanes]; C]],
-                bias: Option<&[[f32; $lanes]; C]>,
-                out: &mut [MaybeUninit<f32>],
-            ) {
-                let load = |v: &[f32; $lanes]| {
-                    // SAFETY: `$lanes` floats behind a reference; unaligned load.
-                    unsafe { $load(v.as_ptr()) }
-                };
-                assert!(x.len() >= RB * k && w.len() == k && out.len() >= RB * C * $lanes);
-                let x_at = |i: usize, kk: usize| {
-                    debug_assert!(i < RB && kk < k);
-                    // SAFETY: `i < RB` and `kk < k` at every call below (a row of the block,
-                    // and a `k` index from `w`'s `k` rows), and `x` holds `RB·k` floats
-                    // (asserted above). Checked indexing costs three instructions per FMA here
-                    // and made the loop front-end bound.
-                    unsafe { *x.get_unchecked(i * k + kk) }
-                };
-                let mut acc = [[$zero(); C]; RB];
-                let mut chunks = w.chunks_exact(KC);
-                let mut k0 = 0;
-                for wc in &mut chunks {
-                    let wr: [[$vec; C]; KC] =
-                        std::array::from_fn(|j| std::array::from_fn(|c| load(&wc[j][c])));
-                    for (j, wj) in wr.iter().enumerate() {
-                        for (i, acc) in acc.iter_mut().enumerate() {
-                            let xv = $set1(x_at(i, k0 + j));
-                            for (a, &wv) in acc.iter_mut().zip(wj) {
-                                *a = $fmadd(xv, wv, *a);
-                            }
-                        }
-                    }
-                    k0 += KC;
-                }
-                for (j, wj) in chunks.remainder().iter().enumerate() {
-                    for (i, acc) in acc.iter_mut().enumerate() {
-                        let xv = $set1(x_at(i, k0 + j));
-                        for (a, wv) in acc.iter_mut().zip(wj) {
-                            *a = $fmadd(xv, load(wv), *a);
-                        }
-                    }
-                }
-                for (row, acc) in out.chunks_exact_mut(C * $lanes).zip(&acc) {
-                    for (c, (dst, &a)) in row.chunks_exact_mut($lanes).zip(acc).enumerate() {
-                        let a = match bias {
-                            Some(b) => $add(a, load(&b[c])),
-                            None => a,
-                        };
-                        // SAFETY: `$lanes` writable floats; unaligned store.
-                        unsafe { $store(dst.as_mut_ptr().cast(), a) };
-                    }
-                }
-            }
             let (k, n) = (w.k, C * $lanes);
             let bias = w.packed_bias::<C, $lanes>();
             let bias = bias.as_ref();
             let w = w.pack::<C, $lanes>();
             let mut x_blocks = x.chunks_exact(RB * k);
             let mut out_blocks = out.chunks_exact_mut(RB * n);
+            let rows: [usize; RB] = std::array::from_fn(|i| i);
             for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
-                one::<RB, C, KC>(xb, k, &w, bias, ob);
+                $one::<RB, C, KC, false>(xb, k, &w, bias, ob, rows);
             }
             for (xr, or) in x_blocks
                 .remainder()
                 .chunks_exact(k)
                 .zip(out_blocks.into_remainder().chunks_exact_mut(n))
             {
-                one::<1, C, KC>(xr, k, &w, bias, or);
+                $one::<1, C, KC, false>(xr, k, &w, bias, or, [0]);
+            }
+        }
+
+        /// The kernel of `$name`, adding each product row into the output row the cursor
+        /// gives (`small_matmul_into`).
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $into<const RB: usize, const C: usize, const KC: usize>(
+            x: &[f32],
+            w: Rhs<'_>,
+            out: &mut [MaybeUninit<f32>],
+            mut cursor: ScatterCursor,
+        ) {
+            let k = w.k;
+            let w = w.pack::<C, $lanes>();
+            let mut x_blocks = x.chunks_exact(RB * k);
+            for xb in &mut x_blocks {
+                let rows = std::array::from_fn(|_| cursor.next());
+                $one::<RB, C, KC, true>(xb, k, &w, None, out, rows);
+            }
+            for xr in x_blocks.remainder().chunks_exact(k) {
+                $one::<1, C, KC, true>(xr, k, &w, None, out, [cursor.next()]);
+            }
+        }
+
+        /// `RB` rows of `x · w` (plus `bias`), kept in registers, then stored as rows `rows[i]`
+        /// of `out` (`usize::MAX`: dropped) — added to what is there when `ACC`.
+        #[cfg(target_arch = "x86_64")]
+        #[inline]
+        #[target_feature(enable = $features)]
+        fn $one<const RB: usize, const C: usize, const KC: usize, const ACC: bool>(
+            x: &[f32],
+            k: usize,
+            w: &[[[f32; $lanes]; C]],
+            bias: Option<&[[f32; $lanes]; C]>,
+            out: &mut [MaybeUninit<f32>],
+            rows: [usize; RB],
+        ) {
+            use std::arch::x86_64::*;
+            let load = |v: &[f32; $lanes]| {
+                // SAFETY: `$lanes` floats behind a reference; unaligned load.
+                unsafe { $load(v.as_ptr()) }
+            };
+            assert!(x.len() >= RB * k && w.len() == k);
+            let x_at = |i: usize, kk: usize| {
+                debug_assert!(i < RB && kk < k);
+                // SAFETY: `i < RB` and `kk < k` at every call below (a row of the block,
+                // and a `k` index from `w`'s `k` rows), and `x` holds `RB·k` floats
+                // (asserted above). Checked indexing costs three instructions per FMA here
+                // and made the loop front-end bound.
+                unsafe { *x.get_unchecked(i * k + kk) }
+            };
+            let mut acc = [[$zero(); C]; RB];
+            let mut chunks = w.chunks_exact(KC);
+            let mut k0 = 0;
+            for wc in &mut chunks {
+                let wr: [[$vec; C]; KC] =
+                    std::array::from_fn(|j| std::array::from_fn(|c| load(&wc[j][c])));
+                for (j, wj) in wr.iter().enumerate() {
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let xv = $set1(x_at(i, k0 + j));
+                        for (a, &wv) in acc.iter_mut().zip(wj) {
+                            *a = $fmadd(xv, wv, *a);
+                        }
+                    }
+                }
+                k0 += KC;
+            }
+            for (j, wj) in chunks.remainder().iter().enumerate() {
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let xv = $set1(x_at(i, k0 + j));
+                    for (a, wv) in acc.iter_mut().zip(wj) {
+                        *a = $fmadd(xv, load(wv), *a);
+                    }
+                }
+            }
+            let n = C * $lanes;
+            for (&r, acc) in rows.iter().zip(&acc) {
+                if r == usize::MAX {
+                    continue;
+                }
+                let row = &mut out[r * n..(r + 1) * n];
+                for (c, (dst, &a)) in row.chunks_exact_mut($lanes).zip(acc).enumerate() {
+                    let a = match bias {
+                        Some(b) => $add(a, load(&b[c])),
+                        None => a,
+                    };
+                    // SAFETY: `$lanes` floats of `out`, initialised where `ACC` (the
+                    // caller's contract); unaligned load and store.
+                    let a = if ACC {
+                        $add(unsafe { $load(dst.as_ptr().cast()) }, a)
+                    } else {
+                        a
+                    };
+                    unsafe { $store(dst.as_mut_ptr().cast(), a) };
+                }
             }
         }
     };
@@ -234,6 +359,8 @@ macro_rules! simd_rows {
 
 simd_rows!(
     rows_avx512,
+    rows_avx512_into,
+    block_avx512,
     "avx512f,avx2,fma",
     __m512,
     16,
@@ -246,6 +373,8 @@ simd_rows!(
 );
 simd_rows!(
     rows_avx2,
+    rows_avx2_into,
+    block_avx2,
     "avx2,fma",
     __m256,
     8,
@@ -400,6 +529,50 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Adding a tap's products in place gives, bit for bit, the product tensor added by a
+    /// separate pass (`out[q − shift·stride] += y[q]` where the position stays in the sequence),
+    /// for both axes' strides, shifts of either sign and every width.
+    #[test]
+    fn products_added_in_place_match_a_separate_pass() {
+        for n in [8, 16, 32, 64] {
+            for (len, stride, shift) in [(5, 1, 1), (5, 1, -1), (3, 4, 1), (3, 4, -2), (7, 2, 0)] {
+                let (k, rows) = (16, 2 * 3 * len * stride);
+                let x = random(rows * k, (n + len + stride) as u64);
+                let w = random(k * n, 3 + n as u64);
+                let start = random(rows * n, 5);
+                let Some(y) = small_matmul(&x, Rhs::rows(&w, k, n)) else {
+                    assert!(!small_matmul_into(&x, Rhs::rows(&w, k, n), &mut [], {
+                        Scatter { len, stride, shift }
+                    }));
+                    continue;
+                };
+                let mut want = start.clone();
+                for q in 0..rows {
+                    let pos = (q / stride % len) as isize - shift;
+                    if (0..len as isize).contains(&pos) {
+                        let t = (q as isize - shift * stride as isize) as usize;
+                        for j in 0..n {
+                            want[t * n + j] += y[q * n + j];
+                        }
+                    }
+                }
+                let mut got = start.clone();
+                let scatter = Scatter { len, stride, shift };
+                assert!(small_matmul_into(
+                    &x,
+                    Rhs::rows(&w, k, n),
+                    &mut got,
+                    scatter
+                ));
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "n = {n}, {scatter:?}");
             }
         }
     }

@@ -117,12 +117,15 @@ impl ResidualBlock {
     }
 
     /// `x`: `[B, H, L, C]`; `diffusion_emb`: the rows' level embedding (`E_diff` wide) when the
-    /// block has a diffusion projection. Returns `(next x, skip)`, both `[B, H, L, C]`.
+    /// block has a diffusion projection; `skip_sum`: the skips of the blocks before this one,
+    /// summed (None for the first). Returns `(next x, skip_sum + this block's skip)`, both
+    /// `[B, H, L, C]`.
     pub fn forward(
         &self,
         x: &Tensor,
         side: &SideInfo,
         diffusion_emb: Option<&LevelEmbedding>,
+        skip_sum: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
         let mut y = x.clone();
         if let (Some(proj), Some(e)) = (&self.diffusion_projection, diffusion_emb) {
@@ -140,22 +143,30 @@ impl ResidualBlock {
         };
         let y = ddssm_tensor_ops::gated_with_side(&y, temporal.as_ref(), static_.as_ref())?;
         // The output projection (`C → 2C`) as its residual and skip halves, two `C → C`
-        // projections, so both come out contiguous and the residual update is one fused op.
+        // projections, each added as it is stored: the residual half into the residual update,
+        // the skip half into the running sum of skips.
         let (w, b) = (
             self.output_projection.weight(),
             self.output_projection.bias(),
         );
         let c = w.dim(1)?;
-        let half = |i: usize| -> Result<Tensor> {
-            let bias = b.map(|b| b.narrow(0, i * c, c)).transpose()?;
-            Ok(ddssm_tensor_ops::linear(
-                &y,
-                &w.narrow(0, i * c, c)?,
-                bias.as_ref(),
-            )?)
+        let (w_res, w_skip) = (w.narrow(0, 0, c)?, w.narrow(0, c, c)?);
+        let Some(b) = b else {
+            let residual = ddssm_tensor_ops::linear(&y, &w_res, None)?;
+            let skip = ddssm_tensor_ops::linear(&y, &w_skip, None)?;
+            let sum = match skip_sum {
+                Some(s) => (s + skip)?,
+                None => skip,
+            };
+            return Ok((ddssm_tensor_ops::residual_update(x, &residual)?, sum));
         };
-        let (residual, skip) = (half(0)?, half(1)?);
-        Ok((ddssm_tensor_ops::residual_update(x, &residual)?, skip))
+        let (b_res, b_skip) = (b.narrow(0, 0, c)?, b.narrow(0, c, c)?);
+        let next = ddssm_tensor_ops::linear_residual(&y, &w_res, &b_res, x)?;
+        let sum = match skip_sum {
+            Some(s) => ddssm_tensor_ops::linear_accumulate(&y, &w_skip, &b_skip, s)?,
+            None => ddssm_tensor_ops::linear(&y, &w_skip, Some(&b_skip))?,
+        };
+        Ok((next, sum))
     }
 }
 
@@ -210,12 +221,9 @@ impl ResidualStack {
         let mut x = x.clone();
         let mut skip_sum: Option<Tensor> = None;
         for block in &self.blocks {
-            let (next, skip) = block.forward(&x, side, diffusion_emb)?;
+            let (next, sum) = block.forward(&x, side, diffusion_emb, skip_sum.as_ref())?;
             x = next;
-            skip_sum = Some(match skip_sum {
-                Some(s) => (s + skip)?,
-                None => skip,
-            });
+            skip_sum = Some(sum);
         }
         let total = skip_sum.expect("at least one block");
         Ok((total / (self.blocks.len() as f64).sqrt())?)

@@ -6,7 +6,8 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::{check_gradients_f64_and_f32, t, vec1};
 use ddssm_tensor_ops::{
-    axis_conv, gated_activation, gated_with_side, linear, residual_update, time_pool, SeededNoise,
+    axis_conv, gated_activation, gated_with_side, linear, linear_accumulate, linear_residual,
+    residual_update, time_pool, SeededNoise,
 };
 
 fn plain_gated(y: &Tensor) -> Tensor {
@@ -413,4 +414,68 @@ fn untracked_inputs_get_no_gradient_and_change_no_other() {
             assert_eq!(bits(a), bits(c), "conv {conv}");
         }
     }
+}
+
+/// `linear_residual` and `linear_accumulate` give, bit for bit, the separate ops they replace —
+/// `residual_update(x, linear(y, w, b))` and `s + linear(y, w, b)` — forward and in every
+/// gradient, with the weight and bias read as row slices of a larger projection (as the residual
+/// block reads them). Where the CPU has no kernel they are those compositions.
+#[test]
+fn linear_added_into_a_tensor_matches_the_separate_ops_bit_for_bit() {
+    let dev = Device::Cpu;
+    let mut noise = SeededNoise::new(12);
+    let var = |shape: &[usize], noise: &mut SeededNoise| {
+        Var::from_tensor(&noise.randn(shape, DType::F32, &dev).unwrap()).unwrap()
+    };
+    let y = var(&[2, 3, 5, 16], &mut noise);
+    let w = var(&[32, 16], &mut noise);
+    let b = var(&[32], &mut noise);
+    let a = var(&[2, 3, 5, 16], &mut noise);
+    let upstream = noise.randn((2, 3, 5, 16), DType::F32, &dev).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.iter().map(|v| v.to_bits()).collect()
+    };
+    let (ws, bs) = (
+        w.as_tensor().narrow(0, 16, 16).unwrap(),
+        b.as_tensor().narrow(0, 16, 16).unwrap(),
+    );
+    for scaled in [true, false] {
+        let (y_, a_) = (y.as_tensor(), a.as_tensor());
+        let fused = if scaled {
+            linear_residual(y_, &ws, &bs, a_).unwrap()
+        } else {
+            linear_accumulate(y_, &ws, &bs, a_).unwrap()
+        };
+        let out = linear(y_, &ws, Some(&bs)).unwrap();
+        let plain = if scaled {
+            residual_update(a_, &out).unwrap()
+        } else {
+            (a_ + out).unwrap()
+        };
+        assert_eq!(bits(&fused), bits(&plain), "scaled {scaled}: forward");
+        let grads = |t: &Tensor| {
+            (t * &upstream)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
+        let (gf, gp) = (grads(&fused), grads(&plain));
+        for (name, p) in [("y", &y), ("w", &w), ("b", &b), ("addend", &a)] {
+            let (f, q) = (
+                gf.get(p.as_tensor()).unwrap(),
+                gp.get(p.as_tensor()).unwrap(),
+            );
+            assert_eq!(bits(f), bits(q), "scaled {scaled}: ∂/∂{name}");
+        }
+    }
+    let bad = linear_residual(
+        y.as_tensor(),
+        &ws,
+        &bs,
+        &a.as_tensor().narrow(3, 0, 8).unwrap(),
+    );
+    assert!(bad.is_err());
 }

@@ -1,7 +1,8 @@
 //! Fused CPU operations with their own backward passes (candle `CustomOp`s), one file per op
 //! family: [`linear`], the gated activations ([`gated_activation`], and [`gated_with_side`] with
 //! the side information added inside), the pooling over time ([`time_pool`]), the convolution
-//! along one axis ([`axis_conv`]), the residual update ([`residual_update`]) and the ReLU
+//! along one axis ([`axis_conv`]), the residual update ([`residual_update`]), a linear layer
+//! added into a tensor as it is stored ([`linear_residual`], [`linear_accumulate`]) and the ReLU
 //! ([`relu`]).
 //!
 //! Candle builds every elementwise op as its own graph node with a freshly allocated output, and
@@ -27,6 +28,7 @@ use candle_core::{DType, Layout, Tensor};
 mod conv;
 mod gate;
 mod linear;
+mod linear_add;
 mod pool;
 mod relu;
 mod residual;
@@ -39,6 +41,7 @@ use weight_grad::column_sums;
 pub use conv::axis_conv;
 pub use gate::gated_activation;
 pub use linear::linear;
+pub use linear_add::{linear_accumulate, linear_residual};
 pub use pool::time_pool;
 pub use relu::relu;
 pub use residual::residual_update;

@@ -148,9 +148,7 @@ impl CustomOp1 for GatedOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            arg.apply_op2_no_bwd(&grad.contiguous()?, &GatedGradOp)?,
-        ))
+        elementwise_grad(arg, grad, &GatedGradOp)
     }
 }
 

@@ -66,6 +66,16 @@ fn supported(t: &Tensor) -> bool {
     fused_ops() && t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
 
+/// The backward of an elementwise op whose gradient is a function of its input and the
+/// upstream gradient: `grad_op(arg, ∂L/∂out)`.
+fn elementwise_grad(
+    arg: &Tensor,
+    grad: &Tensor,
+    grad_op: &impl candle_core::CustomOp2,
+) -> candle_core::Result<Option<Tensor>> {
+    Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, grad_op)?))
+}
+
 fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),

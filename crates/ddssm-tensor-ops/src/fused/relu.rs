@@ -92,9 +92,7 @@ impl CustomOp1 for ReluOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            arg.apply_op2_no_bwd(&grad.contiguous()?, &ReluGradOp)?,
-        ))
+        elementwise_grad(arg, grad, &ReluGradOp)
     }
 }
 

@@ -150,21 +150,14 @@ impl ResidualBlock {
             self.output_projection.bias(),
         );
         let c = w.dim(1)?;
-        let (w_res, w_skip) = (w.narrow(0, 0, c)?, w.narrow(0, c, c)?);
-        let Some(b) = b else {
-            let residual = ddssm_tensor_ops::linear(&y, &w_res, None)?;
-            let skip = ddssm_tensor_ops::linear(&y, &w_skip, None)?;
-            let sum = match skip_sum {
-                Some(s) => (s + skip)?,
-                None => skip,
-            };
-            return Ok((ddssm_tensor_ops::residual_update(x, &residual)?, sum));
-        };
-        let (b_res, b_skip) = (b.narrow(0, 0, c)?, b.narrow(0, c, c)?);
-        let next = ddssm_tensor_ops::linear_residual(&y, &w_res, &b_res, x)?;
+        let half = |t: &Tensor, i: usize| t.narrow(0, i * c, c);
+        let (w_res, w_skip) = (half(w, 0)?, half(w, 1)?);
+        let b_res = b.map(|b| half(b, 0)).transpose()?;
+        let b_skip = b.map(|b| half(b, 1)).transpose()?;
+        let next = ddssm_tensor_ops::linear_residual(&y, &w_res, b_res.as_ref(), x)?;
         let sum = match skip_sum {
-            Some(s) => ddssm_tensor_ops::linear_accumulate(&y, &w_skip, &b_skip, s)?,
-            None => ddssm_tensor_ops::linear(&y, &w_skip, Some(&b_skip))?,
+            Some(s) => ddssm_tensor_ops::linear_accumulate(&y, &w_skip, b_skip.as_ref(), s)?,
+            None => ddssm_tensor_ops::linear(&y, &w_skip, b_skip.as_ref())?,
         };
         Ok((next, sum))
     }

@@ -443,9 +443,9 @@ fn linear_added_into_a_tensor_matches_the_separate_ops_bit_for_bit() {
     for scaled in [true, false] {
         let (y_, a_) = (y.as_tensor(), a.as_tensor());
         let fused = if scaled {
-            linear_residual(y_, &ws, &bs, a_).unwrap()
+            linear_residual(y_, &ws, Some(&bs), a_).unwrap()
         } else {
-            linear_accumulate(y_, &ws, &bs, a_).unwrap()
+            linear_accumulate(y_, &ws, Some(&bs), a_).unwrap()
         };
         let out = linear(y_, &ws, Some(&bs)).unwrap();
         let plain = if scaled {
@@ -474,7 +474,7 @@ fn linear_added_into_a_tensor_matches_the_separate_ops_bit_for_bit() {
     let bad = linear_residual(
         y.as_tensor(),
         &ws,
-        &bs,
+        Some(&bs),
         &a.as_tensor().narrow(3, 0, 8).unwrap(),
     );
     assert!(bad.is_err());

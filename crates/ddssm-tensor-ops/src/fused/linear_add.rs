@@ -13,42 +13,56 @@ use super::*;
 use crate::{residual_update, Error, Result};
 
 /// `residual_update(x, linear(y, w, b))`, `(x + y Wᵀ + b)/√2`, as one graph node where there is a
-/// kernel for the product: `y` `[…, in]`, `w` `[out, in]`, `b` `[out]`, `x` `[…, out]`.
-pub fn linear_residual(y: &Tensor, w: &Tensor, b: &Tensor, x: &Tensor) -> Result<Tensor> {
+/// bias and a kernel for the product (else those two ops): `y` `[…, in]`, `w` `[out, in]`, `b`
+/// `[out]`, `x` `[…, out]`.
+pub fn linear_residual(y: &Tensor, w: &Tensor, b: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {
     linear_add(y, w, b, x, true)
 }
 
 /// `sum + linear(y, w, b)`, as one graph node where there is a kernel for the product (shapes as
 /// in [`linear_residual`]).
-pub fn linear_accumulate(y: &Tensor, w: &Tensor, b: &Tensor, sum: &Tensor) -> Result<Tensor> {
+pub fn linear_accumulate(
+    y: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    sum: &Tensor,
+) -> Result<Tensor> {
     linear_add(y, w, b, sum, false)
 }
 
-fn linear_add(y: &Tensor, w: &Tensor, b: &Tensor, addend: &Tensor, scaled: bool) -> Result<Tensor> {
+fn linear_add(
+    y: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    addend: &Tensor,
+    scaled: bool,
+) -> Result<Tensor> {
     let (out_dim, in_dim) = w.dims2()?;
     let dims = y.dims();
     let mut out_dims = dims.to_vec();
     if let Some(last) = out_dims.last_mut() {
         *last = out_dim;
     }
-    if dims.last() != Some(&in_dim) || addend.dims() != out_dims || b.dims() != [out_dim] {
+    let bias_ok = b.is_none_or(|b| b.dims() == [out_dim]);
+    if dims.last() != Some(&in_dim) || addend.dims() != out_dims || !bias_ok {
         return Err(Error::Shape {
             what: "linear layer added into a tensor",
             expected: format!("y […, {in_dim}], bias [{out_dim}], addend [{out_dims:?}]"),
-            got: [dims, b.dims(), addend.dims()].concat(),
+            got: [dims, b.map_or(&[][..], |b| b.dims()), addend.dims()].concat(),
         });
     }
-    let f32s = [y, w, b, addend]
+    let f32s = [y, w, addend]
         .iter()
+        .chain(&b)
         .all(|t| t.dtype() == candle_core::DType::F32);
-    if !(supported(y) && f32s && has_kernel(in_dim, out_dim)) {
-        let out = linear(y, w, Some(b))?;
+    let (Some(b), true) = (b, supported(y) && f32s && has_kernel(in_dim, out_dim)) else {
+        let out = linear(y, w, b)?;
         return if scaled {
             residual_update(addend, &out)
         } else {
             Ok((addend + out)?)
         };
-    }
+    };
     // The bias rides along as the weight's last column, so the op has three inputs.
     let wb = Tensor::cat(&[w, &b.unsqueeze(1)?], 1)?.contiguous()?;
     let flat_y = y.reshape(((), in_dim))?.contiguous()?;

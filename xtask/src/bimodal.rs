@@ -1,12 +1,12 @@
 //! `cargo xtask bimodal-experiment`: the paper's Section 4 end to end — the command line around
 //! the library's [`ddssm_train::experiment::run`] (data, both models trained with validation and
 //! checkpoints that `--resume` continues, test evaluation, LOCF, exact references, `results.json`):
-//! the config from `--config`, `--quick`, `--seed` and `--steps`, then `report.md` and the figures
-//! ([`crate::figures`]).
+//! the config from `--config`, `--quick`, `--seed` and `--steps`, then the figures
+//! ([`crate::figures`]) and the report printed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::Device;
 use ddssm_train::experiment::{self, ExperimentConfig, RunOptions};
 
@@ -35,11 +35,6 @@ pub struct Args {
     pub ddssm_only: bool,
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    ddssm_model::checkpoint::write_atomic(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 /// The experiment config `args` ask for: the file (or the paper's settings), then `--quick`,
 /// `--seed` and `--steps`, validated. `--print-config` prints exactly this.
 pub fn resolve_config(args: &Args) -> Result<ExperimentConfig> {
@@ -47,8 +42,8 @@ pub fn resolve_config(args: &Args) -> Result<ExperimentConfig> {
         .with_overrides(args.quick, args.seed, args.steps)?)
 }
 
-/// Runs the experiment (the library's [`ddssm_train::experiment::run`]), then draws the figures
-/// and writes and prints the report.
+/// Runs the experiment (the library's [`ddssm_train::experiment::run`], which also writes
+/// `report.md`), then draws the figures and prints the report.
 pub fn run(args: &Args) -> Result<()> {
     let cfg = resolve_config(args)?;
     let results = experiment::run(
@@ -66,9 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     let figures = crate::figures::write_all(&results, &args.out)?;
     tracing::info!("figures: {}", figures.join(", "));
-    let report = results.markdown();
-    write_text(&args.out.join("report.md"), &report)?;
-    println!("{report}");
+    println!("{}", results.markdown());
     Ok(())
 }
 

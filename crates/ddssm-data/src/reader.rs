@@ -67,6 +67,13 @@ impl Series {
             .find(|&t| self.observed[t * d..(t + 1) * d].iter().any(|&o| o))
             .map_or(0, |t| t + 1)
     }
+
+    /// The `d` targets of step `t`, `None` where missing (as the file had them).
+    pub fn targets_at(&self, t: usize, d: usize) -> Vec<Option<f64>> {
+        (t * d..(t + 1) * d)
+            .map(|i| self.observed[i].then_some(self.targets[i]))
+            .collect()
+    }
 }
 
 /// Every series of a file, with the roles of its columns.

@@ -72,6 +72,10 @@ fn long_format_with_gaps_covariates_and_statics_is_read_as_written() {
     }
     assert!(south.observed[4 * 2]);
     assert_eq!(south.targets[4 * 2], 12.0);
+    // A step's targets as the file had them: a missing one is None, not its stored 0.
+    assert_eq!(south.targets_at(6, 2)[1], None);
+    assert_eq!(south.targets_at(3, 2)[0], None);
+    assert_eq!(south.targets_at(4, 2)[0], Some(12.0));
     assert_eq!(south.covariates[7], 1.0);
     // Lines point into the file: the header is line 1, south's first row line 22.
     assert_eq!(south.lines[0], 22);

@@ -56,6 +56,11 @@ fn quick_runs_repeat_exactly_and_survive_an_interruption() -> Result<()> {
         )?)
     };
     let a = run("a", 10)?;
+    // The report is written beside results.json, rendered from the same results.
+    assert_eq!(
+        std::fs::read_to_string(out.join("a/report.md"))?,
+        a.markdown()
+    );
     let b = run("b", 10)?;
     run("c", 5)?;
     let c = run("c", 10)?;

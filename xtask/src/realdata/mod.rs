@@ -387,11 +387,7 @@ fn statsmodels(
         .map(|w| {
             let s = &panel.series[w.series];
             let history: Vec<Vec<Option<f64>>> = (0..w.start + ds.context)
-                .map(|t| {
-                    (0..d)
-                        .map(|k| s.observed[t * d + k].then(|| s.targets[t * d + k]))
-                        .collect()
-                })
+                .map(|t| s.targets_at(t, d))
                 .collect();
             serde_json::json!({ "history": history })
         })
@@ -494,12 +490,7 @@ fn dataset_results(
                 .unwrap_or(0);
             let end = s.observed_len(d);
             (first..end)
-                .map(|t| {
-                    let values = (0..d)
-                        .map(|k| s.observed[t * d + k].then(|| s.targets[t * d + k]))
-                        .collect();
-                    (t, s.times[t].to_string(), values)
-                })
+                .map(|t| (t, s.times[t].to_string(), s.targets_at(t, d)))
                 .collect()
         })
         .collect();

@@ -1,7 +1,8 @@
 //! The Section 4 experiment run end to end as one library call ([`run`]): the output folder's
 //! checks, data, both models trained through [`crate::fit`], the test evaluation with the LOCF
 //! baseline and the exact references, and Fig. 2's examples, into a [`Results`] that
-//! `results.json` holds. Reports and figures are drawn from it by the caller.
+//! `results.json` holds, with its report (`report.md`, [`Results::markdown`]). Figures are drawn
+//! from it by the caller.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,9 +123,10 @@ pub struct Results {
 }
 
 /// Files a run writes into its folder (what `--force` may replace).
-const RUN_FILES: [&str; 4] = [
+const RUN_FILES: [&str; 5] = [
     "config.toml",
     "results.json",
+    "report.md",
     "ddssm.safetensors",
     "dkf.safetensors",
 ];
@@ -279,7 +281,7 @@ impl Progress {
 /// Runs the experiment `cfg` (validated first) into `options.out`: the folder checks, the data,
 /// both models trained with validation and checkpoints (each through [`crate::fit`]), the test
 /// evaluation with the LOCF baseline and the exact references, Fig. 2's examples; writes
-/// `config.toml` and `results.json` and returns the results. Progress goes to the log (or bars
+/// `config.toml`, `results.json` and `report.md` and returns the results. Progress goes to the log (or bars
 /// on a terminal).
 pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
     let began = Instant::now();
@@ -459,6 +461,10 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
     };
     let json = serde_json::to_string_pretty(&results).map_err(|e| Error::State(e.to_string()))?;
     ddssm_model::checkpoint::write_atomic(&options.out.join("results.json"), json.as_bytes())?;
+    ddssm_model::checkpoint::write_atomic(
+        &options.out.join("report.md"),
+        results.markdown().as_bytes(),
+    )?;
     Ok(results)
 }
 

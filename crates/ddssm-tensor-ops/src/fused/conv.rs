@@ -1,7 +1,7 @@
 //! A length-preserving convolution along one axis, as matmuls of shifted taps.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use super::small_mm::{small_matmul_into, Rhs, Scatter};
 use super::*;
@@ -55,6 +55,7 @@ pub fn axis_conv(
     linear(&Tensor::cat(&shifted, 3)?, w, Some(b))
 }
 
+#[derive(Clone, Copy)]
 struct AxisConvOp {
     axis: usize,
     kernel: usize,
@@ -194,31 +195,119 @@ impl CustomOp3 for AxisConvOp {
         let rows = n * h * l;
         let len = if self.axis == 1 { h } else { l };
         let g = grad.contiguous()?;
-        let x2 = x.reshape((rows, c))?;
-        let mut dx: Option<Tensor> = None;
-        let mut dw: Vec<Tensor> = (0..self.kernel)
-            .map(|_| Tensor::zeros((c, c), w.dtype(), w.device()))
-            .collect::<candle_core::Result<_>>()?;
-        for (i, d) in self.taps(len) {
-            // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
-            let dy = self.shifted(&g, d)?.reshape((rows, c))?;
-            if x.track_op() {
+        let (x2, g2) = (x.reshape((rows, c))?, g.reshape((rows, c))?);
+        // Only the inputs candle tracks get a gradient (`x` is untracked where it is data).
+        let dx = if !x.track_op() {
+            None
+        } else if supported(&g)
+            && g.dtype() == DType::F32
+            && w.dtype() == DType::F32
+            && small_mm::has_kernel(c, c)
+        {
+            Some(g.apply_op2_no_bwd(&w.contiguous()?, &AxisConvInputGrad { conv: *self })?)
+        } else {
+            let mut dx: Option<Tensor> = None;
+            for (i, d) in self.taps(len) {
+                let dy = self.shifted(&g, d)?.reshape((rows, c))?;
                 let term = small_mm::matmul(&dy, &w.narrow(1, i * c, c)?)?;
                 dx = Some(match dx {
                     Some(acc) => (acc + term)?,
                     None => term,
                 });
             }
-            dw[i] = weight_grad::weight_grad(&dy, &x2)?;
-        }
-        // Only the inputs candle tracks get a gradient (`x` is untracked where it is data).
-        let dx = match dx {
-            Some(d) => Some(d.reshape((n, h, l, c))?),
-            None if x.track_op() => Some(x.zeros_like()?),
-            None => None,
+            Some(match dx {
+                Some(d) => d.reshape((n, h, l, c))?,
+                None => x.zeros_like()?,
+            })
         };
-        let db = column_sums(&g.reshape((rows, c))?)?;
+        let mut db: Option<Tensor> = None;
+        let mut dw: Vec<Tensor> = (0..self.kernel)
+            .map(|_| Tensor::zeros((c, c), w.dtype(), w.device()))
+            .collect::<candle_core::Result<_>>()?;
+        for (i, d) in self.taps(len) {
+            // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
+            if d == 0 {
+                // The unshifted tap's pass over `g` also gives the bias's gradient.
+                let both = weight_grad::weight_and_bias_grad(&g2, &x2)?;
+                let (dw_i, db_i) = linear::split_weight_and_bias(&both)?;
+                dw[i] = dw_i;
+                db = Some(db_i);
+                continue;
+            }
+            let scatter = Scatter {
+                len,
+                stride: if self.axis == 1 { l } else { 1 },
+                shift: d,
+            };
+            dw[i] = match weight_grad::weight_grad_shifted(&g2, &x2, scatter)? {
+                Some(dw_i) => dw_i,
+                None => {
+                    let dy = self.shifted(&g, d)?.reshape((rows, c))?;
+                    weight_grad::weight_grad(&dy, &x2)?
+                }
+            };
+        }
+        let db = match db {
+            Some(db) => db,
+            None => column_sums(&g2)?,
+        };
         Ok((dx, Some(Tensor::cat(&dw, 1)?), Some(db)))
+    }
+}
+
+/// `∂L/∂x` of an [`AxisConvOp`] from its output's gradient `g` and its weight: each tap's
+/// `g W_i` added straight into `∂L/∂x` at its shift (`∂L/∂x[q] = Σ_i (g W_i)[q − d_i]`), in tap
+/// order from zero — the sums the per-tap products and tensor additions gave, without the
+/// shifted copies of `g` or the product tensors. f32 on the CPU, where [`small_matmul_into`] has
+/// a kernel for `C × C`.
+struct AxisConvInputGrad {
+    conv: AxisConvOp,
+}
+
+impl CustomOp2 for AxisConvInputGrad {
+    fn name(&self) -> &'static str {
+        "ddssm-axis-conv-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        g: &CpuStorage,
+        lg: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, h, l, c) = lg.shape().dims4()?;
+        let conv = &self.conv;
+        let (len, kc) = (if conv.axis == 1 { h } else { l }, conv.kernel * c);
+        let (CpuStorage::F32(gs), CpuStorage::F32(ws)) = (g, w) else {
+            candle_core::bail!("ddssm-axis-conv-input-grad: f32");
+        };
+        if !lw.is_contiguous() || lw.dims() != [c, kc] {
+            candle_core::bail!("ddssm-axis-conv-input-grad: a contiguous [{c}, {kc}] weight");
+        }
+        let (gs, ws) = (contiguous_slice(gs, lg)?, contiguous_slice(ws, lw)?);
+        let mut out = vec![0f32; n * h * l * c];
+        for (i, d) in conv.taps(len) {
+            // `W_i` read in place: tap `i`'s `[C_out, C_in]` block of the `[C, k·C]` weight.
+            let wi = Rhs {
+                data: &ws[i * c..],
+                k: c,
+                n: c,
+                k_stride: kc,
+                n_stride: 1,
+                bias: None,
+            };
+            // Row `q` of `g W_i` belongs to `∂L/∂x[q + d]`.
+            let scatter = Scatter {
+                len,
+                stride: if conv.axis == 1 { l } else { 1 },
+                shift: -d,
+            };
+            if !small_matmul_into(gs, wi, &mut out, scatter) {
+                candle_core::bail!("ddssm-axis-conv-input-grad: no kernel for C = {c}");
+            }
+        }
+        Ok((CpuStorage::F32(out), lg.shape().clone()))
     }
 }
 
@@ -230,4 +319,72 @@ crate::simd::wide_f32! {
         axis: usize,
         d: isize,
     ) -> () = conv_accumulate::<f32>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_random as random;
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    /// The backward pass reads `g` in place — each tap's `∂x` added into one buffer at its
+    /// shift, each tap's `∂W` from a shifted read of `g`, the bias's gradient from the unshifted
+    /// tap's pass — and gives the bits of the per-tap computation on shifted copies of `g` that
+    /// it replaces (products, tensor sums, `weight_grad` and `column_sums`), for both axes,
+    /// several kernels and paddings, and widths with and without the AVX-512 kernels.
+    #[test]
+    fn the_backward_pass_gives_the_shifted_copies_bits() {
+        let dev = Device::Cpu;
+        for (c, axis, kernel, pad_before) in [
+            (16, 1, 2, 0),
+            (16, 2, 2, 0),
+            (16, 2, 2, 1),
+            (32, 1, 3, 1),
+            (16, 2, 3, 2),
+            (12, 2, 2, 0),
+        ] {
+            let (n, h, l) = (3, 4, 5);
+            let rows = n * h * l;
+            let at = format!("c = {c}, axis = {axis}, kernel = {kernel}, pad = {pad_before}");
+            let x = Var::from_vec(random(rows * c, 1), (n, h, l, c), &dev).unwrap();
+            let w = Tensor::from_vec(random(c * kernel * c, 2), (c, kernel * c), &dev).unwrap();
+            let b = Tensor::from_vec(random(c, 3), c, &dev).unwrap();
+            let g = Tensor::from_vec(random(rows * c, 4), (n, h, l, c), &dev).unwrap();
+            let op = AxisConvOp {
+                axis,
+                kernel,
+                pad_before,
+            };
+            let (dx, dw, db) = op.bwd(x.as_tensor(), &w, &b, &g, &g).unwrap();
+
+            let len = if axis == 1 { h } else { l };
+            let x2 = x.as_tensor().reshape((rows, c)).unwrap();
+            let mut want_dx: Option<Tensor> = None;
+            let mut want_dw = vec![Tensor::zeros((c, c), DType::F32, &dev).unwrap(); kernel];
+            for (i, d) in op.taps(len) {
+                let dy = op.shifted(&g, d).unwrap().reshape((rows, c)).unwrap();
+                let term = small_mm::matmul(&dy, &w.narrow(1, i * c, c).unwrap()).unwrap();
+                want_dx = Some(match want_dx {
+                    Some(acc) => (acc + term).unwrap(),
+                    None => term,
+                });
+                want_dw[i] = weight_grad::weight_grad(&dy, &x2).unwrap();
+            }
+            let want_db = column_sums(&g.reshape((rows, c)).unwrap()).unwrap();
+            assert_eq!(bits(&dx.unwrap()), bits(&want_dx.unwrap()), "dx: {at}");
+            let want_dw = Tensor::cat(&want_dw, 1).unwrap();
+            assert_eq!(bits(&dw.unwrap()), bits(&want_dw), "dw: {at}");
+            assert_eq!(bits(&db.unwrap()), bits(&want_db), "db: {at}");
+        }
+    }
 }

@@ -100,16 +100,26 @@ impl LinearOp {
         w: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let dx = x
-            .track_op()
-            .then(|| small_mm::matmul(grad, w))
-            .transpose()?;
         let dw = w
             .track_op()
             .then(|| weight_grad::weight_grad(grad, x))
             .transpose()?;
-        Ok((dx, dw))
+        Ok((Self::input_grad(x, w, grad)?, dw))
     }
+
+    /// `∂L/∂x = g W`, or `None` where candle does not track `x`.
+    fn input_grad(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        x.track_op().then(|| small_mm::matmul(grad, w)).transpose()
+    }
+}
+
+/// `[dW | db]` (`[N, K + 1]`, from [`weight_grad::weight_and_bias_grad`]) as `(dW, db)`.
+pub(super) fn split_weight_and_bias(both: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let k = both.dim(1)? - 1;
+    Ok((
+        both.narrow(1, 0, k)?.contiguous()?,
+        both.narrow(1, k, 1)?.squeeze(1)?.contiguous()?,
+    ))
 }
 
 #[inline(always)]
@@ -146,9 +156,15 @@ impl CustomOp3 for LinearOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = Self::backward(x, w, grad)?;
-        let db = b.track_op().then(|| column_sums(grad)).transpose()?;
-        Ok((dx, dw, db))
+        if !(w.track_op() && b.track_op()) {
+            let (dx, dw) = Self::backward(x, w, grad)?;
+            let db = b.track_op().then(|| column_sums(grad)).transpose()?;
+            return Ok((dx, dw, db));
+        }
+        // Both trained: their gradients from one pass over `grad`.
+        let dx = Self::input_grad(x, w, grad)?;
+        let (dw, db) = split_weight_and_bias(&weight_grad::weight_and_bias_grad(grad, x)?)?;
+        Ok((dx, Some(dw), Some(db)))
     }
 }
 

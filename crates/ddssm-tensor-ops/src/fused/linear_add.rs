@@ -145,8 +145,7 @@ impl CustomOp3 for LinearAddOp {
             None
         };
         let dwb = if wb.track_op() {
-            let dw = weight_grad::weight_grad(&g, y)?;
-            Some(Tensor::cat(&[dw, column_sums(&g)?.unsqueeze(1)?], 1)?)
+            Some(weight_grad::weight_and_bias_grad(&g, y)?)
         } else {
             None
         };

@@ -11,7 +11,8 @@
 //! `g`'s entries as broadcasts.
 //!
 //! Without AVX-512, for other `K` and for `N` not a multiple of the block, candle's matmul runs.
-//! The bias's gradient, [`column_sums`], uses the same order with plain additions on every CPU.
+//! The bias's gradient, [`column_sums`], uses the same order with plain additions on every CPU;
+//! [`weight_and_bias_grad`] computes it in the weight gradient's pass over `g` (same bits).
 
 // The kernel may only be called where the CPU has its features (guarded by
 // `simd::x86::level`); its loads and stores are bounded as their comments say.
@@ -19,6 +20,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
+use super::small_mm::{Scatter, ScatterCursor};
 use super::{contiguous_slice, supported};
 
 /// Rows per block of the fixed summation order (see the module documentation).
@@ -37,50 +39,128 @@ fn outputs_per_pass(n: usize, k: usize) -> Option<usize> {
     (avx512 && n > 0 && n.is_multiple_of(per_pass)).then_some(per_pass)
 }
 
+/// What one call of [`weight_grad_f32`] computes besides `gᵀ x`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Extras {
+    /// Also `g`'s column sums (`[n]`, the bias's gradient) in the order of [`column_sums`],
+    /// from the same pass over `g`.
+    pub sums: bool,
+    /// Read `g` shifted along a sequence axis: row `q` of `x` pairs with the row of `g` that
+    /// the cursor of this [`Scatter`] gives (`g[q − shift]` along the axis), or with a zero row
+    /// outside — a convolution tap's weight gradient without a shifted copy of `g`. Not with
+    /// `sums`.
+    pub shift: Option<Scatter>,
+}
+
 /// `gᵀ x` as a row-major `[n, k]`, for row-major `g` (`[R, n]`) and `x` (`[R, k]`), or `None`
-/// where there is no kernel (see the module documentation) or the shapes do not fit.
-pub(crate) fn weight_grad_f32(g: &[f32], n: usize, x: &[f32], k: usize) -> Option<Vec<f32>> {
+/// where there is no kernel (see the module documentation) or the shapes do not fit; with
+/// [`Extras::sums`] also the column sums (else an empty vector).
+pub(crate) fn weight_grad_f32(
+    g: &[f32],
+    n: usize,
+    x: &[f32],
+    k: usize,
+    extras: Extras,
+) -> Option<(Vec<f32>, Vec<f32>)> {
     let per_pass = outputs_per_pass(n, k)?;
     let rows = g.len() / n;
     if g.len() != rows * n || x.len() != rows * k {
         return None;
     }
-    let mut out = vec![0f32; n * k];
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `outputs_per_pass` found AVX-512F (with AVX2 and FMA) through
-    // `simd::x86::level`, which checked them with `is_x86_feature_detected!`.
-    unsafe {
-        match (k, per_pass) {
-            (16, 16) => passes::<1, 16>(g, n, x, &mut out),
-            (16, 8) => passes::<1, 8>(g, n, x, &mut out),
-            (32, 8) => passes::<2, 8>(g, n, x, &mut out),
-            (64, 4) => passes::<4, 4>(g, n, x, &mut out),
-            _ => return None,
+    if let Some(s) = extras.shift {
+        let whole = s.len > 0 && s.stride > 0 && rows.is_multiple_of(s.len * s.stride);
+        if extras.sums || !whole {
+            return None;
         }
     }
-    Some(out)
+    let mut out = vec![0f32; n * k];
+    let mut col = vec![0f32; if extras.sums { n } else { 0 }];
+    let run = match (k, per_pass) {
+        (16, 16) => pass_kind::<1, 16>,
+        (16, 8) => pass_kind::<1, 8>,
+        (32, 8) => pass_kind::<2, 8>,
+        (64, 4) => pass_kind::<4, 4>,
+        _ => return None,
+    };
+    // SAFETY: `outputs_per_pass` found AVX-512F (with AVX2 and FMA) through
+    // `simd::x86::level`, which checked them with `is_x86_feature_detected!`.
+    unsafe { run(g, n, x, (&mut out, &mut col), extras) };
+    Some((out, col))
+}
+
+/// [`passes`] for the kind of pass `extras` asks for.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and FMA.
+unsafe fn pass_kind<const CK: usize, const NB: usize>(
+    g: &[f32],
+    n: usize,
+    x: &[f32],
+    (out, col): (&mut [f32], &mut [f32]),
+    extras: Extras,
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller guarantees the features `passes` is compiled for.
+    unsafe {
+        // A cursor that never moves anything, for the passes that read `g` in place.
+        let unshifted = Scatter {
+            len: 1,
+            stride: 1,
+            shift: 0,
+        };
+        match (extras.sums, extras.shift) {
+            (false, None) => passes::<CK, NB, false, false>(g, n, x, (out, col), unshifted),
+            (true, None) => passes::<CK, NB, true, false>(g, n, x, (out, col), unshifted),
+            (false, Some(s)) => passes::<CK, NB, false, true>(g, n, x, (out, col), s),
+            (true, Some(_)) => unreachable!("refused by weight_grad_f32"),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (g, n, x, out, col, extras);
 }
 
 /// One pass per `NB` outputs: `out[n0 + j, :] = Σ_r g[r, n0 + j] · x[r, :]`, with `x`'s rows as
-/// `CK` vectors of 16.
+/// `CK` vectors of 16; with `SUMS`, also `col[n0 + j] = Σ_r g[r, n0 + j]` by plain additions in
+/// the same blocks (the order of [`column_sums`]); with `SHIFTED`, row `r` of `x` pairs with the
+/// row of `g` that `shift`'s cursor gives (and adds nothing where it gives none).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn passes<const CK: usize, const NB: usize>(g: &[f32], n: usize, x: &[f32], out: &mut [f32]) {
+fn passes<const CK: usize, const NB: usize, const SUMS: bool, const SHIFTED: bool>(
+    g: &[f32],
+    n: usize,
+    x: &[f32],
+    (out, col): (&mut [f32], &mut [f32]),
+    shift: Scatter,
+) {
     use std::arch::x86_64::*;
     let k = CK * 16;
     let rows = g.len() / n;
     assert!(x.len() == rows * k && out.len() == n * k && n.is_multiple_of(NB));
+    assert!(!SUMS || (col.len() == n && !SHIFTED));
     for n0 in (0..n).step_by(NB) {
         let mut total = [[_mm512_setzero_ps(); CK]; NB];
+        let mut col_total = [0f32; NB];
+        let mut cursor = ScatterCursor::new(shift);
         for r0 in (0..rows).step_by(ROW_BLOCK) {
             let mut acc = [[_mm512_setzero_ps(); CK]; NB];
+            let mut col_acc = [0f32; NB];
             for r in r0..rows.min(r0 + ROW_BLOCK) {
+                // The row of `g` paired with row `r` of `x`; a row outside the shifted sequence
+                // is zero and would add nothing to the sums.
+                let rg = if SHIFTED {
+                    match cursor.next() {
+                        usize::MAX => continue,
+                        rg => rg,
+                    }
+                } else {
+                    r
+                };
                 // SAFETY: `r < rows` and `c < CK`, so the 16 floats at `r·k + 16c` lie in `x`
                 // (`rows·k` floats, asserted above).
                 let xr: [__m512; CK] = std::array::from_fn(|c| unsafe {
                     _mm512_loadu_ps(x.as_ptr().add(r * k + c * 16))
                 });
-                let gr: &[f32; NB] = g[r * n + n0..r * n + n0 + NB]
+                let gr: &[f32; NB] = g[rg * n + n0..rg * n + n0 + NB]
                     .try_into()
                     .expect("NB entries");
                 for (acc, &gv) in acc.iter_mut().zip(gr) {
@@ -89,12 +169,25 @@ fn passes<const CK: usize, const NB: usize>(g: &[f32], n: usize, x: &[f32], out:
                         *a = _mm512_fmadd_ps(gv, xv, *a);
                     }
                 }
+                if SUMS {
+                    for j in 0..NB {
+                        col_acc[j] += gr[j];
+                    }
+                }
             }
             for (t, a) in total.iter_mut().zip(&acc) {
                 for (t, &a) in t.iter_mut().zip(a) {
                     *t = _mm512_add_ps(*t, a);
                 }
             }
+            if SUMS {
+                for j in 0..NB {
+                    col_total[j] += col_acc[j];
+                }
+            }
+        }
+        if SUMS {
+            col[n0..n0 + NB].copy_from_slice(&col_total);
         }
         for (j, t) in total.iter().enumerate() {
             for (c, &t) in t.iter().enumerate() {
@@ -111,19 +204,62 @@ fn passes<const CK: usize, const NB: usize>(g: &[f32], n: usize, x: &[f32], out:
 /// f32 where it has a kernel, else candle's matmul. Not differentiable: for the backward passes
 /// of the fused ops.
 pub(crate) fn weight_grad(g: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
-    let (_, n) = g.dims2()?;
-    let (_, k) = x.dims2()?;
-    let f32s = g.dtype() == DType::F32 && x.dtype() == DType::F32;
-    if supported(g) && f32s && outputs_per_pass(n, k).is_some() {
+    if has_kernel(g, x)? {
         g.contiguous()?
-            .apply_op2_no_bwd(&x.contiguous()?, &WeightGradOp)
+            .apply_op2_no_bwd(&x.contiguous()?, &WeightGradOp(Extras::default()))
     } else {
         g.t()?.matmul(x)
     }
 }
 
-/// The op behind [`weight_grad`].
-struct WeightGradOp;
+/// `dyᵀ x` for `dy` = `g` (`[R, N]`) moved along a sequence axis as `shift`'s cursor reads it
+/// (a convolution tap's `∂L/∂Y_i`), without building `dy`; `None` where the kernel does not run
+/// (the caller then builds `dy` and calls [`weight_grad`]: the same bits).
+pub(crate) fn weight_grad_shifted(
+    g: &Tensor,
+    x: &Tensor,
+    shift: Scatter,
+) -> candle_core::Result<Option<Tensor>> {
+    let rows = g.dim(0)?;
+    if !has_kernel(g, x)? || !rows.is_multiple_of(shift.len * shift.stride) {
+        return Ok(None);
+    }
+    let extras = Extras {
+        sums: false,
+        shift: Some(shift),
+    };
+    Ok(Some(g.contiguous()?.apply_op2_no_bwd(
+        &x.contiguous()?,
+        &WeightGradOp(extras),
+    )?))
+}
+
+/// `[gᵀ x | Σ_r g[r, :]]` as one `[N, K + 1]`: a linear map's weight gradient with its bias's
+/// beside it (the layout of a `[W | b]` weight), the same bits as [`weight_grad`] and
+/// [`column_sums`] apart but from one pass over `g` where the kernel runs.
+pub(crate) fn weight_and_bias_grad(g: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    if has_kernel(g, x)? {
+        let extras = Extras {
+            sums: true,
+            shift: None,
+        };
+        g.contiguous()?
+            .apply_op2_no_bwd(&x.contiguous()?, &WeightGradOp(extras))
+    } else {
+        Tensor::cat(&[g.t()?.matmul(x)?, column_sums(g)?.unsqueeze(1)?], 1)
+    }
+}
+
+/// Whether [`weight_grad_f32`] has a kernel for `g` (`[R, N]`) and `x` (`[R, K]`) here.
+fn has_kernel(g: &Tensor, x: &Tensor) -> candle_core::Result<bool> {
+    let (_, n) = g.dims2()?;
+    let (_, k) = x.dims2()?;
+    let f32s = g.dtype() == DType::F32 && x.dtype() == DType::F32;
+    Ok(supported(g) && f32s && outputs_per_pass(n, k).is_some())
+}
+
+/// The op behind [`weight_grad`], [`weight_and_bias_grad`] and [`weight_grad_shifted`].
+struct WeightGradOp(Extras);
 
 impl CustomOp2 for WeightGradOp {
     fn name(&self) -> &'static str {
@@ -145,8 +281,17 @@ impl CustomOp2 for WeightGradOp {
         if rows != rows_x {
             candle_core::bail!("ddssm-weight-grad: {rows} rows of g, {rows_x} of x");
         }
-        match weight_grad_f32(contiguous_slice(g, lg)?, n, contiguous_slice(x, lx)?, k) {
-            Some(out) => Ok((CpuStorage::F32(out), Shape::from((n, k)))),
+        let (g, x) = (contiguous_slice(g, lg)?, contiguous_slice(x, lx)?);
+        match weight_grad_f32(g, n, x, k, self.0) {
+            Some((out, _)) if !self.0.sums => Ok((CpuStorage::F32(out), Shape::from((n, k)))),
+            Some((out, col)) => {
+                let rows: Vec<f32> = out
+                    .chunks_exact(k)
+                    .zip(col)
+                    .flat_map(|(w, b)| w.iter().copied().chain([b]))
+                    .collect();
+                Ok((CpuStorage::F32(rows), Shape::from((n, k + 1))))
+            }
             None => candle_core::bail!("ddssm-weight-grad: no kernel for N = {n}, K = {k}"),
         }
     }
@@ -241,16 +386,31 @@ mod tests {
             for rows in [1, 255, 256, 257, 1000] {
                 let g = random(rows * n, (rows * 7 + n) as u64);
                 let x = random(rows * k, (rows * 3 + k) as u64);
-                let Some(got) = weight_grad_f32(&g, n, &x, k) else {
+                let Some((got, none)) = weight_grad_f32(&g, n, &x, k, Extras::default()) else {
                     // No AVX-512 on this CPU: candle's matmul runs, nothing to compare.
                     continue;
                 };
+                assert!(none.is_empty());
                 let want = reference(&g, n, &x, k);
                 let same = got
                     .iter()
                     .zip(&want)
                     .all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(same, "n = {n}, k = {k}, rows = {rows}");
+                // With the column sums from the same pass: the same products, and the sums
+                // bit for bit those of `column_sums`' own kernel.
+                let sums_too = Extras {
+                    sums: true,
+                    shift: None,
+                };
+                let (again, sums) = weight_grad_f32(&g, n, &x, k, sums_too).unwrap();
+                assert_eq!(again, got, "n = {n}, k = {k}, rows = {rows}");
+                let want_sums = column_sums_f32(&g, n);
+                let same = sums
+                    .iter()
+                    .zip(&want_sums)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "sums: n = {n}, k = {k}, rows = {rows}");
                 let gt = Tensor::from_vec(g, (rows, n), &Device::Cpu).unwrap();
                 let xt = Tensor::from_vec(x, (rows, k), &Device::Cpu).unwrap();
                 let gemm = gt.t().unwrap().matmul(&xt).unwrap().flatten_all().unwrap();
@@ -294,11 +454,42 @@ mod tests {
         }
     }
 
+    /// `[gᵀ x | column sums]` is the two gradients side by side, bit for bit, with the kernel
+    /// (N = 16, K = 16) and without it (N = 12: gemm and `column_sums`).
+    #[test]
+    fn weight_and_bias_gradients_in_one_pass_are_the_two_apart() {
+        for (rows, n, k) in [(700, 16, 16), (300, 8, 32), (40, 12, 16)] {
+            let g = Tensor::from_vec(random(rows * n, 5), (rows, n), &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(random(rows * k, 6), (rows, k), &Device::Cpu).unwrap();
+            let both = weight_and_bias_grad(&g, &x).unwrap();
+            assert_eq!(both.dims(), [n, k + 1]);
+            let apart = Tensor::cat(
+                &[
+                    weight_grad(&g, &x).unwrap(),
+                    column_sums(&g).unwrap().unsqueeze(1).unwrap(),
+                ],
+                1,
+            )
+            .unwrap();
+            let bits = |t: &Tensor| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&both), bits(&apart), "rows = {rows}, n = {n}, k = {k}");
+        }
+    }
+
     #[test]
     fn other_shapes_are_left_to_gemm() {
-        assert!(weight_grad_f32(&[1.0; 12], 12, &[1.0; 16], 16).is_none());
-        assert!(weight_grad_f32(&[1.0; 16], 16, &[1.0; 8], 8).is_none());
-        assert!(weight_grad_f32(&[1.0; 16], 16, &[1.0; 32], 16).is_none());
+        let plain = Extras::default();
+        assert!(weight_grad_f32(&[1.0; 12], 12, &[1.0; 16], 16, plain).is_none());
+        assert!(weight_grad_f32(&[1.0; 16], 16, &[1.0; 8], 8, plain).is_none());
+        assert!(weight_grad_f32(&[1.0; 16], 16, &[1.0; 32], 16, plain).is_none());
         let g = Tensor::from_vec(random(40 * 12, 1), (40, 12), &Device::Cpu).unwrap();
         let x = Tensor::from_vec(random(40 * 16, 2), (40, 16), &Device::Cpu).unwrap();
         let got = weight_grad(&g, &x).unwrap().flatten_all().unwrap();

@@ -153,7 +153,7 @@ pub(crate) struct Scatter {
 
 /// Walks the rows of `x` in order, tracking each one's position along the axis without a
 /// division per row.
-struct ScatterCursor {
+pub(crate) struct ScatterCursor {
     scatter: Scatter,
     q: usize,
     sub: usize,
@@ -161,9 +161,19 @@ struct ScatterCursor {
 }
 
 impl ScatterCursor {
+    /// A cursor before the first row.
+    pub(crate) fn new(scatter: Scatter) -> Self {
+        Self {
+            scatter,
+            q: 0,
+            sub: 0,
+            pos: 0,
+        }
+    }
+
     /// The output row of the next row of `x`, or `usize::MAX` where it falls outside.
     #[inline(always)]
-    fn next(&mut self) -> usize {
+    pub(crate) fn next(&mut self) -> usize {
         let Scatter { len, stride, shift } = self.scatter;
         let p = self.pos as isize - shift;
         let target = if p >= 0 && (p as usize) < len {
@@ -203,12 +213,7 @@ pub(crate) fn small_matmul_into(x: &[f32], w: Rhs<'_>, out: &mut [f32], scatter:
     // SAFETY: `&mut [f32]` as `&mut [MaybeUninit<f32>]`: same layout, and the kernel writes only
     // initialised floats into it.
     let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-    let cursor = ScatterCursor {
-        scatter,
-        q: 0,
-        sub: 0,
-        pos: 0,
-    };
+    let cursor = ScatterCursor::new(scatter);
     // SAFETY: `has_kernel` found AVX-512F (with AVX2 and FMA) through `simd::x86::level`. Every
     // target is a row of `out` (`q − shift·stride` stays inside the sequence of row `q`, and
     // `out` has as many rows as `x`).

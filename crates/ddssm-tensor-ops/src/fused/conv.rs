@@ -323,19 +323,9 @@ crate::simd::wide_f32! {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_random as random;
+    use super::super::{test_bits as bits, test_random as random};
     use super::*;
     use candle_core::{Device, Var};
-
-    fn bits(t: &Tensor) -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
-    }
 
     /// The backward pass reads `g` in place — each tap's `∂x` added into one buffer at its
     /// shift, each tap's `∂W` from a shifted read of `g`, the bias's gradient from the unshifted

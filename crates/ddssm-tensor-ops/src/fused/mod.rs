@@ -97,3 +97,14 @@ fn test_random(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The bits of every element of an f32 tensor, for tests that compare two computations exactly.
+#[cfg(test)]
+fn test_bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("an f32 tensor")
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}

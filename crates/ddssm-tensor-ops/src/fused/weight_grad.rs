@@ -356,7 +356,7 @@ impl candle_core::CustomOp1 for ColumnSumsOp {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_random as random;
+    use super::super::{test_bits as bits, test_random as random};
     use super::*;
     use candle_core::Device;
 
@@ -471,15 +471,6 @@ mod tests {
                 1,
             )
             .unwrap();
-            let bits = |t: &Tensor| {
-                t.flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect::<Vec<_>>()
-            };
             assert_eq!(bits(&both), bits(&apart), "rows = {rows}, n = {n}, k = {k}");
         }
     }

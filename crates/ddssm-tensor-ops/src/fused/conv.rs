@@ -196,56 +196,59 @@ impl CustomOp3 for AxisConvOp {
         let len = if self.axis == 1 { h } else { l };
         let g = grad.contiguous()?;
         let (x2, g2) = (x.reshape((rows, c))?, g.reshape((rows, c))?);
-        // Only the inputs candle tracks get a gradient (`x` is untracked where it is data).
-        let dx = if !x.track_op() {
-            None
-        } else if supported(&g)
-            && g.dtype() == DType::F32
-            && w.dtype() == DType::F32
-            && small_mm::has_kernel(c, c)
-        {
-            Some(g.apply_op2_no_bwd(&w.contiguous()?, &AxisConvInputGrad { conv: *self })?)
-        } else {
-            let mut dx: Option<Tensor> = None;
-            for (i, d) in self.taps(len) {
-                let dy = self.shifted(&g, d)?.reshape((rows, c))?;
-                let term = small_mm::matmul(&dy, &w.narrow(1, i * c, c)?)?;
-                dx = Some(match dx {
-                    Some(acc) => (acc + term)?,
-                    None => term,
-                });
-            }
-            Some(match dx {
-                Some(d) => d.reshape((n, h, l, c))?,
-                None => x.zeros_like()?,
-            })
-        };
-        let mut db: Option<Tensor> = None;
         let mut dw: Vec<Tensor> = (0..self.kernel)
             .map(|_| Tensor::zeros((c, c), w.dtype(), w.device()))
             .collect::<candle_core::Result<_>>()?;
+        let in_place = supported(&g)
+            && g.dtype() == DType::F32
+            && w.dtype() == DType::F32
+            && small_mm::has_kernel(c, c)
+            && weight_grad::has_kernel(&g2, &x2)?;
+        if !in_place {
+            // No kernels here: each tap on a shifted copy of `g` (the same bits).
+            let mut dx: Option<Tensor> = None;
+            for (i, d) in self.taps(len) {
+                // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
+                let dy = self.shifted(&g, d)?.reshape((rows, c))?;
+                if x.track_op() {
+                    let term = small_mm::matmul(&dy, &w.narrow(1, i * c, c)?)?;
+                    dx = Some(match dx {
+                        Some(acc) => (acc + term)?,
+                        None => term,
+                    });
+                }
+                dw[i] = weight_grad::weight_grad(&dy, &x2)?;
+            }
+            // Only the inputs candle tracks get a gradient (`x` is untracked where it is data).
+            let dx = match dx {
+                Some(d) => Some(d.reshape((n, h, l, c))?),
+                None if x.track_op() => Some(x.zeros_like()?),
+                None => None,
+            };
+            return Ok((dx, Some(Tensor::cat(&dw, 1)?), Some(column_sums(&g2)?)));
+        }
+        let dx = if x.track_op() {
+            Some(g.apply_op2_no_bwd(&w.contiguous()?, &AxisConvInputGrad { conv: *self })?)
+        } else {
+            None
+        };
+        // Every tap has `d = 0` once (`pad_before < kernel`): that pass gives the bias's too.
+        let mut db = None;
         for (i, d) in self.taps(len) {
-            // out[p] collects Y_i[p + d], so ∂L/∂Y_i[q] = g[q − d].
             if d == 0 {
-                // The unshifted tap's pass over `g` also gives the bias's gradient.
                 let both = weight_grad::weight_and_bias_grad(&g2, &x2)?;
                 let (dw_i, db_i) = linear::split_weight_and_bias(&both)?;
                 dw[i] = dw_i;
                 db = Some(db_i);
-                continue;
+            } else {
+                // ∂L/∂Y_i[q] = g[q − d], read in place.
+                let scatter = Scatter {
+                    len,
+                    stride: if self.axis == 1 { l } else { 1 },
+                    shift: d,
+                };
+                dw[i] = weight_grad::weight_grad_shifted(&g2, &x2, scatter)?;
             }
-            let scatter = Scatter {
-                len,
-                stride: if self.axis == 1 { l } else { 1 },
-                shift: d,
-            };
-            dw[i] = match weight_grad::weight_grad_shifted(&g2, &x2, scatter)? {
-                Some(dw_i) => dw_i,
-                None => {
-                    let dy = self.shifted(&g, d)?.reshape((rows, c))?;
-                    weight_grad::weight_grad(&dy, &x2)?
-                }
-            };
         }
         let db = match db {
             Some(db) => db,

@@ -140,7 +140,8 @@ impl CustomOp3 for LinearAddOp {
         };
         let k = y.dim(1)?;
         let dy = if y.track_op() {
-            Some(small_mm::matmul(&g, &wb.narrow(1, 0, k)?.contiguous()?)?)
+            // `W` read in place from `[W | b]` (the product takes any strides).
+            Some(small_mm::matmul(&g, &wb.narrow(1, 0, k)?)?)
         } else {
             None
         };

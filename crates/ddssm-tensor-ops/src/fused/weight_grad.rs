@@ -213,25 +213,19 @@ pub(crate) fn weight_grad(g: &Tensor, x: &Tensor) -> candle_core::Result<Tensor>
 }
 
 /// `dyᵀ x` for `dy` = `g` (`[R, N]`) moved along a sequence axis as `shift`'s cursor reads it
-/// (a convolution tap's `∂L/∂Y_i`), without building `dy`; `None` where the kernel does not run
-/// (the caller then builds `dy` and calls [`weight_grad`]: the same bits).
+/// (a convolution tap's `∂L/∂Y_i`), without building `dy`. Only where [`has_kernel`] holds (the
+/// caller otherwise builds `dy` and calls [`weight_grad`]: the same bits).
 pub(crate) fn weight_grad_shifted(
     g: &Tensor,
     x: &Tensor,
     shift: Scatter,
-) -> candle_core::Result<Option<Tensor>> {
-    let rows = g.dim(0)?;
-    if !has_kernel(g, x)? || !rows.is_multiple_of(shift.len * shift.stride) {
-        return Ok(None);
-    }
+) -> candle_core::Result<Tensor> {
     let extras = Extras {
         sums: false,
         shift: Some(shift),
     };
-    Ok(Some(g.contiguous()?.apply_op2_no_bwd(
-        &x.contiguous()?,
-        &WeightGradOp(extras),
-    )?))
+    g.contiguous()?
+        .apply_op2_no_bwd(&x.contiguous()?, &WeightGradOp(extras))
 }
 
 /// `[gᵀ x | Σ_r g[r, :]]` as one `[N, K + 1]`: a linear map's weight gradient with its bias's
@@ -251,7 +245,7 @@ pub(crate) fn weight_and_bias_grad(g: &Tensor, x: &Tensor) -> candle_core::Resul
 }
 
 /// Whether [`weight_grad_f32`] has a kernel for `g` (`[R, N]`) and `x` (`[R, K]`) here.
-fn has_kernel(g: &Tensor, x: &Tensor) -> candle_core::Result<bool> {
+pub(crate) fn has_kernel(g: &Tensor, x: &Tensor) -> candle_core::Result<bool> {
     let (_, n) = g.dims2()?;
     let (_, k) = x.dims2()?;
     let f32s = g.dtype() == DType::F32 && x.dtype() == DType::F32;

@@ -20,11 +20,7 @@ impl Conditioning for () {
 
 impl Conditioning for Tensor {
     fn repeat_batch(&self, times: usize) -> Result<Self> {
-        if times == 1 {
-            return Ok(self.clone());
-        }
-        let copies = vec![self.clone(); times];
-        Ok(Tensor::cat(&copies, 0)?)
+        Ok(ddssm_tensor_ops::repeat_rows(self, times)?)
     }
 }
 

@@ -17,7 +17,7 @@
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 use ddssm_nets::{ContextProducer, Dense, FutureSummary, GaussianHead, SideInfo, TemporalSide};
-use ddssm_tensor_ops::{history_windows, DiagGaussian, SeededNoise, WindowKind};
+use ddssm_tensor_ops::{history_windows, repeat_rows, DiagGaussian, SeededNoise, WindowKind};
 
 use crate::model::section;
 use crate::{check_shape, EncoderConfig, ModelConfig, Result};
@@ -78,13 +78,7 @@ impl EncoderInputs {
     /// `times` copies along the batch axis (copy `s` of sequence `b` at row `s·B + b`), for `S`
     /// trajectories per sequence.
     pub fn repeat(&self, times: usize) -> Result<Self> {
-        let rep = |t: &Tensor| -> Result<Tensor> {
-            Ok(if times == 1 {
-                t.clone()
-            } else {
-                Tensor::cat(&vec![t.clone(); times], 0)?
-            })
-        };
+        let rep = |t: &Tensor| -> Result<Tensor> { Ok(repeat_rows(t, times)?) };
         Ok(Self {
             summary: rep(&self.summary)?,
             temporal: self.temporal.as_ref().map(rep).transpose()?,
@@ -302,6 +296,55 @@ impl Encoder {
         Ok(self.head.forward(&context)?)
     }
 
+    /// The context producer's work on step `t`'s summary slot (slot 0), for the `B` sequences of
+    /// `inputs`: the slot depends on the sequence only, not on the sampled history, because the
+    /// time mixers are causal, so it is computed once per sequence instead of once per chain
+    /// ([`ContextProducer::prefix`]). `None` where the context producer cannot continue a prefix
+    /// (a GRU time mixer) or the model has no history slots.
+    fn summary_slot(
+        &self,
+        inputs: &EncoderInputs,
+        t: usize,
+    ) -> Result<Option<ddssm_nets::ContextPrefix>> {
+        if self.order == 0 || !self.context.supports_prefix() {
+            return Ok(None);
+        }
+        let summary = inputs
+            .summary
+            .narrow(1, t, 1)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let side = SideInfo {
+            temporal: inputs
+                .temporal
+                .as_ref()
+                .map(|s| s.narrow(1, t, 1)?.squeeze(1)?.narrow(1, 0, 1)?.contiguous())
+                .transpose()?,
+            static_: inputs.static_.clone(),
+        };
+        Ok(Some(self.context.prefix(&summary, &side)?))
+    }
+
+    /// `q(z_t | history, h_t)` for `R = S·B` rows whose summary slot `prefix` holds for the `B`
+    /// sequences: `history` `[R, j, M]`, `side` the history slots' side information.
+    fn posterior_after(
+        &self,
+        prefix: &ddssm_nets::ContextPrefix,
+        samples: usize,
+        history: &Tensor,
+        side: &SideInfo,
+    ) -> Result<DiagGaussian> {
+        let input = self
+            .history_projection
+            .forward(history)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let context = self
+            .context
+            .forward_with_prefix(prefix, samples, &input, side)?;
+        Ok(self.head.forward(&context)?)
+    }
+
     /// Stage 2 (Algorithm 2): `samples` trajectories per sequence, drawing one `ε_t` of shape
     /// `[S·B, M]` per step from `noise`.
     pub fn sample(
@@ -310,8 +353,7 @@ impl Encoder {
         samples: usize,
         noise: &mut SeededNoise,
     ) -> Result<Trajectories> {
-        let inputs = inputs.repeat(samples)?;
-        self.sample_repeated(&inputs, noise, true)
+        self.sample_repeated(inputs, samples, noise, true)
     }
 
     /// [`Encoder::sample`] for inference: the same draws, but every step's result is detached,
@@ -323,18 +365,19 @@ impl Encoder {
         samples: usize,
         noise: &mut SeededNoise,
     ) -> Result<Trajectories> {
-        let inputs = inputs.repeat(samples)?.detach();
-        self.sample_repeated(&inputs, noise, false)
+        self.sample_repeated(&inputs.detach(), samples, noise, false)
     }
 
-    /// [`Encoder::sample`] on inputs already repeated to `N` chains; with `track = false` each
-    /// step's outputs are detached.
+    /// [`Encoder::sample`] of `samples` chains per sequence; with `track = false` each step's
+    /// outputs are detached.
     fn sample_repeated(
         &self,
-        inputs: &EncoderInputs,
+        base: &EncoderInputs,
+        samples: usize,
         noise: &mut SeededNoise,
         track: bool,
     ) -> Result<Trajectories> {
+        let inputs = base.repeat(samples)?;
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j) = (self.latent_dim, self.order);
         let (dtype, dev) = (inputs.summary.dtype(), inputs.summary.device().clone());
@@ -354,16 +397,30 @@ impl Encoder {
                 })
                 .collect();
             let history = Tensor::stack(&history, 1)?;
-            let side = SideInfo {
-                temporal: inputs
-                    .temporal
-                    .as_ref()
-                    .map(|s| s.narrow(1, t, 1)?.squeeze(1)?.contiguous())
-                    .transpose()?,
-                static_: inputs.static_.clone(),
+            let temporal = inputs
+                .temporal
+                .as_ref()
+                .map(|s| s.narrow(1, t, 1)?.squeeze(1));
+            let q = match self.summary_slot(base, t)? {
+                // The history slots only, after the summary slot computed per sequence.
+                Some(prefix) => {
+                    let side = SideInfo {
+                        temporal: temporal
+                            .map(|s| s?.narrow(1, 1, j)?.contiguous())
+                            .transpose()?,
+                        static_: inputs.static_.clone(),
+                    };
+                    self.posterior_after(&prefix, samples, &history, &side)?
+                }
+                None => {
+                    let side = SideInfo {
+                        temporal: temporal.map(|s| s?.contiguous()).transpose()?,
+                        static_: inputs.static_.clone(),
+                    };
+                    let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
+                    self.posterior(&summary, &history, &side)?
+                }
             };
-            let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
-            let q = self.posterior(&summary, &history, &side)?;
             let eps = noise.randn((n, m), dtype, &dev)?;
             let keep = |t: Tensor| if track { t } else { t.detach() };
             zs.push(keep(q.sample_with(&eps)?));

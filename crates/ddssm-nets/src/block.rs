@@ -131,7 +131,37 @@ impl ResidualBlock {
         if let (Some(proj), Some(e)) = (&self.diffusion_projection, diffusion_emb) {
             y = y.broadcast_add(&e.project(proj)?.unsqueeze(1)?.unsqueeze(1)?)?;
         }
-        let y = self.feature_mixer.forward(&self.time_mixer.forward(&y)?)?;
+        let y = self.time_mixer.forward(&y)?;
+        self.after_time_mixer(&y, x, side, skip_sum)
+    }
+
+    /// [`ResidualBlock::forward`] on the last slots of the time axis only, for a block without a
+    /// diffusion projection whose time mixer is causal: `x` (`[R·B, H, L_s, C]`) holds slots
+    /// `P…P+L_s−1`, `prefix` (`[B, H, P, C]`) this block's input at slots `0…P−1`, which the
+    /// time mixer reads (prefix row `b` precedes rows `r·B + b` of `x`); `side` and `skip_sum`
+    /// cover the `L_s` slots. Every slot's result has the bits of the whole-sequence call's
+    /// ([`TimeMixer::forward_after`]; every other part works row by row).
+    pub fn forward_suffix(
+        &self,
+        prefix: &Tensor,
+        repeat: usize,
+        x: &Tensor,
+        side: &SideInfo,
+        skip_sum: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let y = self.time_mixer.forward_after(prefix, x, repeat)?;
+        self.after_time_mixer(&y, x, side, skip_sum)
+    }
+
+    /// Everything after the time mixer: `y` is the time mixer's output, `x` the block's input.
+    fn after_time_mixer(
+        &self,
+        y: &Tensor,
+        x: &Tensor,
+        side: &SideInfo,
+        skip_sum: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        let y = self.feature_mixer.forward(y)?;
         let y = self.mid_projection.forward(&y)?;
         let temporal = match (&self.cond_temporal, &side.temporal) {
             (Some(proj), Some(t)) => Some(proj.forward(t)?),
@@ -211,14 +241,76 @@ impl ResidualStack {
         side: &SideInfo,
         diffusion_emb: Option<&LevelEmbedding>,
     ) -> Result<Tensor> {
+        self.run(x, |block, x, skip| {
+            block.forward(x, side, diffusion_emb, skip)
+        })
+    }
+
+    /// [`ResidualStack::forward`], also returning each block's input (for
+    /// [`ResidualStack::forward_suffix`] on later slots).
+    pub fn forward_keeping_inputs(
+        &self,
+        x: &Tensor,
+        side: &SideInfo,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut inputs = Vec::with_capacity(self.blocks.len());
+        let total = self.run(x, |block, x, skip| {
+            inputs.push(x.clone());
+            block.forward(x, side, None, skip)
+        })?;
+        Ok((total, inputs))
+    }
+
+    /// [`ResidualStack::forward`] on the last slots of the time axis
+    /// ([`ResidualBlock::forward_suffix`]): `prefix_inputs` holds each block's input at the earlier
+    /// slots for `B` rows, as [`ResidualStack::forward_keeping_inputs`] returned them, and `x` has
+    /// `repeat·B` rows.
+    pub fn forward_suffix(
+        &self,
+        prefix_inputs: &[Tensor],
+        repeat: usize,
+        x: &Tensor,
+        side: &SideInfo,
+    ) -> Result<Tensor> {
+        let mut prefixes = prefix_inputs.iter();
+        self.run(x, |block, x, skip| {
+            let prefix = prefixes.next().expect("one prefix per block");
+            block.forward_suffix(prefix, repeat, x, side, skip)
+        })
+    }
+
+    /// Runs `block_forward` through the blocks, summing the skips; the scaled sum.
+    fn run(
+        &self,
+        x: &Tensor,
+        mut block_forward: impl FnMut(
+            &ResidualBlock,
+            &Tensor,
+            Option<&Tensor>,
+        ) -> Result<(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
         let mut x = x.clone();
         let mut skip_sum: Option<Tensor> = None;
         for block in &self.blocks {
-            let (next, sum) = block.forward(&x, side, diffusion_emb, skip_sum.as_ref())?;
+            let (next, sum) = block_forward(block, &x, skip_sum.as_ref())?;
             x = next;
             skip_sum = Some(sum);
         }
         let total = skip_sum.expect("at least one block");
         Ok((total / (self.blocks.len() as f64).sqrt())?)
+    }
+
+    /// The number of blocks.
+    pub fn layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Whether every block's time mixer is causal without state, so that later slots can be
+    /// computed from earlier slots' block inputs ([`ResidualStack::forward_suffix`]): a causal
+    /// convolution or the identity (not a GRU).
+    pub fn supports_suffix(&self) -> bool {
+        self.blocks
+            .iter()
+            .all(|b| b.diffusion_projection.is_none() && b.time_mixer.continues_prefix())
     }
 }

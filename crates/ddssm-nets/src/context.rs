@@ -101,12 +101,122 @@ impl ContextProducer {
             format!("[B, {}, {}]", self.h_seq, self.len),
             dims,
         )?;
-        let b = dims[0];
+        let y = self.stack.forward(&self.lift(input)?, side, None)?;
+        self.pool(&self.project(&y)?)
+    }
+
+    /// Whether [`ContextProducer::prefix`] and [`ContextProducer::forward_with_prefix`] apply:
+    /// every time mixer is a causal convolution or the identity.
+    pub fn supports_prefix(&self) -> bool {
+        self.stack.supports_suffix()
+    }
+
+    /// The work on the first `P` slots of inputs `[B, H_seq, P]` (`P < L`), which a causal time
+    /// mixer lets [`ContextProducer::forward_with_prefix`] reuse for every continuation of them:
+    /// the encoder's summary slot is shared by all of a sequence's chains. `side` covers the `P`
+    /// slots. Fails where [`ContextProducer::supports_prefix`] is false.
+    pub fn prefix(&self, input: &Tensor, side: &SideInfo) -> Result<ContextPrefix> {
+        let dims = input.dims();
+        check_shape(
+            self.supports_prefix()
+                && dims.len() == 3
+                && dims[1] == self.h_seq
+                && dims[2] >= 1
+                && dims[2] < self.len,
+            "context producer prefix (a causal time mixer)",
+            format!("[B, {}, P] with 1 ≤ P < {}", self.h_seq, self.len),
+            dims,
+        )?;
+        let (y, block_inputs) = self
+            .stack
+            .forward_keeping_inputs(&self.lift(input)?, side)?;
+        Ok(ContextPrefix {
+            block_inputs,
+            output: self.project(&y)?,
+        })
+    }
+
+    /// [`ContextProducer::forward`] of inputs whose first `P` slots `prefix` (over `B` rows)
+    /// already holds: `input` `[repeat·B, H_seq, L − P]` is the rest, row `r·B + b` continuing
+    /// prefix row `b`, and `side` covers those `L − P` slots. Returns `[repeat·B, H_seq·C]`, with
+    /// the bits of [`ContextProducer::forward`] on the joined input.
+    pub fn forward_with_prefix(
+        &self,
+        prefix: &ContextPrefix,
+        repeat: usize,
+        input: &Tensor,
+        side: &SideInfo,
+    ) -> Result<Tensor> {
+        let dims = input.dims();
+        let (b, p) = (prefix.batch()?, prefix.slots()?);
+        check_shape(
+            dims.len() == 3
+                && dims[0] == repeat * b
+                && dims[1] == self.h_seq
+                && dims[2] + p == self.len,
+            "context producer input after a prefix",
+            format!("[{}, {}, {}]", repeat * b, self.h_seq, self.len - p),
+            dims,
+        )?;
+        let y =
+            self.stack
+                .forward_suffix(&prefix.block_inputs, repeat, &self.lift(input)?, side)?;
+        let head = ddssm_tensor_ops::repeat_rows(&prefix.output, repeat)?;
+        self.pool(&Tensor::cat(&[&head, &self.project(&y)?], 2)?)
+    }
+
+    /// The input projection: `[B, H, L]` → `[B, H, L, C]`.
+    fn lift(&self, input: &Tensor) -> Result<Tensor> {
         let h0 = self.input_projection.forward(&input.unsqueeze(3)?)?;
-        let h0 = ddssm_tensor_ops::relu(&h0)?;
-        let y = self.stack.forward(&h0, side, None)?;
-        let y = ddssm_tensor_ops::relu(&self.output_projection.forward(&y)?)?;
-        let pooled = ddssm_tensor_ops::time_pool(&y, &self.pool_weight, &self.pool_bias)?;
+        Ok(ddssm_tensor_ops::relu(&h0)?)
+    }
+
+    /// The output projection of the stack's skip sum.
+    fn project(&self, y: &Tensor) -> Result<Tensor> {
+        Ok(ddssm_tensor_ops::relu(&self.output_projection.forward(y)?)?)
+    }
+
+    /// The pooling over time: `[B, H, L, C]` → `[B, H·C]`.
+    fn pool(&self, y: &Tensor) -> Result<Tensor> {
+        let b = y.dim(0)?;
+        let pooled = ddssm_tensor_ops::time_pool(y, &self.pool_weight, &self.pool_bias)?;
         Ok(pooled.reshape((b, self.h_seq * self.channels))?)
+    }
+}
+
+/// A context producer's work on the first `P` slots of a batch of inputs
+/// ([`ContextProducer::prefix`]), to be continued by [`ContextProducer::forward_with_prefix`].
+#[derive(Debug, Clone)]
+pub struct ContextPrefix {
+    /// Each residual block's input at the `P` slots, `[B, H, P, C]`.
+    block_inputs: Vec<Tensor>,
+    /// The output projection's activations at the `P` slots, `[B, H, P, C]`.
+    output: Tensor,
+}
+
+impl ContextPrefix {
+    /// The batch size `B`.
+    pub fn batch(&self) -> Result<usize> {
+        Ok(self.output.dim(0)?)
+    }
+
+    /// The number of slots `P`.
+    pub fn slots(&self) -> Result<usize> {
+        Ok(self.output.dim(2)?)
+    }
+
+    /// Applies `f` to every tensor (all `[B, H, P, C]`): to select, repeat or detach rows.
+    pub fn map<E>(
+        &self,
+        f: impl Fn(&Tensor) -> std::result::Result<Tensor, E>,
+    ) -> std::result::Result<Self, E> {
+        Ok(Self {
+            block_inputs: self
+                .block_inputs
+                .iter()
+                .map(&f)
+                .collect::<std::result::Result<_, E>>()?,
+            output: f(&self.output)?,
+        })
     }
 }

@@ -28,7 +28,7 @@ mod side;
 mod summary;
 
 pub use block::{LevelEmbedding, ResidualBlock, ResidualStack, ResidualStackConfig};
-pub use context::{ContextProducer, ContextProducerConfig};
+pub use context::{ContextPrefix, ContextProducer, ContextProducerConfig};
 pub use denoiser::{CsdiDenoiser, CsdiDenoiserConfig};
 pub use dense::Dense;
 pub(crate) use error::{check_config, check_shape, require};

@@ -134,6 +134,35 @@ impl AxisConv {
     }
 }
 
+impl AxisConv {
+    /// A causal convolution along time (axis 2) evaluated at the slots of `x` (`[R·B, H, L_s,
+    /// C]`) that follow the `P` slots of `prefix` (`[B, H, P, C]`; prefix row `b` precedes rows
+    /// `r·B + b` of `x`), with the bits of [`AxisConv::forward`] on the joined slots. For the
+    /// paper's kernel 2 and one slot after the prefix, the past tap and the bias are applied to
+    /// the `B` prefix rows only (`(b + W₀x_{P−1}) + W₁x_P`, the forward pass's order); otherwise
+    /// the repeated prefix and `x` are joined, convolved and cut.
+    pub fn forward_after(&self, prefix: &Tensor, x: &Tensor, repeat: usize) -> Result<Tensor> {
+        let (p, c) = (prefix.dim(2)?, x.dim(3)?);
+        if self.axis == 2 && self.kernel == 2 && self.pad_before == 1 && x.dim(2)? == 1 {
+            let w = self.proj.weight();
+            let past = ddssm_tensor_ops::linear(
+                &prefix.narrow(2, p - 1, 1)?,
+                &w.narrow(1, 0, c)?,
+                self.proj.bias(),
+            )?;
+            let past = ddssm_tensor_ops::repeat_rows(&past, repeat)?;
+            return Ok(ddssm_tensor_ops::linear_accumulate(
+                x,
+                &w.narrow(1, c, c)?,
+                None,
+                &past,
+            )?);
+        }
+        let joined = Tensor::cat(&[&ddssm_tensor_ops::repeat_rows(prefix, repeat)?, x], 2)?;
+        Ok(self.forward(&joined)?.narrow(2, p, x.dim(2)?)?)
+    }
+}
+
 /// A built time mixer.
 #[derive(Debug, Clone)]
 pub enum TimeMixer {
@@ -172,6 +201,27 @@ impl TimeMixer {
                 Ok(gru_sequence(gru, &x.reshape((b * h, l, c))?)?.reshape((b, h, l, c))?)
             }
             Self::Identity => Ok(x.clone()),
+        }
+    }
+
+    /// Whether the mixer is causal without state, so that [`TimeMixer::forward_after`] applies
+    /// (a convolution or the identity, not a GRU).
+    pub fn continues_prefix(&self) -> bool {
+        !matches!(self, Self::Gru(_))
+    }
+
+    /// The mixer's output at the slots of `x` (`[R·B, H, L_s, C]`) that follow the slots of
+    /// `prefix` (`[B, H, P, C]`, prefix row `b` preceding rows `r·B + b`), with the bits of
+    /// [`TimeMixer::forward`] on the joined slots ([`AxisConv::forward_after`]). Fails for a GRU.
+    pub fn forward_after(&self, prefix: &Tensor, x: &Tensor, repeat: usize) -> Result<Tensor> {
+        match self {
+            Self::Conv(c) => c.forward_after(prefix, x, repeat),
+            Self::Identity => Ok(x.clone()),
+            Self::Gru(_) => Err(crate::Error::InvalidConfig {
+                field: "time_mixer.kind",
+                value: "gru".into(),
+                allowed: "conv or identity, to continue a prefix".into(),
+            }),
         }
     }
 }

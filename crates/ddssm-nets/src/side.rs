@@ -49,10 +49,9 @@ impl SideInfo {
     /// Each part repeated `times` times along the batch axis (copy `r` of row `i` at `r·B + i`).
     pub fn repeat_batch(&self, times: usize) -> Result<Self> {
         let rep = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
-            Ok(match t {
-                Some(t) if times > 1 => Some(Tensor::cat(&vec![t.clone(); times], 0)?),
-                other => other.clone(),
-            })
+            Ok(t.as_ref()
+                .map(|t| ddssm_tensor_ops::repeat_rows(t, times))
+                .transpose()?)
         };
         Ok(Self {
             temporal: rep(&self.temporal)?,

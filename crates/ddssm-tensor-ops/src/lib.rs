@@ -35,7 +35,7 @@ pub use embedding::{sinusoidal_embedding, time_embedding};
 pub use error::{Error, Result};
 pub use fused::{
     axis_conv, fused_ops, gated_activation, gated_with_side, linear, linear_accumulate,
-    linear_residual, relu, residual_update, set_fused_ops, time_pool,
+    linear_residual, matmul_kernels, relu, residual_update, set_fused_ops, time_pool,
 };
 pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
 pub use mixture::{normal_cdf, GaussianMixture};
@@ -43,7 +43,9 @@ pub use noise::{NoiseState, SeededNoise};
 pub use parallel::{
     configure_threads, map_chunks, map_ordered, set_workers, workers, ThreadSettings, THREADS_VAR,
 };
-pub use window::{history_windows, reverse_last, reverse_time, HistoryWindows, WindowKind};
+pub use window::{
+    history_windows, repeat_rows, reverse_last, reverse_time, HistoryWindows, WindowKind,
+};
 
 /// The README's examples, compiled and run as doctests so that they cannot rot.
 #[cfg(doctest)]

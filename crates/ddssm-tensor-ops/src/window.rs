@@ -78,6 +78,15 @@ pub fn history_windows(z: &Tensor, len: usize, kind: WindowKind) -> Result<Histo
     Ok(HistoryWindows { values, valid })
 }
 
+/// `times` copies of `t` stacked along axis 0: copy `r` of row `i` lands at row `r·N + i` (the
+/// layout of `S` chains per sequence throughout the model).
+pub fn repeat_rows(t: &Tensor, times: usize) -> Result<Tensor> {
+    if times == 1 {
+        return Ok(t.clone());
+    }
+    Ok(Tensor::cat(&vec![t.clone(); times], 0)?)
+}
+
 /// Reverses `x` along dimension `dim` (used by the future summary, App. H.4).
 pub fn reverse_time<Dim: candle_core::shape::Dim>(x: &Tensor, dim: Dim) -> Result<Tensor> {
     let dim = dim.to_index(x.shape(), "reverse_time")?;

@@ -57,6 +57,14 @@ pub fn set_fused_ops(enabled: bool) {
     FUSED_ON_CPU.store(enabled, Ordering::Relaxed);
 }
 
+/// Whether the fused ops' own matmul kernels (`small_mm`, `weight_grad`: AVX-512) run on this
+/// CPU. Where they do, every output row of a fused op has the same bits whatever the number of
+/// rows in the call; where they do not, the ops fall back to gemm, whose rounding can depend on
+/// the matrix sizes (`DDSSM_NO_SIMD` forces the fallback).
+pub fn matmul_kernels() -> bool {
+    crate::simd::avx512()
+}
+
 /// Whether the fused CPU ops are on ([`set_fused_ops`]).
 pub fn fused_ops() -> bool {
     FUSED_ON_CPU.load(Ordering::Relaxed)

@@ -5,6 +5,8 @@ use candle_nn::{VarBuilder, VarMap};
 use ddssm_nets::*;
 use ddssm_tensor_ops::SeededNoise;
 
+mod common;
+
 fn builder(seed: u64) -> (VarMap, VarBuilder<'static>) {
     SeededVarMap::builder(seed, DType::F32, &Device::Cpu)
 }
@@ -14,16 +16,7 @@ fn randn(noise: &mut SeededNoise, shape: &[usize]) -> Tensor {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    common::max_abs(&(a - b).unwrap())
 }
 
 /// The paper's future summary with a 4-wide time embedding switched on.

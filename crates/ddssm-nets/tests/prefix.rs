@@ -9,19 +9,11 @@ use candle_nn::VarMap;
 use ddssm_nets::*;
 use ddssm_tensor_ops::{repeat_rows, set_fused_ops, SeededNoise};
 
+mod common;
+use common::max_abs;
+
 fn randn(noise: &mut SeededNoise, shape: &[usize]) -> Tensor {
     noise.randn(shape, DType::F32, &Device::Cpu).unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {

@@ -231,11 +231,20 @@ fn missing_entries_do_not_change_the_elbo() -> Result<()> {
     Ok(())
 }
 
+/// Both encoder paths: a causal convolution (summary slot once per sequence) and a GRU.
 #[test]
 fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
-    let config = common::general_config(TransitionConfig::default());
-    let model = Model::new(&config, 21, DType::F64, &dev())?;
-    let mut data = common::batch(&config, 2, 5, 22)?;
+    let mut gru = common::general_config(TransitionConfig::default());
+    gru.encoder.context.stack.time_mixer = ddssm_nets::TimeMixerConfig::Gru;
+    for config in [common::general_config(TransitionConfig::default()), gru] {
+        trajectories_match_posteriors(&config)?;
+    }
+    Ok(())
+}
+
+fn trajectories_match_posteriors(config: &ModelConfig) -> Result<()> {
+    let model = Model::new(config, 21, DType::F64, &dev())?;
+    let mut data = common::batch(config, 2, 5, 22)?;
     data.x = data.x.to_dtype(DType::F64)?;
     data.covariates = data
         .covariates

@@ -299,16 +299,8 @@ impl Encoder {
     /// The context producer's work on step `t`'s summary slot (slot 0), for the `B` sequences of
     /// `inputs`: the slot depends on the sequence only, not on the sampled history, because the
     /// time mixers are causal, so it is computed once per sequence instead of once per chain
-    /// ([`ContextProducer::prefix`]). `None` where the context producer cannot continue a prefix
-    /// (a GRU time mixer) or the model has no history slots.
-    fn summary_slot(
-        &self,
-        inputs: &EncoderInputs,
-        t: usize,
-    ) -> Result<Option<ddssm_nets::ContextPrefix>> {
-        if self.order == 0 || !self.context.supports_prefix() {
-            return Ok(None);
-        }
+    /// ([`ContextProducer::prefix`]); only where [`Encoder::shares_summary_slot`].
+    fn summary_slot(&self, inputs: &EncoderInputs, t: usize) -> Result<ddssm_nets::ContextPrefix> {
         let summary = inputs
             .summary
             .narrow(1, t, 1)?
@@ -322,7 +314,13 @@ impl Encoder {
                 .transpose()?,
             static_: inputs.static_.clone(),
         };
-        Ok(Some(self.context.prefix(&summary, &side)?))
+        Ok(self.context.prefix(&summary, &side)?)
+    }
+
+    /// Whether the summary slot can be computed once per sequence: the model has history slots
+    /// and the context producer can continue a prefix (not a GRU time mixer).
+    fn shares_summary_slot(&self) -> bool {
+        self.order > 0 && self.context.supports_prefix()
     }
 
     /// `q(z_t | history, h_t)` for `R = S·B` rows whose summary slot `prefix` holds for the `B`
@@ -378,6 +376,7 @@ impl Encoder {
         track: bool,
     ) -> Result<Trajectories> {
         let inputs = base.repeat(samples)?;
+        let shared = self.shares_summary_slot();
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j) = (self.latent_dim, self.order);
         let (dtype, dev) = (inputs.summary.dtype(), inputs.summary.device().clone());
@@ -401,25 +400,23 @@ impl Encoder {
                 .temporal
                 .as_ref()
                 .map(|s| s.narrow(1, t, 1)?.squeeze(1));
-            let q = match self.summary_slot(base, t)? {
+            let q = if shared {
                 // The history slots only, after the summary slot computed per sequence.
-                Some(prefix) => {
-                    let side = SideInfo {
-                        temporal: temporal
-                            .map(|s| s?.narrow(1, 1, j)?.contiguous())
-                            .transpose()?,
-                        static_: inputs.static_.clone(),
-                    };
-                    self.posterior_after(&prefix, samples, &history, &side)?
-                }
-                None => {
-                    let side = SideInfo {
-                        temporal: temporal.map(|s| s?.contiguous()).transpose()?,
-                        static_: inputs.static_.clone(),
-                    };
-                    let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
-                    self.posterior(&summary, &history, &side)?
-                }
+                let prefix = self.summary_slot(base, t)?;
+                let side = SideInfo {
+                    temporal: temporal
+                        .map(|s| s?.narrow(1, 1, j)?.contiguous())
+                        .transpose()?,
+                    static_: inputs.static_.clone(),
+                };
+                self.posterior_after(&prefix, samples, &history, &side)?
+            } else {
+                let side = SideInfo {
+                    temporal: temporal.map(|s| s?.contiguous()).transpose()?,
+                    static_: inputs.static_.clone(),
+                };
+                let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
+                self.posterior(&summary, &history, &side)?
             };
             let eps = noise.randn((n, m), dtype, &dev)?;
             let keep = |t: Tensor| if track { t } else { t.detach() };

@@ -300,11 +300,6 @@ impl ResidualStack {
         Ok((total / (self.blocks.len() as f64).sqrt())?)
     }
 
-    /// The number of blocks.
-    pub fn layers(&self) -> usize {
-        self.blocks.len()
-    }
-
     /// Whether every block's time mixer is causal without state, so that later slots can be
     /// computed from earlier slots' block inputs ([`ResidualStack::forward_suffix`]): a causal
     /// convolution or the identity (not a GRU).

@@ -204,19 +204,4 @@ impl ContextPrefix {
     pub fn slots(&self) -> Result<usize> {
         Ok(self.output.dim(2)?)
     }
-
-    /// Applies `f` to every tensor (all `[B, H, P, C]`): to select, repeat or detach rows.
-    pub fn map<E>(
-        &self,
-        f: impl Fn(&Tensor) -> std::result::Result<Tensor, E>,
-    ) -> std::result::Result<Self, E> {
-        Ok(Self {
-            block_inputs: self
-                .block_inputs
-                .iter()
-                .map(&f)
-                .collect::<std::result::Result<_, E>>()?,
-            output: f(&self.output)?,
-        })
-    }
 }

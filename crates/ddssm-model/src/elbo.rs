@@ -48,9 +48,61 @@ pub struct ElboTerms {
     /// `[S·B, T, M]`: the encoder's draws the terms were computed on (for
     /// [`ElboTerms::latent_log_volume`]).
     pub latent: Tensor,
+    /// `[S, B]`: each trajectory's distortion (its `recon`, Jacobian included), before the
+    /// average over `S` ([`ElboTerms::importance_weighted_objective`]).
+    pub trajectory_distortion: Tensor,
+    /// `[S, B]`: each trajectory's rate with the transition's constant, before the average over
+    /// `S`: with [`ElboTerms::trajectory_distortion`], `−log w_s = D_s + R_s` is trajectory
+    /// `s`'s negative log importance weight when the terms are single-sample estimates
+    /// ([`Estimator::Sample`]).
+    pub trajectory_rate: Tensor,
+    /// `[S, B]`: the part of [`ElboTerms::trajectory_rate`] that is each trajectory's transition
+    /// term (without the constant), for diagnosing the weights' noise.
+    pub trajectory_transition: Tensor,
 }
 
 impl ElboTerms {
+    /// Assembles the terms from per-trajectory ones (`[S·B]` each, trajectory-major: row
+    /// `s·B + b` is trajectory `s` of sequence `b`); `jacobian` (`[B]`) is added to the
+    /// distortion when the model standardises its observations.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_trajectories(
+        (s, b): (usize, usize),
+        recon: Tensor,
+        jacobian: Option<Tensor>,
+        init_entropy: Tensor,
+        vhp: Tensor,
+        transition: Tensor,
+        entropy: Tensor,
+        transition_constant: f64,
+        latent: Tensor,
+    ) -> Result<Self> {
+        let per_trajectory = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?) };
+        let per_sequence = |t: &Tensor| -> Result<Tensor> { Ok(per_trajectory(t)?.mean(0)?) };
+        let (mean_recon, mut distortion) = (per_sequence(&recon)?, per_trajectory(&recon)?);
+        let mean_recon = match jacobian {
+            Some(j) => {
+                distortion = distortion.broadcast_add(&j)?;
+                (mean_recon + j)?
+            }
+            None => mean_recon,
+        };
+        let rate = ((((&init_entropy + &vhp)? + &transition)? + &entropy)?
+            .affine(1.0, transition_constant))?;
+        Ok(Self {
+            recon: mean_recon,
+            init_entropy: per_sequence(&init_entropy)?,
+            vhp: per_sequence(&vhp)?,
+            transition: per_sequence(&transition)?,
+            entropy: per_sequence(&entropy)?,
+            transition_constant,
+            latent,
+            trajectory_distortion: distortion,
+            trajectory_rate: per_trajectory(&rate)?,
+            trajectory_transition: per_trajectory(&transition)?,
+        })
+    }
+
     /// The distortion `D` of App. I.2: the reconstruction term. `[B]`.
     pub fn distortion(&self) -> Tensor {
         self.recon.clone()
@@ -108,6 +160,39 @@ impl ElboTerms {
         }
         let pull = (self.latent_log_volume()? * (lambda * (1.0 - entropy_weight)))?;
         Ok(tempered.broadcast_sub(&pull.to_dtype(tempered.dtype())?)?)
+    }
+
+    /// The importance-weighted objective (IWAE, Burda et al. 2016; not in the paper):
+    /// `−mean_B log (1/S) Σ_s exp(−(D_s + λ·R_s))` over the `S` trajectories of each sequence
+    /// ([`ElboTerms::trajectory_distortion`], [`ElboTerms::trajectory_rate`]), a scalar. Its
+    /// gradient weighs each trajectory's `D_s + λR_s` by its normalised weight `w̃_s` instead of
+    /// `1/S`, so the transition and the emission are fitted to draws reweighted toward the
+    /// posterior of the model itself rather than to the encoder's draws as they are. At `S = 1`
+    /// it is [`ElboTerms::objective`] exactly (up to the transition's constant, which moves no
+    /// gradient); with single-sample terms ([`Estimator::Sample`]) and `λ = 1` it is the IWAE-S
+    /// bound on `−log p(x)` (with the diffusion transition's density replaced by Eq. 52's
+    /// estimate, so not a strict bound).
+    pub fn importance_weighted_objective(&self, lambda: f64) -> Result<Tensor> {
+        let s = self.trajectory_distortion.dim(0)?;
+        let log_w = (&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?.neg()?;
+        // log Σ_s exp(log w_s) with the largest weight taken out (detached: it cancels).
+        let top = log_w.max_keepdim(0)?.detach();
+        let lse = (log_w.broadcast_sub(&top)?.exp()?.sum_keepdim(0)?.log()? + top)?;
+        Ok(lse.affine(-1.0, (s as f64).ln())?.mean_all()?)
+    }
+
+    /// The effective sample size `1/Σ_s w̃_s²` of each sequence's normalised importance weights
+    /// at tempering `λ` (between 1 and `S`; `S` when every trajectory weighs the same), averaged
+    /// over the batch: how many of the `S` trajectories the importance-weighted objective
+    /// effectively trains on. A plain number, detached.
+    pub fn effective_sample_size(&self, lambda: f64) -> Result<f64> {
+        let log_w = (&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?
+            .neg()?
+            .detach()
+            .to_dtype(candle_core::DType::F64)?;
+        let w = log_w.broadcast_sub(&log_w.max_keepdim(0)?)?.exp()?;
+        let w = w.broadcast_div(&w.sum_keepdim(0)?)?;
+        Ok(w.sqr()?.sum(0)?.recip()?.mean_all()?.to_scalar::<f64>()?)
     }
 
     /// The negative ELBO per sequence, `D + R + constant`: an upper bound on `−log p(x_{1:T})` in
@@ -182,6 +267,9 @@ mod tests {
             entropy: v([-5.0 - 0.8 * shift, -4.0 - 0.8 * shift]),
             transition_constant: 0.0,
             latent: Tensor::from_vec(z, (2, t_len, m), &dev).unwrap(),
+            trajectory_distortion: v([3.0, 4.0]).reshape((1, 2)).unwrap(),
+            trajectory_rate: v([2.0, 3.0]).reshape((1, 2)).unwrap(),
+            trajectory_transition: v([1.0, 1.0]).reshape((1, 2)).unwrap(),
         }
     }
 
@@ -210,5 +298,77 @@ mod tests {
             scalar(small.scale_pinned_objective(lambda, gamma).unwrap()),
             scalar(base.scale_pinned_objective(lambda, gamma).unwrap())
         ));
+    }
+
+    /// Terms of two sequences whose `S` trajectories have the given distortions and rates (the
+    /// rest of the fields unused here).
+    fn trajectories(d: &candle_core::Var, r: &candle_core::Var) -> ElboTerms {
+        let dev = Device::Cpu;
+        let zero = Tensor::zeros(2, candle_core::DType::F64, &dev).unwrap();
+        ElboTerms {
+            recon: d.mean(0).unwrap(),
+            init_entropy: zero.clone(),
+            vhp: zero.clone(),
+            transition: r.mean(0).unwrap(),
+            entropy: zero,
+            transition_constant: 0.0,
+            latent: Tensor::zeros((2, 3, 1), candle_core::DType::F64, &dev).unwrap(),
+            trajectory_distortion: d.as_tensor().clone(),
+            trajectory_rate: r.as_tensor().clone(),
+            trajectory_transition: r.as_tensor().clone(),
+        }
+    }
+
+    /// The importance-weighted objective against its definition: its value is
+    /// `−mean_b log mean_s exp(−(D + λR))`, its gradient with respect to trajectory `s`'s
+    /// distortion is that trajectory's normalised weight over `B`, and with one trajectory it is
+    /// the ELBO's objective. f64, rounding only.
+    #[test]
+    fn importance_weighted_objective_weighs_trajectories_by_their_weights() {
+        let dev = Device::Cpu;
+        let lambda = 0.5;
+        let (dv, rv) = (
+            [[1.0, 40.0], [3.0, 41.0], [2.0, 39.5]],
+            [[4.0, 2.0], [1.0, 2.0], [6.0, 1.0]],
+        );
+        let d = candle_core::Var::new(&dv, &dev).unwrap();
+        let r = candle_core::Var::new(&rv, &dev).unwrap();
+        let terms = trajectories(&d, &r);
+        let objective = terms.importance_weighted_objective(lambda).unwrap();
+        let grad = objective.backward().unwrap();
+        let grad = grad.get(d.as_tensor()).unwrap().to_vec2::<f64>().unwrap();
+        let mut expect = 0.0;
+        let mut ess = 0.0;
+        for b in 0..2 {
+            let w: Vec<f64> = (0..3)
+                .map(|s| (-(dv[s][b] + lambda * rv[s][b])).exp())
+                .collect();
+            let total: f64 = w.iter().sum();
+            expect -= (total / 3.0).ln() / 2.0;
+            ess += 1.0 / w.iter().map(|x| (x / total).powi(2)).sum::<f64>() / 2.0;
+            for s in 0..3 {
+                let want = w[s] / total / 2.0;
+                assert!(
+                    (grad[s][b] - want).abs() < 1e-12,
+                    "{s},{b}: {} vs {want}",
+                    grad[s][b]
+                );
+            }
+        }
+        let got = scalar(objective);
+        assert!((got - expect).abs() < 1e-12, "{got} vs {expect}");
+        let got_ess = terms.effective_sample_size(lambda).unwrap();
+        assert!((got_ess - ess).abs() < 1e-12, "{got_ess} vs {ess}");
+        // Below the ELBO's average (Jensen), strictly, as the weights differ.
+        assert!(got < scalar(terms.objective(lambda).unwrap()) - 1e-3);
+
+        let d1 = candle_core::Var::new(&[dv[0]], &dev).unwrap();
+        let r1 = candle_core::Var::new(&[rv[0]], &dev).unwrap();
+        let one = trajectories(&d1, &r1);
+        let (iw, elbo) = (
+            scalar(one.importance_weighted_objective(lambda).unwrap()),
+            scalar(one.objective(lambda).unwrap()),
+        );
+        assert!((iw - elbo).abs() < 1e-12, "{iw} vs {elbo}");
     }
 }

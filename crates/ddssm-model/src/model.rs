@@ -515,21 +515,17 @@ impl Model {
             .loss(&input, &target, &posterior, options.estimator, noise)?;
         let transition = loss.objective.reshape((n, steps))?.sum(1)?;
 
-        let per_sequence = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?.mean(0)?) };
-        let recon = per_sequence(recon)?;
-        let recon = match self.jacobian(&raw, batch.mask.as_ref())? {
-            Some(j) => (recon + j)?,
-            None => recon,
-        };
-        Ok(ElboTerms {
+        ElboTerms::from_trajectories(
+            (s, b),
             recon,
-            init_entropy: per_sequence(init_entropy)?,
-            vhp: per_sequence(vhp)?,
-            transition: per_sequence(transition)?,
-            entropy: per_sequence(entropy)?,
-            transition_constant: loss.constant * steps as f64,
-            latent: traj.z,
-        })
+            self.jacobian(&raw, batch.mask.as_ref())?,
+            init_entropy,
+            vhp,
+            transition,
+            entropy,
+            loss.constant * steps as f64,
+            traj.z,
+        )
     }
 
     /// Copies parameter values from `tensors` (as read from a checkpoint), which must hold exactly

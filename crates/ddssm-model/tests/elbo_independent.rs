@@ -17,6 +17,9 @@
 //! loss itself is checked against closed forms in `ddssm-diffusion`). Both models, with
 //! covariates, static covariates and missing values, `j = 2`, `M = 2`, `D = 3`.
 //!
+//! The per-trajectory terms (`ElboTerms::trajectory_distortion` and its siblings) and the
+//! importance-weighted objective built on them are checked against the same replay.
+//!
 //! Tolerance: everything runs in f64, the two computations differ only in summation order:
 //! relative 1e-10.
 
@@ -141,6 +144,8 @@ fn check(transition: TransitionConfig) -> Result<()> {
 
     // Each term per trajectory, then the average over the S trajectories of each sequence.
     let mut expect = vec![[0.0f64; 5]; b]; // recon, init log q, vhp, transition, log q
+                                           // Trajectory r's distortion, rate (with the constant) and transition term, r = s·B + b.
+    let mut per_trajectory = vec![[0.0f64; 3]; n];
     for r in 0..n {
         let seq = r % b;
         let mut recon = 0.0;
@@ -169,6 +174,12 @@ fn check(transition: TransitionConfig) -> Result<()> {
         }
         let steps = t_len - j;
         let transition: f64 = trans_rows[r * steps..(r + 1) * steps].iter().sum();
+        let constant = trans.constant * steps as f64;
+        per_trajectory[r] = [
+            recon,
+            init_log_q + vhp + transition + rest_log_q + constant,
+            transition,
+        ];
         for (e, v) in expect[seq]
             .iter_mut()
             .zip([recon, init_log_q, vhp, transition, rest_log_q])
@@ -204,6 +215,45 @@ fn check(transition: TransitionConfig) -> Result<()> {
             negative[seq]
         );
     }
+    // The per-trajectory terms, and the importance-weighted objective built on them:
+    // −mean_b log (1/S) Σ_s exp(−(D_s + λ R_s)), written out.
+    let lambda = 0.7;
+    let per = [
+        v2(&terms.trajectory_distortion),
+        v2(&terms.trajectory_rate),
+        v2(&terms.trajectory_transition),
+    ];
+    let mut iwae = 0.0;
+    for seq in 0..b {
+        let log_w: Vec<f64> = (0..s)
+            .map(|i| {
+                let [d, r, _] = per_trajectory[i * b + seq];
+                -(d + lambda * r)
+            })
+            .collect();
+        let top = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mean_w = log_w.iter().map(|l| (l - top).exp()).sum::<f64>() / s as f64;
+        iwae -= (top + mean_w.ln()) / b as f64;
+        for i in 0..s {
+            for (k, name) in ["distortion", "rate", "transition"].iter().enumerate() {
+                assert!(
+                    close(per[k][i][seq], per_trajectory[i * b + seq][k]),
+                    "{}: trajectory {i} of sequence {seq}, {name}: model {} vs independent {}",
+                    config.transition.kind(),
+                    per[k][i][seq],
+                    per_trajectory[i * b + seq][k]
+                );
+            }
+        }
+    }
+    let got = terms
+        .importance_weighted_objective(lambda)?
+        .to_scalar::<f64>()?;
+    assert!(
+        close(got, iwae),
+        "{}: importance-weighted objective {got} vs independent {iwae}",
+        config.transition.kind()
+    );
     Ok(())
 }
 

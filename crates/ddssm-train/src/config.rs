@@ -19,6 +19,25 @@ pub struct LearningRates {
     pub zinit: f64,
 }
 
+/// What each training step minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// The negative ELBO `D + λR` averaged over the `S` trajectories (App. I.2; the paper's).
+    #[default]
+    Elbo,
+    /// The importance-weighted bound over the `S` trajectories of each sequence
+    /// ([`ddssm_model::ElboTerms::importance_weighted_objective`]; not in the paper): needs the
+    /// single-sample terms (`estimator = "sample"`), `S ≥ 2` and the untempered entropy.
+    Iwae,
+}
+
+impl Objective {
+    fn is_elbo(&self) -> bool {
+        *self == Objective::Elbo
+    }
+}
+
 /// Everything about one training run except the model and the data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +79,10 @@ pub struct TrainConfig {
     /// left out of a written config; docs/paper-notes.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pin_latent_scale: bool,
+    /// What a step minimises (not in the paper: the ELBO by default, and then left out of a
+    /// written config; docs/paper-notes.md).
+    #[serde(default, skip_serializing_if = "Objective::is_elbo")]
+    pub objective: Objective,
     /// Seed of the batch order and of every draw in the ELBO.
     pub seed: u64,
     /// Validate every this many steps (0: only at the end).
@@ -93,6 +116,7 @@ impl TrainConfig {
             lr_decay: LrDecay::Constant,
             entropy_weight: 1.0,
             pin_latent_scale: false,
+            objective: Objective::Elbo,
             seed: 0,
             validate_every: 250,
             checkpoint_every: 500,
@@ -202,6 +226,27 @@ impl TrainConfig {
             self.pin_latent_scale.to_string(),
             "false unless entropy_weight < 1 (it pins what tempering moves; at 1 nothing moves)",
         )?;
+        if self.objective == Objective::Iwae {
+            check(
+                self.estimator == Estimator::Sample,
+                "estimator",
+                format!("{:?} (with objective = \"iwae\")", self.estimator).to_lowercase(),
+                "\"sample\" with objective = \"iwae\" (importance weights need each \
+                 trajectory's own log q(z), not the closed-form entropy)",
+            )?;
+            check(
+                self.samples >= 2,
+                "samples",
+                self.samples.to_string(),
+                "an integer ≥ 2 with objective = \"iwae\" (the trajectories it weighs)",
+            )?;
+            check(
+                self.entropy_weight == 1.0,
+                "entropy_weight",
+                self.entropy_weight.to_string(),
+                "1 with objective = \"iwae\" (a tempered entropy is not an importance weight)",
+            )?;
+        }
         self.lambda.validate()?;
         self.lr_decay.validate(self.steps)
     }

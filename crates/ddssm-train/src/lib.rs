@@ -32,7 +32,7 @@ pub mod tpe;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
-pub use config::{LearningRates, TrainConfig};
+pub use config::{LearningRates, Objective, TrainConfig};
 pub use config_file::read_toml;
 pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};

@@ -19,7 +19,7 @@ use ddssm_tensor_ops::SeededNoise;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamW, Error, ParamGroup, Result, TrainConfig};
+use crate::{AdamW, Error, Objective, ParamGroup, Result, TrainConfig};
 
 /// Metadata keys a training checkpoint adds to the model's.
 pub mod keys {
@@ -301,7 +301,9 @@ pub fn accumulated_gradients(
         ] {
             finite_or(step, what, v)?;
         }
-        let objective = if config.pin_latent_scale {
+        let objective = if config.objective == Objective::Iwae {
+            terms.importance_weighted_objective(lambda)?
+        } else if config.pin_latent_scale {
             terms.scale_pinned_objective(lambda, config.entropy_weight)?
         } else {
             terms.tempered_objective(lambda, config.entropy_weight)?

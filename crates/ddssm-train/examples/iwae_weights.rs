@@ -1,0 +1,170 @@
+//! How much of the spread of a trained model's per-trajectory log importance weights is the
+//! diffusion transition's estimator noise (Eq. 52's sampled noise levels and draws), and how much
+//! the trajectories' own differences: what decides whether an importance-weighted training
+//! objective (`train.objective = "iwae"`) weighs trajectories or noise (issue 17;
+//! docs/results/bimodal.md §4).
+//!
+//! ```text
+//! cargo run --release -p ddssm-train --example iwae_weights -- CONFIG CHECKPOINT K [SEQUENCES] [REPEATS]
+//! ```
+//!
+//! It draws `K` encoder trajectories for each of the first `SEQUENCES` (default 64) test
+//! sequences of `CONFIG`'s data and scores each with the single-sample terms (`λ = 1`), then
+//! re-estimates every trajectory's transition term `REPEATS` (default 8) times with fresh draws.
+//! Printed, in nats: the SD of the log weights across the `K` trajectories of a sequence (mean
+//! over sequences), the SD of one trajectory's transition term across repeats (the estimator's
+//! noise), and the effective sample size of the normalised weights with one repeat's transition
+//! terms against that with the transition terms averaged over all repeats.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use ddssm_model::{Batch, ElboOptions, Estimator, Model};
+use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
+use ddssm_train::experiment::ExperimentConfig;
+
+const USAGE: &str = "usage: iwae_weights CONFIG CHECKPOINT K [SEQUENCES] [REPEATS]";
+
+fn main() -> Result<()> {
+    ddssm_tensor_ops::tune_allocator();
+    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !(3..=5).contains(&args.len()) {
+        bail!("{USAGE}");
+    }
+    let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
+    let dev = Device::Cpu;
+    let model = Model::load(std::path::Path::new(&args[1]), &dev)?;
+    let parse = |i: usize, default: usize, what: &str| -> Result<usize> {
+        match args.get(i) {
+            Some(v) => v
+                .parse()
+                .with_context(|| format!("{what}: expected an integer")),
+            None => Ok(default),
+        }
+    };
+    let k = parse(2, 0, "K")?;
+    let sequences = parse(3, 64, "SEQUENCES")?;
+    let repeats = parse(4, 8, "REPEATS")?;
+    if k < 2 || sequences == 0 || repeats < 2 {
+        bail!("K ≥ 2, SEQUENCES ≥ 1 and REPEATS ≥ 2 required\n{USAGE}");
+    }
+    let root = SeededNoise::new(cfg.seed);
+    let (_, test) = cfg
+        .data
+        .sim
+        .simulate(sequences, &mut root.fork("data/test"))?;
+    let batch = Batch::new(test.to_tensor(DType::F32, &dev)?);
+    let mut noise = root.fork("iwae-weights");
+    let options = ElboOptions {
+        samples: k,
+        estimator: Estimator::Sample,
+    };
+    let terms = model.elbo(&batch, &options, &mut noise)?;
+    let log_w = (&terms.trajectory_distortion + &terms.trajectory_rate)?
+        .neg()?
+        .to_dtype(DType::F64)?;
+    let (input, target) = model.transition_pairs(&terms.latent.detach(), None)?;
+    let posterior = DiagGaussian::new(target.clone(), target.zeros_like()?)?;
+    let steps = cfg.data.sim.t - model.config().order;
+    let mut draws = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let loss =
+            model
+                .transition()
+                .loss(&input, &target, &posterior, Estimator::Sample, &mut noise)?;
+        draws.push(
+            loss.objective
+                .reshape((k * sequences, steps))?
+                .sum(1)?
+                .reshape((k, sequences))?
+                .to_dtype(DType::F64)?,
+        );
+    }
+    // Common random numbers: every trajectory of a sequence scored with the same noise levels
+    // and draws (each trajectory's rows through the loss with one cloned stream).
+    let rows = sequences * steps;
+    let mut common = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let stream = noise.split();
+        let mut per_trajectory = Vec::with_capacity(k);
+        for i in 0..k {
+            let part = ddssm_model::TransitionInput {
+                history: input.history.narrow(0, i * rows, rows)?,
+                times: input.times.narrow(0, i * rows, rows)?,
+                covariates: None,
+            };
+            let z = target.narrow(0, i * rows, rows)?;
+            let q = DiagGaussian::new(z.clone(), z.zeros_like()?)?;
+            let loss =
+                model
+                    .transition()
+                    .loss(&part, &z, &q, Estimator::Sample, &mut stream.clone())?;
+            per_trajectory.push(loss.objective.reshape((sequences, steps))?.sum(1)?);
+        }
+        common.push(Tensor::stack(&per_trajectory, 0)?.to_dtype(DType::F64)?);
+    }
+    let common = Tensor::stack(&common, 0)?;
+    let relative = |t: &Tensor| -> Result<f64> {
+        let centred = t.broadcast_sub(&t.mean_keepdim(1)?)?;
+        Ok(sd(&centred, 0)?.mean_all()?.to_scalar::<f64>()?)
+    };
+    let stacked = Tensor::stack(&draws, 0)?;
+    let mean_transition = stacked.mean(0)?;
+    let noise_sd = sd(&stacked, 0)?.mean_all()?.to_scalar::<f64>()?;
+    // The weights without the transition term, to which each repeat's estimate is added.
+    let first = &draws[0];
+    let rest = (&log_w + terms.trajectory_transition.to_dtype(DType::F64)?)?;
+    let ess_one = ess(&(&rest - first)?)?;
+    let ess_mean = ess(&(&rest - &mean_transition)?)?;
+    println!(
+        "K = {k}, {sequences} sequences, {repeats} repeats of the transition term ({steps} steps)"
+    );
+    println!(
+        "SD of log w across trajectories (mean over sequences): {:.3} nats",
+        sd(&log_w, 0)?.mean_all()?.to_scalar::<f64>()?
+    );
+    println!(
+        "SD of log w without its transition term:              {:.3} nats",
+        sd(&rest, 0)?.mean_all()?.to_scalar::<f64>()?
+    );
+    println!(
+        "ESS of the weights without the transition term:       {:.3} of {k}",
+        ess(&rest)?
+    );
+    println!(
+        "SD of the transition term across trajectories:        {:.3} nats",
+        sd(&mean_transition, 0)?.mean_all()?.to_scalar::<f64>()?
+    );
+    println!("SD of one trajectory's transition term across repeats: {noise_sd:.3} nats");
+    println!(
+        "SD across repeats of a trajectory's transition term relative to its sequence's mean: \
+         independent draws {:.3}, common draws {:.3} nats",
+        relative(&stacked)?,
+        relative(&common)?
+    );
+    println!(
+        "ESS of the weights, one repeat's common-draw transition terms: {:.3} of {k}",
+        ess(&(&rest - common.get(0)?)?)?
+    );
+    println!("ESS of the weights, one repeat's transition terms:     {ess_one:.3} of {k}");
+    println!(
+        "ESS of the weights, transition averaged over repeats:  {ess_mean:.3} of {k} \
+         (its noise SD {:.3})",
+        noise_sd / (repeats as f64).sqrt()
+    );
+    Ok(())
+}
+
+/// The standard deviation along `dim` (denominator `n − 1`).
+fn sd(t: &Tensor, dim: usize) -> Result<Tensor> {
+    let n = t.dim(dim)? as f64;
+    let centred = t.broadcast_sub(&t.mean_keepdim(dim)?)?;
+    Ok((centred.sqr()?.sum(dim)? / (n - 1.0))?.sqrt()?)
+}
+
+/// Mean over sequences of `1/Σ w̃²` for log weights `[K, B]`.
+fn ess(log_w: &Tensor) -> Result<f64> {
+    let w = log_w.broadcast_sub(&log_w.max_keepdim(0)?)?.exp()?;
+    let w = w.broadcast_div(&w.sum_keepdim(0)?)?;
+    Ok(w.sqr()?.sum(0)?.recip()?.mean_all()?.to_scalar::<f64>()?)
+}

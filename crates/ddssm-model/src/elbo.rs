@@ -167,7 +167,9 @@ impl ElboTerms {
     /// ([`ElboTerms::trajectory_distortion`], [`ElboTerms::trajectory_rate`]), a scalar. Its
     /// gradient weighs each trajectory's `D_s + λR_s` by its normalised weight `w̃_s` instead of
     /// `1/S`, so the transition and the emission are fitted to draws reweighted toward the
-    /// posterior of the model itself rather than to the encoder's draws as they are. At `S = 1`
+    /// posterior of the model itself rather than to the encoder's draws as they are (where the
+    /// encoder already is that posterior the weights are equal and both gradients are
+    /// `∇ log p(x)`, Fisher's identity: the objective acts only through the bound's slack). At `S = 1`
     /// it is [`ElboTerms::objective`] exactly (up to the transition's constant, which moves no
     /// gradient); with single-sample terms ([`Estimator::Sample`]) and `λ = 1` it is the IWAE-S
     /// bound on `−log p(x)` (with the diffusion transition's density replaced by Eq. 52's

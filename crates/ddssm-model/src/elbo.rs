@@ -183,18 +183,13 @@ impl ElboTerms {
         Ok(lse.affine(-1.0, (s as f64).ln())?.mean_all()?)
     }
 
-    /// The effective sample size `1/Σ_s w̃_s²` of each sequence's normalised importance weights
-    /// at tempering `λ` (between 1 and `S`; `S` when every trajectory weighs the same), averaged
-    /// over the batch: how many of the `S` trajectories the importance-weighted objective
-    /// effectively trains on. A plain number, detached.
+    /// The effective sample size ([`crate::effective_sample_size`]) of each sequence's
+    /// normalised importance weights at tempering `λ` (between 1 and `S`; `S` when every
+    /// trajectory weighs the same), averaged over the batch: how many of the `S` trajectories
+    /// the importance-weighted objective effectively trains on.
     pub fn effective_sample_size(&self, lambda: f64) -> Result<f64> {
-        let log_w = (&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?
-            .neg()?
-            .detach()
-            .to_dtype(candle_core::DType::F64)?;
-        let w = log_w.broadcast_sub(&log_w.max_keepdim(0)?)?.exp()?;
-        let w = w.broadcast_div(&w.sum_keepdim(0)?)?;
-        Ok(w.sqr()?.sum(0)?.recip()?.mean_all()?.to_scalar::<f64>()?)
+        let log_w = (&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?.neg()?;
+        crate::effective_sample_size(&log_w)
     }
 
     /// The negative ELBO per sequence, `D + R + constant`: an upper bound on `−log p(x_{1:T})` in

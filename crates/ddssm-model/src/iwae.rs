@@ -19,6 +19,16 @@ use crate::inference::per_trajectory;
 use crate::model::repeat_rows;
 use crate::{Batch, Model, Result};
 
+/// The effective sample size `1/Σ_i w̃_i²` of normalised importance weights, from log weights
+/// `[k, B]` (column `b` one sequence's `k` weights), averaged over the `B` sequences: between 1
+/// (one weight carries everything) and `k` (all equal). A plain number; nothing is tracked.
+pub fn effective_sample_size(log_w: &Tensor) -> Result<f64> {
+    let log_w = log_w.detach().to_dtype(candle_core::DType::F64)?;
+    let w = log_w.broadcast_sub(&log_w.max_keepdim(0)?)?.exp()?;
+    let w = w.broadcast_div(&w.sum_keepdim(0)?)?;
+    Ok(w.sqr()?.sum(0)?.recip()?.mean_all()?.to_scalar::<f64>()?)
+}
+
 impl Model {
     /// `k` log importance weights per sequence of `batch` (given in the data's units; the weights
     /// include the standardisation's Jacobian, so they weigh `p(x)` of the data as given): `[k, B]`,

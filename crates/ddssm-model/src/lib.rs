@@ -41,6 +41,7 @@ pub use decoder::Decoder;
 pub use elbo::{ElboOptions, ElboSummary, ElboTerms};
 pub use encoder::{Encoder, EncoderInputs, Trajectories};
 pub use inference::{Forecast, OneStepParts, Reconstruction};
+pub use iwae::effective_sample_size;
 pub use model::{Batch, Model, ParameterGroups};
 pub use standardize::Standardization;
 pub use transition::{

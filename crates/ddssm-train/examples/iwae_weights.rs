@@ -18,7 +18,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use ddssm_model::{Batch, ElboOptions, Estimator, Model};
+use ddssm_model::{effective_sample_size as ess, Batch, ElboOptions, Estimator, Model};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
 
@@ -160,11 +160,4 @@ fn sd(t: &Tensor, dim: usize) -> Result<Tensor> {
     let n = t.dim(dim)? as f64;
     let centred = t.broadcast_sub(&t.mean_keepdim(dim)?)?;
     Ok((centred.sqr()?.sum(dim)? / (n - 1.0))?.sqrt()?)
-}
-
-/// Mean over sequences of `1/Σ w̃²` for log weights `[K, B]`.
-fn ess(log_w: &Tensor) -> Result<f64> {
-    let w = log_w.broadcast_sub(&log_w.max_keepdim(0)?)?.exp()?;
-    let w = w.broadcast_div(&w.sum_keepdim(0)?)?;
-    Ok(w.sqr()?.sum(0)?.recip()?.mean_all()?.to_scalar::<f64>()?)
 }

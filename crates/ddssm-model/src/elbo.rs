@@ -79,6 +79,8 @@ impl ElboTerms {
     ) -> Result<Self> {
         let per_trajectory = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?) };
         let per_sequence = |t: &Tensor| -> Result<Tensor> { Ok(per_trajectory(t)?.mean(0)?) };
+        // The mean takes the Jacobian after averaging, as before the per-trajectory terms
+        // existed, so the reported terms keep their bits.
         let (mean_recon, mut distortion) = (per_sequence(&recon)?, per_trajectory(&recon)?);
         let mean_recon = match jacobian {
             Some(j) => {
@@ -176,7 +178,7 @@ impl ElboTerms {
     /// estimate, so not a strict bound).
     pub fn importance_weighted_objective(&self, lambda: f64) -> Result<Tensor> {
         let s = self.trajectory_distortion.dim(0)?;
-        let log_w = (&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?.neg()?;
+        let log_w = self.log_weights(lambda)?;
         // log Σ_s exp(log w_s) with the largest weight taken out (detached: it cancels).
         let top = log_w.max_keepdim(0)?.detach();
         let lse = (log_w.broadcast_sub(&top)?.exp()?.sum_keepdim(0)?.log()? + top)?;
@@ -188,8 +190,12 @@ impl ElboTerms {
     /// trajectory weighs the same), averaged over the batch: how many of the `S` trajectories
     /// the importance-weighted objective effectively trains on.
     pub fn effective_sample_size(&self, lambda: f64) -> Result<f64> {
-        let log_w = (&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?.neg()?;
-        crate::effective_sample_size(&log_w)
+        crate::effective_sample_size(&self.log_weights(lambda)?)
+    }
+
+    /// `−(D_s + λ·R_s)` per trajectory, `[S, B]`: the λ-tempered log weights.
+    fn log_weights(&self, lambda: f64) -> Result<Tensor> {
+        Ok((&self.trajectory_distortion + (&self.trajectory_rate * lambda)?)?.neg()?)
     }
 
     /// The negative ELBO per sequence, `D + R + constant`: an upper bound on `−log p(x_{1:T})` in

@@ -143,8 +143,9 @@ fn check(transition: TransitionConfig) -> Result<()> {
     let trans_rows = v1(&trans.objective);
 
     // Each term per trajectory, then the average over the S trajectories of each sequence.
-    let mut expect = vec![[0.0f64; 5]; b]; // recon, init log q, vhp, transition, log q
-                                           // Trajectory r's distortion, rate (with the constant) and transition term, r = s·B + b.
+    // expect[b]: recon, init log q, vhp, transition, log q; per_trajectory[r]: trajectory r's
+    // distortion, rate (with the constant) and transition term, r = s·B + b.
+    let mut expect = vec![[0.0f64; 5]; b];
     let mut per_trajectory = vec![[0.0f64; 3]; n];
     for r in 0..n {
         let seq = r % b;

@@ -18,7 +18,9 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use ddssm_model::{effective_sample_size as ess, Batch, ElboOptions, Estimator, Model};
+use ddssm_model::{
+    effective_sample_size as ess, Batch, ElboOptions, Estimator, Model, TransitionInput,
+};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
 
@@ -64,44 +66,45 @@ fn main() -> Result<()> {
         .neg()?
         .to_dtype(DType::F64)?;
     let (input, target) = model.transition_pairs(&terms.latent.detach(), None)?;
-    let posterior = DiagGaussian::new(target.clone(), target.zeros_like()?)?;
     let steps = cfg.data.sim.t - model.config().order;
-    let mut draws = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let loss =
-            model
-                .transition()
-                .loss(&input, &target, &posterior, Estimator::Sample, &mut noise)?;
-        draws.push(
-            loss.objective
-                .reshape((k * sequences, steps))?
-                .sum(1)?
-                .reshape((k, sequences))?
-                .to_dtype(DType::F64)?,
-        );
-    }
+    // Each trajectory's transition term summed over its steps, `[trajectories, sequences]`, for
+    // rows ordered trajectory × sequence × step (Eq. 52 ignores the posterior: it needs the draw).
+    let score = |input: &TransitionInput, z: &Tensor, stream: &mut SeededNoise| -> Result<Tensor> {
+        let q = DiagGaussian::new(z.clone(), z.zeros_like()?)?;
+        let loss = model
+            .transition()
+            .loss(input, z, &q, Estimator::Sample, stream)?;
+        Ok(loss
+            .objective
+            .reshape(((), steps))?
+            .sum(1)?
+            .reshape(((), sequences))?
+            .to_dtype(DType::F64)?)
+    };
+    let draws = (0..repeats)
+        .map(|_| score(&input, &target, &mut noise))
+        .collect::<Result<Vec<_>>>()?;
     // Common random numbers: every trajectory of a sequence scored with the same noise levels
     // and draws (each trajectory's rows through the loss with one cloned stream).
     let rows = sequences * steps;
     let mut common = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let stream = noise.split();
-        let mut per_trajectory = Vec::with_capacity(k);
-        for i in 0..k {
-            let part = ddssm_model::TransitionInput {
-                history: input.history.narrow(0, i * rows, rows)?,
-                times: input.times.narrow(0, i * rows, rows)?,
-                covariates: None,
-            };
-            let z = target.narrow(0, i * rows, rows)?;
-            let q = DiagGaussian::new(z.clone(), z.zeros_like()?)?;
-            let loss =
-                model
-                    .transition()
-                    .loss(&part, &z, &q, Estimator::Sample, &mut stream.clone())?;
-            per_trajectory.push(loss.objective.reshape((sequences, steps))?.sum(1)?);
-        }
-        common.push(Tensor::stack(&per_trajectory, 0)?.to_dtype(DType::F64)?);
+        let per_trajectory = (0..k)
+            .map(|i| {
+                let part = TransitionInput {
+                    history: input.history.narrow(0, i * rows, rows)?,
+                    times: input.times.narrow(0, i * rows, rows)?,
+                    covariates: None,
+                };
+                score(
+                    &part,
+                    &target.narrow(0, i * rows, rows)?,
+                    &mut stream.clone(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        common.push(Tensor::cat(&per_trajectory, 0)?);
     }
     let common = Tensor::stack(&common, 0)?;
     let relative = |t: &Tensor| -> Result<f64> {

@@ -95,6 +95,7 @@ fn main() -> Result<()> {
     let cfg = DiffusionLossConfig {
         s_k: 8,
         weighting: LossWeighting::Elbo,
+        ..Default::default()
     };
     println!(
         "training {steps} steps, batch 256 × S_k = {}, ELBO weighting (Eq. 52)",

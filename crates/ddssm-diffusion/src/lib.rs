@@ -16,6 +16,7 @@
 mod denoiser;
 mod error;
 mod exact;
+mod levels;
 mod likelihood;
 mod loss;
 mod precond;
@@ -26,6 +27,7 @@ pub use ddssm_tensor_ops::normal_cdf;
 pub use denoiser::{Conditioning, Denoiser};
 pub use error::{Error, Result};
 pub use exact::GaussianMixtureDenoiser;
+pub use levels::{LevelDraws, LevelProposal, LevelSampling};
 pub use likelihood::path_log_weight;
 pub use loss::{diffusion_loss, forward_kl, DiffusionLoss, DiffusionLossConfig, LossWeighting};
 pub use precond::{EdmCoefficients, EdmPreconditioning};

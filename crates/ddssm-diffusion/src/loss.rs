@@ -1,7 +1,7 @@
 //! The diffusion term of the ELBO, Eq. (29)/(52), with the constants that make it a bound.
 //!
 //! For each clean latent `z⁰` (`[N, M]`) with conditioning `c`, draw `S_k` pairs
-//! `(k ~ Uniform{1..K}, ε ~ N(0, I))`, form `ẑ = z⁰ + σ_k ε` (Eq. 36), and regress the raw network
+//! `(k ~ Uniform{1..K}, ε ~ N(0, I))` (other unbiased level draws: [`crate::LevelSampling`]), form `ẑ = z⁰ + σ_k ε` (Eq. 36), and regress the raw network
 //! onto the target `y = (z⁰ − c_skip ẑ)/c_out` (Eq. 38) with weight `K·w̃_k` (Eq. 41, 44):
 //!
 //! `L_diff(z⁰) = L_forward(z⁰) + (1/S_k) Σ_m K w̃_{k_m} ‖F_ψ(c_in ẑ_m, c_noise, c) − y_m‖²`,
@@ -16,6 +16,7 @@ use candle_core::{Tensor, D};
 use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
 
+use crate::levels::LevelSampling;
 use crate::precond::CoefficientColumns;
 use crate::{Conditioning, Denoiser, EdmPreconditioning, Error, NoiseSchedule, Result};
 
@@ -40,6 +41,11 @@ pub struct DiffusionLossConfig {
     /// The weighting of the regression.
     #[serde(default)]
     pub weighting: LossWeighting,
+    /// How the `S_k` levels are drawn (not in the paper, whose draws are uniform and
+    /// independent; written only when it is not the paper's, so configs and checkpoints without
+    /// it read as before).
+    #[serde(default, skip_serializing_if = "LevelSampling::is_paper")]
+    pub levels: LevelSampling,
 }
 
 impl Default for DiffusionLossConfig {
@@ -47,6 +53,7 @@ impl Default for DiffusionLossConfig {
         Self {
             s_k: 5,
             weighting: LossWeighting::Elbo,
+            levels: LevelSampling::default(),
         }
     }
 }
@@ -109,20 +116,20 @@ pub fn diffusion_loss<N: Denoiser + ?Sized>(
     let (n, m) = z0.dims2()?;
     let k_max = schedule.num_steps();
     let rows = config.s_k * n;
-    let ks = noise.uniform_ints(rows, 1, k_max as u32)?;
-    let coeffs: Vec<_> = ks
+    let unit_weights: Vec<f64> = match config.weighting {
+        LossWeighting::Elbo => schedule.w_tilde.iter().map(|w| k_max as f64 * w).collect(),
+        LossWeighting::Simple => vec![1.0; k_max],
+    };
+    let draws = config
+        .levels
+        .draw(&unit_weights, &schedule.w_tilde, config.s_k, n, noise)?;
+    let coeffs: Vec<_> = draws
+        .levels
         .iter()
         .map(|&k| schedule.preconditioning(k as usize))
         .collect();
     let cols = CoefficientColumns::new(&coeffs, z0.dtype(), z0.device())?;
-    let weights: Vec<f64> = ks
-        .iter()
-        .map(|&k| match config.weighting {
-            LossWeighting::Elbo => k_max as f64 * schedule.w_tilde[k as usize - 1],
-            LossWeighting::Simple => 1.0,
-        })
-        .collect();
-    let weights = Tensor::from_vec(weights, rows, z0.device())?.to_dtype(z0.dtype())?;
+    let weights = Tensor::from_vec(draws.weights, rows, z0.device())?.to_dtype(z0.dtype())?;
 
     let z0_rep = z0.repeat_batch(config.s_k)?;
     let cond_rep = cond.repeat_batch(config.s_k)?;

@@ -95,6 +95,7 @@ fn loss_is_the_average_of_k_weighted_noise_prediction_errors() {
     let cfg = DiffusionLossConfig {
         s_k,
         weighting: LossWeighting::Elbo,
+        ..Default::default()
     };
     let loss = diffusion_loss(&net, &s, &z0, &cond, &cfg, &mut SeededNoise::new(4)).unwrap();
 
@@ -184,6 +185,7 @@ fn simple_weighting_has_no_constant_and_zero_s_k_is_rejected() {
     let cfg = DiffusionLossConfig {
         s_k: 2,
         weighting: LossWeighting::Simple,
+        ..Default::default()
     };
     let loss = diffusion_loss(&f, &s, &z0, &(), &cfg, &mut SeededNoise::new(6)).unwrap();
     assert_eq!(loss.constant, 0.0);
@@ -243,6 +245,7 @@ fn loss_plus_constant_bounds_the_exact_negative_log_likelihood() {
         let cfg = DiffusionLossConfig {
             s_k: 128,
             weighting: LossWeighting::Elbo,
+            ..Default::default()
         };
         let loss = diffusion_loss(&exact, &s, &z0, &(), &cfg, &mut noise).unwrap();
         let bound = f64s(&loss.bound().unwrap());

@@ -480,6 +480,13 @@ fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
         d.loss.s_k,
         "an integer ≥ 1",
     )?;
+    let a = d.loss.levels.uniform_fraction;
+    check_config(
+        (0.0..=1.0).contains(&a),
+        "transition.loss.levels.uniform_fraction",
+        a,
+        "a number in [0, 1]",
+    )?;
     match d.sampler {
         Sampler::Ddim { steps } | Sampler::EdmHeun { steps } | Sampler::DpmSolver2M { steps } => {
             check_config(

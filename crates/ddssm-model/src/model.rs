@@ -277,6 +277,17 @@ impl Model {
         Ok(())
     }
 
+    /// Switches how the diffusion transition's Eq. 52 draws its noise levels (an estimator's
+    /// choice: the parameters are untouched, the config records it). An error for a Gaussian
+    /// transition or a `uniform_fraction` outside `[0, 1]`.
+    pub fn set_level_sampling(&mut self, levels: ddssm_diffusion::LevelSampling) -> Result<()> {
+        self.transition.set_level_sampling(levels)?;
+        if let TransitionConfig::Diffusion(d) = &mut self.config.transition {
+            d.loss.levels = levels;
+        }
+        Ok(())
+    }
+
     /// The observation standardisation stored with the model, if any.
     pub fn standardization(&self) -> Option<&Standardization> {
         self.standardization.as_ref()

@@ -14,7 +14,7 @@ use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 use ddssm_diffusion::{
     diffusion_loss, path_log_weight, sample, Conditioning, Denoiser, DiffusionLossConfig,
-    LatentShape, NoiseSchedule, Sampler,
+    LatentShape, LevelSampling, NoiseSchedule, Sampler,
 };
 use ddssm_nets::{ContextProducer, CsdiDenoiser, Dense, GaussianHead, SideInfo, TemporalSide};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
@@ -96,6 +96,16 @@ pub trait Transition: std::fmt::Debug + Send + Sync {
         Err(Error::InvalidConfig {
             field: "transition.sampler".into(),
             value: format!("{sampler:?}"),
+            allowed: format!("a diffusion transition (this one is {})", self.kind()),
+        })
+    }
+
+    /// Switches how Eq. 52 draws its noise levels (the diffusion transition only; an estimator's
+    /// choice, the parameters are untouched). The default refuses, as [`Self::set_sampler`].
+    fn set_level_sampling(&mut self, levels: LevelSampling) -> Result<()> {
+        Err(Error::InvalidConfig {
+            field: "transition.loss.levels".into(),
+            value: format!("{levels:?}"),
             allowed: format!("a diffusion transition (this one is {})", self.kind()),
         })
     }
@@ -478,6 +488,17 @@ impl Transition for DiffusionTransition {
             &format!("between 1 and K = {k} levels"),
         )?;
         self.sampler = sampler;
+        Ok(())
+    }
+
+    fn set_level_sampling(&mut self, levels: LevelSampling) -> Result<()> {
+        crate::check_config(
+            levels.validate().is_ok(),
+            "transition.loss.levels.uniform_fraction",
+            levels.uniform_fraction,
+            "a number in [0, 1]",
+        )?;
+        self.loss.levels = levels;
         Ok(())
     }
 }

@@ -598,3 +598,51 @@ fn the_sampler_can_be_switched_on_a_diffusion_model_only() -> Result<()> {
     assert!(e.contains("between 1 and K = 128"), "{e}");
     Ok(())
 }
+
+/// The level sampling of Eq. 52 (`transition.loss.levels`, not in the paper) reaches the model's
+/// transition term, can be switched on a built model, and is validated with the field's full path.
+#[test]
+fn the_level_sampling_option_reaches_the_transition_term() -> Result<()> {
+    use ddssm_diffusion::{LevelProposal, LevelSampling};
+    let paper = ModelConfig::paper_ddssm();
+    let with_levels = |levels: LevelSampling| {
+        let mut config = paper.clone();
+        match &mut config.transition {
+            TransitionConfig::Diffusion(d) => d.loss.levels = levels,
+            TransitionConfig::Gaussian(_) => unreachable!(),
+        }
+        config
+    };
+    let weighted = LevelSampling {
+        proposal: LevelProposal::ElboWeight,
+        stratified: true,
+        ..Default::default()
+    };
+    let data = common::batch(&paper, 4, 8, 2)?;
+    let transition = |config: &ModelConfig| -> Result<Vec<f64>> {
+        let model = Model::new(config, 1, DType::F32, &dev())?;
+        let terms = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(3))?;
+        check_terms(&terms, 4)?;
+        common::scalars(&terms.transition)
+    };
+    let weighted_terms = transition(&with_levels(weighted))?;
+    assert_ne!(transition(&paper)?, weighted_terms);
+    // Switched on a built model, it gives the same terms and the config records it.
+    let mut model = Model::new(&paper, 1, DType::F32, &dev())?;
+    model.set_level_sampling(weighted)?;
+    assert_eq!(model.config(), &with_levels(weighted));
+    let terms = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(3))?;
+    assert_eq!(common::scalars(&terms.transition)?, weighted_terms);
+    let mut dkf = Model::new(&ModelConfig::paper_dkf(), 1, DType::F32, &dev())?;
+    let e = dkf.set_level_sampling(weighted).unwrap_err().to_string();
+    assert!(e.contains("transition.loss.levels"), "{e}");
+    let bad = with_levels(LevelSampling {
+        uniform_fraction: 1.5,
+        ..weighted
+    });
+    let e = Model::new(&bad, 1, DType::F32, &dev())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("transition.loss.levels.uniform_fraction"), "{e}");
+    Ok(())
+}

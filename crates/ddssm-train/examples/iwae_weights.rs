@@ -14,12 +14,15 @@
 //! Printed, in nats: the SD of the log weights across the `K` trajectories of a sequence (mean
 //! over sequences), the SD of one trajectory's transition term across repeats (the estimator's
 //! noise), and the effective sample size of the normalised weights with one repeat's transition
-//! terms against that with the transition terms averaged over all repeats.
+//! terms against that with the transition terms averaged over all repeats. The transition terms
+//! are estimated with `CONFIG`'s level sampling (`ddssm.model.transition.loss.levels`), not the
+//! checkpoint's, so one checkpoint can be scored under each estimator of Eq. 52.
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_model::{
-    effective_sample_size as ess, Batch, ElboOptions, Estimator, Model, TransitionInput,
+    effective_sample_size as ess, Batch, ElboOptions, Estimator, Model, TransitionConfig,
+    TransitionInput,
 };
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
@@ -35,7 +38,7 @@ fn main() -> Result<()> {
     }
     let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
     let dev = Device::Cpu;
-    let model = Model::load(std::path::Path::new(&args[1]), &dev)?;
+    let model = with_config_levels(std::path::Path::new(&args[1]), &cfg, &dev)?;
     let parse = |i: usize, default: usize, what: &str| -> Result<usize> {
         match args.get(i) {
             Some(v) => v
@@ -163,4 +166,19 @@ fn sd(t: &Tensor, dim: usize) -> Result<Tensor> {
     let n = t.dim(dim)? as f64;
     let centred = t.broadcast_sub(&t.mean_keepdim(dim)?)?;
     Ok((centred.sqr()?.sum(dim)? / (n - 1.0))?.sqrt()?)
+}
+
+/// The checkpoint's model with `cfg`'s level sampling for Eq. 52 (an estimator's choice, not a
+/// parameter).
+fn with_config_levels(
+    path: &std::path::Path,
+    cfg: &ExperimentConfig,
+    dev: &Device,
+) -> Result<Model> {
+    let mut model = Model::load(path, dev)?;
+    match &cfg.ddssm.model.transition {
+        TransitionConfig::Diffusion(c) => model.set_level_sampling(c.loss.levels)?,
+        TransitionConfig::Gaussian(_) => bail!("CONFIG's DDSSM must have a diffusion transition"),
+    }
+    Ok(model)
 }

@@ -1,12 +1,12 @@
 //! How Eq. (52) draws its noise levels: the paper's uniform draws unchanged, the ELBO-weight
 //! proposal and stratification unbiased, and lower in variance where the paper's are not.
 
-use candle_core::{DType, Device, Tensor};
 use ddssm_diffusion::{
-    diffusion_loss, DiffusionLossConfig, GaussianMixtureDenoiser, LevelProposal, LevelSampling,
-    NoiseSchedule, NoiseScheduleConfig,
+    DiffusionLossConfig, LevelProposal, LevelSampling, NoiseSchedule, NoiseScheduleConfig,
 };
 use ddssm_tensor_ops::SeededNoise;
+
+mod common;
 
 fn schedule() -> NoiseSchedule {
     NoiseScheduleConfig::default().build().unwrap()
@@ -162,19 +162,7 @@ fn the_option_is_optional_in_toml_and_checked() {
 fn every_scheme_is_unbiased_and_the_weighted_ones_cut_the_variance() {
     let s = schedule();
     let (m, sd, n) = (0.5, 0.1, 4000);
-    let exact = GaussianMixtureDenoiser::new(&[1.0], &[m], &[sd]).unwrap();
-    let closed_gap = {
-        let ab_k = s.alpha_bar_final();
-        let fwd = 0.5 * (ab_k * (m * m + sd * sd) - ab_k - (1.0 - ab_k).ln());
-        let reg: f64 = (0..s.num_steps())
-            .map(|i| {
-                s.w[i] * s.alpha_bar[i] * sd * sd
-                    / (s.alpha_bar[i] * sd * sd + 1.0 - s.alpha_bar[i])
-            })
-            .sum();
-        fwd + reg + s.bound_constant_per_dim()
-            - 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * sd * sd).ln()
-    };
+    let closed_gap = common::closed_form_gap(&s, m, sd);
     let schemes = [
         ("uniform", LevelSampling::default()),
         (
@@ -195,29 +183,12 @@ fn every_scheme_is_unbiased_and_the_weighted_ones_cut_the_variance() {
     ];
     let mut ses = Vec::new();
     for (name, levels) in schemes {
-        let mut noise = SeededNoise::new(7);
-        let z0 = (noise.randn((n, 1), DType::F64, &Device::Cpu).unwrap() * sd)
-            .unwrap()
-            .affine(1.0, m)
-            .unwrap();
         let cfg = DiffusionLossConfig {
             s_k: 5,
             levels,
             ..Default::default()
         };
-        let loss = diffusion_loss(&exact, &s, &z0, &(), &cfg, &mut noise).unwrap();
-        let bound = f64s(&loss.bound().unwrap());
-        let diffs: Vec<f64> = f64s(&z0)
-            .iter()
-            .zip(&bound)
-            .map(|(z, b)| {
-                b - 0.5 * ((2.0 * std::f64::consts::PI * sd * sd).ln() + ((z - m) / sd).powi(2))
-            })
-            .collect();
-        let gap = diffs.iter().sum::<f64>() / n as f64;
-        let se =
-            (diffs.iter().map(|d| (d - gap).powi(2)).sum::<f64>() / (n as f64 - 1.0) / n as f64)
-                .sqrt();
+        let (gap, se) = common::monte_carlo_gap(&s, m, sd, n, &cfg);
         eprintln!("{name}: gap {gap:.4} ± {se:.4} nats; closed form {closed_gap:.4}");
         assert!(
             (gap - closed_gap).abs() < 4.0 * se,
@@ -233,13 +204,4 @@ fn every_scheme_is_unbiased_and_the_weighted_ones_cut_the_variance() {
             ses[0]
         );
     }
-}
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }

@@ -2,10 +2,13 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ddssm_diffusion::{
-    diffusion_loss, forward_kl, Denoiser, DiffusionLossConfig, EdmPreconditioning,
-    GaussianMixtureDenoiser, LossWeighting, NoiseScheduleConfig, Result,
+    diffusion_loss, forward_kl, Denoiser, DiffusionLossConfig, EdmPreconditioning, LossWeighting,
+    NoiseScheduleConfig, Result,
 };
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
+
+mod common;
+use common::f64s;
 
 /// A denoiser that ignores its input and returns a fixed tensor.
 struct Fixed(Tensor);
@@ -30,15 +33,6 @@ impl Denoiser for Affine {
             .broadcast_add(&(c_noise.unsqueeze(1)? * self.b)?)?
             .broadcast_add(cond))?)
     }
-}
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 /// Eq. (37) holds for the paper's `σ_data = 1` and for another `σ_data` (whose `w̃_k` and
@@ -218,46 +212,17 @@ fn loss_plus_constant_bounds_the_exact_negative_log_likelihood() {
     let m = 0.5;
     let n = 4000;
     for (sd, closed_lo, closed_hi) in [(0.8, 0.0, 0.01), (0.1, 0.1, 0.2)] {
-        let exact = GaussianMixtureDenoiser::new(&[1.0], &[m], &[sd]).unwrap();
-        let sched_bound = {
-            let k = s.num_steps();
-            let ab_k = s.alpha_bar_final();
-            let fwd = 0.5 * (ab_k * (m * m + sd * sd) - ab_k - (1.0 - ab_k).ln());
-            let reg: f64 = (0..k)
-                .map(|i| {
-                    s.w[i] * s.alpha_bar[i] * sd * sd
-                        / (s.alpha_bar[i] * sd * sd + 1.0 - s.alpha_bar[i])
-                })
-                .sum();
-            fwd + reg + s.bound_constant_per_dim()
-        };
-        let entropy = 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * sd * sd).ln();
-        let closed_gap = sched_bound - entropy;
+        let closed_gap = common::closed_form_gap(&s, m, sd);
         assert!(
             closed_gap > closed_lo && closed_gap < closed_hi,
             "s = {sd}: closed-form gap {closed_gap}"
         );
-        let mut noise = SeededNoise::new(7);
-        let z0 = (noise.randn((n, 1), DType::F64, &Device::Cpu).unwrap() * sd)
-            .unwrap()
-            .affine(1.0, m)
-            .unwrap();
         let cfg = DiffusionLossConfig {
             s_k: 128,
             weighting: LossWeighting::Elbo,
             ..Default::default()
         };
-        let loss = diffusion_loss(&exact, &s, &z0, &(), &cfg, &mut noise).unwrap();
-        let bound = f64s(&loss.bound().unwrap());
-        let nll: Vec<f64> = f64s(&z0)
-            .iter()
-            .map(|z| 0.5 * ((2.0 * std::f64::consts::PI * sd * sd).ln() + ((z - m) / sd).powi(2)))
-            .collect();
-        let diffs: Vec<f64> = bound.iter().zip(&nll).map(|(b, l)| b - l).collect();
-        let gap = diffs.iter().sum::<f64>() / n as f64;
-        let se =
-            (diffs.iter().map(|d| (d - gap).powi(2)).sum::<f64>() / (n as f64 - 1.0) / n as f64)
-                .sqrt();
+        let (gap, se) = common::monte_carlo_gap(&s, m, sd, n, &cfg);
         eprintln!(
             "s = {sd}: gap bound − exact NLL {gap:.4} ± {se:.4} nats; closed form {closed_gap:.4}"
         );

@@ -2,7 +2,7 @@
 //! the paper's defaults (App. F, Tables 1–2), `deny_unknown_fields`, validated when a model is
 //! built; stored in TOML under `configs/` and copied into every checkpoint.
 
-use ddssm_diffusion::{DiffusionLossConfig, NoiseScheduleConfig, Sampler};
+use ddssm_diffusion::{DiffusionLossConfig, LevelSampling, NoiseScheduleConfig, Sampler};
 use ddssm_nets::{
     ContextProducerConfig, CsdiDenoiserConfig, FeatureMixerConfig, FutureSummaryConfig,
     GaussianHeadConfig, ResidualStackConfig, TemporalSideConfig, TimeMixerConfig,
@@ -440,6 +440,23 @@ fn check_stack(path: &str, stack: &ResidualStackConfig) -> Result<()> {
     Ok(())
 }
 
+/// [`LevelSampling::validate`], its error naming the field by its path under `transition`.
+pub(crate) fn validate_levels(levels: &LevelSampling) -> Result<()> {
+    match levels.validate() {
+        Err(ddssm_diffusion::Error::InvalidConfig {
+            field,
+            value,
+            allowed,
+        }) => check_config(
+            false,
+            &format!("transition.loss.levels.{field}"),
+            value,
+            &allowed,
+        ),
+        other => Ok(other?),
+    }
+}
+
 /// The diffusion transition's own fields: denoiser sizes, schedule, loss, sampler.
 fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
     check_embedding_dim(
@@ -480,13 +497,7 @@ fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
         d.loss.s_k,
         "an integer ≥ 1",
     )?;
-    let a = d.loss.levels.uniform_fraction;
-    check_config(
-        (0.0..=1.0).contains(&a),
-        "transition.loss.levels.uniform_fraction",
-        a,
-        "a number in [0, 1]",
-    )?;
+    validate_levels(&d.loss.levels)?;
     match d.sampler {
         Sampler::Ddim { steps } | Sampler::EdmHeun { steps } | Sampler::DpmSolver2M { steps } => {
             check_config(

@@ -492,12 +492,7 @@ impl Transition for DiffusionTransition {
     }
 
     fn set_level_sampling(&mut self, levels: LevelSampling) -> Result<()> {
-        crate::check_config(
-            levels.validate().is_ok(),
-            "transition.loss.levels.uniform_fraction",
-            levels.uniform_fraction,
-            "a number in [0, 1]",
-        )?;
+        crate::config::validate_levels(&levels)?;
         self.loss.levels = levels;
         Ok(())
     }

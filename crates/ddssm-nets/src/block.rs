@@ -127,12 +127,25 @@ impl ResidualBlock {
         diffusion_emb: Option<&LevelEmbedding>,
         skip_sum: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let (next, sum) = self.forward_as(x, side, diffusion_emb, skip_sum, None)?;
+        Ok((next.expect("not the last block"), sum))
+    }
+
+    /// [`ResidualBlock::forward`] in a stack: `last` as in [`ResidualBlock::after_time_mixer`].
+    fn forward_as(
+        &self,
+        x: &Tensor,
+        side: &SideInfo,
+        diffusion_emb: Option<&LevelEmbedding>,
+        skip_sum: Option<&Tensor>,
+        last: Option<f64>,
+    ) -> Result<(Option<Tensor>, Tensor)> {
         let mut y = x.clone();
         if let (Some(proj), Some(e)) = (&self.diffusion_projection, diffusion_emb) {
             y = y.broadcast_add(&e.project(proj)?.unsqueeze(1)?.unsqueeze(1)?)?;
         }
         let y = self.time_mixer.forward(&y)?;
-        self.after_time_mixer(&y, x, side, skip_sum)
+        self.after_time_mixer(&y, x, side, skip_sum, last)
     }
 
     /// [`ResidualBlock::forward`] on the last slots of the time axis only, for a block without a
@@ -149,18 +162,36 @@ impl ResidualBlock {
         side: &SideInfo,
         skip_sum: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let (next, sum) = self.forward_suffix_as(prefix, repeat, x, side, skip_sum, None)?;
+        Ok((next.expect("not the last block"), sum))
+    }
+
+    /// [`ResidualBlock::forward_suffix`] in a stack: `last` as in
+    /// [`ResidualBlock::after_time_mixer`].
+    fn forward_suffix_as(
+        &self,
+        prefix: &Tensor,
+        repeat: usize,
+        x: &Tensor,
+        side: &SideInfo,
+        skip_sum: Option<&Tensor>,
+        last: Option<f64>,
+    ) -> Result<(Option<Tensor>, Tensor)> {
         let y = self.time_mixer.forward_after(prefix, x, repeat)?;
-        self.after_time_mixer(&y, x, side, skip_sum)
+        self.after_time_mixer(&y, x, side, skip_sum, last)
     }
 
     /// Everything after the time mixer: `y` is the time mixer's output, `x` the block's input.
+    /// `last`: the stack's `1/√layers` when this is its last block, whose residual output no
+    /// one reads (then `None` is returned for it, and the scale is applied to the skip sum).
     fn after_time_mixer(
         &self,
         y: &Tensor,
         x: &Tensor,
         side: &SideInfo,
         skip_sum: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor)> {
+        last: Option<f64>,
+    ) -> Result<(Option<Tensor>, Tensor)> {
         let y = self.feature_mixer.forward(y)?;
         let y = self.mid_projection.forward(&y)?;
         let temporal = match (&self.cond_temporal, &side.temporal) {
@@ -184,10 +215,23 @@ impl ResidualBlock {
         let (w_res, w_skip) = (half(w, 0)?, half(w, 1)?);
         let b_res = b.map(|b| half(b, 0)).transpose()?;
         let b_skip = b.map(|b| half(b, 1)).transpose()?;
-        let next = ddssm_tensor_ops::linear_residual(&y, &w_res, b_res.as_ref(), x)?;
-        let sum = match skip_sum {
-            Some(s) => ddssm_tensor_ops::linear_accumulate(&y, &w_skip, b_skip.as_ref(), s)?,
-            None => ddssm_tensor_ops::linear(&y, &w_skip, b_skip.as_ref())?,
+        let next = match last {
+            Some(_) => None,
+            None => Some(ddssm_tensor_ops::linear_residual(
+                &y,
+                &w_res,
+                b_res.as_ref(),
+                x,
+            )?),
+        };
+        let b_skip = b_skip.as_ref();
+        let sum = match (skip_sum, last) {
+            (Some(s), Some(k)) => {
+                ddssm_tensor_ops::linear_accumulate_scaled(&y, &w_skip, b_skip, s, k)?
+            }
+            (Some(s), None) => ddssm_tensor_ops::linear_accumulate(&y, &w_skip, b_skip, s)?,
+            (None, Some(k)) => (ddssm_tensor_ops::linear(&y, &w_skip, b_skip)? * k)?,
+            (None, None) => ddssm_tensor_ops::linear(&y, &w_skip, b_skip)?,
         };
         Ok((next, sum))
     }
@@ -241,8 +285,8 @@ impl ResidualStack {
         side: &SideInfo,
         diffusion_emb: Option<&LevelEmbedding>,
     ) -> Result<Tensor> {
-        self.run(x, |block, x, skip| {
-            block.forward(x, side, diffusion_emb, skip)
+        self.run(x, |block, x, skip, last| {
+            block.forward_as(x, side, diffusion_emb, skip, last)
         })
     }
 
@@ -254,9 +298,9 @@ impl ResidualStack {
         side: &SideInfo,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut inputs = Vec::with_capacity(self.blocks.len());
-        let total = self.run(x, |block, x, skip| {
+        let total = self.run(x, |block, x, skip, last| {
             inputs.push(x.clone());
-            block.forward(x, side, None, skip)
+            block.forward_as(x, side, None, skip, last)
         })?;
         Ok((total, inputs))
     }
@@ -273,13 +317,15 @@ impl ResidualStack {
         side: &SideInfo,
     ) -> Result<Tensor> {
         let mut prefixes = prefix_inputs.iter();
-        self.run(x, |block, x, skip| {
+        self.run(x, |block, x, skip, last| {
             let prefix = prefixes.next().expect("one prefix per block");
-            block.forward_suffix(prefix, repeat, x, side, skip)
+            block.forward_suffix_as(prefix, repeat, x, side, skip, last)
         })
     }
 
-    /// Runs `block_forward` through the blocks, summing the skips; the scaled sum.
+    /// Runs `block_forward` through the blocks, summing the skips; the scaled sum. The last
+    /// block is told the scale `1/√layers` (its residual output is not computed, and the scale is
+    /// applied as its skip is added: `Tensor::affine`'s product, so the separate division's bits).
     fn run(
         &self,
         x: &Tensor,
@@ -287,17 +333,21 @@ impl ResidualStack {
             &ResidualBlock,
             &Tensor,
             Option<&Tensor>,
-        ) -> Result<(Tensor, Tensor)>,
+            Option<f64>,
+        ) -> Result<(Option<Tensor>, Tensor)>,
     ) -> Result<Tensor> {
         let mut x = x.clone();
         let mut skip_sum: Option<Tensor> = None;
-        for block in &self.blocks {
-            let (next, sum) = block_forward(block, &x, skip_sum.as_ref())?;
-            x = next;
+        let scale = 1.0 / (self.blocks.len() as f64).sqrt();
+        for (i, block) in self.blocks.iter().enumerate() {
+            let last = (i + 1 == self.blocks.len()).then_some(scale);
+            let (next, sum) = block_forward(block, &x, skip_sum.as_ref(), last)?;
+            if let Some(next) = next {
+                x = next;
+            }
             skip_sum = Some(sum);
         }
-        let total = skip_sum.expect("at least one block");
-        Ok((total / (self.blocks.len() as f64).sqrt())?)
+        Ok(skip_sum.expect("at least one block"))
     }
 
     /// Whether every block's time mixer is causal without state, so that later slots can be

@@ -35,7 +35,8 @@ pub use embedding::{sinusoidal_embedding, time_embedding};
 pub use error::{Error, Result};
 pub use fused::{
     axis_conv, fused_ops, gated_activation, gated_with_side, linear, linear_accumulate,
-    linear_residual, matmul_kernels, relu, residual_update, set_fused_ops, time_pool,
+    linear_accumulate_scaled, linear_residual, matmul_kernels, relu, residual_update,
+    set_fused_ops, time_pool,
 };
 pub use gaussian::{softplus, DiagGaussian, LogVarBounds, LN_2PI};
 pub use mixture::{normal_cdf, GaussianMixture};

@@ -6,8 +6,8 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::{check_gradients_f64_and_f32, t, vec1};
 use ddssm_tensor_ops::{
-    axis_conv, gated_activation, gated_with_side, linear, linear_accumulate, linear_residual,
-    residual_update, time_pool, SeededNoise,
+    axis_conv, gated_activation, gated_with_side, linear, linear_accumulate,
+    linear_accumulate_scaled, linear_residual, residual_update, time_pool, SeededNoise,
 };
 
 fn plain_gated(y: &Tensor) -> Tensor {
@@ -416,9 +416,9 @@ fn untracked_inputs_get_no_gradient_and_change_no_other() {
     }
 }
 
-/// `linear_residual` and `linear_accumulate` give, bit for bit, the separate ops they replace —
-/// `residual_update(x, linear(y, w, b))` and `s + linear(y, w, b)` — forward and in every
-/// gradient, with the weight and bias read as row slices of a larger projection (as the residual
+/// `linear_residual`, `linear_accumulate` and `linear_accumulate_scaled` give, bit for bit, the
+/// separate ops they replace — `residual_update(x, linear(y, w, b))`, `s + linear(y, w, b)` and
+/// `(s + linear(y, w, b))·k` (the stack's `/√layers`) — forward and in every gradient, with the weight and bias read as row slices of a larger projection (as the residual
 /// block reads them). Where the CPU has no kernel they are those compositions.
 #[test]
 fn linear_added_into_a_tensor_matches_the_separate_ops_bit_for_bit() {
@@ -440,20 +440,21 @@ fn linear_added_into_a_tensor_matches_the_separate_ops_bit_for_bit() {
         w.as_tensor().narrow(0, 16, 16).unwrap(),
         b.as_tensor().narrow(0, 16, 16).unwrap(),
     );
-    for scaled in [true, false] {
+    let scale = 1.0 / 3f64.sqrt();
+    for kind in ["residual", "sum", "scaled sum"] {
         let (y_, a_) = (y.as_tensor(), a.as_tensor());
-        let fused = if scaled {
-            linear_residual(y_, &ws, Some(&bs), a_).unwrap()
-        } else {
-            linear_accumulate(y_, &ws, Some(&bs), a_).unwrap()
+        let fused = match kind {
+            "residual" => linear_residual(y_, &ws, Some(&bs), a_).unwrap(),
+            "sum" => linear_accumulate(y_, &ws, Some(&bs), a_).unwrap(),
+            _ => linear_accumulate_scaled(y_, &ws, Some(&bs), a_, scale).unwrap(),
         };
         let out = linear(y_, &ws, Some(&bs)).unwrap();
-        let plain = if scaled {
-            residual_update(a_, &out).unwrap()
-        } else {
-            (a_ + out).unwrap()
+        let plain = match kind {
+            "residual" => residual_update(a_, &out).unwrap(),
+            "sum" => (a_ + out).unwrap(),
+            _ => ((a_ + out).unwrap() / 3f64.sqrt()).unwrap(),
         };
-        assert_eq!(bits(&fused), bits(&plain), "scaled {scaled}: forward");
+        assert_eq!(bits(&fused), bits(&plain), "{kind}: forward");
         let grads = |t: &Tensor| {
             (t * &upstream)
                 .unwrap()
@@ -468,7 +469,7 @@ fn linear_added_into_a_tensor_matches_the_separate_ops_bit_for_bit() {
                 gf.get(p.as_tensor()).unwrap(),
                 gp.get(p.as_tensor()).unwrap(),
             );
-            assert_eq!(bits(f), bits(q), "scaled {scaled}: ∂/∂{name}");
+            assert_eq!(bits(f), bits(q), "{kind}: ∂/∂{name}");
         }
     }
     let bad = linear_residual(

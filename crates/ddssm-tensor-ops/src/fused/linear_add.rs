@@ -1,6 +1,7 @@
 //! A linear layer whose output is added into another tensor as it is stored: a CSDI block's
 //! residual half with the residual update, `(x + y Wᵀ + b)/√2`, and its skip half added into the
-//! running sum of the stack's skips, `s + y Wᵀ + b`.
+//! running sum of the stack's skips, `s + y Wᵀ + b` (for the last block, with the stack's
+//! `1/√layers` applied as well).
 //!
 //! Separately, the layer writes its `[R, C]` output and the update or sum reads it back and writes
 //! another; here the addition (and the `1/√2`) happen on the output vectors in registers, the
@@ -16,7 +17,7 @@ use crate::{residual_update, Error, Result};
 /// bias and a kernel for the product (else those two ops): `y` `[…, in]`, `w` `[out, in]`, `b`
 /// `[out]`, `x` `[…, out]`.
 pub fn linear_residual(y: &Tensor, w: &Tensor, b: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {
-    linear_add(y, w, b, x, true)
+    linear_add(y, w, b, x, Sum::Residual)
 }
 
 /// `sum + linear(y, w, b)`, as one graph node where there is a kernel for the product (shapes as
@@ -27,7 +28,42 @@ pub fn linear_accumulate(
     b: Option<&Tensor>,
     sum: &Tensor,
 ) -> Result<Tensor> {
-    linear_add(y, w, b, sum, false)
+    linear_add(y, w, b, sum, Sum::Plain)
+}
+
+/// `(sum + linear(y, w, b))·scale`, as one graph node where there is a kernel for the product:
+/// the last skip of a stack, with the stack's `1/√layers`. The product is the one
+/// `Tensor::affine(scale, 0)` makes (in both passes), so the bits are the separate ops'.
+pub fn linear_accumulate_scaled(
+    y: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    sum: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    linear_add(y, w, b, sum, Sum::Scaled(scale))
+}
+
+/// What [`linear_add`] makes of `addend + y Wᵀ + b`.
+#[derive(Clone, Copy)]
+enum Sum {
+    /// As it is.
+    Plain,
+    /// The residual update's `/√2`.
+    Residual,
+    /// Times a factor.
+    Scaled(f64),
+}
+
+impl Sum {
+    /// The factor applied to the sum, if any.
+    fn scale(self) -> Option<f64> {
+        match self {
+            Sum::Plain => None,
+            Sum::Residual => Some(std::f64::consts::FRAC_1_SQRT_2),
+            Sum::Scaled(k) => Some(k),
+        }
+    }
 }
 
 fn linear_add(
@@ -35,7 +71,7 @@ fn linear_add(
     w: &Tensor,
     b: Option<&Tensor>,
     addend: &Tensor,
-    scaled: bool,
+    sum: Sum,
 ) -> Result<Tensor> {
     let (out_dim, in_dim) = w.dims2()?;
     let dims = y.dims();
@@ -57,24 +93,25 @@ fn linear_add(
         .all(|t| t.dtype() == candle_core::DType::F32);
     let (Some(b), true) = (b, supported(y) && f32s && has_kernel(in_dim, out_dim)) else {
         let out = linear(y, w, b)?;
-        return if scaled {
-            residual_update(addend, &out)
-        } else {
-            Ok((addend + out)?)
+        return match sum {
+            Sum::Residual => residual_update(addend, &out),
+            Sum::Plain => Ok((addend + out)?),
+            Sum::Scaled(k) => Ok(((addend + out)? * k)?),
         };
     };
     // The bias rides along as the weight's last column, so the op has three inputs.
     let wb = Tensor::cat(&[w, &b.unsqueeze(1)?], 1)?.contiguous()?;
     let flat_y = y.reshape(((), in_dim))?.contiguous()?;
     let flat_a = addend.reshape(((), out_dim))?.contiguous()?;
-    let out = flat_y.apply_op3(&wb, &flat_a, LinearAddOp { scaled })?;
+    let out = flat_y.apply_op3(&wb, &flat_a, LinearAddOp { scale: sum.scale() })?;
     Ok(out.reshape(out_dims)?)
 }
 
-/// `(a + y Wᵀ + b)·(1/√2 if scaled)` for contiguous `y` `[R, in]`, `[W | b]` `[out, in + 1]` and
-/// `a` `[R, out]`.
+/// `(a + y Wᵀ + b)·scale` (no product without a scale) for contiguous `y` `[R, in]`, `[W | b]`
+/// `[out, in + 1]` and `a` `[R, out]`. The scale is applied in f32, as `Tensor::affine` applies
+/// its `f64` factor.
 struct LinearAddOp {
-    scaled: bool,
+    scale: Option<f64>,
 }
 
 impl CustomOp3 for LinearAddOp {
@@ -115,7 +152,7 @@ impl CustomOp3 for LinearAddOp {
         };
         let then = Epilogue {
             addend: Some(contiguous_slice(adds, la)?),
-            scale: self.scaled.then_some(std::f32::consts::FRAC_1_SQRT_2),
+            scale: self.scale.map(|k| k as f32),
         };
         match small_matmul_then(contiguous_slice(ys, ly)?, wt, then) {
             Some(out) => Ok((CpuStorage::F32(out), Shape::from((r, n)))),
@@ -131,12 +168,12 @@ impl CustomOp3 for LinearAddOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // The gradients the separate ops gave: the residual update's `g/√2` (computed as it
-        // computed it) or the sum's `g`, then the linear layer's backward on that.
-        let g = if self.scaled {
-            (grad * std::f64::consts::FRAC_1_SQRT_2)?
-        } else {
-            grad.contiguous()?
+        // The gradients the separate ops gave: the scaled sum's `g·scale` (computed as the
+        // residual update and `Tensor::affine` computed it) or the sum's `g`, then the linear
+        // layer's backward on that.
+        let g = match self.scale {
+            Some(k) => (grad * k)?,
+            None => grad.contiguous()?,
         };
         let k = y.dim(1)?;
         let dy = if y.track_op() {

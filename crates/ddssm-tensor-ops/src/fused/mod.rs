@@ -41,7 +41,7 @@ use weight_grad::column_sums;
 pub use conv::axis_conv;
 pub use gate::gated_activation;
 pub use linear::linear;
-pub use linear_add::{linear_accumulate, linear_residual};
+pub use linear_add::{linear_accumulate, linear_accumulate_scaled, linear_residual};
 pub use pool::time_pool;
 pub use relu::relu;
 pub use residual::residual_update;

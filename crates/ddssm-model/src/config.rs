@@ -208,6 +208,13 @@ pub struct EncoderConfig {
     pub side: TemporalSideConfig,
     /// The Gaussian head giving `q(z_t | …)`.
     pub head: GaussianHeadConfig,
+    /// Not in the paper (off by default, and then not written): a linear map of the history
+    /// `z_{t−j:t−1}` added to the head's mean, starting at zero. The paper's encoder reaches the
+    /// history only through the context producer's ReLU lift of each latent; this path lets the
+    /// posterior mean follow linear dynamics exactly (docs/paper-notes.md, "The encoder's
+    /// history skip").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub history_skip: bool,
 }
 
 /// The decoder (App. H.3, Table 1: 2 layers, 16 channels, Conv(k = 2) mixers).

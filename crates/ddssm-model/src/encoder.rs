@@ -37,6 +37,8 @@ pub struct Encoder {
     static_projection: Option<Dense>,
     context: ContextProducer,
     head: GaussianHead,
+    /// `EncoderConfig::history_skip`: `z_{t−j:t−1}` (flattened, `j·M`) → `M`, added to the mean.
+    history_skip: Option<Dense>,
 }
 
 /// What the encoder computes once per sequence (batch `B`), before any sampling.
@@ -142,6 +144,7 @@ impl Encoder {
             context,
             side,
             head,
+            history_skip,
         } = &config.encoder;
         let (m, j, h) = (config.latent_dim, config.order, config.h_seq);
         let summary_net = section(
@@ -191,7 +194,26 @@ impl Encoder {
             static_projection,
             context,
             head,
+            history_skip: if *history_skip {
+                Some(Dense::zero_no_bias(j * m, m, vb.pp("history_skip"))?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// The Gaussian head on `context`, plus the history skip (where configured) of `history`
+    /// (`[R, j, M]`).
+    fn head(&self, context: &Tensor, history: &Tensor) -> Result<DiagGaussian> {
+        let q = self.head.forward(context)?;
+        match &self.history_skip {
+            None => Ok(q),
+            Some(skip) => {
+                let (r, j, m) = history.dims3()?;
+                let shift = skip.forward(&history.reshape((r, j * m))?)?;
+                Ok(DiagGaussian::new((q.mean() + shift)?, q.logvar().clone())?)
+            }
+        }
     }
 
     /// Stage 1, once per sequence: `x` `[B, T, D]` (entries where `mask` is 0 must be finite; they
@@ -293,7 +315,7 @@ impl Encoder {
             .transpose(1, 2)?
             .contiguous()?;
         let context = self.context.forward(&input, side)?;
-        Ok(self.head.forward(&context)?)
+        self.head(&context, history)
     }
 
     /// The context producer's work on step `t`'s summary slot (slot 0), for the `B` sequences of
@@ -340,7 +362,7 @@ impl Encoder {
         let context = self
             .context
             .forward_with_prefix(prefix, samples, &input, side)?;
-        Ok(self.head.forward(&context)?)
+        self.head(&context, history)
     }
 
     /// Stage 2 (Algorithm 2): `samples` trajectories per sequence, drawing one `ε_t` of shape

@@ -69,6 +69,19 @@ impl Dense {
         )
     }
 
+    /// A zero weight and no bias: a map that starts as nothing (a skip path added to an
+    /// existing output, which then starts as that output).
+    pub fn zero_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::with_init(
+            in_dim,
+            out_dim,
+            false,
+            Init::Const(0.0),
+            Init::Const(0.0),
+            vb,
+        )
+    }
+
     /// Without a bias.
     pub fn no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / (in_dim.max(1) as f64).sqrt();

@@ -10,20 +10,10 @@ use ddssm_nets::*;
 use ddssm_tensor_ops::{repeat_rows, set_fused_ops, SeededNoise};
 
 mod common;
-use common::max_abs;
+use common::{bits, max_abs};
 
 fn randn(noise: &mut SeededNoise, shape: &[usize]) -> Tensor {
     noise.randn(shape, DType::F32, &Device::Cpu).unwrap()
-}
-
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .into_iter()
-        .map(f32::to_bits)
-        .collect()
 }
 
 /// One case: a producer over `l` slots whose first `p` are the prefix, `b` prefix rows each

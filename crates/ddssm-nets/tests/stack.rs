@@ -8,15 +8,8 @@ use candle_nn::{VarBuilder, VarMap};
 use ddssm_nets::*;
 use ddssm_tensor_ops::SeededNoise;
 
-fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .into_iter()
-        .map(f32::to_bits)
-        .collect()
-}
+mod common;
+use common::bits;
 
 #[test]
 fn a_stack_gives_its_blocks_composed_bit_for_bit() {

@@ -155,6 +155,52 @@ fn main() -> Result<()> {
         }
     }
 
+    // How the teacher-forced encoder places its mean on held-out sequences (the validation
+    // split's first 256, their true paths given): its error from the true state, and the part of
+    // that error that is the observation's noise (slope 1: the mean copies x_t; 0: it follows
+    // the dynamics from z_{t−1}, as the exact posterior does).
+    let (z_val, x_val) = cfg
+        .data
+        .sim
+        .simulate(cfg.data.validation, &mut root.fork("data/validation"))?;
+    let rows = 256.min(z_val.n);
+    let pick = |s: &ddssm_eval::Series| -> Result<Tensor> {
+        Ok(s.to_tensor(DType::F32, &dev)?.narrow(0, 0, rows)?)
+    };
+    let (zv, xv) = (pick(&z_val)?, pick(&x_val)?);
+    let inputs = model
+        .encoder()
+        .prepare(&splits.standardization.apply(&xv)?, None, None, None)?;
+    let mean = model
+        .encoder()
+        .posteriors(&inputs, &(&zv * gauge)?)?
+        .mean()
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    let (zs, xs) = (
+        zv.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+        xv.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+    );
+    let t_len = z_val.t;
+    let (mut en, mut nn, mut ee) = (0.0, 0.0, 0.0);
+    for i in (0..rows * t_len).filter(|i| i % t_len > 0) {
+        let err = mean[i] / gauge - zs[i];
+        let obs = xs[i] - zs[i];
+        en += err * obs;
+        nn += obs * obs;
+        ee += err * err;
+    }
+    let count = (rows * (t_len - 1)) as f64;
+    let slope = en / nn;
+    println!(
+        "teacher-forced encoder mean on {rows} validation sequences (t ≥ 2, data units): rms error \
+         {:.4}, slope on the observation noise {slope:.3} (1: copies x_t, 0: follows the \
+         dynamics), rms error left after that part {:.4}",
+        (ee / count).sqrt(),
+        ((ee - slope * en) / count).max(0.0).sqrt()
+    );
+
     // Where phase 2 starts: the validation scores the experiment logs every 250 steps.
     let mut val_noise = root.fork("teacher/validation");
     let scores = validation_scores(&cfg, &model, &splits.validation, &mut val_noise)?;

@@ -127,8 +127,7 @@ impl ResidualBlock {
         diffusion_emb: Option<&LevelEmbedding>,
         skip_sum: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        let (next, sum) = self.forward_as(x, side, diffusion_emb, skip_sum, None)?;
-        Ok((next.expect("not the last block"), sum))
+        not_last(self.forward_as(x, side, diffusion_emb, skip_sum, None)?)
     }
 
     /// [`ResidualBlock::forward`] in a stack: `last` as in [`ResidualBlock::after_time_mixer`].
@@ -162,8 +161,7 @@ impl ResidualBlock {
         side: &SideInfo,
         skip_sum: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        let (next, sum) = self.forward_suffix_as(prefix, repeat, x, side, skip_sum, None)?;
-        Ok((next.expect("not the last block"), sum))
+        not_last(self.forward_suffix_as(prefix, repeat, x, side, skip_sum, None)?)
     }
 
     /// [`ResidualBlock::forward_suffix`] in a stack: `last` as in
@@ -235,6 +233,15 @@ impl ResidualBlock {
         };
         Ok((next, sum))
     }
+}
+
+/// The `(next x, skip sum)` of a block run outside a stack's last position, where the residual
+/// output is always computed.
+fn not_last((next, sum): (Option<Tensor>, Tensor)) -> Result<(Tensor, Tensor)> {
+    Ok((
+        next.expect("computed unless the block is a stack's last"),
+        sum,
+    ))
 }
 
 /// A stack of residual blocks whose skips are summed and scaled by `1/√layers`.

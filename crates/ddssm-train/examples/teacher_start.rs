@@ -87,12 +87,11 @@ fn main() -> Result<()> {
         .data
         .sim
         .simulate(cfg.data.train, &mut root.fork("data/train"))?;
-    let x_all = splits
-        .standardization
-        .apply(&x_train.to_tensor(DType::F32, &dev)?)?;
-    if x_train.to_tensor(DType::F32, &dev)?.to_vec3::<f32>()? != splits.train.x.to_vec3::<f32>()? {
+    let x_raw = x_train.to_tensor(DType::F32, &dev)?;
+    if x_raw.to_vec3::<f32>()? != splits.train.x.to_vec3::<f32>()? {
         bail!("the simulated training split differs from the experiment's");
     }
+    let x_all = splits.standardization.apply(&x_raw)?;
     let z_all = (z_train.to_tensor(DType::F32, &dev)? * gauge)?;
 
     let mut model = Model::new(&cfg.ddssm.model, cfg.seed, DType::F32, &dev)?;

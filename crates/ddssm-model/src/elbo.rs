@@ -6,13 +6,22 @@ use serde::{Deserialize, Serialize};
 use crate::{Estimator, Result};
 
 /// Options of one ELBO evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElboOptions {
     /// `S`: latent trajectories drawn per sequence (App. I.3; Table 3 tunes it in 1–4).
     pub samples: usize,
     /// Closed-form or single-sample estimates where both exist.
     pub estimator: Estimator,
+    /// Standard deviation of Gaussian noise added to the observations the *encoder* sees, in the
+    /// model's standardised units (fractions of each dimension's standard deviation); the
+    /// reconstruction term still scores the observations as given. Not in the paper: 0 by
+    /// default. Any `q` gives a lower bound, so the terms still bound `log p(x)`; a handicapped
+    /// encoder makes the bound looser wherever the posterior needs the current observation's
+    /// exact value, which presses the model toward dynamics that pin the state by themselves
+    /// (docs/paper-notes.md, "Noise on the encoder's view").
+    #[serde(default)]
+    pub encoder_input_noise: f64,
 }
 
 impl Default for ElboOptions {
@@ -20,6 +29,7 @@ impl Default for ElboOptions {
         Self {
             samples: 2,
             estimator: Estimator::Analytic,
+            encoder_input_noise: 0.0,
         }
     }
 }

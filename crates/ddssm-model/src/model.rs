@@ -463,9 +463,10 @@ impl Model {
     /// The ELBO terms of `batch` (App. I.3–I.4), given in the data's own units (the model applies
     /// its standardisation; the terms are nats of the data as given): `S` encoder trajectories
     /// per sequence, the decoder, the VHP and the transition each in one batched call, averaged
-    /// over `S`. Every random draw comes from `noise`, in this order: the encoder's `ε_t`
-    /// (`[S·B, M]` per step), the VHP's auxiliary latents, the transition's draws (for the
-    /// DDSSM, Eq. 52's `k` and `ε`).
+    /// over `S`. Every random draw comes from `noise`, in this order: with
+    /// `options.encoder_input_noise > 0` the noise on the encoder's view of `x` (`[B, T, D]`), the
+    /// encoder's `ε_t` (`[S·B, M]` per step), the VHP's auxiliary latents, the transition's draws
+    /// (for the DDSSM, Eq. 52's `k` and `ε`).
     pub fn elbo(
         &self,
         batch: &Batch,
@@ -475,11 +476,23 @@ impl Model {
         let (raw, x) = self.observations(batch)?;
         let s = options.samples;
         crate::check_config(s >= 1, "samples (S)", s, "an integer ≥ 1")?;
+        let sd = options.encoder_input_noise;
+        crate::check_config(
+            sd >= 0.0 && sd.is_finite(),
+            "encoder_input_noise",
+            sd,
+            "a finite number ≥ 0",
+        )?;
         let (b, t_len, _) = x.dims3()?;
         let j = self.config.order;
+        let seen = if sd > 0.0 {
+            (&x + (noise.randn_like(&x)? * sd)?)?
+        } else {
+            x.clone()
+        };
         let traj = self
             .encoder
-            .sample(&self.encoder_inputs(&x, batch)?, s, noise)?;
+            .sample(&self.encoder_inputs(&seen, batch)?, s, noise)?;
         let n = s * b;
         let (covariates, statics) = per_trajectory(batch, t_len, s)?;
 

@@ -80,6 +80,7 @@ fn check(transition: TransitionConfig) -> Result<()> {
     let options = ElboOptions {
         samples: s,
         estimator: Estimator::Sample,
+        ..ElboOptions::default()
     };
     let seed = 31;
     let terms = model.elbo(&batch, &options, &mut SeededNoise::new(seed))?;

@@ -165,6 +165,7 @@ fn general_shapes_run_end_to_end_with_gradients_for_every_parameter() -> Result<
         let options = ElboOptions {
             samples: 2,
             estimator: Estimator::Sample,
+            ..ElboOptions::default()
         };
         let terms = model.elbo(&data, &options, &mut SeededNoise::new(7))?;
         check_terms(&terms, 3)?;

@@ -63,6 +63,7 @@ fn main() -> Result<()> {
     let options = ElboOptions {
         samples: k,
         estimator: Estimator::Sample,
+        ..ElboOptions::default()
     };
     let terms = model.elbo(&batch, &options, &mut noise)?;
     let log_w = (&terms.trajectory_distortion + &terms.trajectory_rate)?

@@ -79,6 +79,13 @@ pub struct TrainConfig {
     /// left out of a written config; docs/paper-notes.md).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pin_latent_scale: bool,
+    /// Standard deviation of the noise added to the observations the encoder sees during
+    /// training, in the model's standardised units ([`ddssm_model::ElboOptions`]'s
+    /// `encoder_input_noise`; not in the paper: 0 by default, and then left out of a written
+    /// config; docs/paper-notes.md). Validation and evaluation always give the encoder the
+    /// observations as they are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub encoder_input_noise: f64,
     /// What a step minimises (not in the paper: the ELBO by default, and then left out of a
     /// written config; docs/paper-notes.md).
     #[serde(default, skip_serializing_if = "Objective::is_elbo")]
@@ -116,6 +123,7 @@ impl TrainConfig {
             lr_decay: LrDecay::Constant,
             entropy_weight: 1.0,
             pin_latent_scale: false,
+            encoder_input_noise: 0.0,
             objective: Objective::Elbo,
             seed: 0,
             validate_every: 250,
@@ -226,6 +234,12 @@ impl TrainConfig {
             self.pin_latent_scale.to_string(),
             "false unless entropy_weight < 1 (it pins what tempering moves; at 1 nothing moves)",
         )?;
+        check(
+            self.encoder_input_noise >= 0.0 && self.encoder_input_noise.is_finite(),
+            "encoder_input_noise",
+            self.encoder_input_noise.to_string(),
+            "a finite number ≥ 0 (standard deviations of the standardised data; 0: off)",
+        )?;
         if self.objective == Objective::Iwae {
             check(
                 self.estimator == Estimator::Sample,
@@ -258,4 +272,8 @@ fn one() -> f64 {
 
 fn is_one(v: &f64) -> bool {
     *v == 1.0
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }

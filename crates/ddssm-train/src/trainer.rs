@@ -271,6 +271,7 @@ pub fn accumulated_gradients(
     let elbo_options = ElboOptions {
         samples: config.samples,
         estimator: config.estimator,
+        encoder_input_noise: config.encoder_input_noise,
     };
     let size = match config.micro_batch {
         0 => indices.len(),
@@ -523,6 +524,7 @@ mod tests {
             let options = ElboOptions {
                 samples: 1,
                 estimator: config.estimator,
+                ..ElboOptions::default()
             };
             let terms = model.elbo(&select(&data, chunk)?, &options, &mut noise)?;
             recon += share * terms.summary()?.recon;

@@ -511,6 +511,47 @@ fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
     Ok(())
 }
 
+/// The encoder's input noise is optional in a config (0 when absent, and then not written
+/// back), refused when negative or not finite with the field's name, and it reaches the loop: two
+/// steps with it end elsewhere than two without.
+#[test]
+fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()> {
+    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
+    assert!(!written.contains("encoder_input_noise"), "{written}");
+    assert_eq!(
+        serde_json::from_str::<TrainConfig>(&written)?.encoder_input_noise,
+        0.0
+    );
+    for sd in [-0.5, f64::NAN, f64::INFINITY] {
+        let bad = TrainConfig {
+            encoder_input_noise: sd,
+            ..TrainConfig::paper_ddssm()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("encoder_input_noise") && err.contains("≥ 0"),
+            "{err}"
+        );
+    }
+    let (mc, tc, data) = small();
+    let base = TrainConfig {
+        steps: 2,
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..tc
+    };
+    let noisy = TrainConfig {
+        encoder_input_noise: 0.1,
+        ..base
+    };
+    let text = serde_json::to_string(&noisy)?;
+    assert!(text.contains("\"encoder_input_noise\":0.1"), "{text}");
+    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, noisy);
+    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
+    assert_ne!(run(&noisy)?, run(&base)?);
+    Ok(())
+}
+
 /// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
 fn quiet_parameters(mc: &ModelConfig, data: &Batch, config: &TrainConfig) -> Result<Vec<Vec<f32>>> {
     let quiet = TrainOptions {

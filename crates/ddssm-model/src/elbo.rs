@@ -22,6 +22,18 @@ pub struct ElboOptions {
     /// (docs/paper-notes.md, "Noise on the encoder's view").
     #[serde(default)]
     pub encoder_input_noise: f64,
+    /// `α` in `(0, 1]`: the transition term (Eq. 52, or the DKF's Gaussian cross-entropy) scores
+    /// the encoder's draws pulled toward their means, `z̄ + α·(z − z̄)` (for the closed-form
+    /// cross-entropy, the posterior with its variance times `α²`), instead of the draws
+    /// themselves. Not in the paper and not the ELBO unless `α = 1`, the default: below 1 the
+    /// transition is fitted to less of the posterior's spread, as in "hard" EM
+    /// (docs/paper-notes.md, "Pulling the transition's targets toward the posterior mean").
+    #[serde(default = "one")]
+    pub transition_draw_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for ElboOptions {
@@ -30,6 +42,7 @@ impl Default for ElboOptions {
             samples: 2,
             estimator: Estimator::Analytic,
             encoder_input_noise: 0.0,
+            transition_draw_scale: 1.0,
         }
     }
 }

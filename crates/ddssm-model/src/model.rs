@@ -483,6 +483,13 @@ impl Model {
             sd,
             "a finite number ≥ 0",
         )?;
+        let alpha = options.transition_draw_scale;
+        crate::check_config(
+            alpha > 0.0 && alpha <= 1.0,
+            "transition_draw_scale",
+            alpha,
+            "in (0, 1] (1: the ELBO)",
+        )?;
         let (b, t_len, _) = x.dims3()?;
         let j = self.config.order;
         let seen = if sd > 0.0 {
@@ -520,8 +527,18 @@ impl Model {
             .vhp
             .loss(&traj.z.narrow(1, 0, j)?, cov_init.as_ref(), noise)?;
 
-        // Eq. 52 (DDSSM) or the Gaussian cross-entropy (DKF), all t > j at once.
-        let (input, target) = self.transition_pairs(&traj.z, covariates.as_ref())?;
+        // Eq. 52 (DDSSM) or the Gaussian cross-entropy (DKF), all t > j at once; with α < 1 on
+        // the draws pulled toward their means (`ElboOptions::transition_draw_scale`).
+        let (scored, scored_logvar) = if alpha == 1.0 {
+            (traj.z.clone(), traj.posterior.logvar().clone())
+        } else {
+            let mean = traj.posterior.mean();
+            (
+                (mean + ((&traj.z - mean)? * alpha)?)?,
+                (traj.posterior.logvar() + 2.0 * alpha.ln())?,
+            )
+        };
+        let (input, target) = self.transition_pairs(&scored, covariates.as_ref())?;
         let m = self.config.latent_dim;
         let steps = t_len - j;
         let posterior = DiagGaussian::new(
@@ -529,10 +546,7 @@ impl Model {
                 .mean()
                 .narrow(1, j, steps)?
                 .reshape((n * steps, m))?,
-            traj.posterior
-                .logvar()
-                .narrow(1, j, steps)?
-                .reshape((n * steps, m))?,
+            scored_logvar.narrow(1, j, steps)?.reshape((n * steps, m))?,
         )?;
         let loss = self
             .transition

@@ -86,6 +86,12 @@ pub struct TrainConfig {
     /// observations as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub encoder_input_noise: f64,
+    /// `α` in `(0, 1]`: the transition term scores the encoder's draws pulled toward their means
+    /// by this factor ([`ddssm_model::ElboOptions`]'s `transition_draw_scale`; not in the paper
+    /// and not the ELBO below 1: 1 by default, and then left out of a written config;
+    /// docs/paper-notes.md). Validation and evaluation always score the ELBO itself.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub transition_draw_scale: f64,
     /// What a step minimises (not in the paper: the ELBO by default, and then left out of a
     /// written config; docs/paper-notes.md).
     #[serde(default, skip_serializing_if = "Objective::is_elbo")]
@@ -124,6 +130,7 @@ impl TrainConfig {
             entropy_weight: 1.0,
             pin_latent_scale: false,
             encoder_input_noise: 0.0,
+            transition_draw_scale: 1.0,
             objective: Objective::Elbo,
             seed: 0,
             validate_every: 250,
@@ -240,7 +247,20 @@ impl TrainConfig {
             self.encoder_input_noise.to_string(),
             "a finite number ≥ 0 (standard deviations of the standardised data; 0: off)",
         )?;
+        check(
+            self.transition_draw_scale > 0.0 && self.transition_draw_scale <= 1.0,
+            "transition_draw_scale",
+            self.transition_draw_scale.to_string(),
+            "in (0, 1] (1: the ELBO's own draws)",
+        )?;
         if self.objective == Objective::Iwae {
+            check(
+                self.transition_draw_scale == 1.0,
+                "transition_draw_scale",
+                self.transition_draw_scale.to_string(),
+                "1 with objective = \"iwae\" (importance weights need the draws' own transition \
+                 terms)",
+            )?;
             check(
                 self.estimator == Estimator::Sample,
                 "estimator",

@@ -272,6 +272,7 @@ pub fn accumulated_gradients(
         samples: config.samples,
         estimator: config.estimator,
         encoder_input_noise: config.encoder_input_noise,
+        transition_draw_scale: config.transition_draw_scale,
     };
     let size = match config.micro_batch {
         0 => indices.len(),

@@ -552,6 +552,58 @@ fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()>
     Ok(())
 }
 
+/// The transition's draw scale α is optional in a config (1 when absent, and then not written
+/// back), refused outside (0, 1] and, below 1, with the importance-weighted objective, with the
+/// field's name; it reaches the loop: two steps at α = 0.5 end elsewhere than two at 1.
+#[test]
+fn the_transition_draw_scale_defaults_to_one_and_reaches_the_loop() -> Result<()> {
+    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
+    assert!(!written.contains("transition_draw_scale"), "{written}");
+    assert_eq!(
+        serde_json::from_str::<TrainConfig>(&written)?.transition_draw_scale,
+        1.0
+    );
+    for alpha in [0.0, -0.5, 1.5, f64::NAN] {
+        let bad = TrainConfig {
+            transition_draw_scale: alpha,
+            ..TrainConfig::paper_ddssm()
+        };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("transition_draw_scale") && err.contains("(0, 1]"),
+            "{err}"
+        );
+    }
+    let iwae = TrainConfig {
+        objective: Objective::Iwae,
+        estimator: Estimator::Sample,
+        transition_draw_scale: 0.5,
+        ..TrainConfig::paper_ddssm()
+    };
+    let err = iwae.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("transition_draw_scale") && err.contains("iwae"),
+        "{err}"
+    );
+    let (mc, tc, data) = small();
+    let base = TrainConfig {
+        steps: 2,
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..tc
+    };
+    let pulled = TrainConfig {
+        transition_draw_scale: 0.5,
+        ..base
+    };
+    let text = serde_json::to_string(&pulled)?;
+    assert!(text.contains("\"transition_draw_scale\":0.5"), "{text}");
+    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, pulled);
+    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
+    assert_ne!(run(&pulled)?, run(&base)?);
+    Ok(())
+}
+
 /// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
 fn quiet_parameters(mc: &ModelConfig, data: &Batch, config: &TrainConfig) -> Result<Vec<Vec<f32>>> {
     let quiet = TrainOptions {

@@ -1,6 +1,7 @@
-//! `ElboOptions::encoder_input_noise` (not in the paper): the noise reaches the encoder's view of
-//! the observations and nothing else, is drawn first from the ELBO's noise stream, and is off by
-//! default.
+//! Two training-only options of the ELBO evaluation (not in the paper, off by default):
+//! `ElboOptions::encoder_input_noise` reaches the encoder's view of the observations and nothing
+//! else, drawn first from the ELBO's noise stream; `ElboOptions::transition_draw_scale` changes the
+//! transition term and nothing else.
 
 mod common;
 
@@ -88,6 +89,73 @@ fn a_bad_noise_level_names_the_field() -> Result<()> {
             .to_string();
         assert!(
             e.contains("encoder_input_noise") && e.contains("≥ 0"),
+            "{e}"
+        );
+    }
+    Ok(())
+}
+
+/// `transition_draw_scale = 1` is the default ELBO bit for bit; below 1 it changes the transition
+/// term and leaves every other term bit-equal, for a diffusion and a Gaussian transition (closed
+/// form and sampled).
+#[test]
+fn the_draw_scale_changes_the_transition_term_only() -> Result<()> {
+    use ddssm_model::Estimator;
+    for (config, estimator) in [
+        (ModelConfig::paper_ddssm(), Estimator::Analytic),
+        (ModelConfig::paper_dkf(), Estimator::Analytic),
+        (ModelConfig::paper_dkf(), Estimator::Sample),
+    ] {
+        let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+        let data = common::batch(&config, 3, 6, 2)?;
+        let terms = |alpha: f64| {
+            let options = ElboOptions {
+                estimator,
+                transition_draw_scale: alpha,
+                ..ElboOptions::default()
+            };
+            model.elbo(&data, &options, &mut SeededNoise::new(5))
+        };
+        let (one, half) = (terms(1.0)?, terms(0.5)?);
+        let default = model.elbo(
+            &data,
+            &ElboOptions {
+                estimator,
+                ..ElboOptions::default()
+            },
+            &mut SeededNoise::new(5),
+        )?;
+        assert_eq!(
+            common::scalars(&one.negative_elbo()?)?,
+            common::scalars(&default.negative_elbo()?)?
+        );
+        for (what, a, b) in [
+            ("recon", &one.recon, &half.recon),
+            ("init_entropy", &one.init_entropy, &half.init_entropy),
+            ("entropy", &one.entropy, &half.entropy),
+            ("vhp", &one.vhp, &half.vhp),
+        ] {
+            assert_eq!(common::scalars(a)?, common::scalars(b)?, "{what}");
+        }
+        assert_ne!(
+            common::scalars(&one.transition)?,
+            common::scalars(&half.transition)?
+        );
+    }
+    let config = ModelConfig::paper_ddssm();
+    let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+    let data = common::batch(&config, 2, 6, 2)?;
+    for alpha in [0.0, 1.5, f64::NAN] {
+        let options = ElboOptions {
+            transition_draw_scale: alpha,
+            ..ElboOptions::default()
+        };
+        let e = model
+            .elbo(&data, &options, &mut SeededNoise::new(1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("transition_draw_scale") && e.contains("(0, 1]"),
             "{e}"
         );
     }

@@ -73,28 +73,6 @@ fn the_noise_reaches_the_encoder_only() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_bad_noise_level_names_the_field() -> Result<()> {
-    let config = ModelConfig::paper_ddssm();
-    let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
-    let data = common::batch(&config, 2, 6, 2)?;
-    for sd in [-0.1, f64::NAN, f64::INFINITY] {
-        let options = ElboOptions {
-            encoder_input_noise: sd,
-            ..ElboOptions::default()
-        };
-        let e = model
-            .elbo(&data, &options, &mut SeededNoise::new(1))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("encoder_input_noise") && e.contains("≥ 0"),
-            "{e}"
-        );
-    }
-    Ok(())
-}
-
 /// `transition_draw_scale = 1` is the default ELBO bit for bit; below 1 it changes the transition
 /// term and leaves every other term bit-equal, for a diffusion and a Gaussian transition (closed
 /// form and sampled).
@@ -142,22 +120,37 @@ fn the_draw_scale_changes_the_transition_term_only() -> Result<()> {
             common::scalars(&half.transition)?
         );
     }
+    Ok(())
+}
+
+/// Each option's bad values are refused naming the option and what it allows.
+#[test]
+fn bad_option_values_name_the_field() -> Result<()> {
     let config = ModelConfig::paper_ddssm();
     let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
     let data = common::batch(&config, 2, 6, 2)?;
-    for alpha in [0.0, 1.5, f64::NAN] {
-        let options = ElboOptions {
-            transition_draw_scale: alpha,
-            ..ElboOptions::default()
-        };
+    let noise = |v| ElboOptions {
+        encoder_input_noise: v,
+        ..ElboOptions::default()
+    };
+    let scale = |v| ElboOptions {
+        transition_draw_scale: v,
+        ..ElboOptions::default()
+    };
+    let cases = [
+        (noise(-0.1), "encoder_input_noise", "≥ 0"),
+        (noise(f64::NAN), "encoder_input_noise", "≥ 0"),
+        (noise(f64::INFINITY), "encoder_input_noise", "≥ 0"),
+        (scale(0.0), "transition_draw_scale", "(0, 1]"),
+        (scale(1.5), "transition_draw_scale", "(0, 1]"),
+        (scale(f64::NAN), "transition_draw_scale", "(0, 1]"),
+    ];
+    for (options, field, allowed) in cases {
         let e = model
             .elbo(&data, &options, &mut SeededNoise::new(1))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("transition_draw_scale") && e.contains("(0, 1]"),
-            "{e}"
-        );
+        assert!(e.contains(field) && e.contains(allowed), "{e}");
     }
     Ok(())
 }

@@ -511,27 +511,28 @@ fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
     Ok(())
 }
 
-/// The encoder's input noise is optional in a config (0 when absent, and then not written
-/// back), refused when negative or not finite with the field's name, and it reaches the loop: two
-/// steps with it end elsewhere than two without.
-#[test]
-fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()> {
+/// A training-only number of `TrainConfig` that is not in the paper: `field` (its name in a
+/// written config, read and set by `set`) is left out of a written config at its `default` and
+/// read back as it when absent; each of `bad` is refused naming the field and `allowed`; `on` is
+/// written and read back, and two steps with it end elsewhere than two at the default.
+fn optional_number_reaches_the_loop(
+    field: &str,
+    set: fn(&mut TrainConfig, f64),
+    default: f64,
+    bad: &[f64],
+    allowed: &str,
+    on: f64,
+) -> Result<()> {
     let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
-    assert!(!written.contains("encoder_input_noise"), "{written}");
-    assert_eq!(
-        serde_json::from_str::<TrainConfig>(&written)?.encoder_input_noise,
-        0.0
-    );
-    for sd in [-0.5, f64::NAN, f64::INFINITY] {
-        let bad = TrainConfig {
-            encoder_input_noise: sd,
-            ..TrainConfig::paper_ddssm()
-        };
-        let err = bad.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("encoder_input_noise") && err.contains("≥ 0"),
-            "{err}"
-        );
+    assert!(!written.contains(field), "{written}");
+    let mut at_default = TrainConfig::paper_ddssm();
+    set(&mut at_default, default);
+    assert_eq!(serde_json::from_str::<TrainConfig>(&written)?, at_default);
+    for &v in bad {
+        let mut config = TrainConfig::paper_ddssm();
+        set(&mut config, v);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains(allowed), "{v}: {err}");
     }
     let (mc, tc, data) = small();
     let base = TrainConfig {
@@ -540,40 +541,41 @@ fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()>
         checkpoint_every: 0,
         ..tc
     };
-    let noisy = TrainConfig {
-        encoder_input_noise: 0.1,
-        ..base
-    };
-    let text = serde_json::to_string(&noisy)?;
-    assert!(text.contains("\"encoder_input_noise\":0.1"), "{text}");
-    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, noisy);
+    let mut changed = base;
+    set(&mut changed, on);
+    let text = serde_json::to_string(&changed)?;
+    assert!(text.contains(&format!("\"{field}\":{on}")), "{text}");
+    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, changed);
     let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
-    assert_ne!(run(&noisy)?, run(&base)?);
+    assert_ne!(run(&changed)?, run(&base)?);
     Ok(())
 }
 
-/// The transition's draw scale α is optional in a config (1 when absent, and then not written
-/// back), refused outside (0, 1] and, below 1, with the importance-weighted objective, with the
-/// field's name; it reaches the loop: two steps at α = 0.5 end elsewhere than two at 1.
+/// The encoder's input noise: 0 by default, refused when negative or not finite.
+#[test]
+fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()> {
+    optional_number_reaches_the_loop(
+        "encoder_input_noise",
+        |c, v| c.encoder_input_noise = v,
+        0.0,
+        &[-0.5, f64::NAN, f64::INFINITY],
+        "≥ 0",
+        0.1,
+    )
+}
+
+/// The transition's draw scale α: 1 by default, refused outside (0, 1] and, below 1, with the
+/// importance-weighted objective.
 #[test]
 fn the_transition_draw_scale_defaults_to_one_and_reaches_the_loop() -> Result<()> {
-    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
-    assert!(!written.contains("transition_draw_scale"), "{written}");
-    assert_eq!(
-        serde_json::from_str::<TrainConfig>(&written)?.transition_draw_scale,
-        1.0
-    );
-    for alpha in [0.0, -0.5, 1.5, f64::NAN] {
-        let bad = TrainConfig {
-            transition_draw_scale: alpha,
-            ..TrainConfig::paper_ddssm()
-        };
-        let err = bad.validate().unwrap_err().to_string();
-        assert!(
-            err.contains("transition_draw_scale") && err.contains("(0, 1]"),
-            "{err}"
-        );
-    }
+    optional_number_reaches_the_loop(
+        "transition_draw_scale",
+        |c, v| c.transition_draw_scale = v,
+        1.0,
+        &[0.0, -0.5, 1.5, f64::NAN],
+        "(0, 1]",
+        0.5,
+    )?;
     let iwae = TrainConfig {
         objective: Objective::Iwae,
         estimator: Estimator::Sample,
@@ -585,22 +587,6 @@ fn the_transition_draw_scale_defaults_to_one_and_reaches_the_loop() -> Result<()
         err.contains("transition_draw_scale") && err.contains("iwae"),
         "{err}"
     );
-    let (mc, tc, data) = small();
-    let base = TrainConfig {
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
-    let pulled = TrainConfig {
-        transition_draw_scale: 0.5,
-        ..base
-    };
-    let text = serde_json::to_string(&pulled)?;
-    assert!(text.contains("\"transition_draw_scale\":0.5"), "{text}");
-    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, pulled);
-    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
-    assert_ne!(run(&pulled)?, run(&base)?);
     Ok(())
 }
 

@@ -1,9 +1,12 @@
-//! The terms of the negative ELBO (Eq. 46, 53; App. I.3), per sequence, in nats.
+//! The terms of the negative ELBO (Eq. 46, 53; App. I.3), per sequence, in nats, and
+//! [`Model::elbo`], which computes them for a batch.
 
-use candle_core::Tensor;
+use candle_core::{Tensor, D};
+use ddssm_tensor_ops::{repeat_rows, DiagGaussian, SeededNoise};
 use serde::{Deserialize, Serialize};
 
-use crate::{Estimator, Result};
+use crate::inference::per_trajectory;
+use crate::{Batch, Estimator, Model, Result};
 
 /// Options of one ELBO evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -261,6 +264,114 @@ pub struct ElboSummary {
     pub entropy: f64,
     /// The sum: the negative ELBO.
     pub negative_elbo: f64,
+}
+
+impl Model {
+    /// The ELBO terms of `batch` (App. I.3–I.4), given in the data's own units (the model applies
+    /// its standardisation; the terms are nats of the data as given): `S` encoder trajectories
+    /// per sequence, the decoder, the VHP and the transition each in one batched call, averaged
+    /// over `S`. Every random draw comes from `noise`, in this order: with
+    /// `options.encoder_input_noise > 0` the noise on the encoder's view of `x` (`[B, T, D]`), the
+    /// encoder's `ε_t` (`[S·B, M]` per step), the VHP's auxiliary latents, the transition's draws
+    /// (for the DDSSM, Eq. 52's `k` and `ε`).
+    pub fn elbo(
+        &self,
+        batch: &Batch,
+        options: &ElboOptions,
+        noise: &mut SeededNoise,
+    ) -> Result<ElboTerms> {
+        let (raw, x) = self.observations(batch)?;
+        let s = options.samples;
+        crate::check_config(s >= 1, "samples (S)", s, "an integer ≥ 1")?;
+        let sd = options.encoder_input_noise;
+        crate::check_config(
+            sd >= 0.0 && sd.is_finite(),
+            "encoder_input_noise",
+            sd,
+            "a finite number ≥ 0",
+        )?;
+        let alpha = options.transition_draw_scale;
+        crate::check_config(
+            alpha > 0.0 && alpha <= 1.0,
+            "transition_draw_scale",
+            alpha,
+            "in (0, 1] (1: the ELBO)",
+        )?;
+        let (b, t_len, _) = x.dims3()?;
+        let j = self.config().order;
+        let seen = if sd > 0.0 {
+            (&x + (noise.randn_like(&x)? * sd)?)?
+        } else {
+            x.clone()
+        };
+        let traj = self
+            .encoder()
+            .sample(&self.encoder_inputs(&seen, batch)?, s, noise)?;
+        let n = s * b;
+        let (covariates, statics) = per_trajectory(batch, t_len, s)?;
+
+        // Eq. 50, over observed entries only.
+        let emission = self
+            .decoder()
+            .forward(&traj.z, covariates.as_ref(), statics.as_ref())?;
+        let mut log_px = emission.log_prob_elementwise(&repeat_rows(&x, s)?)?;
+        if let Some(mask) = &batch.mask {
+            log_px = (log_px * repeat_rows(mask, s)?)?;
+        }
+        let recon = log_px.sum(D::Minus1)?.sum(D::Minus1)?.neg()?;
+
+        // Eq. 47 and 51: log q(z_t | …), per step.
+        let log_q = match options.estimator {
+            Estimator::Analytic => traj.posterior.entropy()?.neg()?,
+            Estimator::Sample => traj.posterior.log_prob(&traj.z)?,
+        };
+        let init_entropy = log_q.narrow(1, 0, j)?.sum(1)?;
+        let entropy = log_q.narrow(1, j, t_len - j)?.sum(1)?;
+
+        // Eq. 48.
+        let cov_init = covariates.as_ref().map(|u| u.narrow(1, 0, j)).transpose()?;
+        let vhp = self
+            .vhp()
+            .loss(&traj.z.narrow(1, 0, j)?, cov_init.as_ref(), noise)?;
+
+        // Eq. 52 (DDSSM) or the Gaussian cross-entropy (DKF), all t > j at once; with α < 1 on
+        // the draws pulled toward their means (`ElboOptions::transition_draw_scale`).
+        let (scored, scored_logvar) = if alpha == 1.0 {
+            (traj.z.clone(), traj.posterior.logvar().clone())
+        } else {
+            let mean = traj.posterior.mean();
+            (
+                (mean + ((&traj.z - mean)? * alpha)?)?,
+                (traj.posterior.logvar() + 2.0 * alpha.ln())?,
+            )
+        };
+        let (input, target) = self.transition_pairs(&scored, covariates.as_ref())?;
+        let m = self.config().latent_dim;
+        let steps = t_len - j;
+        let posterior = DiagGaussian::new(
+            traj.posterior
+                .mean()
+                .narrow(1, j, steps)?
+                .reshape((n * steps, m))?,
+            scored_logvar.narrow(1, j, steps)?.reshape((n * steps, m))?,
+        )?;
+        let loss = self
+            .transition()
+            .loss(&input, &target, &posterior, options.estimator, noise)?;
+        let transition = loss.objective.reshape((n, steps))?.sum(1)?;
+
+        ElboTerms::from_trajectories(
+            (s, b),
+            recon,
+            self.jacobian(&raw, batch.mask.as_ref())?,
+            init_entropy,
+            vhp,
+            transition,
+            entropy,
+            loss.constant * steps as f64,
+            traj.z,
+        )
+    }
 }
 
 #[cfg(test)]

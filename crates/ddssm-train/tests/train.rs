@@ -1,15 +1,16 @@
 //! The optimizer against its formula, and the loop: determinism, exact resume, a clean stop on a
 //! non-finite loss.
 
-use std::collections::BTreeMap;
-
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
 use ddssm_model::{Batch, Estimator, Model, ModelConfig};
 use ddssm_tensor_ops::SeededNoise;
+mod common;
+
+use common::{no_validation, parameter_values, quiet_parameters, small};
 use ddssm_train::{
-    accumulated_gradients, batch_indices, train, AdamW, AdamWConfig, Error, Objective, ParamGroup,
-    TrainConfig, TrainOptions,
+    batch_indices, train, AdamW, AdamWConfig, Error, Objective, ParamGroup, TrainConfig,
+    TrainOptions,
 };
 
 #[test]
@@ -65,22 +66,6 @@ fn batches_are_seeded_permutations() {
     assert_ne!(batch_indices(3, 0, n, 2), batch_indices(4, 0, n, 2));
 }
 
-fn small() -> (ModelConfig, TrainConfig, Batch) {
-    let model = ModelConfig::paper_dkf();
-    let train = TrainConfig {
-        steps: 6,
-        batch_size: 4,
-        samples: 1,
-        validate_every: 2,
-        checkpoint_every: 3,
-        ..TrainConfig::paper_dkf()
-    };
-    let x = SeededNoise::new(1)
-        .randn((12, 5, 1), DType::F32, &Device::Cpu)
-        .unwrap();
-    (model, train, Batch::new(x))
-}
-
 fn params(model: &Model) -> Result<Vec<f32>> {
     let mut out = Vec::new();
     for (_, v) in model.named_parameters() {
@@ -103,19 +88,6 @@ fn resuming(path: &std::path::Path) -> TrainOptions {
         progress: false,
         label: "test".into(),
     }
-}
-
-/// Every parameter's values, in name order.
-fn parameter_values(model: &Model) -> Vec<Vec<f32>> {
-    model
-        .named_parameters()
-        .iter()
-        .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
-        .collect()
-}
-
-fn no_validation(_: &Model, _: usize) -> ddssm_train::Result<BTreeMap<String, f64>> {
-    Ok(BTreeMap::new())
 }
 
 #[test]
@@ -419,188 +391,6 @@ fn bad_training_configs_name_their_field() {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains(field) && err.contains(allowed), "{err}");
     }
-}
-
-/// The importance-weighted objective is optional (the ELBO when absent, and then not written
-/// back) and reaches the loop: on the same draws its value lies below the ELBO's average over
-/// the same trajectories (Jensen, strictly since the weights differ), and its steps end
-/// elsewhere.
-#[test]
-fn the_importance_weighted_objective_reaches_the_loop() -> Result<()> {
-    let (mc, tc, data) = small();
-    let written = serde_json::to_string(&tc)?;
-    assert!(!written.contains("objective"), "{written}");
-    let elbo = TrainConfig {
-        samples: 4,
-        estimator: Estimator::Sample,
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
-    let iwae = TrainConfig {
-        objective: Objective::Iwae,
-        ..elbo
-    };
-    let text = serde_json::to_string(&iwae)?;
-    assert!(text.contains("\"objective\":\"iwae\""), "{text}");
-    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, iwae);
-
-    let model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-    let idx: Vec<u32> = (0..4).collect();
-    let value = |config: &TrainConfig| -> Result<f64> {
-        Ok(accumulated_gradients(&model, &data, &idx, config, 1.0, 0)?.1)
-    };
-    let (v_elbo, v_iwae) = (value(&elbo)?, value(&iwae)?);
-    assert!(v_iwae < v_elbo - 1e-3, "{v_iwae} vs {v_elbo}");
-    assert_ne!(
-        quiet_parameters(&mc, &data, &iwae)?,
-        quiet_parameters(&mc, &data, &elbo)?
-    );
-    Ok(())
-}
-
-/// The entropy weight γ is optional in a config (1 when absent, and then not written back), and
-/// it reaches the loop: two steps at γ = 0.5 end elsewhere than two at γ = 1 (which repeat
-/// exactly; `ElboTerms::tempered_objective` at γ = 1 is the paper's objective, tests/model.rs);
-/// so does `pin_latent_scale`.
-#[test]
-fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
-    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
-    assert!(!written.contains("entropy_weight"), "{written}");
-    let read: TrainConfig = serde_json::from_str(&written)?;
-    assert_eq!(read.entropy_weight, 1.0);
-    let tempered = TrainConfig {
-        entropy_weight: 0.5,
-        ..TrainConfig::paper_ddssm()
-    };
-    let written = serde_json::to_string(&tempered)?;
-    assert_eq!(serde_json::from_str::<TrainConfig>(&written)?, tempered);
-
-    let (mc, tc, data) = small();
-    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
-    let base = TrainConfig {
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
-    let one = run(&TrainConfig {
-        entropy_weight: 1.0,
-        ..base
-    })?;
-    assert_eq!(one, run(&base)?);
-    let tempered = run(&TrainConfig {
-        entropy_weight: 0.5,
-        ..base
-    })?;
-    assert_ne!(tempered, one);
-    // Pinning the latent's scale is optional too (false when absent, not written back), and it
-    // reaches the loop: it changes the tempered run.
-    assert!(!written.contains("pin_latent_scale"), "{written}");
-    assert!(!serde_json::from_str::<TrainConfig>(&written)?.pin_latent_scale);
-    let pinned = TrainConfig {
-        entropy_weight: 0.5,
-        pin_latent_scale: true,
-        ..base
-    };
-    let text = serde_json::to_string(&pinned)?;
-    assert!(text.contains("\"pin_latent_scale\":true"), "{text}");
-    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, pinned);
-    assert_ne!(run(&pinned)?, tempered);
-    Ok(())
-}
-
-/// A training-only number of `TrainConfig` that is not in the paper: `field` (its name in a
-/// written config, read and set by `set`) is left out of a written config at its `default` and
-/// read back as it when absent; each of `bad` is refused naming the field and `allowed`; `on` is
-/// written and read back, and two steps with it end elsewhere than two at the default.
-fn optional_number_reaches_the_loop(
-    field: &str,
-    set: fn(&mut TrainConfig, f64),
-    default: f64,
-    bad: &[f64],
-    allowed: &str,
-    on: f64,
-) -> Result<()> {
-    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
-    assert!(!written.contains(field), "{written}");
-    let mut at_default = TrainConfig::paper_ddssm();
-    set(&mut at_default, default);
-    assert_eq!(serde_json::from_str::<TrainConfig>(&written)?, at_default);
-    for &v in bad {
-        let mut config = TrainConfig::paper_ddssm();
-        set(&mut config, v);
-        let err = config.validate().unwrap_err().to_string();
-        assert!(err.contains(field) && err.contains(allowed), "{v}: {err}");
-    }
-    let (mc, tc, data) = small();
-    let base = TrainConfig {
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
-    let mut changed = base;
-    set(&mut changed, on);
-    let text = serde_json::to_string(&changed)?;
-    assert!(text.contains(&format!("\"{field}\":{on}")), "{text}");
-    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, changed);
-    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
-    assert_ne!(run(&changed)?, run(&base)?);
-    Ok(())
-}
-
-/// The encoder's input noise: 0 by default, refused when negative or not finite.
-#[test]
-fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()> {
-    optional_number_reaches_the_loop(
-        "encoder_input_noise",
-        |c, v| c.encoder_input_noise = v,
-        0.0,
-        &[-0.5, f64::NAN, f64::INFINITY],
-        "≥ 0",
-        0.1,
-    )
-}
-
-/// The transition's draw scale α: 1 by default, refused outside (0, 1] and, below 1, with the
-/// importance-weighted objective.
-#[test]
-fn the_transition_draw_scale_defaults_to_one_and_reaches_the_loop() -> Result<()> {
-    optional_number_reaches_the_loop(
-        "transition_draw_scale",
-        |c, v| c.transition_draw_scale = v,
-        1.0,
-        &[0.0, -0.5, 1.5, f64::NAN],
-        "(0, 1]",
-        0.5,
-    )?;
-    let iwae = TrainConfig {
-        objective: Objective::Iwae,
-        estimator: Estimator::Sample,
-        transition_draw_scale: 0.5,
-        ..TrainConfig::paper_ddssm()
-    };
-    let err = iwae.validate().unwrap_err().to_string();
-    assert!(
-        err.contains("transition_draw_scale") && err.contains("iwae"),
-        "{err}"
-    );
-    Ok(())
-}
-
-/// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
-fn quiet_parameters(mc: &ModelConfig, data: &Batch, config: &TrainConfig) -> Result<Vec<Vec<f32>>> {
-    let quiet = TrainOptions {
-        checkpoint: None,
-        resume: false,
-        progress: false,
-        label: "test".into(),
-    };
-    let mut m = Model::new(mc, 1, DType::F32, &Device::Cpu)?;
-    train(&mut m, data, config, &quiet, &mut no_validation)?;
-    Ok(parameter_values(&m))
 }
 
 /// The decay is wired into the loop: a cosine that starts after step 1 and ends at 0 makes the

@@ -1,0 +1,59 @@
+//! Helpers shared by the training tests: a small DKF problem and quiet training runs.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use candle_core::{DType, Device};
+use ddssm_model::{Batch, Model, ModelConfig};
+use ddssm_tensor_ops::SeededNoise;
+use ddssm_train::{train, TrainConfig, TrainOptions};
+
+/// A six-step DKF run on twelve random sequences of five steps.
+pub fn small() -> (ModelConfig, TrainConfig, Batch) {
+    let model = ModelConfig::paper_dkf();
+    let train = TrainConfig {
+        steps: 6,
+        batch_size: 4,
+        samples: 1,
+        validate_every: 2,
+        checkpoint_every: 3,
+        ..TrainConfig::paper_dkf()
+    };
+    let x = SeededNoise::new(1)
+        .randn((12, 5, 1), DType::F32, &Device::Cpu)
+        .unwrap();
+    (model, train, Batch::new(x))
+}
+
+/// Every parameter's values, in name order.
+pub fn parameter_values(model: &Model) -> Vec<Vec<f32>> {
+    model
+        .named_parameters()
+        .iter()
+        .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect()
+}
+
+/// A validation callback that records nothing.
+pub fn no_validation(_: &Model, _: usize) -> ddssm_train::Result<BTreeMap<String, f64>> {
+    Ok(BTreeMap::new())
+}
+
+/// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
+pub fn quiet_parameters(
+    mc: &ModelConfig,
+    data: &Batch,
+    config: &TrainConfig,
+) -> Result<Vec<Vec<f32>>> {
+    let quiet = TrainOptions {
+        checkpoint: None,
+        resume: false,
+        progress: false,
+        label: "test".into(),
+    };
+    let mut m = Model::new(mc, 1, DType::F32, &Device::Cpu)?;
+    train(&mut m, data, config, &quiet, &mut no_validation)?;
+    Ok(parameter_values(&m))
+}

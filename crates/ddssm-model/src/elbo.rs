@@ -39,6 +39,30 @@ fn one() -> f64 {
     1.0
 }
 
+impl ElboOptions {
+    /// Checks every field, naming the first bad one and what it allows.
+    pub fn validate(&self) -> Result<()> {
+        crate::check_config(
+            self.samples >= 1,
+            "samples (S)",
+            self.samples,
+            "an integer ≥ 1",
+        )?;
+        crate::check_config(
+            self.encoder_input_noise >= 0.0 && self.encoder_input_noise.is_finite(),
+            "encoder_input_noise",
+            self.encoder_input_noise,
+            "a finite number ≥ 0 (standard deviations of the standardised data; 0: off)",
+        )?;
+        crate::check_config(
+            self.transition_draw_scale > 0.0 && self.transition_draw_scale <= 1.0,
+            "transition_draw_scale",
+            self.transition_draw_scale,
+            "in (0, 1] (1: the ELBO's own draws)",
+        )
+    }
+}
+
 impl Default for ElboOptions {
     fn default() -> Self {
         Self {
@@ -281,22 +305,12 @@ impl Model {
         noise: &mut SeededNoise,
     ) -> Result<ElboTerms> {
         let (raw, x) = self.observations(batch)?;
-        let s = options.samples;
-        crate::check_config(s >= 1, "samples (S)", s, "an integer ≥ 1")?;
-        let sd = options.encoder_input_noise;
-        crate::check_config(
-            sd >= 0.0 && sd.is_finite(),
-            "encoder_input_noise",
-            sd,
-            "a finite number ≥ 0",
-        )?;
-        let alpha = options.transition_draw_scale;
-        crate::check_config(
-            alpha > 0.0 && alpha <= 1.0,
-            "transition_draw_scale",
-            alpha,
-            "in (0, 1] (1: the ELBO)",
-        )?;
+        options.validate()?;
+        let (s, sd, alpha) = (
+            options.samples,
+            options.encoder_input_noise,
+            options.transition_draw_scale,
+        );
         let (b, t_len, _) = x.dims3()?;
         let j = self.config().order;
         let seen = if sd > 0.0 {

@@ -1,6 +1,6 @@
 //! The training configuration: Table 3's tuned values for each model, Table 4's fixed ones.
 
-use ddssm_model::Estimator;
+use ddssm_model::{ElboOptions, Estimator};
 use serde::{Deserialize, Serialize};
 
 use crate::{AdamWConfig, Error, LambdaSchedule, LambdaShape, LrDecay, Result};
@@ -105,6 +105,16 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The options of every ELBO evaluation of a training step.
+    pub fn elbo_options(&self) -> ElboOptions {
+        ElboOptions {
+            samples: self.samples,
+            estimator: self.estimator,
+            encoder_input_noise: self.encoder_input_noise,
+            transition_draw_scale: self.transition_draw_scale,
+        }
+    }
+
     /// The paper's tuned DDSSM run (Table 3; 3000 steps, Table 4).
     pub fn paper_ddssm() -> Self {
         Self {
@@ -241,18 +251,7 @@ impl TrainConfig {
             self.pin_latent_scale.to_string(),
             "false unless entropy_weight < 1 (it pins what tempering moves; at 1 nothing moves)",
         )?;
-        check(
-            self.encoder_input_noise >= 0.0 && self.encoder_input_noise.is_finite(),
-            "encoder_input_noise",
-            self.encoder_input_noise.to_string(),
-            "a finite number ≥ 0 (standard deviations of the standardised data; 0: off)",
-        )?;
-        check(
-            self.transition_draw_scale > 0.0 && self.transition_draw_scale <= 1.0,
-            "transition_draw_scale",
-            self.transition_draw_scale.to_string(),
-            "in (0, 1] (1: the ELBO's own draws)",
-        )?;
+        self.elbo_options().validate()?;
         if self.objective == Objective::Iwae {
             check(
                 self.transition_draw_scale == 1.0,

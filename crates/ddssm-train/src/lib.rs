@@ -91,8 +91,9 @@ impl From<ddssm_eval::Error> for Error {
 
 impl Error {
     /// The same error with a configuration field's path placed under `prefix` (a
-    /// [`TrainConfig`] nested in a larger config: `ddssm.model` + `order` → `ddssm.model.order`).
-    /// Other errors are returned as they are.
+    /// [`TrainConfig`] nested in a larger config: `ddssm.model` + `order` → `ddssm.model.order`),
+    /// also where the model crate raised it (a [`TrainConfig`]'s ELBO options). Other errors are
+    /// returned as they are.
     pub fn within(self, prefix: &str) -> Self {
         match self {
             Error::InvalidConfig {
@@ -104,6 +105,7 @@ impl Error {
                 value,
                 allowed,
             },
+            Error::Model(e) => Error::Model(e.within(prefix)),
             other => other,
         }
     }

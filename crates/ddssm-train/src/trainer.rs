@@ -14,7 +14,7 @@ use std::time::Instant;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, TensorId};
 use ddssm_model::checkpoint::{self, write_atomic};
-use ddssm_model::{Batch, ElboOptions, ElboSummary, Model};
+use ddssm_model::{Batch, ElboSummary, Model};
 use ddssm_tensor_ops::SeededNoise;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -268,12 +268,7 @@ pub fn accumulated_gradients(
     lambda: f64,
     step: usize,
 ) -> Result<(GradStore, f64, ElboSummary)> {
-    let elbo_options = ElboOptions {
-        samples: config.samples,
-        estimator: config.estimator,
-        encoder_input_noise: config.encoder_input_noise,
-        transition_draw_scale: config.transition_draw_scale,
-    };
+    let elbo_options = config.elbo_options();
     let size = match config.micro_batch {
         0 => indices.len(),
         m => m.min(indices.len()),
@@ -482,7 +477,7 @@ pub fn train(
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
-    use ddssm_model::ModelConfig;
+    use ddssm_model::{ElboOptions, ModelConfig};
 
     fn setup() -> (Model, Batch, TrainConfig) {
         let model = Model::new(&ModelConfig::paper_dkf(), 3, DType::F64, &Device::Cpu).unwrap();

@@ -2,10 +2,11 @@
 //! [`Model::elbo`], which computes them for a batch.
 
 use candle_core::{Tensor, D};
-use ddssm_tensor_ops::{repeat_rows, DiagGaussian, SeededNoise};
+use ddssm_tensor_ops::{repeat_rows, SeededNoise};
 use serde::{Deserialize, Serialize};
 
 use crate::inference::per_trajectory;
+use crate::transition_term::Scored;
 use crate::{Batch, Estimator, Model, Result};
 
 /// Options of one ELBO evaluation.
@@ -33,6 +34,14 @@ pub struct ElboOptions {
     /// (docs/paper-notes.md, "Pulling the transition's targets toward the posterior mean").
     #[serde(default = "one")]
     pub transition_draw_scale: f64,
+    /// Split the transition term's gradient by parameter: the transition's parameters learn from
+    /// the draws pulled by `transition_draw_scale` (the encoder held), while the encoder's draws
+    /// are scored at their full spread by the transition as it stands (its parameters held). The
+    /// terms' values are then the ELBO's, and at `α = 1` so is the gradient; it costs a second
+    /// evaluation of the transition term, differentiated inside the call. Not in the paper: off
+    /// by default (docs/paper-notes.md, "Pulling only the transition's targets").
+    #[serde(default)]
+    pub split_transition_gradient: bool,
 }
 
 fn one() -> f64 {
@@ -70,6 +79,7 @@ impl Default for ElboOptions {
             estimator: Estimator::Analytic,
             encoder_input_noise: 0.0,
             transition_draw_scale: 1.0,
+            split_transition_gradient: false,
         }
     }
 }
@@ -321,7 +331,6 @@ impl Model {
         let traj = self
             .encoder()
             .sample(&self.encoder_inputs(&seen, batch)?, s, noise)?;
-        let n = s * b;
         let (covariates, statics) = per_trajectory(batch, t_len, s)?;
 
         // Eq. 50, over observed entries only.
@@ -349,30 +358,29 @@ impl Model {
             .loss(&traj.z.narrow(1, 0, j)?, cov_init.as_ref(), noise)?;
 
         // Eq. 52 (DDSSM) or the Gaussian cross-entropy (DKF), all t > j at once; with α < 1 on
-        // the draws pulled toward their means (`ElboOptions::transition_draw_scale`).
-        let (scored, scored_logvar) = if alpha == 1.0 {
-            (traj.z.clone(), traj.posterior.logvar().clone())
-        } else {
-            let mean = traj.posterior.mean();
-            (
-                (mean + ((&traj.z - mean)? * alpha)?)?,
-                (traj.posterior.logvar() + 2.0 * alpha.ln())?,
-            )
+        // the draws pulled toward their means (`ElboOptions::transition_draw_scale`), for every
+        // parameter or (`split_transition_gradient`) for the transition's only.
+        let draws = Scored {
+            z: traj.z.clone(),
+            mean: traj.posterior.mean().clone(),
+            logvar: traj.posterior.logvar().clone(),
         };
-        let (input, target) = self.transition_pairs(&scored, covariates.as_ref())?;
-        let m = self.config().latent_dim;
-        let steps = t_len - j;
-        let posterior = DiagGaussian::new(
-            traj.posterior
-                .mean()
-                .narrow(1, j, steps)?
-                .reshape((n * steps, m))?,
-            scored_logvar.narrow(1, j, steps)?.reshape((n * steps, m))?,
-        )?;
-        let loss = self
-            .transition()
-            .loss(&input, &target, &posterior, options.estimator, noise)?;
-        let transition = loss.objective.reshape((n, steps))?.sum(1)?;
+        let (transition, constant) = if options.split_transition_gradient {
+            self.split_transition_term(
+                &draws,
+                alpha,
+                covariates.as_ref(),
+                options.estimator,
+                noise,
+            )?
+        } else {
+            self.transition_term(
+                &draws.pulled(alpha)?,
+                covariates.as_ref(),
+                options.estimator,
+                noise,
+            )?
+        };
 
         ElboTerms::from_trajectories(
             (s, b),
@@ -382,7 +390,7 @@ impl Model {
             vhp,
             transition,
             entropy,
-            loss.constant * steps as f64,
+            constant,
             traj.z,
         )
     }

@@ -31,6 +31,7 @@ mod iwae;
 mod model;
 mod standardize;
 mod transition;
+mod transition_term;
 mod vhp;
 
 pub use config::{

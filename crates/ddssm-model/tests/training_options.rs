@@ -1,7 +1,8 @@
 //! Two training-only options of the ELBO evaluation (not in the paper, off by default):
 //! `ElboOptions::encoder_input_noise` reaches the encoder's view of the observations and nothing
 //! else, drawn first from the ELBO's noise stream; `ElboOptions::transition_draw_scale` changes the
-//! transition term and nothing else.
+//! transition term and nothing else; `ElboOptions::split_transition_gradient` gives the
+//! transition's parameters the pulled term's gradient and everything else the ELBO's.
 
 mod common;
 
@@ -119,6 +120,85 @@ fn the_draw_scale_changes_the_transition_term_only() -> Result<()> {
             common::scalars(&one.transition)?,
             common::scalars(&half.transition)?
         );
+    }
+    Ok(())
+}
+
+/// Each parameter's name and gradient.
+type Gradients = Vec<(String, Vec<f32>)>;
+
+/// The terms' values and every parameter's gradient of the objective at λ = 1.
+fn gradients(
+    model: &Model,
+    data: &ddssm_model::Batch,
+    options: &ElboOptions,
+) -> Result<(Vec<f64>, Gradients)> {
+    let terms = model.elbo(data, options, &mut SeededNoise::new(5))?;
+    let grads = terms.objective(1.0)?.backward()?;
+    let mut out = Vec::new();
+    for (name, var) in model.named_parameters() {
+        let g = match grads.get(var.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; var.elem_count()],
+        };
+        out.push((name, g));
+    }
+    Ok((common::term_values(&terms)?, out))
+}
+
+/// Whether two gradients agree within f32 rounding of sums taken in another order: every entry
+/// within 1e-4 of the larger one's largest magnitude (the split path adds the transition's
+/// gradient into the draws through one more product).
+fn close(a: &[f32], b: &[f32]) -> bool {
+    let scale = a
+        .iter()
+        .chain(b)
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-12);
+    a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * scale)
+}
+
+/// The split gradient: the terms' values are the ELBO's bit for bit; the encoder's, decoder's
+/// and VHP's gradients are the ELBO's (α = 1), and the transition's are those of the pulled term
+/// (α = 0.5 without the split), each within rounding — and each differs from the other
+/// option's, so the test sees which side got which. At α = 1 the split is the ELBO's gradient.
+#[test]
+fn the_split_gives_the_transition_the_pulled_gradient_and_the_rest_the_elbos() -> Result<()> {
+    use ddssm_model::Estimator;
+    for (config, estimator) in [
+        (ModelConfig::paper_ddssm(), Estimator::Analytic),
+        (ModelConfig::paper_dkf(), Estimator::Analytic),
+        (ModelConfig::paper_dkf(), Estimator::Sample),
+    ] {
+        let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+        common::randomise_zero_parameters(&model, 9)?;
+        let data = common::batch(&config, 3, 6, 2)?;
+        let options = |alpha: f64, split: bool| ElboOptions {
+            estimator,
+            transition_draw_scale: alpha,
+            split_transition_gradient: split,
+            ..ElboOptions::default()
+        };
+        let (elbo_values, elbo) = gradients(&model, &data, &options(1.0, false))?;
+        let (_, pulled) = gradients(&model, &data, &options(0.5, false))?;
+        let (split_values, split) = gradients(&model, &data, &options(0.5, true))?;
+        let (one_values, one) = gradients(&model, &data, &options(1.0, true))?;
+        assert_eq!(split_values, elbo_values);
+        assert_eq!(one_values, elbo_values);
+        let mut seen = [false; 2];
+        for (((name, e), (_, p)), ((_, s), (_, o))) in
+            elbo.iter().zip(&pulled).zip(split.iter().zip(&one))
+        {
+            assert!(close(o, e), "{name}: split at α = 1 vs the ELBO");
+            if name.starts_with("transition.") {
+                assert!(close(s, p), "{name}: split vs pulled");
+                seen[0] |= !close(s, e);
+            } else {
+                assert!(close(s, e), "{name}: split vs the ELBO");
+                seen[1] |= name.starts_with("encoder.") && !close(s, p);
+            }
+        }
+        assert_eq!(seen, [true, true], "{estimator:?}: both sides moved");
     }
     Ok(())
 }

@@ -179,3 +179,45 @@ fn the_transition_draw_scale_defaults_to_one_and_reaches_the_loop() -> Result<()
     );
     Ok(())
 }
+
+/// Splitting the transition's gradient: false by default (then not written back), refused
+/// unless `transition_draw_scale < 1`, and it reaches the loop: two steps with it end elsewhere
+/// than two with the draw scale alone.
+#[test]
+fn the_split_transition_gradient_is_optional_and_reaches_the_loop() -> Result<()> {
+    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
+    assert!(!written.contains("split_transition_gradient"), "{written}");
+    assert!(!serde_json::from_str::<TrainConfig>(&written)?.split_transition_gradient);
+    let alone = TrainConfig {
+        split_transition_gradient: true,
+        ..TrainConfig::paper_ddssm()
+    };
+    let err = alone.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("split_transition_gradient") && err.contains("transition_draw_scale < 1"),
+        "{err}"
+    );
+
+    let (mc, tc, data) = small();
+    let pulled = TrainConfig {
+        steps: 2,
+        validate_every: 0,
+        checkpoint_every: 0,
+        transition_draw_scale: 0.5,
+        ..tc
+    };
+    let split = TrainConfig {
+        split_transition_gradient: true,
+        ..pulled
+    };
+    split.validate()?;
+    let text = serde_json::to_string(&split)?;
+    assert!(
+        text.contains("\"split_transition_gradient\":true"),
+        "{text}"
+    );
+    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, split);
+    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
+    assert_ne!(run(&split)?, run(&pulled)?);
+    Ok(())
+}

@@ -360,11 +360,7 @@ impl Model {
         // Eq. 52 (DDSSM) or the Gaussian cross-entropy (DKF), all t > j at once; with α < 1 on
         // the draws pulled toward their means (`ElboOptions::transition_draw_scale`), for every
         // parameter or (`split_transition_gradient`) for the transition's only.
-        let draws = Scored {
-            z: traj.z.clone(),
-            mean: traj.posterior.mean().clone(),
-            logvar: traj.posterior.logvar().clone(),
-        };
+        let draws = Scored::of(&traj);
         let (transition, constant) = if options.split_transition_gradient {
             self.split_transition_term(
                 &draws,

@@ -83,6 +83,7 @@ impl Model {
 
 /// The encoder's draws and posterior parameters (`[S·B, T, M]` each) that the transition term
 /// scores.
+#[derive(Clone)]
 pub(crate) struct Scored {
     pub(crate) z: Tensor,
     pub(crate) mean: Tensor,
@@ -90,15 +91,20 @@ pub(crate) struct Scored {
 }
 
 impl Scored {
+    /// The encoder's trajectories as drawn.
+    pub(crate) fn of(traj: &crate::Trajectories) -> Self {
+        Self {
+            z: traj.z.clone(),
+            mean: traj.posterior.mean().clone(),
+            logvar: traj.posterior.logvar().clone(),
+        }
+    }
+
     /// The draws pulled toward their means by `alpha` (the posterior's variance times `alpha²`);
     /// at 1, the draws themselves.
     pub(crate) fn pulled(&self, alpha: f64) -> Result<Self> {
         if alpha == 1.0 {
-            return Ok(Self {
-                z: self.z.clone(),
-                mean: self.mean.clone(),
-                logvar: self.logvar.clone(),
-            });
+            return Ok(self.clone());
         }
         Ok(Self {
             z: (&self.mean + ((&self.z - &self.mean)? * alpha)?)?,

@@ -119,6 +119,11 @@ pub struct ElboTerms {
     /// `[S, B]`: the part of [`ElboTerms::trajectory_rate`] that is each trajectory's transition
     /// term (without the constant), for diagnosing the weights' noise.
     pub trajectory_transition: Tensor,
+    /// How the transition term was computed: `α` of [`ElboOptions::transition_draw_scale`] and
+    /// whether its gradient was split. Below 1 the per-trajectory terms are not importance
+    /// weights' logs (without the split) and their gradient is not the ELBO's (either way), so
+    /// the methods built on the weights refuse them.
+    draws: (f64, bool),
 }
 
 impl ElboTerms {
@@ -136,6 +141,7 @@ impl ElboTerms {
         entropy: Tensor,
         transition_constant: f64,
         latent: Tensor,
+        draws: (f64, bool),
     ) -> Result<Self> {
         let per_trajectory = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?) };
         let per_sequence = |t: &Tensor| -> Result<Tensor> { Ok(per_trajectory(t)?.mean(0)?) };
@@ -162,6 +168,7 @@ impl ElboTerms {
             trajectory_distortion: distortion,
             trajectory_rate: per_trajectory(&rate)?,
             trajectory_transition: per_trajectory(&transition)?,
+            draws,
         })
     }
 
@@ -236,7 +243,12 @@ impl ElboTerms {
     /// gradient); with single-sample terms ([`Estimator::Sample`]) and `λ = 1` it is the IWAE-S
     /// bound on `−log p(x)` (with the diffusion transition's density replaced by Eq. 52's
     /// estimate, so not a strict bound).
+    ///
+    /// Fails when the terms were computed with `transition_draw_scale < 1`: the trajectories'
+    /// transition terms then score pulled draws (or carry a split gradient), so neither the
+    /// weights nor their gradient are the IWAE's.
     pub fn importance_weighted_objective(&self, lambda: f64) -> Result<Tensor> {
+        self.require_weights(false)?;
         let s = self.trajectory_distortion.dim(0)?;
         let log_w = self.log_weights(lambda)?;
         // log Σ_s exp(log w_s) with the largest weight taken out (detached: it cancels).
@@ -249,8 +261,30 @@ impl ElboTerms {
     /// normalised importance weights at tempering `λ` (between 1 and `S`; `S` when every
     /// trajectory weighs the same), averaged over the batch: how many of the `S` trajectories
     /// the importance-weighted objective effectively trains on.
+    ///
+    /// Fails when the terms were computed with `transition_draw_scale < 1` without
+    /// `split_transition_gradient` (the split reports the ELBO's values, so its weights stand).
     pub fn effective_sample_size(&self, lambda: f64) -> Result<f64> {
+        self.require_weights(true)?;
         crate::effective_sample_size(&self.log_weights(lambda)?)
+    }
+
+    /// Refuses terms whose per-trajectory values (`values_only`) or values and gradient are not
+    /// those of the ELBO's draws; names the option and what the method needs.
+    fn require_weights(&self, values_only: bool) -> Result<()> {
+        let (alpha, split) = self.draws;
+        let ok = alpha == 1.0 || (values_only && split);
+        crate::check_config(
+            ok,
+            "transition_draw_scale",
+            alpha,
+            if values_only {
+                "1, or split_transition_gradient = true: importance weights need the ELBO's \
+                 own draws"
+            } else {
+                "1: the importance-weighted objective needs the ELBO's own draws and gradient"
+            },
+        )
     }
 
     /// `−(D_s + λ·R_s)` per trajectory, `[S, B]`: the λ-tempered log weights.
@@ -388,6 +422,7 @@ impl Model {
             entropy,
             constant,
             traj.z,
+            (alpha, options.split_transition_gradient),
         )
     }
 }
@@ -425,6 +460,7 @@ mod tests {
             trajectory_distortion: v([3.0, 4.0]).reshape((1, 2)).unwrap(),
             trajectory_rate: v([2.0, 3.0]).reshape((1, 2)).unwrap(),
             trajectory_transition: v([1.0, 1.0]).reshape((1, 2)).unwrap(),
+            draws: (1.0, false),
         }
     }
 
@@ -471,6 +507,7 @@ mod tests {
             trajectory_distortion: d.as_tensor().clone(),
             trajectory_rate: r.as_tensor().clone(),
             trajectory_transition: r.as_tensor().clone(),
+            draws: (1.0, false),
         }
     }
 

@@ -234,3 +234,39 @@ fn bad_option_values_name_the_field() -> Result<()> {
     }
     Ok(())
 }
+
+/// Importance weights need the ELBO's own draws: with `α < 1` the objective built on them is
+/// refused, naming the option; the split keeps the ELBO's values, so its effective sample size
+/// stands, but not its IWAE objective (the gradient is not the IWAE's).
+#[test]
+fn the_weights_refuse_pulled_draws() -> Result<()> {
+    use ddssm_model::Estimator;
+    let config = ModelConfig::paper_dkf();
+    let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+    let data = common::batch(&config, 2, 6, 2)?;
+    let terms = |alpha: f64, split: bool| {
+        let options = ElboOptions {
+            estimator: Estimator::Sample,
+            transition_draw_scale: alpha,
+            split_transition_gradient: split,
+            ..ElboOptions::default()
+        };
+        model.elbo(&data, &options, &mut SeededNoise::new(3))
+    };
+    let (one, pulled, split) = (terms(1.0, false)?, terms(0.5, false)?, terms(0.5, true)?);
+    assert!(one.importance_weighted_objective(1.0).is_ok());
+    assert!(one.effective_sample_size(1.0).is_ok());
+    assert!(split.effective_sample_size(1.0).is_ok());
+    for e in [
+        pulled.importance_weighted_objective(1.0).unwrap_err(),
+        pulled.effective_sample_size(1.0).unwrap_err(),
+        split.importance_weighted_objective(1.0).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(
+            e.contains("transition_draw_scale") && e.contains("0.5"),
+            "{e}"
+        );
+    }
+    Ok(())
+}

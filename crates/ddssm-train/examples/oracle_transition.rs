@@ -5,7 +5,7 @@
 //! encoder's spread (issue 17; docs/results/bimodal.md §4).
 //!
 //! ```text
-//! cargo run --release -p ddssm-train --example oracle_transition -- CONFIG STEPS [INPUT_NOISE] [GAUGE]
+//! cargo run --release -p ddssm-train --example oracle_transition -- CONFIG STEPS [INPUT_NOISE] [GAUGE] [ALSO]
 //! ```
 //!
 //! - `CONFIG`: an experiment config (e.g. `configs/ablations/bimodal-sharp-steps-9000.toml`); its
@@ -17,6 +17,9 @@
 //! - `GAUGE` (default 1.674, the latent units per data unit of the 9000-step DDSSM on seed 0: its
 //!   modes are 13.39 latent units apart for 8 data units): the latent the transition models is
 //!   `GAUGE · z`.
+//! - `ALSO` (optional): `beta` or `beta_tilde`, a second reverse variance of the ancestral sampler
+//!   whose widths are measured beside the config's at every measurement, from noise of its own
+//!   (so the training and the config's measurements are those of a run without it).
 //!
 //! Every 1000 steps and at the end it draws 64 samples of `z_32` from the true `z_31` of 256 test
 //! sequences and prints the modes' width in data units: the root-mean-square distance of the
@@ -25,12 +28,14 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use ddssm_diffusion::{ReverseVariance, Sampler};
 use ddssm_model::{Model, Transition};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::{AdamW, ParamGroup};
 
-const USAGE: &str = "usage: oracle_transition CONFIG STEPS [INPUT_NOISE] [GAUGE]";
+const USAGE: &str =
+    "usage: oracle_transition CONFIG STEPS [INPUT_NOISE] [GAUGE] [ALSO: beta | beta_tilde]";
 /// Test sequences and draws per sequence of each width measurement.
 const EVAL_SEQUENCES: usize = 256;
 const EVAL_DRAWS: usize = 64;
@@ -39,7 +44,7 @@ fn main() -> Result<()> {
     ddssm_tensor_ops::tune_allocator();
     ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(2..=4).contains(&args.len()) {
+    if !(2..=5).contains(&args.len()) {
         bail!("{USAGE}");
     }
     let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
@@ -52,6 +57,12 @@ fn main() -> Result<()> {
         Some(v) => v.parse().context("GAUGE: expected a number > 0")?,
         None => 1.674,
     };
+    let also = match args.get(4).map(String::as_str) {
+        None => None,
+        Some("beta") => Some(ReverseVariance::Beta),
+        Some("beta_tilde") => Some(ReverseVariance::BetaTilde),
+        Some(other) => bail!("ALSO: {other:?} is not beta or beta_tilde\n{USAGE}"),
+    };
     if steps == 0 || input_noise < 0.0 || gauge <= 0.0 || !input_noise.is_finite() {
         bail!("STEPS ≥ 1, INPUT_NOISE ≥ 0 and GAUGE > 0 required\n{USAGE}");
     }
@@ -63,7 +74,11 @@ fn main() -> Result<()> {
     let (z_test, _) = sim.simulate(EVAL_SEQUENCES, &mut root.fork("data/test"))?;
 
     let dev = Device::Cpu;
-    let model = Model::new(&cfg.ddssm.model, cfg.seed, DType::F32, &dev)?;
+    let mut model = Model::new(&cfg.ddssm.model, cfg.seed, DType::F32, &dev)?;
+    let configured = match &cfg.ddssm.model.transition {
+        ddssm_model::TransitionConfig::Diffusion(d) => Some(d.sampler),
+        ddssm_model::TransitionConfig::Gaussian(_) => None,
+    };
     let mut opt = AdamW::new(
         vec![ParamGroup {
             name: "transition".into(),
@@ -73,6 +88,7 @@ fn main() -> Result<()> {
         train.optimizer,
     )?;
     let mut noise = root.fork("oracle");
+    let mut also_noise = root.fork("oracle/also");
     let (n, t_len) = (z_train.n, z_train.t);
     let copies = train.batch_size * train.samples;
     println!(
@@ -119,6 +135,17 @@ fn main() -> Result<()> {
                  SD {pooled:.4}, mean |bias| of the side means {bias:.4}",
                 step + 1
             );
+            if let (Some(variance), Some(configured)) = (also, configured) {
+                model.set_sampler(Sampler::Ancestral { variance })?;
+                let (rms, pooled, bias) =
+                    widths(model.transition(), &z_test, &sim, gauge, &mut also_noise)?;
+                model.set_sampler(configured)?;
+                println!(
+                    "step {:>6}: with the ancestral sampler's variance {variance:?}: rms {rms:.4}, \
+                     pooled within-mode SD {pooled:.4}, mean |bias| {bias:.4}",
+                    step + 1
+                );
+            }
         }
     }
     Ok(())

@@ -79,6 +79,9 @@ fn main() -> Result<()> {
         ddssm_model::TransitionConfig::Diffusion(d) => Some(d.sampler),
         ddssm_model::TransitionConfig::Gaussian(_) => None,
     };
+    if also.is_some() && configured.is_none() {
+        bail!("ALSO needs a diffusion transition: this config's DDSSM has a Gaussian one\n{USAGE}");
+    }
     let mut opt = AdamW::new(
         vec![ParamGroup {
             name: "transition".into(),
@@ -136,6 +139,7 @@ fn main() -> Result<()> {
                 step + 1
             );
             if let (Some(variance), Some(configured)) = (also, configured) {
+                // Swapped in for this measurement only; the training never samples.
                 model.set_sampler(Sampler::Ancestral { variance })?;
                 let (rms, pooled, bias) =
                     widths(model.transition(), &z_test, &sim, gauge, &mut also_noise)?;

@@ -119,11 +119,13 @@ pub struct ElboTerms {
     /// `[S, B]`: the part of [`ElboTerms::trajectory_rate`] that is each trajectory's transition
     /// term (without the constant), for diagnosing the weights' noise.
     pub trajectory_transition: Tensor,
-    /// How the transition term was computed: `α` of [`ElboOptions::transition_draw_scale`] and
-    /// whether its gradient was split. Below 1 the per-trajectory terms are not importance
-    /// weights' logs (without the split) and their gradient is not the ELBO's (either way), so
-    /// the methods built on the weights refuse them.
-    draws: (f64, bool),
+    /// `α` of [`ElboOptions::transition_draw_scale`] the transition term was computed with.
+    /// Below 1 the per-trajectory terms are not importance weights' logs (unless
+    /// `split_gradient`) and their gradient is not the ELBO's (either way), so the methods built
+    /// on the weights refuse them.
+    draw_scale: f64,
+    /// [`ElboOptions::split_transition_gradient`] of the call.
+    split_gradient: bool,
 }
 
 impl ElboTerms {
@@ -141,7 +143,7 @@ impl ElboTerms {
         entropy: Tensor,
         transition_constant: f64,
         latent: Tensor,
-        draws: (f64, bool),
+        options: &ElboOptions,
     ) -> Result<Self> {
         let per_trajectory = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((s, b))?) };
         let per_sequence = |t: &Tensor| -> Result<Tensor> { Ok(per_trajectory(t)?.mean(0)?) };
@@ -168,7 +170,8 @@ impl ElboTerms {
             trajectory_distortion: distortion,
             trajectory_rate: per_trajectory(&rate)?,
             trajectory_transition: per_trajectory(&transition)?,
-            draws,
+            draw_scale: options.transition_draw_scale,
+            split_gradient: options.split_transition_gradient,
         })
     }
 
@@ -272,12 +275,10 @@ impl ElboTerms {
     /// Refuses terms whose per-trajectory values (`values_only`) or values and gradient are not
     /// those of the ELBO's draws; names the option and what the method needs.
     fn require_weights(&self, values_only: bool) -> Result<()> {
-        let (alpha, split) = self.draws;
-        let ok = alpha == 1.0 || (values_only && split);
         crate::check_config(
-            ok,
+            self.draw_scale == 1.0 || (values_only && self.split_gradient),
             "transition_draw_scale",
-            alpha,
+            self.draw_scale,
             if values_only {
                 "1, or split_transition_gradient = true: importance weights need the ELBO's \
                  own draws"
@@ -422,7 +423,7 @@ impl Model {
             entropy,
             constant,
             traj.z,
-            (alpha, options.split_transition_gradient),
+            options,
         )
     }
 }
@@ -460,7 +461,8 @@ mod tests {
             trajectory_distortion: v([3.0, 4.0]).reshape((1, 2)).unwrap(),
             trajectory_rate: v([2.0, 3.0]).reshape((1, 2)).unwrap(),
             trajectory_transition: v([1.0, 1.0]).reshape((1, 2)).unwrap(),
-            draws: (1.0, false),
+            draw_scale: 1.0,
+            split_gradient: false,
         }
     }
 
@@ -507,7 +509,8 @@ mod tests {
             trajectory_distortion: d.as_tensor().clone(),
             trajectory_rate: r.as_tensor().clone(),
             trajectory_transition: r.as_tensor().clone(),
-            draws: (1.0, false),
+            draw_scale: 1.0,
+            split_gradient: false,
         }
     }
 

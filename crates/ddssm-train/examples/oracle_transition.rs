@@ -75,13 +75,16 @@ fn main() -> Result<()> {
 
     let dev = Device::Cpu;
     let mut model = Model::new(&cfg.ddssm.model, cfg.seed, DType::F32, &dev)?;
-    let configured = match &cfg.ddssm.model.transition {
-        ddssm_model::TransitionConfig::Diffusion(d) => Some(d.sampler),
-        ddssm_model::TransitionConfig::Gaussian(_) => None,
+    // The second reverse variance and the config's sampler, swapped around each second measurement.
+    let also = match (also, &cfg.ddssm.model.transition) {
+        (None, _) => None,
+        (Some(variance), ddssm_model::TransitionConfig::Diffusion(d)) => {
+            Some((variance, d.sampler))
+        }
+        (Some(_), ddssm_model::TransitionConfig::Gaussian(_)) => bail!(
+            "ALSO needs a diffusion transition: this config's DDSSM has a Gaussian one\n{USAGE}"
+        ),
     };
-    if also.is_some() && configured.is_none() {
-        bail!("ALSO needs a diffusion transition: this config's DDSSM has a Gaussian one\n{USAGE}");
-    }
     let mut opt = AdamW::new(
         vec![ParamGroup {
             name: "transition".into(),
@@ -138,7 +141,7 @@ fn main() -> Result<()> {
                  SD {pooled:.4}, mean |bias| of the side means {bias:.4}",
                 step + 1
             );
-            if let (Some(variance), Some(configured)) = (also, configured) {
+            if let Some((variance, configured)) = also {
                 // Swapped in for this measurement only; the training never samples.
                 model.set_sampler(Sampler::Ancestral { variance })?;
                 let (rms, pooled, bias) =

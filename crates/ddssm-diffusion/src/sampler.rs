@@ -30,10 +30,11 @@ use crate::{Denoiser, EdmPreconditioning, Error, NoiseSchedule, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReverseVariance {
-    /// `σ_k² = β_k`: the model the ELBO of Eq. (33) is a bound for.
+    /// `σ_k² = β_k`: the model the ELBO of Eq. (33) is a bound for (the paper's).
     #[default]
     Beta,
-    /// `σ_k² = β̃_k`, the forward posterior's variance.
+    /// `σ_k² = β̃_k`, the forward posterior's variance: the model bounded when the schedule's
+    /// [`crate::NoiseScheduleConfig::reverse_variance`] is `beta_tilde` (not in the paper).
     BetaTilde,
 }
 

@@ -7,9 +7,13 @@
 //! - `σ_k = √((1 − ᾱ_k)/ᾱ_k)`, the noise of the rescaled variable `ẑ^k = z^k/√ᾱ_k` (Eq. 36);
 //! - `β̃_k = (1 − ᾱ_{k−1})/(1 − ᾱ_k) · β_k`, the posterior variance of `q(z^{k−1} | z^k, z^0)`
 //!   (`ᾱ_0 = 1`, so `β̃_1 = 0`);
-//! - `w_k = β_k / (2 α_k (1 − ᾱ_k))`, the weight of `‖ε − ε_ψ‖²` in Eq. (33) (Eq. 32 with the
-//!   reverse variance `σ_k² = β_k`);
-//! - `w̃_k = β_k ᾱ_k / (2 α_k (1 − ᾱ_k))`, the weight of the preconditioned regression (Eq. 44).
+//! - `σ_k²` of the reverse kernel `p_ψ(z^{k−1} | z^k) = N(μ_ψ, σ_k² I)` (Eq. 31): `β_k` (the
+//!   paper's Eq. 33, the default) or `β̃_k` for `k ≥ 2` ([`NoiseScheduleConfig::reverse_variance`]);
+//!   `σ_1² = β_1` in both, as `β̃_1 = 0` would make the last step a point mass;
+//! - `w_k = β_k² / (2 σ_k² α_k (1 − ᾱ_k))`, the weight of `‖ε − ε_ψ‖²` (Eq. 32), which is
+//!   `β_k / (2 α_k (1 − ᾱ_k))` of Eq. (33) at `σ_k² = β_k`;
+//! - `w̃_k = w_k c_out²/σ_k²`, the weight of the preconditioned regression (Eq. 42; Eq. 44 at
+//!   `σ_k² = β_k` and `σ_data = 1`).
 //!
 //! # The linear range for K = 128
 //! The usual DDPM range `β = 1e-4 … 0.02` was designed for `K = 1000`; with `K = 128` it ends at
@@ -20,7 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{Error, Result, ReverseVariance};
 
 /// The shape of the `β` sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -79,6 +83,20 @@ pub struct NoiseScheduleConfig {
         skip_serializing_if = "is_default_sigma_data"
     )]
     pub sigma_data: f64,
+    /// The variance `σ_k²` of the reverse kernel that the bound is written for (Eq. 31–32):
+    /// `beta` (the paper's Eq. 33) or `beta_tilde` (not in the paper: `β̃_k` for `k ≥ 2`, the
+    /// forward posterior's variance, which Ho et al. 2020 found as good as `β_k` and which is
+    /// exact when the clean latent is determined by its history; `σ_1² = β_1` in both). It sets
+    /// the weights `w_k`, `w̃_k` and the constant of the bound and the path weights of the
+    /// likelihood; an ancestral sampler whose own `variance` differs samples another model than
+    /// the one bounded. Written only when it is not the paper's, so configs and checkpoints
+    /// without it read as before.
+    #[serde(default, skip_serializing_if = "is_paper_variance")]
+    pub reverse_variance: ReverseVariance,
+}
+
+fn is_paper_variance(v: &ReverseVariance) -> bool {
+    *v == ReverseVariance::Beta
 }
 
 fn default_sigma_data() -> f64 {
@@ -95,6 +113,7 @@ impl Default for NoiseScheduleConfig {
             num_steps: 128,
             betas: BetaSchedule::default(),
             sigma_data: 1.0,
+            reverse_variance: ReverseVariance::Beta,
         }
     }
 }
@@ -120,9 +139,14 @@ pub struct NoiseSchedule {
     pub sigma: Vec<f64>,
     /// `β̃_k = (1 − ᾱ_{k−1})/(1 − ᾱ_k) β_k` (zero at `k = 1`).
     pub beta_tilde: Vec<f64>,
-    /// `w_k = β_k / (2 α_k (1 − ᾱ_k))` (Eq. 33).
+    /// `σ_k²`, the reverse kernel's variance of the bound (Eq. 31): `β_k`, or `β̃_k` for `k ≥ 2`
+    /// under [`ReverseVariance::BetaTilde`]; `β_1` at `k = 1`.
+    pub reverse_variance: Vec<f64>,
+    /// `w_k = β_k² / (2 σ_k² α_k (1 − ᾱ_k))` (Eq. 32; `β_k / (2 α_k (1 − ᾱ_k))` of Eq. 33 at
+    /// `σ_k² = β_k`).
     pub w: Vec<f64>,
-    /// `w̃_k = β_k ᾱ_k / (2 α_k (1 − ᾱ_k))` (Eq. 44).
+    /// `w̃_k = w_k c_out²/σ_k²` (Eq. 42; `β_k ᾱ_k / (2 α_k (1 − ᾱ_k))` of Eq. 44 at `σ_k² = β_k`,
+    /// `σ_data = 1`).
     pub w_tilde: Vec<f64>,
 }
 
@@ -202,21 +226,37 @@ impl NoiseSchedule {
             .iter()
             .map(|ab| ((1.0 - ab) / ab).sqrt())
             .collect();
-        let beta_tilde = (0..k_max)
+        let beta_tilde: Vec<f64> = (0..k_max)
             .map(|i| {
                 let prev = if i == 0 { 1.0 } else { alpha_bar[i - 1] };
                 (1.0 - prev) / (1.0 - alpha_bar[i]) * beta[i]
             })
             .collect();
+        let reverse_variance: Vec<f64> = match config.reverse_variance {
+            ReverseVariance::Beta => beta.clone(),
+            ReverseVariance::BetaTilde => (0..k_max)
+                .map(|i| if i == 0 { beta[0] } else { beta_tilde[i] })
+                .collect(),
+        };
+        // β_k/σ_k², by which Eq. (32)'s weight exceeds Eq. (33)'s: 1 under the paper's σ_k² = β_k
+        // (kept out of the products there, so the paper's weights keep their bits).
+        let ratio = |i: usize| match config.reverse_variance {
+            ReverseVariance::Beta => None,
+            ReverseVariance::BetaTilde => Some(beta[i] / reverse_variance[i]),
+        };
         let w: Vec<f64> = (0..k_max)
-            .map(|i| beta[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i])))
+            .map(|i| {
+                let w = beta[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i]));
+                ratio(i).map_or(w, |r| w * r)
+            })
             .collect();
         // w̃_k = w_k c_out²/σ_k² (Eq. 42): w_k ᾱ_k at σ_data = 1 (Eq. 44), in general
         // w_k σ_d²/(σ_k² + σ_d²).
         let w_tilde = (0..k_max)
             .map(|i| {
                 if sd == 1.0 {
-                    beta[i] * alpha_bar[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i]))
+                    let w = beta[i] * alpha_bar[i] / (2.0 * alpha[i] * (1.0 - alpha_bar[i]));
+                    ratio(i).map_or(w, |r| w * r)
                 } else {
                     w[i] * sd * sd / (sigma_sq(alpha_bar[i]) + sd * sd)
                 }
@@ -229,6 +269,7 @@ impl NoiseSchedule {
             alpha_bar,
             sigma,
             beta_tilde,
+            reverse_variance,
             w,
             w_tilde,
         })
@@ -251,16 +292,16 @@ impl NoiseSchedule {
 
     /// The constant `C` of Eq. (33) per latent dimension, so that for `d`-dimensional latents
     /// `L_forward + Σ_k w_k‖ε − ε_ψ‖² + d·C` bounds `−log p_ψ(z⁰ | c)` (reverse variance
-    /// `σ_k² = β_k`):
-    /// - `k ≥ 2` (Eq. 32): `C_k = ½ [β̃_k/β_k − 1 − ln(β̃_k/β_k)]`, the variance part of
-    ///   `KL(N(μ̃, β̃_k) ‖ N(μ_ψ, β_k))`;
-    /// - `k = 1`: the Gaussian normaliser of `−log p_ψ(z⁰ | z¹) `, `½ ln(2π β_1)` (its quadratic
+    /// `σ_k²`, [`NoiseSchedule::reverse_variance`]):
+    /// - `k ≥ 2` (Eq. 32): `C_k = ½ [β̃_k/σ_k² − 1 − ln(β̃_k/σ_k²)]`, the variance part of
+    ///   `KL(N(μ̃, β̃_k) ‖ N(μ_ψ, σ_k²))` (zero at `σ_k² = β̃_k`);
+    /// - `k = 1`: the Gaussian normaliser of `−log p_ψ(z⁰ | z¹) `, `½ ln(2π σ_1²)` (its quadratic
     ///   part is `w_1‖ε − ε_ψ‖²` because `μ̃_1(z¹, z⁰) = z⁰`).
     pub fn bound_constant_per_dim(&self) -> f64 {
-        let normaliser = 0.5 * (2.0 * std::f64::consts::PI * self.beta[0]).ln();
+        let normaliser = 0.5 * (2.0 * std::f64::consts::PI * self.reverse_variance[0]).ln();
         let variance_terms: f64 = (1..self.num_steps())
             .map(|i| {
-                let r = self.beta_tilde[i] / self.beta[i];
+                let r = self.beta_tilde[i] / self.reverse_variance[i];
                 0.5 * (r - 1.0 - r.ln())
             })
             .sum();

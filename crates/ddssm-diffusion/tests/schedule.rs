@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use ddssm_diffusion::{
     few_step_levels, BetaSchedule, EdmCoefficients, NoiseSchedule, NoiseScheduleConfig,
+    ReverseVariance,
 };
 
 fn paper() -> NoiseSchedule {
@@ -18,6 +19,7 @@ fn cosine() -> NoiseSchedule {
             max_beta: 0.999,
         },
         sigma_data: 1.0,
+        ..Default::default()
     }
     .build()
     .unwrap()
@@ -39,6 +41,7 @@ fn default_is_the_scaled_linear_schedule_with_k_128() {
             beta_end: Some(0.02),
         },
         sigma_data: 1.0,
+        ..Default::default()
     }
     .build()
     .unwrap();
@@ -157,6 +160,7 @@ fn bad_configs_name_the_field() {
         num_steps: 1,
         betas: BetaSchedule::default(),
         sigma_data: 1.0,
+        ..Default::default()
     }
     .build()
     .unwrap_err();
@@ -168,6 +172,7 @@ fn bad_configs_name_the_field() {
             beta_end: Some(0.1),
         },
         sigma_data: 1.0,
+        ..Default::default()
     }
     .build()
     .unwrap_err();
@@ -193,4 +198,61 @@ fn bad_configs_name_the_field() {
     );
     let ok = toml::from_str::<NoiseScheduleConfig>("num_steps = 64\n").unwrap();
     assert_eq!(ok.betas, BetaSchedule::default());
+}
+
+/// The reverse variance `β̃` (not in the paper): `σ_k² = β̃_k` for `k ≥ 2` and `β_1` at `k = 1`;
+/// the weights are Eq. (32)'s `β_k²/(2σ_k²α_k(1 − ᾱ_k))` and Eq. (42)'s `w_k c_out²/σ_k²` (checked
+/// for both σ_data), the bound's variance terms vanish, leaving `½ ln(2π β_1)`; the paper's
+/// config does not write the field (its golden table, above, pins its values).
+#[test]
+fn the_beta_tilde_bound_has_eq_32_weights_and_no_variance_terms() {
+    for sigma_data in [1.0, 4.0] {
+        let build = |reverse_variance| {
+            NoiseScheduleConfig {
+                sigma_data,
+                reverse_variance,
+                ..Default::default()
+            }
+            .build()
+            .unwrap()
+        };
+        let (b, t) = (
+            build(ReverseVariance::Beta),
+            build(ReverseVariance::BetaTilde),
+        );
+        assert_eq!(b.reverse_variance, b.beta);
+        assert_eq!(t.reverse_variance[0], t.beta[0]);
+        assert_eq!(t.reverse_variance[1..], t.beta_tilde[1..]);
+        for i in 0..t.num_steps() {
+            let var = t.reverse_variance[i];
+            let eq32 = t.beta[i] * t.beta[i] / (2.0 * var * t.alpha[i] * (1.0 - t.alpha_bar[i]));
+            assert!((t.w[i] - eq32).abs() <= 1e-12 * eq32, "w at k = {}", i + 1);
+            let c = t.preconditioning(i + 1);
+            let eq42 = t.w[i] * c.c_out * c.c_out / (t.sigma[i] * t.sigma[i]);
+            assert!(
+                (t.w_tilde[i] - eq42).abs() <= 1e-9 * eq42,
+                "w̃ at k = {}",
+                i + 1
+            );
+            // β̃_k < β_k for k ≥ 2, so every level but the first weighs more.
+            if i > 0 {
+                assert!(t.w[i] > b.w[i], "k = {}", i + 1);
+            } else {
+                assert_eq!(t.w[0], b.w[0]);
+            }
+        }
+        let normaliser = 0.5 * (2.0 * std::f64::consts::PI * t.beta[0]).ln();
+        assert_eq!(t.bound_constant_per_dim(), normaliser);
+        assert!(b.bound_constant_per_dim() > normaliser);
+    }
+    let written = toml::to_string(&NoiseScheduleConfig::default()).unwrap();
+    assert!(!written.contains("reverse_variance"), "{written}");
+    let tilde: NoiseScheduleConfig =
+        toml::from_str("num_steps = 128\nreverse_variance = \"beta_tilde\"").unwrap();
+    assert_eq!(tilde.reverse_variance, ReverseVariance::BetaTilde);
+    let err =
+        toml::from_str::<NoiseScheduleConfig>("num_steps = 128\nreverse_variance = \"beta_hat\"")
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("beta_tilde"), "{err}");
 }

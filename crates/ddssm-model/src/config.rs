@@ -490,7 +490,7 @@ fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
         allowed,
     }) = d.schedule.build()
     {
-        let path = if field == "num_steps" {
+        let path = if matches!(field, "num_steps" | "sigma_data") {
             format!("transition.schedule.{field}")
         } else {
             format!("transition.schedule.betas.{field}")

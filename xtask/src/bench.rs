@@ -121,8 +121,8 @@ fn time_steps(
         let indices: Vec<u32> = (0..batch as u32).map(|i| (i + step as u32) % n).collect();
         let began = Instant::now();
         let lambda = train_config.lambda.at(step);
-        let (grads, _, _) =
-            accumulated_gradients(&model, &data, &indices, train_config, lambda, step)?;
+        let grads =
+            accumulated_gradients(&model, &data, &indices, train_config, lambda, step)?.grads;
         opt.step(&grads)?;
         device.synchronize()?;
         if step >= WARMUP {

@@ -40,7 +40,7 @@ pub use lr_decay::LrDecay;
 pub use process::start_process;
 pub use trainer::{
     accumulated_gradients, batch_indices, keys, optimizer_for, resumable_step, select, step_noise,
-    train, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
+    train, Accumulated, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
 };
 
 /// Errors of this crate.

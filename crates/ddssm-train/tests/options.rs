@@ -13,8 +13,8 @@ use common::{quiet_parameters, small};
 
 /// The importance-weighted objective is optional (the ELBO when absent, and then not written
 /// back) and reaches the loop: on the same draws its value lies below the ELBO's average over
-/// the same trajectories (Jensen, strictly since the weights differ), and its steps end
-/// elsewhere.
+/// the same trajectories (Jensen, strictly since the weights differ), its step reports the
+/// weights' effective sample size, and its steps end elsewhere.
 #[test]
 fn the_importance_weighted_objective_reaches_the_loop() -> Result<()> {
     let (mc, tc, data) = small();
@@ -38,11 +38,15 @@ fn the_importance_weighted_objective_reaches_the_loop() -> Result<()> {
 
     let model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
     let idx: Vec<u32> = (0..4).collect();
-    let value = |config: &TrainConfig| -> Result<f64> {
-        Ok(accumulated_gradients(&model, &data, &idx, config, 1.0, 0)?.1)
-    };
-    let (v_elbo, v_iwae) = (value(&elbo)?, value(&iwae)?);
+    let step = |config: &TrainConfig| accumulated_gradients(&model, &data, &idx, config, 1.0, 0);
+    let (a_elbo, a_iwae) = (step(&elbo)?, step(&iwae)?);
+    let (v_elbo, v_iwae) = (a_elbo.objective, a_iwae.objective);
     assert!(v_iwae < v_elbo - 1e-3, "{v_iwae} vs {v_elbo}");
+    // The step reports the weights' effective sample size under this objective only: between
+    // 1 and S = 4, and below S since the weights differ.
+    assert_eq!(a_elbo.effective_sample_size, None);
+    let ess = a_iwae.effective_sample_size.expect("reported under iwae");
+    assert!((1.0..4.0).contains(&ess), "{ess}");
     assert_ne!(
         quiet_parameters(&mc, &data, &iwae)?,
         quiet_parameters(&mc, &data, &elbo)?

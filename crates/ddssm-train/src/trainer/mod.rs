@@ -77,6 +77,24 @@ pub struct StepRecord {
     pub objective: f64,
     /// The ELBO terms (batch means; nats per sequence).
     pub terms: ElboSummary,
+    /// Under the importance-weighted objective only: the batch mean of each sequence's effective
+    /// sample size of its `S` normalised weights at this λ (between 1 and `S`; how many
+    /// trajectories the objective effectively trained on). Not written when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_sample_size: Option<f64>,
+}
+
+/// The outcome of [`accumulated_gradients`]: the summed gradient and the batch means of what the
+/// step logs.
+pub struct Accumulated {
+    /// The gradient of the objective, summed over the micro-batches.
+    pub grads: GradStore,
+    /// The objective's value.
+    pub objective: f64,
+    /// The ELBO terms.
+    pub terms: ElboSummary,
+    /// [`StepRecord::effective_sample_size`].
+    pub effective_sample_size: Option<f64>,
 }
 
 /// Where and how a run writes, and whether it continues an earlier one.
@@ -258,8 +276,9 @@ fn release_graph(grads: &mut GradStore, parameters: &HashSet<TensorId>, placehol
 
 /// The gradient of step `step`'s objective over the batch `indices`, in chunks of
 /// `config.micro_batch` sequences (each chunk's objective weighted by its share of the batch, the
-/// gradients summed), with the objective's value and the batch means of the ELBO terms. A single
-/// chunk draws from `step_noise(seed, step)`; chunk `k` of several from its fork `micro{k}`.
+/// gradients summed), with the objective's value, the batch means of the ELBO terms and, under
+/// the importance-weighted objective, of the effective sample size. A single chunk draws from
+/// `step_noise(seed, step)`; chunk `k` of several from its fork `micro{k}`.
 pub fn accumulated_gradients(
     model: &Model,
     data: &Batch,
@@ -267,7 +286,7 @@ pub fn accumulated_gradients(
     config: &TrainConfig,
     lambda: f64,
     step: usize,
-) -> Result<(GradStore, f64, ElboSummary)> {
+) -> Result<Accumulated> {
     let elbo_options = config.elbo_options();
     let size = match config.micro_batch {
         0 => indices.len(),
@@ -298,7 +317,13 @@ pub fn accumulated_gradients(
         ] {
             finite_or(step, what, v)?;
         }
-        let objective = if config.objective == Objective::Iwae {
+        let iwae = config.objective == Objective::Iwae;
+        let ess = if iwae {
+            Some(share * terms.effective_sample_size(lambda)?)
+        } else {
+            None
+        };
+        let objective = if iwae {
             terms.importance_weighted_objective(lambda)?
         } else if config.pin_latent_scale {
             terms.scale_pinned_objective(lambda, config.entropy_weight)?
@@ -317,10 +342,11 @@ pub fn accumulated_gradients(
         drop(objective);
         drop(terms);
         release_graph(&mut grads, &parameters, &placeholder);
-        Ok((share, summary, value, grads))
+        Ok((share, summary, value, ess, grads))
     })?;
     let mut total: Option<GradStore> = None;
     let mut objective_value = 0.0;
+    let mut effective_sample_size = None;
     let mut mean = ElboSummary {
         recon: 0.0,
         init_entropy: 0.0,
@@ -329,7 +355,8 @@ pub fn accumulated_gradients(
         entropy: 0.0,
         negative_elbo: 0.0,
     };
-    for (share, summary, value, grads) in per_chunk {
+    for (share, summary, value, ess, grads) in per_chunk {
+        effective_sample_size = ess.map(|e| e + effective_sample_size.unwrap_or(0.0));
         mean.recon += share * summary.recon;
         mean.init_entropy += share * summary.init_entropy;
         mean.vhp += share * summary.vhp;
@@ -354,8 +381,12 @@ pub fn accumulated_gradients(
             }
         });
     }
-    let grads = total.ok_or_else(|| Error::State("empty batch".into()))?;
-    Ok((grads, objective_value, mean))
+    Ok(Accumulated {
+        grads: total.ok_or_else(|| Error::State("empty batch".into()))?,
+        objective: objective_value,
+        terms: mean,
+        effective_sample_size,
+    })
 }
 
 /// Trains `model` on `data` (all `N` training sequences, in model space) for `config.steps`
@@ -413,8 +444,12 @@ pub fn train(
     for step in start..config.steps {
         let indices = batch_indices(config.seed, step, n, config.batch_size);
         let lambda = config.lambda.at(step);
-        let (grads, objective_value, summary) =
-            accumulated_gradients(model, data, &indices, config, lambda, step)?;
+        let Accumulated {
+            grads,
+            objective: objective_value,
+            terms: summary,
+            effective_sample_size,
+        } = accumulated_gradients(model, data, &indices, config, lambda, step)?;
         for (name, var) in model.named_parameters() {
             if let Some(g) = grads.get(var.as_tensor()) {
                 let norm = g
@@ -431,6 +466,7 @@ pub fn train(
             lambda,
             objective: objective_value,
             terms: summary,
+            effective_sample_size,
         });
         bar.set_position(step as u64 + 1);
         bar.set_message(format!(
@@ -441,8 +477,11 @@ pub fn train(
         // Without a terminal there is no bar: log progress about 20 times per run instead.
         if !options.progress && done % (config.steps / 20).max(1) == 0 {
             let rate = (done - start) as f64 / began.elapsed().as_secs_f64().max(1e-9);
+            let ess = effective_sample_size
+                .map(|e| format!(", ESS {e:.2} of {}", config.samples))
+                .unwrap_or_default();
             tracing::info!(
-                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3} \
+                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{ess} \
                  ({rate:.2} steps/s, ETA {:.0} s)",
                 options.label,
                 config.steps,
@@ -474,116 +513,4 @@ pub fn train(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{DType, Device};
-    use ddssm_model::{ElboOptions, ModelConfig};
-
-    fn setup() -> (Model, Batch, TrainConfig) {
-        let model = Model::new(&ModelConfig::paper_dkf(), 3, DType::F64, &Device::Cpu).unwrap();
-        let x = SeededNoise::new(4)
-            .randn((6, 5, 1), DType::F64, &Device::Cpu)
-            .unwrap();
-        let config = TrainConfig {
-            batch_size: 6,
-            samples: 1,
-            ..TrainConfig::paper_dkf()
-        };
-        (model, Batch::new(x), config)
-    }
-
-    fn flat(model: &Model, g: &GradStore) -> Vec<f64> {
-        let mut out = Vec::new();
-        for (_, v) in model.named_parameters() {
-            if let Some(t) = g.get(v.as_tensor()) {
-                out.extend(t.flatten_all().unwrap().to_vec1::<f64>().unwrap());
-            }
-        }
-        out
-    }
-
-    /// Chunks of 4 + 2 sequences: the accumulated gradient is the share-weighted sum of the
-    /// chunks' gradients, each chunk drawing from its own fork of the step's noise; the reported
-    /// objective and terms are the batch means.
-    #[test]
-    fn micro_batches_sum_share_weighted_gradients() -> Result<()> {
-        let (model, data, mut config) = setup();
-        config.micro_batch = 4;
-        let idx: Vec<u32> = (0..6).collect();
-        let (grads, objective, summary) =
-            accumulated_gradients(&model, &data, &idx, &config, 0.7, 2)?;
-        let mut expected: Option<Vec<f64>> = None;
-        let (mut obj, mut recon) = (0.0, 0.0);
-        for (k, chunk) in [&idx[..4], &idx[4..]].into_iter().enumerate() {
-            let share = chunk.len() as f64 / 6.0;
-            let mut noise = step_noise(config.seed, 2).fork(&format!("micro{k}"));
-            let options = ElboOptions {
-                samples: 1,
-                estimator: config.estimator,
-                ..ElboOptions::default()
-            };
-            let terms = model.elbo(&select(&data, chunk)?, &options, &mut noise)?;
-            recon += share * terms.summary()?.recon;
-            let o = terms.objective(0.7)?.affine(share, 0.0)?;
-            obj += o.to_scalar::<f64>()?;
-            let g = flat(&model, &o.backward()?);
-            expected = Some(match expected {
-                None => g,
-                Some(e) => e.iter().zip(&g).map(|(a, b)| a + b).collect(),
-            });
-        }
-        let got = flat(&model, &grads);
-        let expected = expected.unwrap();
-        assert_eq!(got.len(), expected.len());
-        for (a, b) in got.iter().zip(&expected) {
-            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
-        }
-        assert!((objective - obj).abs() < 1e-12 * obj.abs().max(1.0));
-        // The returned gradients hold no graph: each micro-batch's forward pass is freed before
-        // the next one runs (peak memory follows micro_batch, not batch_size).
-        for (name, var) in model.named_parameters() {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                assert!(
-                    !g.track_op(),
-                    "the gradient of {name} still references its graph"
-                );
-            }
-        }
-        assert!((summary.recon - recon).abs() < 1e-12 * recon.abs().max(1.0));
-        Ok(())
-    }
-
-    /// Micro-batches on several worker threads give bit-for-bit the result of one thread: each
-    /// chunk has its own noise and the sums run in chunk order. (Other tests of this binary may
-    /// run while the worker count is raised; by this very property their results are unchanged.)
-    #[test]
-    fn worker_threads_do_not_change_the_gradient() -> Result<()> {
-        let (model, data, mut config) = setup();
-        config.micro_batch = 2;
-        let idx: Vec<u32> = (0..6).collect();
-        ddssm_tensor_ops::set_workers(1);
-        let (a, oa, sa) = accumulated_gradients(&model, &data, &idx, &config, 0.7, 3)?;
-        ddssm_tensor_ops::set_workers(3);
-        let parallel = accumulated_gradients(&model, &data, &idx, &config, 0.7, 3);
-        ddssm_tensor_ops::set_workers(1);
-        let (b, ob, sb) = parallel?;
-        assert_eq!(flat(&model, &a), flat(&model, &b));
-        assert_eq!(oa, ob);
-        assert_eq!(sa.negative_elbo, sb.negative_elbo);
-        Ok(())
-    }
-
-    /// One chunk (micro_batch 0, or ≥ the batch) is the plain full-batch step.
-    #[test]
-    fn one_chunk_is_the_whole_batch() -> Result<()> {
-        let (model, data, mut config) = setup();
-        let idx: Vec<u32> = (0..6).collect();
-        config.micro_batch = 0;
-        let (a, oa, _) = accumulated_gradients(&model, &data, &idx, &config, 0.7, 1)?;
-        config.micro_batch = 64;
-        let (b, ob, _) = accumulated_gradients(&model, &data, &idx, &config, 0.7, 1)?;
-        assert_eq!(flat(&model, &a), flat(&model, &b));
-        assert_eq!(oa, ob);
-        Ok(())
-    }
-}
+mod tests;

@@ -24,7 +24,8 @@
 //! Every 1000 steps and at the end it draws 64 samples of `z_32` from the true `z_31` of 256 test
 //! sequences and prints the modes' width in data units: the root-mean-square distance of the
 //! draws from the exact mode centres `φ·z_31 ± step` (exact: 0) and the pooled within-mode
-//! standard deviation around each side's own mean (the same split as `ddssm_eval::diagnosis`).
+//! standard deviation around each side's own mean (the same split as `ddssm_eval::diagnosis`),
+//! and the scale `s` the diffusion divides the latent by (1 unless `latent_scale = "learned"`).
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -138,8 +139,10 @@ fn main() -> Result<()> {
             let (rms, pooled, bias) = widths(model.transition(), &z_test, &sim, gauge, &mut noise)?;
             println!(
                 "step {:>6}: width (data units) rms from exact centres {rms:.4}, pooled within-mode \
-                 SD {pooled:.4}, mean |bias| of the side means {bias:.4}",
-                step + 1
+                 SD {pooled:.4}, mean |bias| of the side means {bias:.4}; the diffusion's latent \
+                 scale s = {:.4}",
+                step + 1,
+                model.transition().latent_scale()?
             );
             if let Some((variance, configured)) = also {
                 // Swapped in for this measurement only; the training never samples.

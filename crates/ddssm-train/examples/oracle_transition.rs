@@ -5,12 +5,14 @@
 //! encoder's spread (issue 17; docs/results/bimodal.md §4).
 //!
 //! ```text
-//! cargo run --release -p ddssm-train --example oracle_transition -- CONFIG STEPS [INPUT_NOISE] [GAUGE] [ALSO]
+//! cargo run --release -p ddssm-train --example oracle_transition -- [--seed N] CONFIG STEPS [INPUT_NOISE] [GAUGE] [ALSO]
 //! ```
 //!
 //! - `CONFIG`: an experiment config (e.g. `configs/ablations/bimodal-sharp-steps-9000.toml`); its
 //!   DDSSM model, its transition learning rate, optimiser, batch size, samples `S` and learning-rate
 //!   decay (rescaled to `STEPS`, [`ddssm_train::LrDecay::rescaled`]), its data and seed are used.
+//! - `--seed N` (anywhere on the line): the seed of the data, the initialisation and the noise
+//!   instead of the config's.
 //! - `INPUT_NOISE` (data units, default 0): every training path is `z + σ·ε` with `ε` drawn afresh
 //!   for each of the `S` copies, independently per time step — what the transition sees when the
 //!   encoder's draws scatter around the true path by `σ` (0.13–0.15 in the trained DDSSMs).
@@ -35,8 +37,8 @@ use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::{AdamW, ParamGroup};
 
-const USAGE: &str =
-    "usage: oracle_transition CONFIG STEPS [INPUT_NOISE] [GAUGE] [ALSO: beta | beta_tilde]";
+const USAGE: &str = "usage: oracle_transition [--seed N] CONFIG STEPS [INPUT_NOISE] [GAUGE] \
+                     [ALSO: beta | beta_tilde]";
 /// Test sequences and draws per sequence of each width measurement.
 const EVAL_SEQUENCES: usize = 256;
 const EVAL_DRAWS: usize = 64;
@@ -44,11 +46,26 @@ const EVAL_DRAWS: usize = 64;
 fn main() -> Result<()> {
     ddssm_tensor_ops::tune_allocator();
     ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let seed =
+        match args.iter().position(|a| a == "--seed") {
+            Some(i) if i + 1 < args.len() => {
+                let v = args.remove(i + 1);
+                args.remove(i);
+                Some(v.parse::<u64>().with_context(|| {
+                    format!("--seed: expected a non-negative integer, got {v:?}")
+                })?)
+            }
+            Some(_) => bail!("--seed needs a value\n{USAGE}"),
+            None => None,
+        };
     if !(2..=5).contains(&args.len()) {
         bail!("{USAGE}");
     }
-    let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
+    let mut cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
+    if let Some(seed) = seed {
+        cfg.seed = seed;
+    }
     let steps: usize = args[1].parse().context("STEPS: expected an integer")?;
     let input_noise: f64 = match args.get(2) {
         Some(v) => v.parse().context("INPUT_NOISE: expected a number ≥ 0")?,
@@ -100,8 +117,8 @@ fn main() -> Result<()> {
     let copies = train.batch_size * train.samples;
     println!(
         "oracle transition: {steps} steps, {} sequences × S = {} per step, lr {} × decay {:?}, \
-         input noise {input_noise}, gauge {gauge}",
-        train.batch_size, train.samples, train.learning_rates.transition, decay
+         input noise {input_noise}, gauge {gauge}, seed {}",
+        train.batch_size, train.samples, train.learning_rates.transition, decay, cfg.seed
     );
     let mut running = 0.0;
     for step in 0..steps {

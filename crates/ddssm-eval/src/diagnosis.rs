@@ -18,7 +18,7 @@
 //! observation for it — which is what the paper's two-Gaussian reference (`jsd_paper`) assumes.
 
 use candle_core::{DType, Tensor};
-use ddssm_diffusion::NoiseSchedule;
+use ddssm_diffusion::{NoiseSchedule, ReverseVariance};
 use ddssm_model::{Batch, Model, OneStepParts};
 use ddssm_tensor_ops::{GaussianMixture, SeededNoise};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,13 @@ pub struct ScheduleFacts {
     pub sigma_k: f64,
     /// `ᾱ_K`.
     pub alpha_bar_k: f64,
-    /// `√β_1`: the standard deviation of the bound's last reverse kernel `p(z⁰ | z¹)` (Eq. 33).
+    /// The reverse kernels' variance the bound is written for (`transition.schedule.
+    /// reverse_variance`: `β_k`, the paper's, or `β̃_k` for `k ≥ 2`). Diagnoses written before
+    /// the field existed read as `β`, the only value the code had then.
+    #[serde(default)]
+    pub reverse_variance: ReverseVariance,
+    /// `√β_1`: the standard deviation of the bound's last reverse kernel `p(z⁰ | z¹)` (Eq. 33;
+    /// the same under either reverse variance).
     pub sqrt_beta_1: f64,
     /// `√β_2`: the noise the ancestral sampler (variance `β`) adds at its last noisy step.
     pub sqrt_beta_2: f64,
@@ -72,6 +78,7 @@ impl ScheduleFacts {
             sigma_1: schedule.sigma[0],
             sigma_k: schedule.sigma[k - 1],
             alpha_bar_k: schedule.alpha_bar_final(),
+            reverse_variance: schedule.config().reverse_variance,
             sqrt_beta_1: schedule.beta[0].sqrt(),
             sqrt_beta_2: schedule.beta[1].sqrt(),
             sqrt_beta_tilde_2: schedule.beta_tilde[1].sqrt(),
@@ -384,6 +391,24 @@ mod tests {
         assert!((means[0].unwrap() + 4.0).abs() < 1e-12);
         assert!((means[1].unwrap() - 4.0).abs() < 1e-12);
         assert!(pooled_variance(&[1.0], &[true]).is_none());
+    }
+
+    /// The schedule facts record the bound's reverse variance, and a diagnosis written before
+    /// they did reads as the paper's `β`.
+    #[test]
+    fn schedule_facts_record_the_reverse_variance() {
+        let tilde = ddssm_diffusion::NoiseScheduleConfig {
+            reverse_variance: ReverseVariance::BetaTilde,
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        let facts = ScheduleFacts::of(&tilde);
+        assert_eq!(facts.reverse_variance, ReverseVariance::BetaTilde);
+        let mut old = serde_json::to_value(facts).unwrap();
+        old.as_object_mut().unwrap().remove("reverse_variance");
+        let read: ScheduleFacts = serde_json::from_value(old).unwrap();
+        assert_eq!(read.reverse_variance, ReverseVariance::Beta);
     }
 
     /// The centring estimator on draws of known centring: draws from the exact predictive give a

@@ -66,6 +66,13 @@ impl Diagnosis {
                 d.latent_scale,
                 f.sigma_data,
             );
+            if f.reverse_variance == ddssm_diffusion::ReverseVariance::BetaTilde {
+                let _ = writeln!(
+                    s,
+                    "The bound's reverse kernels have variance β̃_k for k ≥ 2 \
+                     (`transition.schedule.reverse_variance`, not the paper's β_k)."
+                );
+            }
             if f.diffusion_scale != 1.0 {
                 let _ = writeln!(
                     s,

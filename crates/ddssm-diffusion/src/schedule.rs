@@ -167,8 +167,9 @@ impl NoiseSchedule {
     /// Computes the schedule of `config`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] naming the field when `K < 2`, a `β` is outside `(0, 1)`, the
-    /// linear range is decreasing, or a cosine parameter is out of range.
+    /// [`Error::InvalidConfig`] naming the field by its path in [`NoiseScheduleConfig`]
+    /// (`num_steps`, `sigma_data`, `betas.beta_start`, …) when `K < 2`, a `β` is outside
+    /// `(0, 1)`, the linear range is decreasing, or a cosine parameter is out of range.
     pub fn new(config: &NoiseScheduleConfig) -> Result<Self> {
         let k_max = config.num_steps;
         if k_max < 2 {
@@ -187,10 +188,10 @@ impl NoiseSchedule {
                 let start = beta_start.unwrap_or(0.1 / kf);
                 let end = beta_end.unwrap_or(20.0 / kf);
                 if !(start > 0.0 && start < 1.0) {
-                    return Err(invalid("beta_start", start, "0 < beta_start < 1"));
+                    return Err(invalid("betas.beta_start", start, "0 < beta_start < 1"));
                 }
                 if !(end >= start && end < 1.0) {
-                    return Err(invalid("beta_end", end, "beta_start ≤ beta_end < 1"));
+                    return Err(invalid("betas.beta_end", end, "beta_start ≤ beta_end < 1"));
                 }
                 (0..k_max)
                     .map(|i| start + (end - start) * i as f64 / (kf - 1.0))
@@ -198,10 +199,10 @@ impl NoiseSchedule {
             }
             BetaSchedule::Cosine { offset, max_beta } => {
                 if !(offset > 0.0 && offset < 1.0) {
-                    return Err(invalid("offset", offset, "0 < offset < 1"));
+                    return Err(invalid("betas.offset", offset, "0 < offset < 1"));
                 }
                 if !(max_beta > 0.0 && max_beta < 1.0) {
-                    return Err(invalid("max_beta", max_beta, "0 < max_beta < 1"));
+                    return Err(invalid("betas.max_beta", max_beta, "0 < max_beta < 1"));
                 }
                 let f = |tau: f64| {
                     ((tau + offset) / (1.0 + offset) * std::f64::consts::FRAC_PI_2)

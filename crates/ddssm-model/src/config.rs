@@ -484,20 +484,20 @@ fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
         scale,
         "a finite number > 0",
     )?;
-    if let Err(ddssm_diffusion::Error::InvalidConfig {
-        field,
-        value,
-        allowed,
-    }) = d.schedule.build()
-    {
-        let path = if matches!(field, "num_steps" | "sigma_data") {
-            format!("transition.schedule.{field}")
-        } else {
-            format!("transition.schedule.betas.{field}")
-        };
-        check_config(false, &path, value, &allowed)?;
+    // The schedule names its fields by their path inside it; prefix the transition's.
+    match d.schedule.build() {
+        Err(ddssm_diffusion::Error::InvalidConfig {
+            field,
+            value,
+            allowed,
+        }) => check_config(
+            false,
+            &format!("transition.schedule.{field}"),
+            value,
+            &allowed,
+        )?,
+        other => drop(other?),
     }
-    d.schedule.build()?;
     check_config(
         d.loss.s_k >= 1,
         "transition.loss.s_k",

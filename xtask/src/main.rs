@@ -58,7 +58,8 @@ enum Command {
         /// Results folder (config copies, checkpoints, results.json, report.md, figures).
         #[arg(long, default_value = "results/bimodal")]
         out: PathBuf,
-        /// Experiment config (TOML, see configs/bimodal.toml); the paper's settings by default.
+        /// Experiment config (TOML, see configs/bimodal.toml; `base = "FILE"` builds on another
+        /// config, as configs/ablations/ do); the paper's settings by default.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The one seed that drives data, initialisation and every noise draw (overrides the

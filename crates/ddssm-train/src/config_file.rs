@@ -1,22 +1,291 @@
-//! Reading config files with errors that name the offending key.
+//! Reading config files with errors that name the offending key, and config files that build on
+//! another (`base = "…"`).
+//!
+//! A config file may start with `base = "PATH"` (relative to the file's own directory). It then
+//! means its base with its own keys written over it: tables merge key by key, at any depth, and
+//! every other value — a number, a string, an array, an array of tables (`[[dataset]]`) — replaces
+//! the base's. A base may have a base of its own; a cycle is an error. An ablation is thereby
+//! written as the few lines in which it differs from the config it ablates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
-/// Reads the TOML file `path` as a `what` (e.g. "experiment config"). A value that does not fit
-/// is named by its full key path (`` `data.train` ``), with the parser's line and column.
+/// The top-level key that names the config file a config file builds on.
+pub const BASE_KEY: &str = "base";
+
+/// At most this many files in one chain of bases (a guard against runaway chains).
+const MAX_BASE_DEPTH: usize = 16;
+
+/// Reads the TOML file `path` as a `what` (e.g. "experiment config"), on top of its base if it
+/// names one (module docs). A value that does not fit is named by its full key path
+/// (`` `data.train` ``) and the file that sets it; without a base, with the parser's line and
+/// column too.
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::State(format!("reading {}: {e}", path.display())))?;
-    let bad = |key: String, e: toml::de::Error| {
-        let key = if key.is_empty() || key == "." {
-            String::new()
-        } else {
-            format!(" at `{key}`")
-        };
-        Error::State(format!("{}: not a valid {what}{key}: {e}", path.display()))
+    let text = read_text(path)?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(path, what, "", e))?;
+    if !table.contains_key(BASE_KEY) {
+        // No base: deserialise from the text itself, so errors carry line and column.
+        let de = toml::Deserializer::parse(&text).map_err(|e| invalid(path, what, "", e))?;
+        return serde_path_to_error::deserialize(de)
+            .map_err(|e| invalid(path, what, &e.path().to_string(), e.into_inner()));
+    }
+    let mut chain = vec![canonical(path)?];
+    let layers = layers(path, table, what, &mut chain)?;
+    let merged = layers
+        .iter()
+        .fold(toml::Table::new(), |mut acc, (_, layer)| {
+            merge(&mut acc, layer.clone());
+            acc
+        });
+    serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+        let key = e.path().to_string();
+        // Name the file that sets the key (the last layer that has it), else the file read.
+        let file = layers
+            .iter()
+            .rev()
+            .find(|(_, layer)| defines(layer, &key))
+            .map_or(path, |(file, _)| file.as_path());
+        let mut err = invalid(file, what, &key, e.into_inner());
+        if file != path {
+            if let Error::State(message) = &mut err {
+                message.push_str(&format!(" (a base of {})", path.display()));
+            }
+        }
+        err
+    })
+}
+
+/// The file's text, or an error naming it.
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::State(format!("reading {}: {e}", path.display())))
+}
+
+/// The file's canonical path (to recognise a cycle however the bases spell it).
+fn canonical(path: &Path) -> Result<PathBuf> {
+    path.canonicalize()
+        .map_err(|e| Error::State(format!("reading {}: {e}", path.display())))
+}
+
+/// The error for a `what` in `path` that does not parse or fit, at `key` when one is known.
+fn invalid(path: &Path, what: &str, key: &str, e: impl std::fmt::Display) -> Error {
+    let key = if key.is_empty() || key == "." {
+        String::new()
+    } else {
+        format!(" at `{key}`")
     };
-    let de = toml::Deserializer::parse(&text).map_err(|e| bad(String::new(), e))?;
-    serde_path_to_error::deserialize(de).map_err(|e| bad(e.path().to_string(), e.into_inner()))
+    Error::State(format!("{}: not a valid {what}{key}: {e}", path.display()))
+}
+
+/// The file `path` (already parsed as `table`) and its chain of bases, base-most first, each
+/// layer without its `base` key. `chain` holds the canonical paths read so far.
+fn layers(
+    path: &Path,
+    mut table: toml::Table,
+    what: &str,
+    chain: &mut Vec<PathBuf>,
+) -> Result<Vec<(PathBuf, toml::Table)>> {
+    let Some(base) = table.remove(BASE_KEY) else {
+        return Ok(vec![(path.to_path_buf(), table)]);
+    };
+    let toml::Value::String(base) = base else {
+        return Err(invalid(
+            path,
+            what,
+            BASE_KEY,
+            format!("expected a path (a string, relative to this file), found {base}"),
+        ));
+    };
+    let base_path = path.parent().unwrap_or(Path::new(".")).join(&base);
+    if !base_path.is_file() {
+        return Err(invalid(
+            path,
+            what,
+            BASE_KEY,
+            format!("no such file: {}", base_path.display()),
+        ));
+    }
+    let canonical_base = canonical(&base_path)?;
+    if chain.contains(&canonical_base) {
+        return Err(invalid(
+            path,
+            what,
+            BASE_KEY,
+            format!(
+                "{} is already in this file's chain of bases (a cycle)",
+                base_path.display()
+            ),
+        ));
+    }
+    if chain.len() >= MAX_BASE_DEPTH {
+        return Err(invalid(
+            path,
+            what,
+            BASE_KEY,
+            format!("more than {MAX_BASE_DEPTH} files in one chain of bases"),
+        ));
+    }
+    chain.push(canonical_base);
+    let base_text = read_text(&base_path)?;
+    let base_table: toml::Table =
+        toml::from_str(&base_text).map_err(|e| invalid(&base_path, what, "", e))?;
+    let mut out = layers(&base_path, base_table, what, chain)?;
+    out.push((path.to_path_buf(), table));
+    Ok(out)
+}
+
+/// Writes `over` onto `into`: tables merge key by key, every other value replaces.
+fn merge(into: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(old)), toml::Value::Table(new)) => merge(old, new),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Whether `table` sets the key at `path` (serde_path_to_error's `a.b[0].c`; indices are
+/// skipped, so an array of tables counts as set by the layer that holds it).
+fn defines(table: &toml::Table, path: &str) -> bool {
+    let mut current = table;
+    let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let name = segment.split('[').next().unwrap_or(segment);
+        match current.get(name) {
+            None => return false,
+            Some(toml::Value::Table(inner)) if i + 1 < segments.len() => current = inner,
+            Some(_) => return true,
+        }
+    }
+    !segments.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        a: u32,
+        b: String,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Doc {
+        top: f64,
+        inner: Inner,
+        list: Vec<u32>,
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ddssm-config-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const BASE: &str = "top = 1.5\nlist = [1, 2, 3]\n[inner]\na = 7\nb = \"base\"\n";
+
+    #[test]
+    fn a_file_writes_its_keys_over_its_base_tables_merge_and_arrays_replace() {
+        let dir = dir("merge");
+        write(&dir, "base.toml", BASE);
+        // The base is found relative to the file, not to the working directory.
+        let child = write(
+            &dir,
+            "sub/child.toml",
+            "base = \"../base.toml\"\nlist = [9]\n[inner]\nb = \"child\"\n",
+        );
+        let doc: Doc = read_toml(&child, "doc").unwrap();
+        assert_eq!(
+            doc,
+            Doc {
+                top: 1.5,
+                inner: Inner {
+                    a: 7,
+                    b: "child".into()
+                },
+                list: vec![9],
+            }
+        );
+        // A chain: the grandchild sees both layers beneath it.
+        let grandchild = write(
+            &dir,
+            "sub/grandchild.toml",
+            "base = \"child.toml\"\ntop = -2.0\n",
+        );
+        let doc: Doc = read_toml(&grandchild, "doc").unwrap();
+        assert_eq!(
+            (doc.top, doc.inner.b.as_str(), doc.list),
+            (-2.0, "child", vec![9])
+        );
+        // Without a base the file reads as it is.
+        let doc: Doc = read_toml(&dir.join("base.toml"), "doc").unwrap();
+        assert_eq!(doc.inner.b, "base");
+    }
+
+    #[test]
+    fn a_bad_key_is_named_with_the_file_that_sets_it() {
+        let dir = dir("errors");
+        write(&dir, "base.toml", BASE);
+        let child = write(&dir, "child.toml", "base = \"base.toml\"\n[inner]\nc = 1\n");
+        let err = read_toml::<Doc>(&child, "doc").unwrap_err().to_string();
+        assert!(
+            err.contains("child.toml") && err.contains("`inner`"),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `c`"), "{err}");
+        // A bad value set in the base is laid at the base's door, with the file that was read.
+        let base = write(&dir, "bad-base.toml", &BASE.replace("a = 7", "a = -7"));
+        let child = write(&dir, "child2.toml", "base = \"bad-base.toml\"\n");
+        let err = read_toml::<Doc>(&child, "doc").unwrap_err().to_string();
+        assert!(err.starts_with(&base.display().to_string()), "{err}");
+        assert!(
+            err.contains("`inner.a`") && err.contains("a base of"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_cyclic_or_malformed_base_is_an_error_naming_the_base_key() {
+        let dir = dir("bases");
+        let missing = write(&dir, "missing.toml", "base = \"nowhere.toml\"\ntop = 1.0\n");
+        let err = read_toml::<Doc>(&missing, "doc").unwrap_err().to_string();
+        assert!(
+            err.contains("`base`") && err.contains("no such file"),
+            "{err}"
+        );
+        write(&dir, "a.toml", "base = \"b.toml\"\n");
+        let b = write(&dir, "b.toml", "base = \"a.toml\"\n");
+        let err = read_toml::<Doc>(&b, "doc").unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let itself = write(&dir, "self.toml", "base = \"self.toml\"\n");
+        let err = read_toml::<Doc>(&itself, "doc").unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
+        let number = write(&dir, "number.toml", "base = 3\n");
+        let err = read_toml::<Doc>(&number, "doc").unwrap_err().to_string();
+        assert!(
+            err.contains("`base`") && err.contains("expected a path"),
+            "{err}"
+        );
+        write(&dir, "broken.toml", "top = \n");
+        let on_broken = write(&dir, "on-broken.toml", "base = \"broken.toml\"\n");
+        let err = read_toml::<Doc>(&on_broken, "doc").unwrap_err().to_string();
+        assert!(err.contains("broken.toml: not a valid doc"), "{err}");
+    }
 }

@@ -413,8 +413,7 @@ mod tests {
         paths.push(configs.join("bimodal-sharp.toml"));
         let mut seen = 0;
         for path in paths {
-            let parsed: ExperimentConfig =
-                toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let parsed = ExperimentConfig::load(Some(&path)).unwrap();
             assert!(parsed.validate().is_ok(), "{}", path.display());
             // `--quick` smoke-runs every config, including those that decay the rates late.
             let quick = parsed.clone().with_overrides(true, None, None);

@@ -103,11 +103,12 @@ fn main() -> Result<()> {
             "ALSO needs a diffusion transition: this config's DDSSM has a Gaussian one\n{USAGE}"
         ),
     };
+    let params = model.parameter_groups().transition;
     let mut opt = AdamW::new(
         vec![ParamGroup {
             name: "transition".into(),
             lr: train.learning_rates.transition,
-            params: model.parameter_groups().transition,
+            params: params.clone(),
         }],
         train.optimizer,
     )?;
@@ -117,10 +118,16 @@ fn main() -> Result<()> {
     let copies = train.batch_size * train.samples;
     println!(
         "oracle transition: {steps} steps, {} sequences × S = {} per step, lr {} × decay {:?}, \
-         input noise {input_noise}, gauge {gauge}, seed {}",
-        train.batch_size, train.samples, train.learning_rates.transition, decay, cfg.seed
+         input noise {input_noise}, gauge {gauge}, seed {}, max_grad_norm {:?}",
+        train.batch_size,
+        train.samples,
+        train.learning_rates.transition,
+        decay,
+        cfg.seed,
+        train.max_grad_norm
     );
     let mut running = 0.0;
+    let (mut norm_sum, mut norm_max, mut clipped) = (0.0, 0.0f64, 0);
     for step in 0..steps {
         let rows = noise.uniform_ints(train.batch_size, 0, n as u32 - 1)?;
         let eps = noise.normals(copies * t_len);
@@ -142,15 +149,23 @@ fn main() -> Result<()> {
             .objective
             .mean_all()?;
         running += loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        opt.step_scaled(&loss.backward()?, decay.scale(step, steps))?;
+        let grads = loss.backward()?;
+        let norm = ddssm_train::gradient_norm(&grads, &params, step)?;
+        let grad_scale = ddssm_train::clip_scale(norm, train.max_grad_norm);
+        (norm_sum, norm_max) = (norm_sum + norm, norm_max.max(norm));
+        clipped += usize::from(grad_scale < 1.0);
+        opt.step_clipped(&grads, decay.scale(step, steps), grad_scale)?;
         if (step + 1) % 250 == 0 {
             println!(
-                "step {:>6}: mean loss {:.4} (lr × {:.3})",
+                "step {:>6}: mean loss {:.4} (lr × {:.3}), gradient norm mean {:.3} max {:.3}, \
+                 {clipped} steps clipped",
                 step + 1,
                 running / 250.0,
-                decay.scale(step, steps)
+                decay.scale(step, steps),
+                norm_sum / 250.0,
+                norm_max
             );
-            running = 0.0;
+            (running, norm_sum, norm_max, clipped) = (0.0, 0.0, 0.0, 0);
         }
         if (step + 1) % 1000 == 0 || step + 1 == steps {
             let (rms, pooled, bias) = widths(model.transition(), &z_test, &sim, gauge, &mut noise)?;

@@ -106,6 +106,12 @@ impl AdamW {
     /// One update with every group's learning rate multiplied by `scale` (a decay schedule,
     /// [`crate::LrDecay`]); weight decay scales with it, as in AdamW's `lr·wd`.
     pub fn step_scaled(&mut self, grads: &GradStore, scale: f64) -> Result<()> {
+        self.step_clipped(grads, scale, 1.0)
+    }
+
+    /// [`AdamW::step_scaled`] on the gradient multiplied by `grad_scale` (gradient clipping: the
+    /// trainer's `max_grad_norm`); at 1 the gradient is used as it is, bit for bit.
+    pub fn step_clipped(&mut self, grads: &GradStore, scale: f64, grad_scale: f64) -> Result<()> {
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
@@ -121,7 +127,11 @@ impl AdamW {
                 // back into the step's forward graph; detaching everything the optimizer keeps
                 // stops each step's graph from living on in the moments (a leak of the whole
                 // graph per step otherwise).
-                let g = g.detach();
+                let g = if grad_scale == 1.0 {
+                    g.detach()
+                } else {
+                    (g.detach() * grad_scale)?
+                };
                 let theta = slot.var.as_tensor().detach();
                 slot.m = ((&slot.m * c.beta1)? + (&g * (1.0 - c.beta1))?)?.detach();
                 slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?.detach();

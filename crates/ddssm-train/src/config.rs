@@ -103,6 +103,11 @@ pub struct TrainConfig {
     /// written config; docs/paper-notes.md).
     #[serde(default, skip_serializing_if = "Objective::is_elbo")]
     pub objective: Objective,
+    /// Clip each step's gradient to at most this L2 norm over all parameters together (scaled
+    /// down as a whole, as PyTorch's `clip_grad_norm_`), before the optimiser's moments see it.
+    /// Not in the paper: off by default, and then left out of a written config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
     /// Seed of the batch order and of every draw in the ELBO.
     pub seed: u64,
     /// Validate every this many steps (0: only at the end).
@@ -151,6 +156,7 @@ impl TrainConfig {
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
             objective: Objective::Elbo,
+            max_grad_norm: None,
             seed: 0,
             validate_every: 250,
             checkpoint_every: 500,
@@ -267,6 +273,14 @@ impl TrainConfig {
             "false unless transition_draw_scale < 1 (at 1 the split gradient is the ELBO's, at \
              twice the transition's cost)",
         )?;
+        if let Some(max) = self.max_grad_norm {
+            check(
+                max > 0.0 && max.is_finite(),
+                "max_grad_norm",
+                max.to_string(),
+                "a finite number > 0 (leave it out for no clipping)",
+            )?;
+        }
         self.elbo_options().validate()?;
         if self.objective == Objective::Iwae {
             check(

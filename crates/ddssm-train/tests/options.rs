@@ -1,5 +1,5 @@
 //! The training options that are not in the paper (objective, entropy weight, encoder input
-//! noise, transition draw scale): optional in a config, validated with their field's name, and
+//! noise, transition draw scale, gradient clipping): optional in a config, validated with their field's name, and
 //! wired into the loop.
 
 mod common;
@@ -7,9 +7,9 @@ mod common;
 use anyhow::Result;
 use candle_core::{DType, Device};
 use ddssm_model::{Estimator, Model};
-use ddssm_train::{accumulated_gradients, Objective, TrainConfig};
+use ddssm_train::{accumulated_gradients, clip_scale, train, Objective, TrainConfig, TrainOptions};
 
-use common::{quiet_parameters, small};
+use common::{no_validation, quiet_parameters, small};
 
 /// The importance-weighted objective is optional (the ELBO when absent, and then not written
 /// back) and reaches the loop: on the same draws its value lies below the ELBO's average over
@@ -223,5 +223,75 @@ fn the_split_transition_gradient_is_optional_and_reaches_the_loop() -> Result<()
     assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, split);
     let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
     assert_ne!(run(&split)?, run(&pulled)?);
+    Ok(())
+}
+
+/// Gradient clipping: off by default (then not written back), refused unless a finite number
+/// above 0; every step records its gradient's norm before clipping; a bound above every step's norm
+/// leaves the run bit for bit as without one, and a bound below them changes where it ends.
+#[test]
+fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
+    let written = serde_json::to_string(&TrainConfig::paper_ddssm())?;
+    assert!(!written.contains("max_grad_norm"), "{written}");
+    assert_eq!(
+        serde_json::from_str::<TrainConfig>(&written)?.max_grad_norm,
+        None
+    );
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let config = TrainConfig {
+            max_grad_norm: Some(bad),
+            ..TrainConfig::paper_ddssm()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("max_grad_norm") && err.contains("> 0"),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(clip_scale(3.0, None), 1.0);
+    assert_eq!(clip_scale(3.0, Some(4.0)), 1.0);
+    assert_eq!(clip_scale(4.0, Some(1.0)), 0.25);
+
+    let (mc, tc, data) = small();
+    let base = TrainConfig {
+        steps: 3,
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..tc
+    };
+    let quiet = TrainOptions {
+        checkpoint: None,
+        resume: false,
+        progress: false,
+        label: "test".into(),
+    };
+    let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let report = train(&mut model, &data, &base, &quiet, &mut no_validation)?;
+    let norms: Vec<f64> = report
+        .history
+        .iter()
+        .map(|r| {
+            r.gradient_norm
+                .expect("every step records its gradient norm")
+        })
+        .collect();
+    assert!(norms.iter().all(|n| n.is_finite() && *n > 0.0), "{norms:?}");
+    let largest = norms.iter().cloned().fold(0.0, f64::max);
+    let smallest = norms.iter().cloned().fold(f64::INFINITY, f64::min);
+    let loose = TrainConfig {
+        max_grad_norm: Some(2.0 * largest),
+        ..base
+    };
+    let text = serde_json::to_string(&loose)?;
+    assert!(text.contains("\"max_grad_norm\":"), "{text}");
+    assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, loose);
+    let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
+    let unclipped = run(&base)?;
+    assert_eq!(run(&loose)?, unclipped);
+    let tight = TrainConfig {
+        max_grad_norm: Some(0.5 * smallest),
+        ..base
+    };
+    assert_ne!(run(&tight)?, unclipped);
     Ok(())
 }

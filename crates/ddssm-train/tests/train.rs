@@ -54,6 +54,50 @@ fn adamw_follows_its_formula() -> Result<()> {
     Ok(())
 }
 
+/// A clipped step is the step on the scaled gradient: `step_clipped(∇L, 1, c)` moves the
+/// parameters exactly as `step(∇(c·L))`, with a different `c` at each step (so Adam's
+/// invariance to one constant scale cannot hide a factor that is ignored).
+#[test]
+fn a_clipped_adamw_step_is_the_step_on_the_scaled_gradient() -> Result<()> {
+    let make = |theta: &Var| {
+        AdamW::new(
+            vec![ParamGroup {
+                name: "g".into(),
+                lr: 0.1,
+                params: vec![("theta".into(), theta.clone())],
+            }],
+            AdamWConfig::default(),
+        )
+    };
+    let (a, b) = (
+        Var::new(&[1.0f64, -2.0], &Device::Cpu)?,
+        Var::new(&[1.0f64, -2.0], &Device::Cpu)?,
+    );
+    let (mut clipped, mut scaled) = (make(&a)?, make(&b)?);
+    for c in [0.5, 0.01, 1.0] {
+        let loss = a.as_tensor().sqr()?.sum_all()?;
+        clipped.step_clipped(&loss.backward()?, 1.0, c)?;
+        let loss = (b.as_tensor().sqr()?.sum_all()? * c)?;
+        scaled.step(&loss.backward()?)?;
+    }
+    let (got, want) = (
+        a.as_tensor().to_vec1::<f64>()?,
+        b.as_tensor().to_vec1::<f64>()?,
+    );
+    for (x, y) in got.iter().zip(&want) {
+        assert!((x - y).abs() < 1e-12, "{got:?} vs {want:?}");
+    }
+    // And the factors matter: unscaled steps end elsewhere.
+    let c = Var::new(&[1.0f64, -2.0], &Device::Cpu)?;
+    let mut plain = make(&c)?;
+    for _ in 0..3 {
+        plain.step(&c.as_tensor().sqr()?.sum_all()?.backward()?)?;
+    }
+    let plain = c.as_tensor().to_vec1::<f64>()?;
+    assert!((plain[0] - got[0]).abs() > 1e-6, "{plain:?} vs {got:?}");
+    Ok(())
+}
+
 #[test]
 fn batches_are_seeded_permutations() {
     let n = 10;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, TensorId};
+use candle_core::{Tensor, TensorId, Var};
 use ddssm_model::checkpoint::{self, write_atomic};
 use ddssm_model::{Batch, ElboSummary, Model};
 use ddssm_tensor_ops::SeededNoise;
@@ -82,6 +82,38 @@ pub struct StepRecord {
     /// trajectories the objective effectively trained on). Not written when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_sample_size: Option<f64>,
+    /// The L2 norm of the step's whole gradient before any clipping (`train.max_grad_norm`);
+    /// absent in histories written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_norm: Option<f64>,
+}
+
+/// The L2 norm of the gradients in `grads` of `params` together (a parameter without one counts
+/// as zero); [`Error::NonFinite`] at the 0-based `step`, naming the first parameter whose gradient
+/// is not finite.
+pub fn gradient_norm(grads: &GradStore, params: &[(String, Var)], step: usize) -> Result<f64> {
+    let mut squared = 0.0;
+    for (name, var) in params {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            let norm = g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
+            finite_or(step, &format!("gradient of {name}"), norm)?;
+            squared += norm;
+        }
+    }
+    Ok(squared.sqrt())
+}
+
+/// The factor a gradient of L2 norm `norm` is multiplied by under `max_grad_norm`: 1 without
+/// clipping or within the bound, else `max / norm`.
+pub fn clip_scale(norm: f64, max_grad_norm: Option<f64>) -> f64 {
+    match max_grad_norm {
+        Some(max) if norm > max => max / norm,
+        _ => 1.0,
+    }
 }
 
 /// The outcome of [`accumulated_gradients`]: the summed gradient and the batch means of what the
@@ -450,23 +482,20 @@ pub fn train(
             terms: summary,
             effective_sample_size,
         } = accumulated_gradients(model, data, &indices, config, lambda, step)?;
-        for (name, var) in model.named_parameters() {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                let norm = g
-                    .sqr()?
-                    .sum_all()?
-                    .to_dtype(candle_core::DType::F64)?
-                    .to_scalar::<f64>()?;
-                finite_or(step, &format!("gradient of {name}"), norm)?;
-            }
-        }
-        opt.step_scaled(&grads, config.lr_decay.scale(step, config.steps))?;
+        let gradient_norm = gradient_norm(&grads, &model.named_parameters(), step)?;
+        let grad_scale = clip_scale(gradient_norm, config.max_grad_norm);
+        opt.step_clipped(
+            &grads,
+            config.lr_decay.scale(step, config.steps),
+            grad_scale,
+        )?;
         report.history.push(StepRecord {
             step,
             lambda,
             objective: objective_value,
             terms: summary,
             effective_sample_size,
+            gradient_norm: Some(gradient_norm),
         });
         bar.set_position(step as u64 + 1);
         bar.set_message(format!(
@@ -480,9 +509,10 @@ pub fn train(
             let ess = effective_sample_size
                 .map(|e| format!(", ESS {e:.2} of {}", config.samples))
                 .unwrap_or_default();
+            let clipped = if grad_scale < 1.0 { " (clipped)" } else { "" };
             tracing::info!(
-                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{ess} \
-                 ({rate:.2} steps/s, ETA {:.0} s)",
+                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{ess}, \
+                 ‖∇‖ {gradient_norm:.3}{clipped} ({rate:.2} steps/s, ETA {:.0} s)",
                 options.label,
                 config.steps,
                 summary.negative_elbo,

@@ -7,9 +7,9 @@ mod common;
 use anyhow::Result;
 use candle_core::{DType, Device};
 use ddssm_model::{Estimator, Model};
-use ddssm_train::{accumulated_gradients, clip_scale, train, Objective, TrainConfig, TrainOptions};
+use ddssm_train::{accumulated_gradients, clip_scale, Objective, TrainConfig};
 
-use common::{no_validation, quiet_parameters, small};
+use common::{quiet_parameters, quiet_run, small, small_quiet};
 
 /// The importance-weighted objective is optional (the ELBO when absent, and then not written
 /// back) and reaches the loop: on the same draws its value lies below the ELBO's average over
@@ -71,14 +71,8 @@ fn the_entropy_weight_defaults_to_one_and_reaches_the_loop() -> Result<()> {
     let written = serde_json::to_string(&tempered)?;
     assert_eq!(serde_json::from_str::<TrainConfig>(&written)?, tempered);
 
-    let (mc, tc, data) = small();
+    let (mc, base, data) = small_quiet(2);
     let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
-    let base = TrainConfig {
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
     let one = run(&TrainConfig {
         entropy_weight: 1.0,
         ..base
@@ -128,13 +122,7 @@ fn optional_number_reaches_the_loop(
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains(field) && err.contains(allowed), "{v}: {err}");
     }
-    let (mc, tc, data) = small();
-    let base = TrainConfig {
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
+    let (mc, base, data) = small_quiet(2);
     let mut changed = base;
     set(&mut changed, on);
     let text = serde_json::to_string(&changed)?;
@@ -202,11 +190,8 @@ fn the_split_transition_gradient_is_optional_and_reaches_the_loop() -> Result<()
         "{err}"
     );
 
-    let (mc, tc, data) = small();
+    let (mc, tc, data) = small_quiet(2);
     let pulled = TrainConfig {
-        steps: 2,
-        validate_every: 0,
-        checkpoint_every: 0,
         transition_draw_scale: 0.5,
         ..tc
     };
@@ -252,21 +237,8 @@ fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
     assert_eq!(clip_scale(3.0, Some(4.0)), 1.0);
     assert_eq!(clip_scale(4.0, Some(1.0)), 0.25);
 
-    let (mc, tc, data) = small();
-    let base = TrainConfig {
-        steps: 3,
-        validate_every: 0,
-        checkpoint_every: 0,
-        ..tc
-    };
-    let quiet = TrainOptions {
-        checkpoint: None,
-        resume: false,
-        progress: false,
-        label: "test".into(),
-    };
-    let mut model = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-    let report = train(&mut model, &data, &base, &quiet, &mut no_validation)?;
+    let (mc, base, data) = small_quiet(3);
+    let (report, unclipped) = quiet_run(&mc, &data, &base)?;
     let norms: Vec<f64> = report
         .history
         .iter()
@@ -286,7 +258,6 @@ fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
     assert!(text.contains("\"max_grad_norm\":"), "{text}");
     assert_eq!(serde_json::from_str::<TrainConfig>(&text)?, loose);
     let run = |config: &TrainConfig| quiet_parameters(&mc, &data, config);
-    let unclipped = run(&base)?;
     assert_eq!(run(&loose)?, unclipped);
     let tight = TrainConfig {
         max_grad_norm: Some(0.5 * smallest),

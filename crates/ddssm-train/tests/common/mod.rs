@@ -8,7 +8,7 @@ use anyhow::Result;
 use candle_core::{DType, Device};
 use ddssm_model::{Batch, Model, ModelConfig};
 use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::{train, TrainConfig, TrainOptions};
+use ddssm_train::{train, TrainConfig, TrainOptions, TrainReport};
 
 /// A six-step DKF run on twelve random sequences of five steps.
 pub fn small() -> (ModelConfig, TrainConfig, Batch) {
@@ -41,12 +41,13 @@ pub fn no_validation(_: &Model, _: usize) -> ddssm_train::Result<BTreeMap<String
     Ok(BTreeMap::new())
 }
 
-/// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
-pub fn quiet_parameters(
+/// The report of a quiet training run of `config` on `data` from `mc` (model seed 1), and the
+/// trained model's parameters.
+pub fn quiet_run(
     mc: &ModelConfig,
     data: &Batch,
     config: &TrainConfig,
-) -> Result<Vec<Vec<f32>>> {
+) -> Result<(TrainReport, Vec<Vec<f32>>)> {
     let quiet = TrainOptions {
         checkpoint: None,
         resume: false,
@@ -54,6 +55,27 @@ pub fn quiet_parameters(
         label: "test".into(),
     };
     let mut m = Model::new(mc, 1, DType::F32, &Device::Cpu)?;
-    train(&mut m, data, config, &quiet, &mut no_validation)?;
-    Ok(parameter_values(&m))
+    let report = train(&mut m, data, config, &quiet, &mut no_validation)?;
+    Ok((report, parameter_values(&m)))
+}
+
+/// The parameters of `mc` (model seed 1) after a quiet training run of `config` on `data`.
+pub fn quiet_parameters(
+    mc: &ModelConfig,
+    data: &Batch,
+    config: &TrainConfig,
+) -> Result<Vec<Vec<f32>>> {
+    Ok(quiet_run(mc, data, config)?.1)
+}
+
+/// [`small`]'s problem with `steps` steps and neither validation nor checkpoints.
+pub fn small_quiet(steps: usize) -> (ModelConfig, TrainConfig, Batch) {
+    let (mc, tc, data) = small();
+    let tc = TrainConfig {
+        steps,
+        validate_every: 0,
+        checkpoint_every: 0,
+        ..tc
+    };
+    (mc, tc, data)
 }

@@ -447,21 +447,26 @@ fn check_stack(path: &str, stack: &ResidualStackConfig) -> Result<()> {
     Ok(())
 }
 
-/// [`LevelSampling::validate`], its error naming the field by its path under `transition`.
-pub(crate) fn validate_levels(levels: &LevelSampling) -> Result<()> {
-    match levels.validate() {
-        Err(ddssm_diffusion::Error::InvalidConfig {
+/// A diffusion crate result whose config error names its field by its path inside a part of
+/// the model config: the field is prefixed with that part's path (`transition.schedule`).
+fn under<T>(prefix: &str, result: ddssm_diffusion::Result<T>) -> Result<T> {
+    result.map_err(|e| match e {
+        ddssm_diffusion::Error::InvalidConfig {
             field,
             value,
             allowed,
-        }) => check_config(
-            false,
-            &format!("transition.loss.levels.{field}"),
+        } => Error::InvalidConfig {
+            field: format!("{prefix}.{field}"),
             value,
-            &allowed,
-        ),
-        other => Ok(other?),
-    }
+            allowed,
+        },
+        other => other.into(),
+    })
+}
+
+/// [`LevelSampling::validate`], its error naming the field by its path under `transition`.
+pub(crate) fn validate_levels(levels: &LevelSampling) -> Result<()> {
+    under("transition.loss.levels", levels.validate())
 }
 
 /// The diffusion transition's own fields: denoiser sizes, schedule, loss, sampler.
@@ -485,19 +490,7 @@ fn validate_diffusion(d: &DiffusionTransitionConfig) -> Result<()> {
         "a finite number > 0",
     )?;
     // The schedule names its fields by their path inside it; prefix the transition's.
-    match d.schedule.build() {
-        Err(ddssm_diffusion::Error::InvalidConfig {
-            field,
-            value,
-            allowed,
-        }) => check_config(
-            false,
-            &format!("transition.schedule.{field}"),
-            value,
-            &allowed,
-        )?,
-        other => drop(other?),
-    }
+    under("transition.schedule", d.schedule.build())?;
     check_config(
         d.loss.s_k >= 1,
         "transition.loss.s_k",

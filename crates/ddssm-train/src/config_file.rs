@@ -46,13 +46,12 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
             .rev()
             .find(|(_, layer)| defines(layer, &key))
             .map_or(path, |(file, _)| file.as_path());
-        let mut err = invalid(file, what, &key, e.into_inner());
-        if file != path {
-            if let Error::State(message) = &mut err {
-                message.push_str(&format!(" (a base of {})", path.display()));
-            }
-        }
-        err
+        let read = if file == path {
+            String::new()
+        } else {
+            format!(" (a base of {})", path.display())
+        };
+        invalid(file, what, &key, format!("{}{read}", e.into_inner()))
     })
 }
 
@@ -199,6 +198,12 @@ mod tests {
         dir
     }
 
+    /// The error of reading `text`, written to `dir/name`, as a [`Doc`].
+    fn error_of(dir: &Path, name: &str, text: &str) -> String {
+        let path = write(dir, name, text);
+        read_toml::<Doc>(&path, "doc").unwrap_err().to_string()
+    }
+
     const BASE: &str = "top = 1.5\nlist = [1, 2, 3]\n[inner]\na = 7\nb = \"base\"\n";
 
     #[test]
@@ -243,8 +248,7 @@ mod tests {
     fn a_bad_key_is_named_with_the_file_that_sets_it() {
         let dir = dir("errors");
         write(&dir, "base.toml", BASE);
-        let child = write(&dir, "child.toml", "base = \"base.toml\"\n[inner]\nc = 1\n");
-        let err = read_toml::<Doc>(&child, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "child.toml", "base = \"base.toml\"\n[inner]\nc = 1\n");
         assert!(
             err.contains("child.toml") && err.contains("`inner`"),
             "{err}"
@@ -252,8 +256,7 @@ mod tests {
         assert!(err.contains("unknown field `c`"), "{err}");
         // A bad value set in the base is laid at the base's door, with the file that was read.
         let base = write(&dir, "bad-base.toml", &BASE.replace("a = 7", "a = -7"));
-        let child = write(&dir, "child2.toml", "base = \"bad-base.toml\"\n");
-        let err = read_toml::<Doc>(&child, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "child2.toml", "base = \"bad-base.toml\"\n");
         assert!(err.starts_with(&base.display().to_string()), "{err}");
         assert!(
             err.contains("`inner.a`") && err.contains("a base of"),
@@ -264,28 +267,23 @@ mod tests {
     #[test]
     fn a_missing_cyclic_or_malformed_base_is_an_error_naming_the_base_key() {
         let dir = dir("bases");
-        let missing = write(&dir, "missing.toml", "base = \"nowhere.toml\"\ntop = 1.0\n");
-        let err = read_toml::<Doc>(&missing, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "missing.toml", "base = \"nowhere.toml\"\ntop = 1.0\n");
         assert!(
             err.contains("`base`") && err.contains("no such file"),
             "{err}"
         );
         write(&dir, "a.toml", "base = \"b.toml\"\n");
-        let b = write(&dir, "b.toml", "base = \"a.toml\"\n");
-        let err = read_toml::<Doc>(&b, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "b.toml", "base = \"a.toml\"\n");
         assert!(err.contains("cycle"), "{err}");
-        let itself = write(&dir, "self.toml", "base = \"self.toml\"\n");
-        let err = read_toml::<Doc>(&itself, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "self.toml", "base = \"self.toml\"\n");
         assert!(err.contains("cycle"), "{err}");
-        let number = write(&dir, "number.toml", "base = 3\n");
-        let err = read_toml::<Doc>(&number, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "number.toml", "base = 3\n");
         assert!(
             err.contains("`base`") && err.contains("expected a path"),
             "{err}"
         );
         write(&dir, "broken.toml", "top = \n");
-        let on_broken = write(&dir, "on-broken.toml", "base = \"broken.toml\"\n");
-        let err = read_toml::<Doc>(&on_broken, "doc").unwrap_err().to_string();
+        let err = error_of(&dir, "on-broken.toml", "base = \"broken.toml\"\n");
         assert!(err.contains("broken.toml: not a valid doc"), "{err}");
     }
 }

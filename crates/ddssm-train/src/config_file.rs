@@ -19,8 +19,8 @@ const MAX_BASE_DEPTH: usize = 16;
 
 /// Reads the TOML file `path` as a `what` (e.g. "experiment config"), on top of its base if it
 /// names one (module docs). A value that does not fit is named by its full key path
-/// (`` `data.train` ``) and the file that sets it; without a base, with the parser's line and
-/// column too.
+/// (`` `data.train` ``), the file that sets it and the line and column where that file sets it
+/// (in an overlay, the file's own line: the merged value has none).
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
     let text = read_text(path)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(path, what, "", e))?;
@@ -51,8 +51,72 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Res
         } else {
             format!(" (a base of {})", path.display())
         };
-        invalid(file, what, &key, format!("{}{read}", e.into_inner()))
+        // Point at the key in that file (the merged value has no positions of its own).
+        let place = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| locate(&text, &key).map(|span| excerpt(&text, span)))
+            .unwrap_or_default();
+        invalid(file, what, &key, format!("{place}{}{read}", e.into_inner()))
     })
+}
+
+/// Where `text` writes the key at `path` (serde_path_to_error's `a.b[0].c`): the span of
+/// `key = value` when the value is not a table, else of the key; for a path that leaves the file (a key the
+/// file does not set), the deepest part of it that the file does set. `None` when the file does
+/// not parse or sets none of it.
+fn locate(text: &str, path: &str) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut found = None;
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let mut parts = segment.split('[');
+        let name = parts.next().unwrap_or(segment);
+        let Some((key, mut value)) = table.iter().find(|(k, _)| k.get_ref() == name) else {
+            break;
+        };
+        found = Some(key.span());
+        for index in parts {
+            let item = index
+                .trim_end_matches(']')
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| match value.get_ref() {
+                    DeValue::Array(items) => items.get(i),
+                    _ => None,
+                });
+            match item {
+                Some(item) => value = item,
+                None => return found,
+            }
+        }
+        match value.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            _ => return Some(key.span().start..value.span().end),
+        }
+    }
+    found
+}
+
+/// `line L, column C` of `span` in `text` and the line itself with the span marked, in the
+/// layout of the TOML parser's own errors; ends with a newline.
+fn excerpt(text: &str, span: std::ops::Range<usize>) -> String {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[line_start..line_end].trim_end_matches('\r');
+    let number = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let width = text[start..span.end.clamp(start, line_end)]
+        .chars()
+        .count()
+        .max(1);
+    let gutter = " ".repeat(number.to_string().len());
+    format!(
+        "line {number}, column {column}\n{gutter} |\n{number} | {line}\n{gutter} | {}{}\n",
+        " ".repeat(column - 1),
+        "^".repeat(width)
+    )
 }
 
 /// The file's text, or an error naming it.
@@ -254,6 +318,11 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("unknown field `c`"), "{err}");
+        // The key's line in the file that sets it, marked as the parser marks its own errors.
+        assert!(
+            err.contains("line 3, column 1\n  |\n3 | c = 1\n  | ^^^^^\n"),
+            "{err}"
+        );
         // A bad value set in the base is laid at the base's door, with the file that was read.
         let base = write(&dir, "bad-base.toml", &BASE.replace("a = 7", "a = -7"));
         let err = error_of(&dir, "child2.toml", "base = \"bad-base.toml\"\n");
@@ -262,6 +331,17 @@ mod tests {
             err.contains("`inner.a`") && err.contains("a base of"),
             "{err}"
         );
+        assert!(err.contains("line 4, column 1\n  |\n4 | a = -7\n"), "{err}");
+        // An unknown key in a table that both files write is laid at the door of the one that
+        // has the key.
+        let base = write(&dir, "unknown-base.toml", &format!("{BASE}d = 1\n"));
+        let err = error_of(
+            &dir,
+            "child3.toml",
+            "base = \"unknown-base.toml\"\n[inner]\nb = \"child\"\n",
+        );
+        assert!(err.starts_with(&base.display().to_string()), "{err}");
+        assert!(err.contains("line 6, column 1\n  |\n6 | d = 1\n"), "{err}");
     }
 
     #[test]

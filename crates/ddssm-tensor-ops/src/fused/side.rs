@@ -102,28 +102,12 @@ impl CustomOp3 for GatedSideOp {
         ls: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (b, h, l, c2) = ly.shape().dims4()?;
-        let dims = (b, h, l, c2);
-        let bc = (lt.dims()[1], ls.dims()[1]);
-        let out = match (y, t, s) {
-            (CpuStorage::F32(y), CpuStorage::F32(t), CpuStorage::F32(s)) => {
-                let (y, t, s) = (
-                    contiguous_slice(y, ly)?,
-                    contiguous_slice(t, lt)?,
-                    contiguous_slice(s, ls)?,
-                );
-                CpuStorage::F32(gated_side_f32(y, t, s, dims, bc))
-            }
-            (CpuStorage::F64(y), CpuStorage::F64(t), CpuStorage::F64(s)) => {
-                CpuStorage::F64(gated_side(
-                    contiguous_slice(y, ly)?,
-                    contiguous_slice(t, lt)?,
-                    contiguous_slice(s, ls)?,
-                    dims,
-                    bc,
-                ))
-            }
-            _ => candle_core::bail!("ddssm-gated-side: f32 or f64 with matching dtypes"),
-        };
+        let out = side_kernel(
+            self.name(),
+            [(y, ly), (t, lt), (s, ls)],
+            gated_side_f32,
+            gated_side::<f64>,
+        )?;
         Ok((out, Shape::from((b, h, l, c2 / 2))))
     }
 
@@ -166,30 +150,51 @@ impl CustomOp3 for SideSumOp {
         s: &CpuStorage,
         ls: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = ly.shape().dims4()?;
-        let bc = (lt.dims()[1], ls.dims()[1]);
-        let out = match (y, t, s) {
-            (CpuStorage::F32(y), CpuStorage::F32(t), CpuStorage::F32(s)) => {
-                let (y, t, s) = (
-                    contiguous_slice(y, ly)?,
-                    contiguous_slice(t, lt)?,
-                    contiguous_slice(s, ls)?,
-                );
-                CpuStorage::F32(side_sum_f32(y, t, s, dims, bc))
-            }
-            (CpuStorage::F64(y), CpuStorage::F64(t), CpuStorage::F64(s)) => {
-                CpuStorage::F64(side_sum(
-                    contiguous_slice(y, ly)?,
-                    contiguous_slice(t, lt)?,
-                    contiguous_slice(s, ls)?,
-                    dims,
-                    bc,
-                ))
-            }
-            _ => candle_core::bail!("ddssm-side-sum: f32 or f64"),
-        };
+        let out = side_kernel(
+            self.name(),
+            [(y, ly), (t, lt), (s, ls)],
+            side_sum_f32,
+            side_sum::<f64>,
+        )?;
         Ok((out, ly.shape().clone()))
     }
+}
+
+/// A kernel of `(y, t, s)` shaped as [`gated_with_side`] shapes them: `[B, H, L, 2C]`, and the
+/// side inputs' middle dimensions.
+type SideKernel<T> = fn(&[T], &[T], &[T], (usize, usize, usize, usize), (usize, usize)) -> Vec<T>;
+
+/// Runs the `f32` or `f64` kernel of the op `name` on the storages `[y, t, s]` with their layouts
+/// (`y` `[B, H, L, 2C]`, `t` `[B, L or 1, 2C]`, `s` `[B, H or 1, 2C]`).
+fn side_kernel(
+    name: &str,
+    [(y, ly), (t, lt), (s, ls)]: [(&CpuStorage, &Layout); 3],
+    f32_kernel: SideKernel<f32>,
+    f64_kernel: SideKernel<f64>,
+) -> candle_core::Result<CpuStorage> {
+    let dims = ly.shape().dims4()?;
+    let bc = (lt.dims()[1], ls.dims()[1]);
+    Ok(match (y, t, s) {
+        (CpuStorage::F32(y), CpuStorage::F32(t), CpuStorage::F32(s)) => {
+            CpuStorage::F32(f32_kernel(
+                contiguous_slice(y, ly)?,
+                contiguous_slice(t, lt)?,
+                contiguous_slice(s, ls)?,
+                dims,
+                bc,
+            ))
+        }
+        (CpuStorage::F64(y), CpuStorage::F64(t), CpuStorage::F64(s)) => {
+            CpuStorage::F64(f64_kernel(
+                contiguous_slice(y, ly)?,
+                contiguous_slice(t, lt)?,
+                contiguous_slice(s, ls)?,
+                dims,
+                bc,
+            ))
+        }
+        _ => candle_core::bail!("{name}: f32 or f64 with matching dtypes"),
+    })
 }
 
 /// Sums `[B, H, L, C']` down to `[B, L, C']` (`keep = 2`: over `H`) or `[B, H, C']` (`keep = 1`:

@@ -98,6 +98,13 @@ enum Command {
         /// The seed of initialisation, batches and every draw.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A TOML file of model and training settings (`[model]`, `[train]`: the fields of
+        /// configs/models/*.toml and of an experiment config's `[ddssm.train]`) written over the
+        /// run the options above give, key by key: it holds only what it changes (e.g.
+        /// `[model]` `latent_dim = 4`, `[train]` `max_grad_norm = 5.0`). It may name a `base`.
+        /// The transition's kind comes from --model; the data's sizes from the columns.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -212,6 +219,7 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             steps,
             seed,
+            config,
             device,
             out,
             resume,
@@ -234,6 +242,7 @@ fn execute(cli: Cli) -> Result<()> {
             model,
             steps,
             seed,
+            config,
             device: device_option(&device)?,
             out,
             resume,

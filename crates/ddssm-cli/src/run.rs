@@ -40,6 +40,8 @@ pub struct FitArgs {
     pub steps: usize,
     /// The seed.
     pub seed: u64,
+    /// A run config file (`[model]`, `[train]`) written over the run the options above give.
+    pub config: Option<PathBuf>,
     /// The device.
     pub device: Device,
     /// The run folder.
@@ -69,7 +71,34 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         ),
         splits.train.len(),
     );
-    run.validate("model")?;
+    let run = match &args.config {
+        Some(path) => ddssm_train::read_toml_over(
+            path,
+            "run config",
+            &run,
+            "the run that --model, --steps and --seed give",
+        )?,
+        None => run,
+    };
+    let sizes = (
+        panel.target_dim(),
+        panel.covariate_dim(),
+        panel.static_dim(),
+    );
+    let m = &run.model;
+    if (m.obs_dim, m.covariate_dim, m.static_dim) != sizes {
+        bail!(
+            "--config {}: model.obs_dim, covariate_dim and static_dim are {:?}, but --target, \
+             --covariates and --static give {sizes:?} (leave them out of the file: they come \
+             from the data)",
+            args.config.as_deref().unwrap_or(Path::new("")).display(),
+            (m.obs_dim, m.covariate_dim, m.static_dim)
+        );
+    }
+    run.validate("").with_context(|| match &args.config {
+        Some(path) => format!("--config {}", path.display()),
+        None => "the run config".into(),
+    })?;
     let train_path = args.out.join(TRAIN_FILE);
     let occupied = [MODEL_FILE, TRAIN_FILE]
         .iter()

@@ -106,6 +106,32 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
         info.contains("realgdp, realcons, realinv") && info.contains("gaussian"),
         "{info}"
     );
+    assert!(info.contains("M = 1, D = 3"), "{info}");
+    // A run config file changes only what it sets: two latent dimensions and clipping here.
+    let config = tmp("macro-config.toml");
+    std::fs::write(
+        &config,
+        "[model]\nlatent_dim = 2\n\n[train]\nmax_grad_norm = 5.0\n",
+    )
+    .unwrap();
+    let configured = tmp("macro-configured");
+    let mut with_config = fit.to_vec();
+    let configured_out = configured.to_str().unwrap();
+    *with_config.last_mut().unwrap() = configured_out;
+    with_config.extend(["--config", config.to_str().unwrap()]);
+    ok(&ddssm(&with_config));
+    let info = ok(&ddssm(&["info", configured_out]));
+    assert!(info.contains("M = 2, D = 3"), "{info}");
+    let training: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(configured.join("training.json")).unwrap())
+            .unwrap();
+    let run_config = &training["config"];
+    assert_eq!(run_config["train"]["max_grad_norm"], 5.0);
+    assert_eq!(run_config["train"]["steps"], 3, "--steps is kept");
+    assert_eq!(
+        run_config["model"]["h_seq"], 16,
+        "the paper's value is kept"
+    );
     // A second fit into the same folder needs --resume or --force.
     refused(&ddssm(&fit), "--resume");
     // A DKF has no diffusion sampler to choose.
@@ -324,6 +350,38 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
     refused(&fit(&co2, "co2", "8", &["--covariates", "date"]), "`date`");
     refused(&fit(&co2, "co2", "5000", &[]), "are needed");
     refused(&fit(&co2, "co2", "8", &["--device", "tpu"]), "tpu");
+    // A run config file: a key that does not exist (named with its line), a value out of range
+    // (named by its path) and sizes that the data give.
+    let config = |name: &str, text: &str| {
+        let path = tmp(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let unknown = config("unknown.toml", "[train]\nsteps = 2\nlearning_rate = 0.1\n");
+    refused(
+        &fit(&co2, "co2", "8", &["--config", &unknown]),
+        "`train.learning_rate`: line 3, column 1",
+    );
+    let zero = config("zero.toml", "[model]\nlatent_dim = 0\n");
+    refused(
+        &fit(&co2, "co2", "8", &["--config", &zero]),
+        "model.latent_dim",
+    );
+    let sizes = config("sizes.toml", "[model]\nobs_dim = 2\n");
+    refused(
+        &fit(&co2, "co2", "8", &["--config", &sizes]),
+        "they come from the data",
+    );
+    let missing_config = tmp("no-such.toml");
+    refused(
+        &fit(
+            &co2,
+            "co2",
+            "8",
+            &["--config", missing_config.to_str().unwrap()],
+        ),
+        "no-such.toml",
+    );
     let missing = tmp("no-such.csv");
     refused(
         &fit(missing.to_str().unwrap(), "co2", "8", &[]),

@@ -22,16 +22,41 @@ const MAX_BASE_DEPTH: usize = 16;
 /// (`` `data.train` ``), the file that sets it and the line and column where that file sets it
 /// (in an overlay, the file's own line: the merged value has none).
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    read_layered(path, what, None)
+}
+
+/// Reads the TOML file `path` as a `what` written over `under` (called `under_name` in errors):
+/// the keys the file sets replace `under`'s, tables merging key by key at any depth as over a
+/// base (module docs), so a file holds only what it changes. The file may name a `base` of its
+/// own, which then sits between `under` and the file. Errors as [`read_toml`]'s.
+pub fn read_toml_over<T: serde::Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    under: &T,
+    under_name: &str,
+) -> Result<T> {
+    let table = toml::Table::try_from(under)
+        .map_err(|e| Error::State(format!("{under_name} as TOML: {e}")))?;
+    read_layered(path, what, Some((PathBuf::from(under_name), table)))
+}
+
+/// [`read_toml`] with an optional layer beneath the file and its bases.
+fn read_layered<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    under: Option<(PathBuf, toml::Table)>,
+) -> Result<T> {
     let text = read_text(path)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(path, what, "", e))?;
-    if !table.contains_key(BASE_KEY) {
+    if under.is_none() && !table.contains_key(BASE_KEY) {
         // No base: deserialise from the text itself, so errors carry line and column.
         let de = toml::Deserializer::parse(&text).map_err(|e| invalid(path, what, "", e))?;
         return serde_path_to_error::deserialize(de)
             .map_err(|e| invalid(path, what, &e.path().to_string(), e.into_inner()));
     }
     let mut chain = vec![canonical(path)?];
-    let layers = layers(path, table, what, &mut chain)?;
+    let mut layers = layers(path, table, what, &mut chain)?;
+    layers.splice(0..0, under);
     let merged = layers
         .iter()
         .fold(toml::Table::new(), |mut acc, (_, layer)| {
@@ -230,14 +255,14 @@ fn defines(table: &toml::Table, path: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
     #[serde(deny_unknown_fields)]
     struct Inner {
         a: u32,
         b: String,
     }
 
-    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
     #[serde(deny_unknown_fields)]
     struct Doc {
         top: f64,
@@ -342,6 +367,53 @@ mod tests {
         );
         assert!(err.starts_with(&base.display().to_string()), "{err}");
         assert!(err.contains("line 6, column 1\n  |\n6 | d = 1\n"), "{err}");
+    }
+
+    #[test]
+    fn a_file_over_given_settings_changes_only_what_it_sets() {
+        let dir = dir("over");
+        let under = Doc {
+            top: 1.5,
+            inner: Inner {
+                a: 7,
+                b: "under".into(),
+            },
+            list: vec![1, 2, 3],
+        };
+        let file = write(&dir, "file.toml", "[inner]\nb = \"file\"\n");
+        let doc = read_toml_over(&file, "doc", &under, "the defaults").unwrap();
+        assert_eq!(
+            doc.inner,
+            Inner {
+                a: 7,
+                b: "file".into()
+            }
+        );
+        assert_eq!((doc.top, doc.list), (1.5, vec![1, 2, 3]));
+        // A base of the file's own sits between the given settings and the file.
+        write(&dir, "base.toml", "top = -1.0\n[inner]\na = 9\n");
+        let file = write(&dir, "on-base.toml", "base = \"base.toml\"\nlist = [4]\n");
+        let doc = read_toml_over(&file, "doc", &under, "the defaults").unwrap();
+        assert_eq!(
+            (doc.top, doc.inner.a, doc.inner.b.as_str(), doc.list),
+            (-1.0, 9, "under", vec![4])
+        );
+        // An empty file gives the settings back.
+        let file = write(&dir, "empty.toml", "");
+        assert_eq!(
+            read_toml_over(&file, "doc", &under, "the defaults").unwrap(),
+            under
+        );
+        // A bad key is named with the file and its line, as without given settings.
+        let file = write(&dir, "bad.toml", "top = 2.0\n[inner]\nc = 1\n");
+        let err = read_toml_over(&file, "doc", &under, "the defaults")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&file.display().to_string()), "{err}");
+        assert!(
+            err.contains("`inner.c`") && err.contains("line 3, column 1"),
+            "{err}"
+        );
     }
 
     #[test]

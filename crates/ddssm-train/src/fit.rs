@@ -18,14 +18,20 @@ pub struct ModelRun {
 
 impl ModelRun {
     /// Checks both configs, naming a bad field by its path under `prefix` (`ddssm` →
-    /// `ddssm.model.order`, `ddssm.train.steps`).
+    /// `ddssm.model.order`, `ddssm.train.steps`; `""` → `model.order`, as a run config file
+    /// writes it).
     pub fn validate(&self, prefix: &str) -> Result<()> {
+        let under = |part: &str| {
+            if prefix.is_empty() {
+                part.to_string()
+            } else {
+                format!("{prefix}.{part}")
+            }
+        };
         self.model
             .validate()
-            .map_err(|e| e.within(&format!("{prefix}.model")))?;
-        self.train
-            .validate()
-            .map_err(|e| e.within(&format!("{prefix}.train")))
+            .map_err(|e| e.within(&under("model")))?;
+        self.train.validate().map_err(|e| e.within(&under("train")))
     }
 }
 

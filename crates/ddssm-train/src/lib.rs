@@ -33,7 +33,7 @@ mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
 pub use config::{LearningRates, Objective, TrainConfig};
-pub use config_file::read_toml;
+pub use config_file::{read_toml, read_toml_over};
 pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use lr_decay::LrDecay;

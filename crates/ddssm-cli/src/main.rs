@@ -105,6 +105,11 @@ enum Command {
         /// The transition's kind comes from --model; the data's sizes from the columns.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print the run's config (the paper's, sized to the data, after --steps, --seed and
+        /// --config), validated, as TOML and exit without training: every field a --config
+        /// file can set.
+        #[arg(long)]
+        print_config: bool,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -220,6 +225,7 @@ fn execute(cli: Cli) -> Result<()> {
             steps,
             seed,
             config,
+            print_config,
             device,
             out,
             resume,
@@ -243,6 +249,7 @@ fn execute(cli: Cli) -> Result<()> {
             steps,
             seed,
             config,
+            print_config,
             device: device_option(&device)?,
             out,
             resume,

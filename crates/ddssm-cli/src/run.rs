@@ -42,6 +42,8 @@ pub struct FitArgs {
     pub seed: u64,
     /// A run config file (`[model]`, `[train]`) written over the run the options above give.
     pub config: Option<PathBuf>,
+    /// Print the run config as TOML instead of training.
+    pub print_config: bool,
     /// The device.
     pub device: Device,
     /// The run folder.
@@ -99,6 +101,10 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         Some(path) => format!("--config {}", path.display()),
         None => "the run config".into(),
     })?;
+    if args.print_config {
+        print!("{}", toml::to_string(&run)?);
+        return Ok(());
+    }
     let train_path = args.out.join(TRAIN_FILE);
     let occupied = [MODEL_FILE, TRAIN_FILE]
         .iter()

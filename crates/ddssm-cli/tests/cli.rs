@@ -119,6 +119,16 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     let configured_out = configured.to_str().unwrap();
     *with_config.last_mut().unwrap() = configured_out;
     with_config.extend(["--config", config.to_str().unwrap()]);
+    // --print-config shows the run as it would train, and trains nothing.
+    let mut print = with_config.clone();
+    print.push("--print-config");
+    let printed = ok(&ddssm(&print));
+    assert!(
+        printed.contains("latent_dim = 2") && printed.contains("max_grad_norm = 5.0"),
+        "{printed}"
+    );
+    assert!(printed.contains("[train.learning_rates]"), "{printed}");
+    assert!(!configured.exists(), "--print-config wrote a run");
     ok(&ddssm(&with_config));
     let info = ok(&ddssm(&["info", configured_out]));
     assert!(info.contains("M = 2, D = 3"), "{info}");

@@ -112,12 +112,31 @@ impl AdamW {
     /// [`AdamW::step_scaled`] on the gradient multiplied by `grad_scale` (gradient clipping: the
     /// trainer's `max_grad_norm`); at 1 the gradient is used as it is, bit for bit.
     pub fn step_clipped(&mut self, grads: &GradStore, scale: f64, grad_scale: f64) -> Result<()> {
+        let scales = vec![grad_scale; self.groups.len()];
+        self.step_group_clipped(grads, scale, &scales)
+    }
+
+    /// [`AdamW::step_clipped`] with one gradient factor per group, in the groups' order (the
+    /// trainer's `clip_per_group`).
+    pub fn step_group_clipped(
+        &mut self,
+        grads: &GradStore,
+        scale: f64,
+        grad_scales: &[f64],
+    ) -> Result<()> {
+        if grad_scales.len() != self.groups.len() {
+            return Err(Error::State(format!(
+                "{} gradient factors for {} parameter groups",
+                grad_scales.len(),
+                self.groups.len()
+            )));
+        }
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
-        for (_, base_lr, slots) in &mut self.groups {
+        for ((_, base_lr, slots), &grad_scale) in self.groups.iter_mut().zip(grad_scales) {
             let lr = *base_lr * scale;
             for slot in slots.iter_mut() {
                 let Some(g) = grads.get(slot.var.as_tensor()) else {

@@ -108,6 +108,11 @@ pub struct TrainConfig {
     /// Not in the paper: off by default, and then left out of a written config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grad_norm: Option<f64>,
+    /// With `max_grad_norm`: clip each parameter group's gradient (encoder, decoder, transition,
+    /// zinit) to that norm on its own instead of the whole gradient (not in the paper; off by
+    /// default, and then left out of a written config).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clip_per_group: bool,
     /// Seed of the batch order and of every draw in the ELBO.
     pub seed: u64,
     /// Validate every this many steps (0: only at the end).
@@ -157,6 +162,7 @@ impl TrainConfig {
             split_transition_gradient: false,
             objective: Objective::Elbo,
             max_grad_norm: None,
+            clip_per_group: false,
             seed: 0,
             validate_every: 250,
             checkpoint_every: 500,
@@ -281,6 +287,12 @@ impl TrainConfig {
                 "a finite number > 0 (leave it out for no clipping)",
             )?;
         }
+        check(
+            !self.clip_per_group || self.max_grad_norm.is_some(),
+            "clip_per_group",
+            self.clip_per_group.to_string(),
+            "false unless max_grad_norm is set (the norm each group is clipped to)",
+        )?;
         self.elbo_options().validate()?;
         if self.objective == Objective::Iwae {
             check(

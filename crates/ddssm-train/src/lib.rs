@@ -39,9 +39,9 @@ pub use lambda::{LambdaSchedule, LambdaShape};
 pub use lr_decay::LrDecay;
 pub use process::start_process;
 pub use trainer::{
-    accumulated_gradients, batch_indices, clip_scale, gradient_norm, keys, optimizer_for,
-    resumable_step, select, step_noise, train, Accumulated, Metrics, StepRecord, TrainOptions,
-    TrainReport, Validator,
+    accumulated_gradients, batch_indices, clip_scale, gradient_norm, gradient_norms,
+    group_clip_scales, keys, optimizer_for, resumable_step, select, step_noise, train, Accumulated,
+    GroupNorms, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
 };
 
 /// Errors of this crate.

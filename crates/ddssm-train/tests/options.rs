@@ -7,7 +7,7 @@ mod common;
 use anyhow::Result;
 use candle_core::{DType, Device};
 use ddssm_model::{Estimator, Model};
-use ddssm_train::{accumulated_gradients, clip_scale, Objective, TrainConfig};
+use ddssm_train::{accumulated_gradients, clip_scale, GroupNorms, Objective, TrainConfig};
 
 use common::{quiet_parameters, quiet_run, small, small_quiet};
 
@@ -264,5 +264,71 @@ fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
         ..base
     };
     assert_ne!(run(&tight)?, unclipped);
+
+    // Per group: the group norms are recorded and add up to the whole; clipping each group on
+    // its own to a bound above every group's norm changes nothing, and one between the
+    // transition's norm and the others' moves the run differently from whole-gradient clipping.
+    let groups: Vec<GroupNorms> = report
+        .history
+        .iter()
+        .map(|r| {
+            r.group_gradient_norms
+                .expect("every step records its group norms")
+        })
+        .collect();
+    for (g, whole) in groups.iter().zip(&norms) {
+        let sum: f64 = g.in_group_order().iter().map(|n| n * n).sum();
+        assert!((sum.sqrt() / whole - 1.0).abs() < 1e-12, "{g:?} vs {whole}");
+        // (λ starts at 0, so the transition's and the VHP's terms may weigh nothing yet.)
+        assert!(
+            g.in_group_order()
+                .iter()
+                .all(|n| n.is_finite() && *n >= 0.0),
+            "{g:?}"
+        );
+    }
+    let refused = TrainConfig {
+        clip_per_group: true,
+        ..base
+    };
+    let err = refused.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("clip_per_group") && err.contains("max_grad_norm"),
+        "{err}"
+    );
+    let per_group = |max| TrainConfig {
+        max_grad_norm: Some(max),
+        clip_per_group: true,
+        ..base
+    };
+    let text = serde_json::to_string(&per_group(1.0))?;
+    assert!(text.contains("\"clip_per_group\":true"), "{text}");
+    assert!(!serde_json::to_string(&tight)?.contains("clip_per_group"));
+    assert_eq!(run(&per_group(2.0 * largest))?, unclipped);
+    // A bound that only the largest group exceeds on every step.
+    let second = groups
+        .iter()
+        .map(|g| {
+            let mut v = g.in_group_order();
+            v.sort_by(f64::total_cmp);
+            v[2]
+        })
+        .fold(0.0, f64::max);
+    let first = groups
+        .iter()
+        .map(|g| g.in_group_order().into_iter().fold(0.0, f64::max))
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        second < first,
+        "no bound separates the largest group: {groups:?}"
+    );
+    let between = 0.5 * (second + first);
+    let by_group = run(&per_group(between))?;
+    assert_ne!(by_group, unclipped);
+    let whole = TrainConfig {
+        max_grad_norm: Some(between),
+        ..base
+    };
+    assert_ne!(by_group, run(&whole)?);
     Ok(())
 }

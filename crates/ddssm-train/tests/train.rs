@@ -95,6 +95,50 @@ fn a_clipped_adamw_step_is_the_step_on_the_scaled_gradient() -> Result<()> {
     }
     let plain = c.as_tensor().to_vec1::<f64>()?;
     assert!((plain[0] - got[0]).abs() > 1e-6, "{plain:?} vs {got:?}");
+
+    // One factor per group: each group steps on its own scaled gradient.
+    let two = |x: &Var, y: &Var| {
+        AdamW::new(
+            ["x", "y"]
+                .iter()
+                .zip([x, y])
+                .map(|(name, var)| ParamGroup {
+                    name: name.to_string(),
+                    lr: 0.1,
+                    params: vec![(name.to_string(), var.clone())],
+                })
+                .collect(),
+            AdamWConfig::default(),
+        )
+    };
+    let vars = || -> Result<Vec<Var>> {
+        (0..4)
+            .map(|_| Ok(Var::new(&[1.0f64, -2.0], &Device::Cpu)?))
+            .collect()
+    };
+    let v = vars()?;
+    let (mut grouped, mut separate) = (two(&v[0], &v[1])?, two(&v[2], &v[3])?);
+    let loss = |x: &Var, y: &Var, cx: f64, cy: f64| -> Result<_> {
+        let lx = (x.as_tensor().sqr()?.sum_all()? * cx)?;
+        let ly = (y.as_tensor().sqr()?.sum_all()? * cy)?;
+        Ok((lx + ly)?.backward()?)
+    };
+    for (cx, cy) in [(0.5, 1.0), (0.01, 0.2)] {
+        grouped.step_group_clipped(&loss(&v[0], &v[1], 1.0, 1.0)?, 1.0, &[cx, cy])?;
+        separate.step(&loss(&v[2], &v[3], cx, cy)?)?;
+    }
+    for (a, b) in [(&v[0], &v[2]), (&v[1], &v[3])] {
+        let (got, want) = (
+            a.as_tensor().to_vec1::<f64>()?,
+            b.as_tensor().to_vec1::<f64>()?,
+        );
+        for (x, y) in got.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-12, "{got:?} vs {want:?}");
+        }
+    }
+    assert!(grouped
+        .step_group_clipped(&loss(&v[0], &v[1], 1.0, 1.0)?, 1.0, &[1.0])
+        .is_err());
     Ok(())
 }
 

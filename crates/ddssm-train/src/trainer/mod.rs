@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, TensorId, Var};
+use candle_core::{Tensor, TensorId};
 use ddssm_model::checkpoint::{self, write_atomic};
 use ddssm_model::{Batch, ElboSummary, Model};
 use ddssm_tensor_ops::SeededNoise;
@@ -20,6 +20,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::{AdamW, Error, Objective, ParamGroup, Result, TrainConfig};
+
+mod clip;
+pub use clip::{clip_scale, gradient_norm, gradient_norms, group_clip_scales, GroupNorms};
 
 /// Metadata keys a training checkpoint adds to the model's.
 pub mod keys {
@@ -86,34 +89,9 @@ pub struct StepRecord {
     /// absent in histories written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradient_norm: Option<f64>,
-}
-
-/// The L2 norm of the gradients in `grads` of `params` together (a parameter without one counts
-/// as zero); [`Error::NonFinite`] at the 0-based `step`, naming the first parameter whose gradient
-/// is not finite.
-pub fn gradient_norm(grads: &GradStore, params: &[(String, Var)], step: usize) -> Result<f64> {
-    let mut squared = 0.0;
-    for (name, var) in params {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            let norm = g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
-                .to_scalar::<f64>()?;
-            finite_or(step, &format!("gradient of {name}"), norm)?;
-            squared += norm;
-        }
-    }
-    Ok(squared.sqrt())
-}
-
-/// The factor a gradient of L2 norm `norm` is multiplied by under `max_grad_norm`: 1 without
-/// clipping or within the bound, else `max / norm`.
-pub fn clip_scale(norm: f64, max_grad_norm: Option<f64>) -> f64 {
-    match max_grad_norm {
-        Some(max) if norm > max => max / norm,
-        _ => 1.0,
-    }
+    /// The same per parameter group; absent in histories written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_gradient_norms: Option<GroupNorms>,
 }
 
 /// The outcome of [`accumulated_gradients`]: the summed gradient and the batch means of what the
@@ -482,12 +460,12 @@ pub fn train(
             terms: summary,
             effective_sample_size,
         } = accumulated_gradients(model, data, &indices, config, lambda, step)?;
-        let gradient_norm = gradient_norm(&grads, &model.named_parameters(), step)?;
-        let grad_scale = clip_scale(gradient_norm, config.max_grad_norm);
-        opt.step_clipped(
+        let (gradient_norm, group_norms) = gradient_norms(&grads, model, step)?;
+        let grad_scales = group_clip_scales(config, gradient_norm, &group_norms);
+        opt.step_group_clipped(
             &grads,
             config.lr_decay.scale(step, config.steps),
-            grad_scale,
+            &grad_scales,
         )?;
         report.history.push(StepRecord {
             step,
@@ -496,6 +474,7 @@ pub fn train(
             terms: summary,
             effective_sample_size,
             gradient_norm: Some(gradient_norm),
+            group_gradient_norms: Some(group_norms),
         });
         bar.set_position(step as u64 + 1);
         bar.set_message(format!(
@@ -509,13 +488,23 @@ pub fn train(
             let ess = effective_sample_size
                 .map(|e| format!(", ESS {e:.2} of {}", config.samples))
                 .unwrap_or_default();
-            let clipped = if grad_scale < 1.0 { " (clipped)" } else { "" };
+            let clipped = if grad_scales.iter().any(|&c| c < 1.0) {
+                " (clipped)"
+            } else {
+                ""
+            };
+            let g = group_norms;
             tracing::info!(
                 "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{ess}, \
-                 ‖∇‖ {gradient_norm:.3}{clipped} ({rate:.2} steps/s, ETA {:.0} s)",
+                 ‖∇‖ {gradient_norm:.3}{clipped} (encoder {:.3}, decoder {:.3}, transition \
+                 {:.3}, zinit {:.3}) ({rate:.2} steps/s, ETA {:.0} s)",
                 options.label,
                 config.steps,
                 summary.negative_elbo,
+                g.encoder,
+                g.decoder,
+                g.transition,
+                g.zinit,
                 (config.steps - done) as f64 / rate
             );
         }

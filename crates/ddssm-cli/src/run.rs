@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, WindowSpec};
 use ddssm_model::{checkpoint, Model};
-use ddssm_train::series::{fit_series, series_run, use_sampler, FittedSeries, Sampler, Transition};
+use ddssm_train::series::{
+    check_sizes, fit_series, series_run, use_sampler, FittedSeries, Sampler, Transition,
+};
 use ddssm_train::TrainOptions;
 
 use crate::ModelKind;
@@ -82,21 +84,13 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         )?,
         None => run,
     };
-    let sizes = (
-        panel.target_dim(),
-        panel.covariate_dim(),
-        panel.static_dim(),
-    );
-    let m = &run.model;
-    if (m.obs_dim, m.covariate_dim, m.static_dim) != sizes {
-        bail!(
-            "--config {}: model.obs_dim, covariate_dim and static_dim are {:?}, but --target, \
-             --covariates and --static give {sizes:?} (leave them out of the file: they come \
-             from the data)",
-            args.config.as_deref().unwrap_or(Path::new("")).display(),
-            (m.obs_dim, m.covariate_dim, m.static_dim)
-        );
-    }
+    check_sizes(&run, &panel).with_context(|| {
+        format!(
+            "--config {}: leave the sizes out of the file, they come from --target, --covariates \
+             and --static",
+            args.config.as_deref().unwrap_or(Path::new("")).display()
+        )
+    })?;
     run.validate("").with_context(|| match &args.config {
         Some(path) => format!("--config {}", path.display()),
         None => "the run config".into(),

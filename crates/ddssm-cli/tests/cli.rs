@@ -380,7 +380,7 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
     let sizes = config("sizes.toml", "[model]\nobs_dim = 2\n");
     refused(
         &fit(&co2, "co2", "8", &["--config", &sizes]),
-        "they come from the data",
+        "they come from --target",
     );
     let missing_config = tmp("no-such.toml");
     refused(

@@ -199,6 +199,26 @@ pub struct FittedSeries {
     pub validation_nelbo: Option<f64>,
 }
 
+/// Checks that `run`'s model takes `panel`'s series: its `obs_dim`, `covariate_dim` and
+/// `static_dim` are the panel's numbers of targets, covariates and statics.
+pub fn check_sizes(run: &ModelRun, panel: &Panel) -> Result<()> {
+    let sizes = (
+        panel.target_dim(),
+        panel.covariate_dim(),
+        panel.static_dim(),
+    );
+    let m = &run.model;
+    let model = (m.obs_dim, m.covariate_dim, m.static_dim);
+    if model == sizes {
+        Ok(())
+    } else {
+        Err(Error::State(format!(
+            "model.obs_dim, covariate_dim and static_dim are {model:?}, but the data have \
+             {sizes:?} targets, covariates and statics"
+        )))
+    }
+}
+
 /// Cuts `panel` by `spec`, trains `run` on the training windows (the model standardises by the
 /// training part's scaling) with the validation windows' mean negative ELBO as the validation
 /// score, and returns the model with its split. `run`'s sizes must match the panel's.
@@ -210,18 +230,7 @@ pub fn fit_series(
     device: &Device,
 ) -> Result<FittedSeries> {
     let splits = rolling_origin(panel, spec).map_err(|e| Error::State(e.to_string()))?;
-    let sizes = (
-        panel.target_dim(),
-        panel.covariate_dim(),
-        panel.static_dim(),
-    );
-    let m = &run.model;
-    if (m.obs_dim, m.covariate_dim, m.static_dim) != sizes {
-        return Err(Error::State(format!(
-            "the model has (targets, covariates, statics) = {:?}, the data {sizes:?}",
-            (m.obs_dim, m.covariate_dim, m.static_dim)
-        )));
-    }
+    check_sizes(run, panel)?;
     let len = spec.context + spec.horizon;
     let data = window_batch(panel, &splits.train, len, device)?;
     let validation = window_batch(panel, &splits.validation, len, device)?;

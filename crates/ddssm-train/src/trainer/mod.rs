@@ -147,7 +147,8 @@ fn finite_or(step: usize, what: &str, v: f64) -> Result<()> {
 }
 
 /// The AdamW of [`train`] for `model`: one parameter group per App. I.1 group, each with its
-/// learning rate from `config` (Table 3).
+/// learning rate from `config` (Table 3), in the order of [`GroupNorms::in_group_order`] (the
+/// per-group clipping factors rely on it).
 pub fn optimizer_for(model: &Model, config: &TrainConfig) -> Result<AdamW> {
     let g = model.parameter_groups();
     let lr = config.learning_rates;

@@ -76,24 +76,27 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         splits.train.len(),
     );
     let run = match &args.config {
-        Some(path) => ddssm_train::read_toml_over(
-            path,
-            "run config",
-            &run,
-            "the run that --model, --steps and --seed give",
-        )?,
+        Some(path) => {
+            let run = ddssm_train::read_toml_over(
+                path,
+                "run config",
+                &run,
+                "the run that --model, --steps and --seed give",
+            )?;
+            check_sizes(&run, &panel).with_context(|| {
+                format!(
+                    "--config {}: leave the sizes out of the file, they come from --target, \
+                     --covariates and --static",
+                    path.display()
+                )
+            })?;
+            run
+        }
         None => run,
     };
-    check_sizes(&run, &panel).with_context(|| {
-        format!(
-            "--config {}: leave the sizes out of the file, they come from --target, --covariates \
-             and --static",
-            args.config.as_deref().unwrap_or(Path::new("")).display()
-        )
-    })?;
     run.validate("").with_context(|| match &args.config {
         Some(path) => format!("--config {}", path.display()),
-        None => "the run config".into(),
+        None => "the run --model, --steps and --seed give".into(),
     })?;
     if args.print_config {
         print!("{}", toml::to_string(&run)?);

@@ -37,14 +37,19 @@ pub fn read_toml_over<T: serde::Serialize + serde::de::DeserializeOwned>(
 ) -> Result<T> {
     let table = toml::Table::try_from(under)
         .map_err(|e| Error::State(format!("{under_name} as TOML: {e}")))?;
-    read_layered(path, what, Some((PathBuf::from(under_name), table)))
+    let under = Layer {
+        source: PathBuf::from(under_name),
+        text: None,
+        table,
+    };
+    read_layered(path, what, Some(under))
 }
 
 /// [`read_toml`] with an optional layer beneath the file and its bases.
 fn read_layered<T: serde::de::DeserializeOwned>(
     path: &Path,
     what: &str,
-    under: Option<(PathBuf, toml::Table)>,
+    under: Option<Layer>,
 ) -> Result<T> {
     let text = read_text(path)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| invalid(path, what, "", e))?;
@@ -55,40 +60,46 @@ fn read_layered<T: serde::de::DeserializeOwned>(
             .map_err(|e| invalid(path, what, &e.path().to_string(), e.into_inner()));
     }
     let mut chain = vec![canonical(path)?];
-    let mut layers = layers(path, table, what, &mut chain)?;
+    let mut layers = layers(path, text, table, what, &mut chain)?;
     layers.splice(0..0, under);
-    let merged = layers
-        .iter()
-        .fold(toml::Table::new(), |mut acc, (_, layer)| {
-            merge(&mut acc, layer.clone());
-            acc
-        });
+    let merged = layers.iter().fold(toml::Table::new(), |mut acc, layer| {
+        merge(&mut acc, layer.table.clone());
+        acc
+    });
     serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
         let key = e.path().to_string();
         // Name the file that sets the key (the last layer that has it), else the file read.
-        let file = layers
-            .iter()
-            .rev()
-            .find(|(_, layer)| defines(layer, &key))
-            .map_or(path, |(file, _)| file.as_path());
+        let layer = layers.iter().rev().find(|l| defines(&l.table, &key));
+        let file = layer.map_or(path, |l| l.source.as_path());
         let read = if file == path {
             String::new()
         } else {
             format!(" (a base of {})", path.display())
         };
-        // Point at the key in that file (the merged value has no positions of its own).
-        let place = std::fs::read_to_string(file)
-            .ok()
-            .and_then(|text| locate(&text, &key).map(|span| excerpt(&text, span)))
+        // Point at the key in that file's text (the merged value has no positions of its own).
+        let place = layer
+            .and_then(|l| l.text.as_deref())
+            .and_then(|text| locate(text, &key).map(|span| excerpt(text, span)))
             .unwrap_or_default();
         invalid(file, what, &key, format!("{place}{}{read}", e.into_inner()))
     })
 }
 
+/// One layer of a merged config: a file of a chain of bases, or the settings a file is read
+/// over.
+struct Layer {
+    /// The file (or, for given settings, their name).
+    source: PathBuf,
+    /// The file's text (none for given settings), where an error's key is looked up.
+    text: Option<String>,
+    /// Its keys, without `base`.
+    table: toml::Table,
+}
+
 /// Where `text` writes the key at `path` (serde_path_to_error's `a.b[0].c`): the span of
-/// `key = value` when the value is not a table, else of the key; for a path that leaves the file (a key the
-/// file does not set), the deepest part of it that the file does set. `None` when the file does
-/// not parse or sets none of it.
+/// `key = value` when the value is not a table, else of the key; for a path that leaves the file
+/// (a key the file does not set), the deepest part of it that the file does set. `None` when the
+/// file does not parse or sets none of it.
 fn locate(text: &str, path: &str) -> Option<std::ops::Range<usize>> {
     use toml::de::{DeTable, DeValue};
     let doc = DeTable::parse(text).ok()?;
@@ -166,16 +177,22 @@ fn invalid(path: &Path, what: &str, key: &str, e: impl std::fmt::Display) -> Err
     Error::State(format!("{}: not a valid {what}{key}: {e}", path.display()))
 }
 
-/// The file `path` (already parsed as `table`) and its chain of bases, base-most first, each
-/// layer without its `base` key. `chain` holds the canonical paths read so far.
+/// The file `path` (its `text` already parsed as `table`) and its chain of bases, base-most
+/// first, each layer without its `base` key. `chain` holds the canonical paths read so far.
 fn layers(
     path: &Path,
+    text: String,
     mut table: toml::Table,
     what: &str,
     chain: &mut Vec<PathBuf>,
-) -> Result<Vec<(PathBuf, toml::Table)>> {
+) -> Result<Vec<Layer>> {
+    let this = |table| Layer {
+        source: path.to_path_buf(),
+        text: Some(text),
+        table,
+    };
     let Some(base) = table.remove(BASE_KEY) else {
-        return Ok(vec![(path.to_path_buf(), table)]);
+        return Ok(vec![this(table)]);
     };
     let toml::Value::String(base) = base else {
         return Err(invalid(
@@ -218,8 +235,8 @@ fn layers(
     let base_text = read_text(&base_path)?;
     let base_table: toml::Table =
         toml::from_str(&base_text).map_err(|e| invalid(&base_path, what, "", e))?;
-    let mut out = layers(&base_path, base_table, what, chain)?;
-    out.push((path.to_path_buf(), table));
+    let mut out = layers(&base_path, base_text, base_table, what, chain)?;
+    out.push(this(table));
     Ok(out)
 }
 

@@ -4,7 +4,8 @@
 //! A config file may start with `base = "PATH"` (relative to the file's own directory). It then
 //! means its base with its own keys written over it: tables merge key by key, at any depth, and
 //! every other value — a number, a string, an array, an array of tables (`[[dataset]]`) — replaces
-//! the base's. A base may have a base of its own; a cycle is an error. An ablation is thereby
+//! the base's, and so does a table that names another `kind` than the base's (another variant:
+//! its fields are given in full). A base may have a base of its own; a cycle is an error. An ablation is thereby
 //! written as the few lines in which it differs from the config it ablates.
 
 use std::path::{Path, PathBuf};
@@ -240,15 +241,32 @@ fn layers(
     Ok(out)
 }
 
-/// Writes `over` onto `into`: tables merge key by key, every other value replaces.
+/// The key that names a table's variant (`#[serde(tag = "kind")]`).
+const KIND_KEY: &str = "kind";
+
+/// Writes `over` onto `into`: tables merge key by key, every other value replaces — and so does a
+/// table that names another `kind` than the one beneath it (the fields of one variant mean
+/// nothing to another: a cosine schedule written over a linear one keeps none of its fields).
 fn merge(into: &mut toml::Table, over: toml::Table) {
     for (key, value) in over {
         match (into.get_mut(&key), value) {
-            (Some(toml::Value::Table(old)), toml::Value::Table(new)) => merge(old, new),
+            (Some(toml::Value::Table(old)), toml::Value::Table(new))
+                if !changes_kind(old, &new) =>
+            {
+                merge(old, new)
+            }
             (_, value) => {
                 into.insert(key, value);
             }
         }
+    }
+}
+
+/// Whether `over` names a `kind` and `under` another one.
+fn changes_kind(under: &toml::Table, over: &toml::Table) -> bool {
+    match (under.get(KIND_KEY), over.get(KIND_KEY)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
     }
 }
 
@@ -454,5 +472,60 @@ mod tests {
         write(&dir, "broken.toml", "top = \n");
         let err = error_of(&dir, "on-broken.toml", "base = \"broken.toml\"\n");
         assert!(err.contains("broken.toml: not a valid doc"), "{err}");
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+    #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+    enum Shape {
+        Square { side: f64 },
+        Circle { radius: f64 },
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields)]
+    struct Drawing {
+        shape: Shape,
+        n: u32,
+    }
+
+    #[test]
+    fn a_table_that_names_another_kind_replaces_the_one_beneath() {
+        let dir = dir("kind");
+        let under = Drawing {
+            shape: Shape::Square { side: 2.0 },
+            n: 3,
+        };
+        // Another kind keeps none of the fields beneath it (the square's side would be unknown
+        // to a circle) ...
+        let file = write(
+            &dir,
+            "circle.toml",
+            "[shape]\nkind = \"circle\"\nradius = 1.0\n",
+        );
+        let doc = read_toml_over(&file, "drawing", &under, "the defaults").unwrap();
+        assert_eq!(
+            doc,
+            Drawing {
+                shape: Shape::Circle { radius: 1.0 },
+                n: 3
+            }
+        );
+        // ... so the new kind's own fields must be given in full.
+        let file = write(&dir, "bare.toml", "[shape]\nkind = \"circle\"\n");
+        let err = read_toml_over(&file, "drawing", &under, "the defaults")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `radius`"), "{err}");
+        // The same kind, or none named, merges key by key as every table does.
+        let file = write(
+            &dir,
+            "square.toml",
+            "[shape]\nkind = \"square\"\nside = 5.0\n",
+        );
+        let doc = read_toml_over(&file, "drawing", &under, "the defaults").unwrap();
+        assert_eq!(doc.shape, Shape::Square { side: 5.0 });
+        let file = write(&dir, "side.toml", "[shape]\nside = 6.0\n");
+        let doc = read_toml_over(&file, "drawing", &under, "the defaults").unwrap();
+        assert_eq!(doc.shape, Shape::Square { side: 6.0 });
     }
 }

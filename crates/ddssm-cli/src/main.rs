@@ -113,9 +113,9 @@ enum Command {
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// The run folder.
-        #[arg(long)]
-        out: PathBuf,
+        /// The run folder (not needed with --print-config).
+        #[arg(long, required_unless_present = "print_config")]
+        out: Option<PathBuf>,
         /// Continue an interrupted fit in `out`.
         #[arg(long)]
         resume: bool,

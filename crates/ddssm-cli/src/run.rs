@@ -48,8 +48,8 @@ pub struct FitArgs {
     pub print_config: bool,
     /// The device.
     pub device: Device,
-    /// The run folder.
-    pub out: PathBuf,
+    /// The run folder; `None` only with `print_config`, which writes nothing.
+    pub out: Option<PathBuf>,
     /// Continue an interrupted fit.
     pub resume: bool,
     /// Replace a run in `out`.
@@ -83,6 +83,15 @@ pub fn fit(args: &FitArgs) -> Result<()> {
                 &run,
                 "the run that --model, --steps and --seed give",
             )?;
+            let kind = run.model.transition.kind();
+            if kind != transition.config_kind() {
+                bail!(
+                    "--config {}: model.transition.kind = {kind:?}, but the transition comes \
+                     from --model (ddssm: \"diffusion\", dkf: \"gaussian\"): leave the kind out \
+                     of the file, or choose the other --model",
+                    path.display()
+                );
+            }
             check_sizes(&run, &panel).with_context(|| {
                 format!(
                     "--config {}: leave the sizes out of the file, they come from --target, \
@@ -102,24 +111,27 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         print!("{}", toml::to_string(&run)?);
         return Ok(());
     }
-    let train_path = args.out.join(TRAIN_FILE);
+    let out = args
+        .out
+        .as_deref()
+        .context("--out is needed to train (only --print-config goes without one)")?;
+    let train_path = out.join(TRAIN_FILE);
     let occupied = [MODEL_FILE, TRAIN_FILE]
         .iter()
-        .any(|f| args.out.join(f).exists());
+        .any(|f| out.join(f).exists());
     if occupied && !args.resume && !args.force {
         bail!(
             "{} already holds a run: continue it with --resume, replace it with --force, or \
              choose another --out",
-            args.out.display()
+            out.display()
         );
     }
     if args.resume {
         ddssm_train::resumable_step(&train_path, &run.model, &run.train)
-            .with_context(|| format!("--resume in {}", args.out.display()))?;
+            .with_context(|| format!("--resume in {}", out.display()))?;
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    checkpoint::remove_stale_temp_files(&args.out)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    checkpoint::remove_stale_temp_files(out)?;
     tracing::info!(
         "{}: {} series; {} training, {} validation and {} test windows of {} + {} steps",
         args.data.display(),
@@ -146,7 +158,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     let mut extra = BTreeMap::new();
     extra.insert(keys::COLUMNS.into(), serde_json::to_string(&args.columns)?);
     extra.insert(keys::WINDOWS.into(), serde_json::to_string(&args.spec)?);
-    model.save(&args.out.join(MODEL_FILE), &extra)?;
+    model.save(&out.join(MODEL_FILE), &extra)?;
     let summary = serde_json::json!({
         "data": args.data,
         "columns": args.columns,
@@ -161,12 +173,12 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         "report": report,
     });
     checkpoint::write_atomic(
-        &args.out.join("training.json"),
+        &out.join("training.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     tracing::info!(
         "wrote {} (the model, its column roles and windowing) and training.json",
-        args.out.join(MODEL_FILE).display()
+        out.join(MODEL_FILE).display()
     );
     Ok(())
 }

@@ -119,8 +119,10 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     let configured_out = configured.to_str().unwrap();
     *with_config.last_mut().unwrap() = configured_out;
     with_config.extend(["--config", config.to_str().unwrap()]);
-    // --print-config shows the run as it would train, and trains nothing.
+    // --print-config shows the run as it would train, and trains nothing; it needs no --out.
+    let out_at = with_config.iter().position(|a| *a == "--out").unwrap();
     let mut print = with_config.clone();
+    print.drain(out_at..out_at + 2);
     print.push("--print-config");
     let printed = ok(&ddssm(&print));
     assert!(
@@ -129,6 +131,12 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     );
     assert!(printed.contains("[train.learning_rates]"), "{printed}");
     assert!(!configured.exists(), "--print-config wrote a run");
+    // Training still needs --out: clap refuses the command line (exit 2) and names it.
+    print.pop();
+    let no_out = ddssm(&print);
+    let err = String::from_utf8_lossy(&no_out.stderr);
+    assert_eq!(no_out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--out"), "{err}");
     ok(&ddssm(&with_config));
     let info = ok(&ddssm(&["info", configured_out]));
     assert!(info.contains("M = 2, D = 3"), "{info}");
@@ -381,6 +389,13 @@ fn bad_inputs_are_named_and_leave_nothing_behind() {
     refused(
         &fit(&co2, "co2", "8", &["--config", &sizes]),
         "they come from --target",
+    );
+    // The transition's kind comes from --model (the default ddssm here); a file naming another
+    // kind is refused, not trained as a DKF under --model ddssm.
+    let kind = config("kind.toml", "[model.transition]\nkind = \"gaussian\"\n");
+    refused(
+        &fit(&co2, "co2", "8", &["--config", &kind]),
+        "model.transition.kind = \"gaussian\", but the transition comes from --model",
     );
     let missing_config = tmp("no-such.toml");
     refused(

@@ -1,6 +1,6 @@
 //! Prints the gradient norm of a `bimodal-experiment` folder's DDSSM, whole and per parameter
 //! group (encoder, decoder, transition, zinit), on a few training batches at the checkpoint's
-//! step and λ: the numbers a `train.max_grad_norm` (whole or `clip_per_group`) is set against,
+//! step and λ: the numbers a `train.max_grad_norm` (or `max_group_grad_norms`) is set against,
 //! for a run that was started before the trainer recorded them.
 //!
 //! ```text

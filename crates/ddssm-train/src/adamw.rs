@@ -117,7 +117,7 @@ impl AdamW {
     }
 
     /// [`AdamW::step_clipped`] with one gradient factor per group, in the groups' order (the
-    /// trainer's `clip_per_group`).
+    /// trainer's `max_group_grad_norms`).
     pub fn step_group_clipped(
         &mut self,
         grads: &GradStore,

@@ -3,7 +3,7 @@
 use ddssm_model::{ElboOptions, Estimator};
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamWConfig, Error, LambdaSchedule, LambdaShape, LrDecay, Result};
+use crate::{AdamWConfig, Error, GroupBounds, LambdaSchedule, LambdaShape, LrDecay, Result};
 
 /// One learning rate per parameter group (App. I.1, Table 3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -108,11 +108,12 @@ pub struct TrainConfig {
     /// Not in the paper: off by default, and then left out of a written config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_grad_norm: Option<f64>,
-    /// With `max_grad_norm`: clip each parameter group's gradient (encoder, decoder, transition,
-    /// zinit) to that norm on its own instead of the whole gradient (not in the paper; off by
-    /// default, and then left out of a written config).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub clip_per_group: bool,
+    /// Instead of `max_grad_norm`: clip each parameter group's gradient (encoder, decoder,
+    /// transition, zinit: App. I.1's groups) to its own bound on its own; a group left out is not
+    /// clipped (`[train.max_group_grad_norms]` `transition = 190.0`). Not in the paper: off by
+    /// default, and then left out of a written config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_group_grad_norms: Option<GroupBounds>,
     /// Seed of the batch order and of every draw in the ELBO.
     pub seed: u64,
     /// Validate every this many steps (0: only at the end).
@@ -162,7 +163,7 @@ impl TrainConfig {
             split_transition_gradient: false,
             objective: Objective::Elbo,
             max_grad_norm: None,
-            clip_per_group: false,
+            max_group_grad_norms: None,
             seed: 0,
             validate_every: 250,
             checkpoint_every: 500,
@@ -192,7 +193,7 @@ impl TrainConfig {
 
     /// Checks every field; an error names it and the allowed values.
     pub fn validate(&self) -> Result<()> {
-        let check = |ok: bool, field: &'static str, value: String, allowed: &str| {
+        let check = |ok: bool, field: &str, value: String, allowed: &str| {
             if ok {
                 Ok(())
             } else {
@@ -287,12 +288,32 @@ impl TrainConfig {
                 "a finite number > 0 (leave it out for no clipping)",
             )?;
         }
-        check(
-            !self.clip_per_group || self.max_grad_norm.is_some(),
-            "clip_per_group",
-            self.clip_per_group.to_string(),
-            "false unless max_grad_norm is set (the norm each group is clipped to)",
-        )?;
+        if let Some(bounds) = &self.max_group_grad_norms {
+            check(
+                self.max_grad_norm.is_none(),
+                "max_group_grad_norms",
+                bounds.to_string(),
+                "left out when max_grad_norm is set (the whole gradient's bound or each group's, \
+                 not both)",
+            )?;
+            check(
+                bounds.in_group_order().iter().any(Option::is_some),
+                "max_group_grad_norms",
+                bounds.to_string(),
+                "a bound for at least one of encoder, decoder, transition, zinit (leave the \
+                 table out for no clipping)",
+            )?;
+            for (name, bound) in GroupBounds::NAMES.iter().zip(bounds.in_group_order()) {
+                if let Some(max) = bound {
+                    check(
+                        max > 0.0 && max.is_finite(),
+                        &format!("max_group_grad_norms.{name}"),
+                        max.to_string(),
+                        "a finite number > 0 (leave the group out for no clipping)",
+                    )?;
+                }
+            }
+        }
         self.elbo_options().validate()?;
         if self.objective == Objective::Iwae {
             check(

@@ -41,7 +41,7 @@ pub use process::start_process;
 pub use trainer::{
     accumulated_gradients, batch_indices, clip_scale, gradient_norm, gradient_norms,
     group_clip_scales, keys, optimizer_for, resumable_step, select, step_noise, train, Accumulated,
-    GroupNorms, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
+    GroupBounds, GroupNorms, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
 };
 
 /// Errors of this crate.

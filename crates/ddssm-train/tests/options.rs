@@ -7,7 +7,9 @@ mod common;
 use anyhow::Result;
 use candle_core::{DType, Device};
 use ddssm_model::{Estimator, Model};
-use ddssm_train::{accumulated_gradients, clip_scale, GroupNorms, Objective, TrainConfig};
+use ddssm_train::{
+    accumulated_gradients, clip_scale, GroupBounds, GroupNorms, Objective, TrainConfig,
+};
 
 use common::{quiet_parameters, quiet_run, small, small_quiet};
 
@@ -265,9 +267,11 @@ fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
     };
     assert_ne!(run(&tight)?, unclipped);
 
-    // Per group: the group norms are recorded and add up to the whole; clipping each group on
-    // its own to a bound above every group's norm changes nothing, and one between the
-    // transition's norm and the others' moves the run differently from whole-gradient clipping.
+    // Per group: the group norms are recorded and add up to the whole; both kinds of bound at
+    // once, an empty table and a bound not above 0 are refused by name; clipping each group on
+    // its own to a bound above every group's norm changes nothing, one between the largest
+    // group's norm and the others' moves the run differently from whole-gradient clipping, and
+    // the same bound on that group alone moves it the same way.
     let groups: Vec<GroupNorms> = report
         .history
         .iter()
@@ -287,24 +291,57 @@ fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
             "{g:?}"
         );
     }
-    let refused = TrainConfig {
-        clip_per_group: true,
+    let both = TrainConfig {
+        max_grad_norm: Some(1.0),
+        max_group_grad_norms: Some(GroupBounds::all(1.0)),
         ..base
     };
-    let err = refused.validate().unwrap_err().to_string();
+    let err = both.validate().unwrap_err().to_string();
     assert!(
-        err.contains("clip_per_group") && err.contains("max_grad_norm"),
+        err.contains("max_group_grad_norms") && err.contains("max_grad_norm is set"),
         "{err}"
     );
-    let per_group = |max| TrainConfig {
-        max_grad_norm: Some(max),
-        clip_per_group: true,
+    let empty = TrainConfig {
+        max_group_grad_norms: Some(GroupBounds::default()),
         ..base
     };
-    let text = serde_json::to_string(&per_group(1.0))?;
-    assert!(text.contains("\"clip_per_group\":true"), "{text}");
-    assert!(!serde_json::to_string(&tight)?.contains("clip_per_group"));
-    assert_eq!(run(&per_group(2.0 * largest))?, unclipped);
+    let err = empty.validate().unwrap_err().to_string();
+    assert!(err.contains("at least one of encoder"), "{err}");
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let config = TrainConfig {
+            max_group_grad_norms: Some(GroupBounds {
+                transition: Some(bad),
+                ..GroupBounds::default()
+            }),
+            ..base
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("max_group_grad_norms.transition") && err.contains("> 0"),
+            "{bad}: {err}"
+        );
+    }
+    let per_group = |bounds| TrainConfig {
+        max_group_grad_norms: Some(bounds),
+        ..base
+    };
+    let text = serde_json::to_string(&per_group(GroupBounds {
+        transition: Some(190.0),
+        ..GroupBounds::default()
+    }))?;
+    assert!(
+        text.contains("\"max_group_grad_norms\":{\"transition\":190.0}"),
+        "{text}"
+    );
+    assert_eq!(
+        serde_json::from_str::<TrainConfig>(&text)?,
+        per_group(GroupBounds {
+            transition: Some(190.0),
+            ..GroupBounds::default()
+        })
+    );
+    assert!(!serde_json::to_string(&tight)?.contains("max_group_grad_norms"));
+    assert_eq!(run(&per_group(GroupBounds::all(2.0 * largest)))?, unclipped);
     // A bound that only the largest group exceeds on every step.
     let second = groups
         .iter()
@@ -323,12 +360,33 @@ fn gradient_clipping_is_optional_recorded_and_reaches_the_loop() -> Result<()> {
         "no bound separates the largest group: {groups:?}"
     );
     let between = 0.5 * (second + first);
-    let by_group = run(&per_group(between))?;
+    let by_group = run(&per_group(GroupBounds::all(between)))?;
     assert_ne!(by_group, unclipped);
     let whole = TrainConfig {
         max_grad_norm: Some(between),
         ..base
     };
     assert_ne!(by_group, run(&whole)?);
+    // The same bound on the largest group alone clips the same steps by the same factors: a
+    // group without a bound is not clipped.
+    let largest_group = |g: &GroupNorms| {
+        let v = g.in_group_order();
+        (0..4).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
+    };
+    let which = largest_group(&groups[0]);
+    assert!(
+        groups.iter().all(|g| largest_group(g) == which),
+        "the largest group changes between steps: {groups:?}"
+    );
+    let mut alone = [None; 4];
+    alone[which] = Some(between);
+    let [encoder, decoder, transition, zinit] = alone;
+    let alone = GroupBounds {
+        encoder,
+        decoder,
+        transition,
+        zinit,
+    };
+    assert_eq!(run(&per_group(alone))?, by_group);
     Ok(())
 }

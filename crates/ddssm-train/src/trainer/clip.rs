@@ -1,5 +1,5 @@
 //! The gradient's norms, whole and per parameter group, and the clipping factors they give
-//! (`train.max_grad_norm`, `train.clip_per_group`; not in the paper, docs/paper-notes.md).
+//! (`train.max_grad_norm`, `train.max_group_grad_norms`; not in the paper, docs/paper-notes.md).
 
 use std::collections::HashMap;
 
@@ -29,6 +29,61 @@ impl GroupNorms {
     /// The norms in the optimizer's group order (encoder, decoder, transition, zinit).
     pub fn in_group_order(&self) -> [f64; 4] {
         [self.encoder, self.decoder, self.transition, self.zinit]
+    }
+}
+
+/// A bound on the L2 norm of each parameter group's gradient (`train.max_group_grad_norms`):
+/// each group is clipped to its own bound on its own; a group left out is not clipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBounds {
+    /// φ, the encoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<f64>,
+    /// θ, the decoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<f64>,
+    /// ψ, the transition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<f64>,
+    /// η and Φ, the VHP ("zinit").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zinit: Option<f64>,
+}
+
+impl GroupBounds {
+    /// The group names as a config writes them, in the optimizer's group order.
+    pub const NAMES: [&'static str; 4] = ["encoder", "decoder", "transition", "zinit"];
+
+    /// The same bound on every group.
+    pub fn all(max: f64) -> Self {
+        Self {
+            encoder: Some(max),
+            decoder: Some(max),
+            transition: Some(max),
+            zinit: Some(max),
+        }
+    }
+
+    /// The bounds in the optimizer's group order (encoder, decoder, transition, zinit).
+    pub fn in_group_order(&self) -> [Option<f64>; 4] {
+        [self.encoder, self.decoder, self.transition, self.zinit]
+    }
+}
+
+/// As an inline TOML table of the groups that have a bound: `{ transition = 190 }`.
+impl std::fmt::Display for GroupBounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set: Vec<String> = Self::NAMES
+            .iter()
+            .zip(self.in_group_order())
+            .filter_map(|(name, bound)| bound.map(|b| format!("{name} = {b}")))
+            .collect();
+        if set.is_empty() {
+            f.write_str("{}")
+        } else {
+            write!(f, "{{ {} }}", set.join(", "))
+        }
     }
 }
 
@@ -98,14 +153,61 @@ pub fn clip_scale(norm: f64, max_grad_norm: Option<f64>) -> f64 {
     }
 }
 
-/// The factor for each parameter group (the optimizer's order) under `config`: the whole
-/// gradient's [`clip_scale`] for every group, or with `clip_per_group` each group's own.
+/// The factor for each parameter group (the optimizer's order) under `config`: with
+/// `max_group_grad_norms` each group's own [`clip_scale`] under its own bound (1 for a group
+/// without one), else the whole gradient's under `max_grad_norm` for every group.
 pub fn group_clip_scales(config: &TrainConfig, whole: f64, groups: &GroupNorms) -> [f64; 4] {
-    if config.clip_per_group {
-        groups
-            .in_group_order()
-            .map(|n| clip_scale(n, config.max_grad_norm))
-    } else {
-        [clip_scale(whole, config.max_grad_norm); 4]
+    match &config.max_group_grad_norms {
+        Some(bounds) => {
+            let norms = groups.in_group_order();
+            let bounds = bounds.in_group_order();
+            std::array::from_fn(|i| clip_scale(norms[i], bounds[i]))
+        }
+        None => [clip_scale(whole, config.max_grad_norm); 4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_group_is_clipped_to_its_own_bound_and_a_group_without_one_is_not() {
+        let groups = GroupNorms {
+            encoder: 10.0,
+            decoder: 20.0,
+            transition: 5.0,
+            zinit: 1.0,
+        };
+        let whole = 22.9;
+        let transition_only = TrainConfig {
+            max_group_grad_norms: Some(GroupBounds {
+                transition: Some(2.0),
+                ..GroupBounds::default()
+            }),
+            ..TrainConfig::paper_ddssm()
+        };
+        assert_eq!(
+            group_clip_scales(&transition_only, whole, &groups),
+            [1.0, 1.0, 0.4, 1.0]
+        );
+        let all = TrainConfig {
+            max_group_grad_norms: Some(GroupBounds::all(8.0)),
+            ..TrainConfig::paper_ddssm()
+        };
+        assert_eq!(
+            group_clip_scales(&all, whole, &groups),
+            [0.8, 0.4, 1.0, 1.0]
+        );
+        // The whole gradient's bound scales every group alike; no bound, nothing.
+        let whole_bound = TrainConfig {
+            max_grad_norm: Some(11.45),
+            ..TrainConfig::paper_ddssm()
+        };
+        assert_eq!(group_clip_scales(&whole_bound, whole, &groups), [0.5; 4]);
+        assert_eq!(
+            group_clip_scales(&TrainConfig::paper_ddssm(), whole, &groups),
+            [1.0; 4]
+        );
     }
 }

@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::{AdamW, Error, Objective, ParamGroup, Result, TrainConfig};
 
 mod clip;
-pub use clip::{clip_scale, gradient_norm, gradient_norms, group_clip_scales, GroupNorms};
+pub use clip::{
+    clip_scale, gradient_norm, gradient_norms, group_clip_scales, GroupBounds, GroupNorms,
+};
 
 /// Metadata keys a training checkpoint adds to the model's.
 pub mod keys {

@@ -5,8 +5,8 @@
 //! means its base with its own keys written over it: tables merge key by key, at any depth, and
 //! every other value — a number, a string, an array, an array of tables (`[[dataset]]`) — replaces
 //! the base's, and so does a table that names another `kind` than the base's (another variant:
-//! its fields are given in full). A base may have a base of its own; a cycle is an error. An ablation is thereby
-//! written as the few lines in which it differs from the config it ablates.
+//! its fields are given in full). A base may have a base of its own; a cycle is an error. An
+//! ablation is thereby written as the few lines in which it differs from the config it ablates.
 
 use std::path::{Path, PathBuf};
 

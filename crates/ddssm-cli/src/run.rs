@@ -77,6 +77,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
     );
     let run = match &args.config {
         Some(path) => {
+            let given = run.model.transition.kind();
             let run = ddssm_train::read_toml_over(
                 path,
                 "run config",
@@ -84,12 +85,14 @@ pub fn fit(args: &FitArgs) -> Result<()> {
                 "the run that --model, --steps and --seed give",
             )?;
             let kind = run.model.transition.kind();
-            if kind != transition.config_kind() {
+            if kind != given {
                 bail!(
                     "--config {}: model.transition.kind = {kind:?}, but the transition comes \
-                     from --model (ddssm: \"diffusion\", dkf: \"gaussian\"): leave the kind out \
-                     of the file, or choose the other --model",
-                    path.display()
+                     from --model ({:?} for --model {}): leave the kind out of the file, or \
+                     choose the other --model",
+                    path.display(),
+                    given,
+                    transition.name()
                 );
             }
             check_sizes(&run, &panel).with_context(|| {

@@ -36,14 +36,6 @@ impl Transition {
             Transition::Dkf => "dkf",
         }
     }
-
-    /// The model config's transition kind ([`TransitionConfig::kind`]) this transition trains.
-    pub fn config_kind(self) -> &'static str {
-        match self {
-            Transition::Ddssm => "diffusion",
-            Transition::Dkf => "gaussian",
-        }
-    }
 }
 
 /// The sampler a user's DDSSM forecasts with unless told otherwise: DPM-Solver++(2M) on 20 of the

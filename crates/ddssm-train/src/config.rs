@@ -280,13 +280,23 @@ impl TrainConfig {
             "false unless transition_draw_scale < 1 (at 1 the split gradient is the ELBO's, at \
              twice the transition's cost)",
         )?;
-        if let Some(max) = self.max_grad_norm {
-            check(
-                max > 0.0 && max.is_finite(),
-                "max_grad_norm",
-                max.to_string(),
-                "a finite number > 0 (leave it out for no clipping)",
-            )?;
+        // Every clipping bound, the whole gradient's or a group's, is a finite number > 0.
+        let groups = self.max_group_grad_norms.unwrap_or_default();
+        let bounds = GroupBounds::NAMES
+            .iter()
+            .zip(groups.in_group_order())
+            .map(|(name, bound)| (format!("max_group_grad_norms.{name}"), bound));
+        for (field, bound) in
+            std::iter::once(("max_grad_norm".into(), self.max_grad_norm)).chain(bounds)
+        {
+            if let Some(max) = bound {
+                check(
+                    max > 0.0 && max.is_finite(),
+                    &field,
+                    max.to_string(),
+                    "a finite number > 0 (leave it out for no clipping)",
+                )?;
+            }
         }
         if let Some(bounds) = &self.max_group_grad_norms {
             check(
@@ -303,16 +313,6 @@ impl TrainConfig {
                 "a bound for at least one of encoder, decoder, transition, zinit (leave the \
                  table out for no clipping)",
             )?;
-            for (name, bound) in GroupBounds::NAMES.iter().zip(bounds.in_group_order()) {
-                if let Some(max) = bound {
-                    check(
-                        max > 0.0 && max.is_finite(),
-                        &format!("max_group_grad_norms.{name}"),
-                        max.to_string(),
-                        "a finite number > 0 (leave the group out for no clipping)",
-                    )?;
-                }
-            }
         }
         self.elbo_options().validate()?;
         if self.objective == Objective::Iwae {

@@ -189,7 +189,16 @@ mod tests {
                 .all(|l| l.starts_with('|')),
             "a markdown table row is indented:\n{md}"
         );
-        assert!(md.contains("| centring (exact 1) |"), "{md}");
+        assert!(
+            md.contains("| centring (exact 1) | encoder centring (exact 1) |"),
+            "{md}"
+        );
+        assert!(
+            diagnosis["models"]["ddssm"]["encoder_centring"]
+                .as_f64()
+                .is_some_and(f64::is_finite),
+            "{diagnosis}"
+        );
         assert!(diagnosis["models"]["ddssm"]["schedule"].is_object());
         assert!(diagnosis["models"]["dkf"]["schedule"].is_null());
         assert_eq!(first.examples[0].models.len(), 2);
@@ -232,6 +241,8 @@ mod tests {
             third.models["ddssm"].per_sequence_jsd_exact
         );
         assert!(alone.out.join("fig2.png").exists());
+        // Passed: nothing of it is needed again.
+        std::fs::remove_dir_all(&out)?;
         Ok(())
     }
 }

@@ -16,6 +16,14 @@
 //! width). The slope of the model's midpoint on the exact one across sequences (least squares,
 //! both less `φ·x_{T−1}`) is 1 for a model that knows the state and 0 for one that takes the last
 //! observation for it — which is what the paper's two-Gaussian reference (`jsd_paper`) assumes.
+//!
+//! The *encoder's centring* asks the same of the state estimate alone, before the transition: the
+//! slope, across sequences, of the encoder's mean emission `μ_θ(z_{T−1})` (over its draws) on the
+//! exact filter's `E[z_{T−1} | x_{1:T−1}]`, both less `x_{T−1}`. The exact posterior mean differs
+//! from `x_{T−1}` by (minus) that observation's noise, so the slope is one less the encoder's slope
+//! on the observation noise: 1 for an encoder that infers the state from the dynamics, 0 for one
+//! that copies the observation. Set beside the predictive's centring it says whether a predictive
+//! sitting on the last observation got there in the encoder or in the transition.
 
 use candle_core::{DType, Tensor};
 use ddssm_diffusion::{NoiseSchedule, ReverseVariance};
@@ -135,6 +143,15 @@ pub struct WidthDiagnosis {
     /// The least-squares standard error of `centring`.
     #[serde(default)]
     pub centring_se: Option<f64>,
+    /// Slope of the encoder's mean emission at `T − 1` on the exact posterior mean, across
+    /// sequences, both less `x_{T−1}` (exact: 1; 0 for an encoder that copies the observation;
+    /// see the module documentation); `None` with fewer than three sequences, for `φ = 0`, or in
+    /// a diagnosis written before it was recorded.
+    #[serde(default)]
+    pub encoder_centring: Option<f64>,
+    /// The least-squares standard error of `encoder_centring`.
+    #[serde(default)]
+    pub encoder_centring_se: Option<f64>,
 }
 
 /// `values` split by `upper` into the lower and the upper group.
@@ -202,6 +219,30 @@ pub fn midpoint_offsets(
     ))
 }
 
+/// The encoder's state estimate and the exact one at the last observed step, both less that
+/// observation `x_last`: the mean of `emission_means` (the emission mean `μ_θ(z_{T−1})` at each
+/// encoder draw) and `E[z_{T−1} | x_{1:T−1}]`, read off the exact predictive `exact` of `x_T`
+/// (unshifted), whose mean is `φ·E[z_{T−1} | x_{1:T−1}]` since the step's two signs are equally
+/// likely. `None` for no draws or `φ = 0` (the predictive then says nothing of `z_{T−1}`).
+pub fn state_offsets(
+    emission_means: &[f64],
+    x_last: f64,
+    exact: &GaussianMixture,
+    phi: f64,
+) -> Option<(f64, f64)> {
+    if emission_means.is_empty() || phi == 0.0 {
+        return None;
+    }
+    let model = emission_means.iter().sum::<f64>() / emission_means.len() as f64;
+    let predictive_mean: f64 = exact
+        .weights()
+        .iter()
+        .zip(exact.means())
+        .map(|(w, m)| w * m)
+        .sum();
+    Some((model - x_last, predictive_mean / phi - x_last))
+}
+
 /// The least-squares slope of `y` on `x` and its standard error (residual variance on `n − 2`
 /// degrees of freedom over the spread of `x`); `None` with fewer than three points or a constant
 /// `x`.
@@ -265,6 +306,8 @@ struct Sums {
     latent: Vec<f64>,
     midpoint: Vec<f64>,
     exact_midpoint: Vec<f64>,
+    state: Vec<f64>,
+    exact_state: Vec<f64>,
 }
 
 /// The width decomposition of `model`'s one-step predictive of `x_T` given `x_{1:T−1}` on the
@@ -324,6 +367,12 @@ pub fn width_diagnosis(
                 sums.midpoint.push(model_mid);
                 sums.exact_midpoint.push(exact_mid);
             }
+            if let Some((model_state, exact_state)) =
+                state_offsets(&mean_last[b], row[t - 2], m, sim.phi)
+            {
+                sums.state.push(model_state);
+                sums.exact_state.push(exact_state);
+            }
             sums.exact_predictive.push(pooled);
             sums.exact_encoder.push(posterior / sim.phi.powi(2));
             sums.encoder.push(variance(&mean_last[b]));
@@ -348,6 +397,7 @@ pub fn width_diagnosis(
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let centring = slope_with_se(&sums.exact_midpoint, &sums.midpoint);
+    let encoder_centring = slope_with_se(&sums.exact_state, &sums.state);
     Ok(WidthDiagnosis {
         sequences: n_seq,
         draws,
@@ -372,6 +422,8 @@ pub fn width_diagnosis(
         },
         centring: centring.map(|c| c.0),
         centring_se: centring.map(|c| c.1),
+        encoder_centring: encoder_centring.map(|c| c.0),
+        encoder_centring_se: encoder_centring.map(|c| c.1),
     })
 }
 
@@ -409,6 +461,50 @@ mod tests {
         old.as_object_mut().unwrap().remove("reverse_variance");
         let read: ScheduleFacts = serde_json::from_value(old).unwrap();
         assert_eq!(read.reverse_variance, ReverseVariance::Beta);
+    }
+
+    /// The encoder's centring on state estimates of known centring: emission means scattered
+    /// around the exact posterior mean give a slope of 1, around the last observation a slope of
+    /// 0. Seeded; the tolerance is four of the estimator's own standard errors (256 sequences ×
+    /// 32 draws of SD 0.15: per-sequence mean noise 0.027 against an exact offset spread of about
+    /// σ_x = 0.2, so the SE is about 0.008).
+    #[test]
+    fn encoder_centring_is_one_for_the_posterior_mean_and_zero_for_the_observation() {
+        // By hand: the predictive's mean is φ·E[z], whatever the step.
+        let m = GaussianMixture::new(&[0.5, 0.5], &[0.9 * 2.0 + 4.0, 0.9 * 2.0 - 4.0], &[0.2; 2])
+            .unwrap();
+        let (model, exact) = state_offsets(&[1.0, 2.0], 1.25, &m, 0.9).unwrap();
+        assert!((model - 0.25).abs() < 1e-12 && (exact - 0.75).abs() < 1e-12);
+        assert!(state_offsets(&[], 0.0, &m, 0.9).is_none());
+        assert!(state_offsets(&[1.0], 0.0, &m, 0.0).is_none());
+
+        let sim = BimodalRandomWalk::default();
+        let mut noise = SeededNoise::new(23);
+        let (_, x) = sim.simulate(256, &mut noise).unwrap();
+        let t = x.t;
+        let (mut exact, mut knows, mut copies) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..x.n {
+            let row = &x.values[i * t..(i + 1) * t];
+            let last = row[t - 2];
+            let m = sim.exact_predictive(&row[..t - 1], 0.0).unwrap().mixture;
+            let posterior = state_offsets(&[0.0], last, &m, sim.phi).unwrap().1 + last;
+            let mut scatter = |centre: f64| -> Vec<f64> {
+                let one = GaussianMixture::new(&[1.0], &[centre], &[0.15]).unwrap();
+                crate::metrics::sample_mixture(&one, 32, &mut noise)
+            };
+            let (k, e) = state_offsets(&scatter(posterior), last, &m, sim.phi).unwrap();
+            knows.push(k);
+            exact.push(e);
+            copies.push(state_offsets(&scatter(last), last, &m, sim.phi).unwrap().0);
+        }
+        // The exact offsets are minus the last observation's noise, to the posterior's 0.004.
+        let spread = variance(&exact).sqrt();
+        assert!((spread - 0.2).abs() < 0.03, "exact offset spread {spread}");
+        let (one, se) = slope_with_se(&exact, &knows).unwrap();
+        assert!(se > 0.0 && se < 0.02, "se {se}");
+        assert!((one - 1.0).abs() < 4.0 * se, "slope {one} ± {se}");
+        let (zero, se) = slope_with_se(&exact, &copies).unwrap();
+        assert!(zero.abs() < 4.0 * se, "slope {zero} ± {se}");
     }
 
     /// The centring estimator on draws of known centring: draws from the exact predictive give a

@@ -16,18 +16,20 @@ impl Diagnosis {
         let mut s = String::from(
             "| model | predictive (exact) | encoder (exact) | transition (exact 0) | emission \
              (exact) | encoder, latent | transition, latent | mode gap, latent | latent scale | \
-             centring (exact 1) |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n",
+             centring (exact 1) | encoder centring (exact 1) |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for (name, d) in &self.models {
-            let centring = match (d.centring, d.centring_se) {
+            let slope = |c: Option<f64>, se: Option<f64>| match (c, se) {
                 (Some(c), Some(se)) => format!("{c:.2} ± {se:.2}"),
                 _ => "–".to_string(),
             };
+            let centring = slope(d.centring, d.centring_se);
+            let encoder_centring = slope(d.encoder_centring, d.encoder_centring_se);
             let _ = writeln!(
                 s,
                 "| {name} | {:.3} ({:.3}) | {:.3} ({:.3}) | {:.3} | {:.3} ({:.3}) | {:.4} | {:.4} \
-                 | {:.3} | {:.3} | {centring} |",
+                 | {:.3} | {:.3} | {centring} | {encoder_centring} |",
                 d.predictive,
                 d.exact_predictive,
                 d.encoder,
@@ -138,7 +140,10 @@ impl Diagnosis {
              the least-squares slope, across sequences, of the model predictive's midpoint \
              between its modes on the exact predictive's, both less φ·x_(T−1): 1 for a model \
              that knows the state, 0 for one that takes the last observation for it, as the \
-             paper's two-Gaussian reference of jsd_paper does)\n\n{}",
+             paper's two-Gaussian reference of jsd_paper does; the encoder centring is the same \
+             slope for the state estimate alone, the encoder's mean μ_θ(z_(T−1)) on the exact \
+             E[z_(T−1) | x_(1:T−1)], both less x_(T−1): 0 for an encoder that copies the last \
+             observation)\n\n{}",
             o.sequences,
             o.draws,
             self.width_table()

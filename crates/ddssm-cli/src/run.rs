@@ -8,7 +8,8 @@ use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, WindowSpec};
 use ddssm_model::{checkpoint, Model};
 use ddssm_train::series::{
-    check_sizes, fit_series, series_run, use_sampler, FittedSeries, Sampler, Transition,
+    check_sizes, fit_series, panel_sizes, series_run, use_sampler, FittedSeries, Sampler,
+    Transition,
 };
 use ddssm_train::TrainOptions;
 
@@ -68,11 +69,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         transition,
         args.steps,
         args.seed,
-        (
-            panel.target_dim(),
-            panel.covariate_dim(),
-            panel.static_dim(),
-        ),
+        panel_sizes(&panel),
         splits.train.len(),
     );
     let run = match &args.config {

@@ -16,6 +16,16 @@ pub fn standardization(scaling: &ddssm_data::Scaling) -> Standardization {
     }
 }
 
+/// `panel`'s numbers of targets, covariates and statics (the order `series::series_run` takes
+/// them in).
+pub fn panel_sizes(panel: &Panel) -> (usize, usize, usize) {
+    (
+        panel.target_dim(),
+        panel.covariate_dim(),
+        panel.static_dim(),
+    )
+}
+
 /// Steps `start … start + len − 1` of each window's series as one batch: `x` and `mask`
 /// `[N, len, D]`, `covariates` `[N, len, V]` (when the panel has any), `statics` `[N, P]` (when it
 /// has any). A covariate missing inside a window is an error naming the series and time.
@@ -25,11 +35,7 @@ pub fn window_batch(
     len: usize,
     device: &Device,
 ) -> Result<Batch> {
-    let (d, v, p) = (
-        panel.target_dim(),
-        panel.covariate_dim(),
-        panel.static_dim(),
-    );
+    let (d, v, p) = panel_sizes(panel);
     let n = windows.len();
     let (mut x, mut mask) = (
         Vec::with_capacity(n * len * d),

@@ -13,6 +13,7 @@ use ddssm_model::{Batch, ElboOptions, Model, ModelConfig, TransitionConfig};
 use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
 
+pub use crate::dataset::panel_sizes;
 use crate::dataset::{standardization, window_batch};
 use crate::{fit, Error, Metrics, ModelRun, Result, TrainConfig, TrainOptions, TrainReport};
 /// The diffusion samplers a forecast can use ([`use_sampler`]).
@@ -202,11 +203,7 @@ pub struct FittedSeries {
 /// Checks that `run`'s model takes `panel`'s series: its `obs_dim`, `covariate_dim` and
 /// `static_dim` are the panel's numbers of targets, covariates and statics.
 pub fn check_sizes(run: &ModelRun, panel: &Panel) -> Result<()> {
-    let sizes = (
-        panel.target_dim(),
-        panel.covariate_dim(),
-        panel.static_dim(),
-    );
+    let sizes = panel_sizes(panel);
     let m = &run.model;
     let model = (m.obs_dim, m.covariate_dim, m.static_dim);
     if model == sizes {
@@ -319,13 +316,75 @@ pub fn forecast_and_score(
         samples,
         noise,
     )?;
-    let evaluation = score_windows(
+    Ok((score_draws(panel, windows, at, &draws, samples), draws))
+}
+
+/// Scores forecast draws of `windows` laid out `[W, H, D, n]` (`samples` = `n` per row, as
+/// [`window_forecast_draws`] gives them, or any other forecaster's) at `at` ([`score_windows`]).
+pub fn score_draws(
+    panel: &Panel,
+    windows: &[Window],
+    at: Horizon,
+    draws: &[f64],
+    samples: usize,
+) -> Evaluation {
+    let rows = draws_in_rows(draws, at.horizon, panel.target_dim(), samples);
+    score_windows(panel, windows, at, &rows)
+}
+
+/// Where the test windows of `spec` start forecasting and how far they reach, with `season` as
+/// the seasonal-naive baseline's and the MASE scale's season.
+pub fn horizon(spec: &WindowSpec, season: usize) -> Horizon {
+    Horizon {
+        context: spec.context,
+        horizon: spec.horizon,
+        season,
+    }
+}
+
+/// A model fitted on a panel ([`fit_series`]) with its test windows forecast and scored
+/// ([`forecast_and_score`]).
+#[derive(Debug)]
+pub struct ScoredFit {
+    /// The fit.
+    pub fitted: FittedSeries,
+    /// Seconds the training took.
+    pub fit_seconds: f64,
+    /// The scores on the test windows.
+    pub evaluation: Evaluation,
+    /// The test draws laid out `[W, H, D, n]`.
+    pub draws: Vec<f64>,
+}
+
+/// Fits `run` on `panel` cut by `spec` ([`fit_series`], timed), then forecasts its test windows,
+/// `samples` paths each drawn from `noise`, and scores them with `season` as the MASE season.
+pub fn fit_and_score(
+    panel: &Panel,
+    spec: &WindowSpec,
+    run: &ModelRun,
+    options: &TrainOptions,
+    (season, samples): (usize, usize),
+    noise: &mut SeededNoise,
+    device: &Device,
+) -> Result<ScoredFit> {
+    let start = std::time::Instant::now();
+    let fitted = fit_series(panel, spec, run, options, device)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+    let at = horizon(spec, season);
+    let (evaluation, draws) = forecast_and_score(
+        &fitted.model,
         panel,
-        windows,
+        &fitted.splits.test,
         at,
-        &draws_in_rows(&draws, at.horizon, panel.target_dim(), samples),
-    );
-    Ok((evaluation, draws))
+        samples,
+        noise,
+    )?;
+    Ok(ScoredFit {
+        fitted,
+        fit_seconds,
+        evaluation,
+        draws,
+    })
 }
 
 /// Scores `model` on the test windows of `splits` (`samples` paths each, drawn from `noise`) and
@@ -339,12 +398,7 @@ pub fn evaluate_test_windows(
     season: usize,
     noise: &mut SeededNoise,
 ) -> Result<BTreeMap<String, Evaluation>> {
-    let spec = &splits.spec;
-    let at = Horizon {
-        context: spec.context,
-        horizon: spec.horizon,
-        season,
-    };
+    let at = horizon(&splits.spec, season);
     let (evaluation, _) = forecast_and_score(model, panel, &splits.test, at, samples, noise)?;
     let mut results = baselines(panel, &splits.test, at);
     results.insert("model".into(), evaluation);

@@ -6,18 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Columns, Panel, Splits, WindowSpec};
-use ddssm_eval::forecasting::{
-    baselines, draws_in_rows, quantile_fans, score_windows, Evaluation, Fans, Horizon,
-};
+use ddssm_eval::forecasting::{baselines, quantile_fans, Evaluation, Fans, Horizon};
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::series::{
-    fit_series, forecast_and_score, series_run, MarginalBaseline, Transition,
+    fit_and_score, horizon, panel_sizes, score_draws, series_run, MarginalBaseline, Transition,
 };
 use ddssm_train::TrainOptions;
 use serde::{Deserialize, Serialize};
@@ -72,11 +69,7 @@ pub struct DatasetConfig {
 impl DatasetConfig {
     /// Where the test windows' forecasts start, how far they reach, and the MASE season.
     fn at(&self) -> Horizon {
-        Horizon {
-            context: self.context,
-            horizon: self.horizon,
-            season: self.season,
-        }
+        horizon(&self.spec(), self.season)
     }
 
     fn spec(&self) -> WindowSpec {
@@ -317,12 +310,7 @@ fn model_run(
     panel: &Panel,
     windows: usize,
 ) -> ddssm_train::ModelRun {
-    let sizes = (
-        panel.target_dim(),
-        panel.covariate_dim(),
-        panel.static_dim(),
-    );
-    let mut run = series_run(transition, cfg.steps, seed, sizes, windows);
+    let mut run = series_run(transition, cfg.steps, seed, panel_sizes(panel), windows);
     if let Some(b) = cfg.batch_size {
         run.train.batch_size = b.min(windows);
         run.train.micro_batch = run.train.micro_batch.min(run.train.batch_size);
@@ -350,22 +338,27 @@ fn fit_model(
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         label: key.clone(),
     };
-    let start = Instant::now();
-    let fitted = fit_series(panel, &ds.spec(), &run, &options, device)?;
-    let fit_seconds = start.elapsed().as_secs_f64();
     // One set of test draws serves the scores and, for the first seed, the fans.
     let mut noise = SeededNoise::new(seed).fork("real-data/test");
-    let (evaluation, draws) =
-        forecast_and_score(&fitted.model, panel, &splits.test, ds.at(), n, &mut noise)?;
-    let fans = first.then(|| quantile_fans(&draws, ds.horizon, d, n));
+    let scored = fit_and_score(
+        panel,
+        &ds.spec(),
+        &run,
+        &options,
+        (ds.season, n),
+        &mut noise,
+        device,
+    )?;
+    let fans = first.then(|| quantile_fans(&scored.draws, ds.horizon, d, n));
     tracing::info!(
-        "{key}: CRPS {:.4} in {fit_seconds:.0} s",
-        evaluation.overall.crps
+        "{key}: CRPS {:.4} in {:.0} s",
+        scored.evaluation.overall.crps,
+        scored.fit_seconds
     );
     Ok(Fit {
-        evaluation,
-        fit_seconds,
-        validation_nelbo: fitted.validation_nelbo,
+        evaluation: scored.evaluation,
+        fit_seconds: scored.fit_seconds,
+        validation_nelbo: scored.fitted.validation_nelbo,
         fans,
     })
 }
@@ -451,8 +444,7 @@ fn statsmodels(
             flat.len(),
             splits.test.len() * ds.horizon * d * cfg.samples
         );
-        let draw = draws_in_rows(&flat, ds.horizon, d, cfg.samples);
-        let evaluation = score_windows(panel, &splits.test, at, &draw);
+        let evaluation = score_draws(panel, &splits.test, at, &flat, cfg.samples);
         let fans = (i == 0).then(|| quantile_fans(&flat, ds.horizon, d, cfg.samples));
         by_seed.insert(
             seed,

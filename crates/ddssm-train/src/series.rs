@@ -1,7 +1,8 @@
 //! A user's own series end to end as library calls: the paper's model and training configs sized
 //! to a [`Panel`] ([`series_run`]), training on its rolling-origin training windows with the
 //! negative ELBO of the validation windows as the validation score ([`fit_series`]), and scoring
-//! the held-out test windows beside the point baselines ([`evaluate_test_windows`]). The `ddssm`
+//! the held-out test windows beside the point baselines ([`evaluate_test_windows`]; fit and score
+//! in one call: [`fit_and_score`]; another forecaster's draws: [`score_draws`]). The `ddssm`
 //! command and `cargo xtask real-data` are thin callers of these.
 
 use std::collections::BTreeMap;

@@ -31,7 +31,7 @@ pub use levels::{LevelDraws, LevelProposal, LevelSampling};
 pub use likelihood::path_log_weight;
 pub use loss::{diffusion_loss, forward_kl, DiffusionLoss, DiffusionLossConfig, LossWeighting};
 pub use precond::{EdmCoefficients, EdmPreconditioning};
-pub use sampler::{few_step_levels, sample, LatentShape, ReverseVariance, Sampler};
+pub use sampler::{few_step_levels, sample, top_level_mean, LatentShape, ReverseVariance, Sampler};
 pub use schedule::{BetaSchedule, NoiseSchedule, NoiseScheduleConfig};
 
 /// The README's examples, compiled and run as doctests so that they cannot rot.

@@ -2,7 +2,8 @@
 //! This tests the samplers independently of any training.
 
 use ddssm_diffusion::{
-    sample, GaussianMixtureDenoiser, LatentShape, NoiseScheduleConfig, ReverseVariance, Sampler,
+    sample, top_level_mean, GaussianMixtureDenoiser, LatentShape, NoiseScheduleConfig,
+    ReverseVariance, Sampler,
 };
 use ddssm_tensor_ops::SeededNoise;
 
@@ -171,4 +172,46 @@ fn same_seed_same_samples() {
     };
     assert_eq!(draw(5), draw(5));
     assert_ne!(draw(5), draw(6));
+}
+
+/// `top_level_mean` is the exact denoiser's posterior mean at the top level for a zero input, and
+/// that is the target's mean up to the shrinkage its documentation bounds.
+#[test]
+fn top_level_mean_is_the_targets_mean() {
+    let schedule = NoiseScheduleConfig::default().build().unwrap();
+    let t = target();
+    let m = top_level_mean(&t, &schedule, &(), &LatentShape::cpu_f32(3, 2)).unwrap();
+    assert_eq!(m.dims(), [3, 2]);
+    let got: Vec<f64> = m
+        .flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let sigma_k = *schedule.sigma.last().unwrap();
+    let exact = t.posterior_mean(0.0, sigma_k);
+    let mean: f64 = t.weights().iter().zip(t.means()).map(|(w, m)| w * m).sum();
+    // Shrinkage toward the zero input: relative order (m² + s²)/σ_K², with a factor 4 of room
+    // for the responsibilities' shift (both of the same order).
+    let second: f64 = t
+        .weights()
+        .iter()
+        .zip(t.means().iter().zip(t.stds()))
+        .map(|(w, (m, s))| w * (m * m + s * s))
+        .sum();
+    let bound =
+        4.0 * second / (sigma_k * sigma_k) * t.means().iter().fold(0.0f64, |a, m| a.max(m.abs()));
+    for g in got {
+        // f32 arithmetic through the preconditioning: 1e-5 of room.
+        assert!(
+            (g - exact).abs() < 1e-5,
+            "{g} vs exact posterior mean {exact}"
+        );
+        assert!(
+            (g - mean).abs() < bound,
+            "{g} vs mixture mean {mean} (bound {bound:.2e})"
+        );
+    }
+    assert!(sigma_k > 100.0, "the default schedule's σ_K is {sigma_k}");
 }

@@ -51,7 +51,10 @@ fn main() -> Result<()> {
     for _ in 0..reps {
         let (traj_z, t_enc) = time(&mut || {
             let inputs = model.encoder().prepare(&x, None, None, None)?;
-            Ok(model.encoder().sample(&inputs, s, &mut noise)?.z)
+            Ok(model
+                .encoder()
+                .sample(&inputs, s, &mut noise, model.residual_prior())?
+                .z)
         })?;
         rows[0].1.push(t_enc);
         rows[1].1.push(backward(&traj_z)?);
@@ -77,13 +80,18 @@ fn main() -> Result<()> {
         rows[4].1.push(t);
         rows[5].1.push(backward(&loss)?);
         let inputs = model.encoder().prepare(&x, None, None, None)?.detach();
-        let (_, t) = time(&mut || Ok(model.encoder().sample_no_grad(&inputs, s, &mut noise)?.z))?;
+        let (_, t) = time(&mut || {
+            Ok(model
+                .encoder()
+                .sample_no_grad(&inputs, s, &mut noise, model.residual_prior())?
+                .z)
+        })?;
         rows[6].1.push(t);
         let (q, t) = time(&mut || {
             let rep = model.encoder().prepare(&x, None, None, None)?.repeat(s)?;
             Ok(model
                 .encoder()
-                .posteriors(&rep, zv.as_tensor())?
+                .posteriors(&rep, zv.as_tensor(), model.residual_prior())?
                 .mean()
                 .clone())
         })?;

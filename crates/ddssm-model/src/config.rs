@@ -215,6 +215,47 @@ pub struct EncoderConfig {
     /// history skip").
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub history_skip: bool,
+    /// Not in the paper (`none` by default, and then not written): SRNN's residual posterior,
+    /// the transition's predicted mean added to the head's mean ([`EncoderResidual`]).
+    #[serde(skip_serializing_if = "EncoderResidual::is_none")]
+    pub residual: EncoderResidual,
+}
+
+/// What the encoder's mean is a residual on (not in the paper; docs/paper-notes.md, "The
+/// encoder's residual posterior"). The paper's encoder gives `μ_t` from its head alone. SRNN's
+/// residual posterior (Fraccaro et al. 2016) gives `μ_t = E_ψ[z_t | z_{t−j:t−1}] + head`, the
+/// transition's predicted mean ([`crate::Transition::predicted_mean`]) plus a learned
+/// correction, at every `t > j` (the first `j` steps, which the VHP models, keep the head
+/// alone). The head then has to say only how the step departs from the dynamics, not where the
+/// state is. No parameters are added: the same weights give the paper's encoder under `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderResidual {
+    /// The paper's encoder: the head's mean alone.
+    #[default]
+    None,
+    /// The transition's predicted mean plus the head's, the ELBO's gradient reaching the
+    /// transition's parameters through the encoder as well (SRNN's).
+    Transition,
+    /// As `transition`, with the prediction detached: the transition is trained by its own
+    /// term only.
+    TransitionDetached,
+}
+
+impl EncoderResidual {
+    /// Whether this is the paper's encoder (no residual).
+    pub fn is_none(&self) -> bool {
+        *self == EncoderResidual::None
+    }
+
+    /// The name a config spells it with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EncoderResidual::None => "none",
+            EncoderResidual::Transition => "transition",
+            EncoderResidual::TransitionDetached => "transition_detached",
+        }
+    }
 }
 
 /// The decoder (App. H.3, Table 1: 2 layers, 16 channels, Conv(k = 2) mixers).

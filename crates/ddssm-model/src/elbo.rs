@@ -363,9 +363,12 @@ impl Model {
         } else {
             x.clone()
         };
-        let traj = self
-            .encoder()
-            .sample(&self.encoder_inputs(&seen, batch)?, s, noise)?;
+        let traj = self.encoder().sample(
+            &self.encoder_inputs(&seen, batch)?,
+            s,
+            noise,
+            self.residual_prior(),
+        )?;
         let (covariates, statics) = per_trajectory(batch, t_len, s)?;
 
         // Eq. 50, over observed entries only.

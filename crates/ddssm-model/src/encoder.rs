@@ -10,6 +10,11 @@
 //!    slots `1…j`), the Gaussian head gives `q(z_t | …)`, and `z_t = μ + σ ε`. This is the only
 //!    part of the model that is sequential in `t`.
 //!
+//! With `encoder.residual` set (not in the paper; [`EncoderResidual`]) every mean at `t > j` is the
+//! transition's predicted mean on the same history plus the head's output, so [`Encoder::sample`]
+//! and [`Encoder::posteriors`] take the transition as their `prior` argument
+//! ([`crate::Model::residual_prior`] gives the right one for a model).
+//!
 //! [`Encoder::posteriors`] evaluates `q(z_t | z_{t−j:t−1}, h_t, u)` for a *given* trajectory at all
 //! `t` in one batched call (teacher forcing); on the trajectory that [`Encoder::sample`] drew it
 //! returns the same Gaussians.
@@ -20,7 +25,9 @@ use ddssm_nets::{ContextProducer, Dense, FutureSummary, GaussianHead, SideInfo, 
 use ddssm_tensor_ops::{history_windows, repeat_rows, DiagGaussian, SeededNoise, WindowKind};
 
 use crate::model::section;
-use crate::{check_shape, EncoderConfig, ModelConfig, Result};
+use crate::{
+    check_shape, EncoderConfig, EncoderResidual, ModelConfig, Result, Transition, TransitionInput,
+};
 
 /// The encoder's networks; see the module documentation.
 #[derive(Debug, Clone)]
@@ -39,6 +46,8 @@ pub struct Encoder {
     head: GaussianHead,
     /// `EncoderConfig::history_skip`: `z_{t−j:t−1}` (flattened, `j·M`) → `M`, added to the mean.
     history_skip: Option<Dense>,
+    /// `EncoderConfig::residual`.
+    residual: EncoderResidual,
 }
 
 /// What the encoder computes once per sequence (batch `B`), before any sampling.
@@ -50,6 +59,9 @@ pub struct EncoderInputs {
     temporal: Option<Tensor>,
     /// `[B, H_seq, 1]`: the projected static covariates.
     static_: Option<Tensor>,
+    /// `[B, T, j+1, V]`: every step's transition covariates `u_{t−j:t}`, kept only for a residual
+    /// posterior of a model with covariates.
+    transition_covariates: Option<Tensor>,
 }
 
 impl EncoderInputs {
@@ -74,6 +86,7 @@ impl EncoderInputs {
             summary: self.summary.detach(),
             temporal: self.temporal.as_ref().map(Tensor::detach),
             static_: self.static_.as_ref().map(Tensor::detach),
+            transition_covariates: self.transition_covariates.as_ref().map(Tensor::detach),
         }
     }
 
@@ -85,6 +98,7 @@ impl EncoderInputs {
             summary: rep(&self.summary)?,
             temporal: self.temporal.as_ref().map(rep).transpose()?,
             static_: self.static_.as_ref().map(rep).transpose()?,
+            transition_covariates: self.transition_covariates.as_ref().map(rep).transpose()?,
         })
     }
 }
@@ -145,6 +159,7 @@ impl Encoder {
             side,
             head,
             history_skip,
+            residual,
         } = &config.encoder;
         let (m, j, h) = (config.latent_dim, config.order, config.h_seq);
         let summary_net = section(
@@ -199,6 +214,7 @@ impl Encoder {
             } else {
                 None
             },
+            residual: *residual,
         })
     }
 
@@ -248,6 +264,7 @@ impl Encoder {
         let (dev, dtype) = (x.device(), x.dtype());
         let times = Tensor::from_vec(times, (t_len, j + 1), dev)?.to_dtype(dtype)?;
         let masks = Tensor::from_vec(masks, (t_len, j + 1, 2), dev)?.to_dtype(dtype)?;
+        let mut transition_covariates = None;
         let covariates = match covariates {
             Some(u) => {
                 check_shape(
@@ -256,6 +273,10 @@ impl Encoder {
                     format!("[{b}, {t_len}, {}]", self.covariate_dim),
                     u.dims(),
                 )?;
+                if !self.residual.is_none() {
+                    transition_covariates =
+                        Some(history_windows(u, j + 1, WindowKind::Current)?.values);
+                }
                 let hist = history_windows(u, j, WindowKind::Previous)?.values;
                 let slots = Tensor::cat(&[u.unsqueeze(2)?, hist], 2)?;
                 Some(slots.reshape((b * t_len, j + 1, self.covariate_dim))?)
@@ -281,6 +302,7 @@ impl Encoder {
             summary,
             temporal,
             static_,
+            transition_covariates,
         })
     }
 
@@ -365,15 +387,41 @@ impl Encoder {
         self.head(&context, history)
     }
 
+    /// The residual posterior's prior (`prior` is the model's transition where
+    /// `encoder.residual` is set, and must be `None` where it is not).
+    fn residual<'a>(&self, prior: Option<&'a dyn Transition>) -> Result<Option<Residual<'a>>> {
+        match (self.residual, prior) {
+            (EncoderResidual::None, None) => Ok(None),
+            (EncoderResidual::None, Some(_)) => Err(crate::Error::InvalidData(
+                "a transition was given as the encoder's prior, but the encoder has no residual \
+                 posterior (encoder.residual = \"none\"); pass Model::residual_prior()"
+                    .into(),
+            )),
+            (r, None) => Err(crate::Error::InvalidData(format!(
+                "the encoder's residual posterior (encoder.residual = \"{}\") needs the transition as \
+                 its prior; pass Model::residual_prior()",
+                r.name()
+            ))),
+            (r, Some(transition)) => Ok(Some(Residual {
+                transition,
+                detach: r == EncoderResidual::TransitionDetached,
+                order: self.order,
+            })),
+        }
+    }
+
     /// Stage 2 (Algorithm 2): `samples` trajectories per sequence, drawing one `ε_t` of shape
-    /// `[S·B, M]` per step from `noise`.
+    /// `[S·B, M]` per step from `noise`. `prior`: the transition where the encoder is a residual
+    /// posterior ([`crate::Model::residual_prior`]), else `None`.
     pub fn sample(
         &self,
         inputs: &EncoderInputs,
         samples: usize,
         noise: &mut SeededNoise,
+        prior: Option<&dyn Transition>,
     ) -> Result<Trajectories> {
-        self.sample_repeated(inputs, samples, noise, true)
+        let residual = self.residual(prior)?;
+        self.sample_repeated(inputs, samples, noise, residual.as_ref(), true)
     }
 
     /// [`Encoder::sample`] for inference: the same draws, but every step's result is detached,
@@ -384,8 +432,12 @@ impl Encoder {
         inputs: &EncoderInputs,
         samples: usize,
         noise: &mut SeededNoise,
+        prior: Option<&dyn Transition>,
     ) -> Result<Trajectories> {
-        self.sample_repeated(&inputs.detach(), samples, noise, false)
+        let residual = self
+            .residual(prior)?
+            .map(|r| Residual { detach: true, ..r });
+        self.sample_repeated(&inputs.detach(), samples, noise, residual.as_ref(), false)
     }
 
     /// [`Encoder::sample`] of `samples` chains per sequence; with `track = false` each step's
@@ -395,9 +447,13 @@ impl Encoder {
         base: &EncoderInputs,
         samples: usize,
         noise: &mut SeededNoise,
+        residual: Option<&Residual<'_>>,
         track: bool,
     ) -> Result<Trajectories> {
         let inputs = base.repeat(samples)?;
+        let times = residual
+            .map(|r| r.times(inputs.len(), &inputs.summary))
+            .transpose()?;
         let shared = self.shares_summary_slot();
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j) = (self.latent_dim, self.order);
@@ -440,6 +496,24 @@ impl Encoder {
                 let summary = inputs.summary.narrow(1, t, 1)?.squeeze(1)?;
                 self.posterior(&summary, &history, &side)?
             };
+            let q = match (residual, &times) {
+                (Some(r), Some(times)) if t >= j => {
+                    let input = TransitionInput {
+                        history: history.clone(),
+                        times: times
+                            .narrow(0, t, 1)?
+                            .broadcast_as((n, j + 1))?
+                            .contiguous()?,
+                        covariates: inputs
+                            .transition_covariates
+                            .as_ref()
+                            .map(|u| u.narrow(1, t, 1)?.squeeze(1))
+                            .transpose()?,
+                    };
+                    r.shift(&q, &input)?
+                }
+                _ => q,
+            };
             let eps = noise.randn((n, m), dtype, &dev)?;
             let keep = |t: Tensor| if track { t } else { t.detach() };
             zs.push(keep(q.sample_with(&eps)?));
@@ -453,8 +527,15 @@ impl Encoder {
     }
 
     /// `q(z_t | z_{t−j:t−1}, h_t, u)` for every `t` of a given trajectory `z` (`[N, T, M]`, with
-    /// `inputs` repeated to `N` rows), in one batched call: `[N, T, M]`.
-    pub fn posteriors(&self, inputs: &EncoderInputs, z: &Tensor) -> Result<DiagGaussian> {
+    /// `inputs` repeated to `N` rows), in one batched call: `[N, T, M]`. `prior` as for
+    /// [`Encoder::sample`].
+    pub fn posteriors(
+        &self,
+        inputs: &EncoderInputs,
+        z: &Tensor,
+        prior: Option<&dyn Transition>,
+    ) -> Result<DiagGaussian> {
+        let residual = self.residual(prior)?;
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j, h) = (self.latent_dim, self.order, self.h_seq);
         check_shape(
@@ -487,14 +568,86 @@ impl Encoder {
                 .transpose()?,
         };
         let q = self.posterior(&summary, &history, &side)?;
-        Ok(DiagGaussian::new(
+        let q = DiagGaussian::new(
             q.mean().reshape((n, t_len, m))?,
             q.logvar().reshape((n, t_len, m))?,
-        )?)
+        )?;
+        match residual {
+            Some(r) if t_len > j => {
+                // Steps t > j (1-based) only, flattened as Model::transition_pairs does.
+                let steps = t_len - j;
+                let rows = n * steps;
+                let input = TransitionInput {
+                    history: history
+                        .reshape((n, t_len, j, m))?
+                        .narrow(1, j, steps)?
+                        .reshape((rows, j, m))?,
+                    times: per_row(&r.times(t_len, z)?.narrow(0, j, steps)?, n)?,
+                    covariates: inputs
+                        .transition_covariates
+                        .as_ref()
+                        .map(|u| {
+                            let v = u.dim(D::Minus1)?;
+                            u.narrow(1, j, steps)?.reshape((rows, j + 1, v))
+                        })
+                        .transpose()?,
+                };
+                let later = DiagGaussian::new(
+                    q.mean().narrow(1, j, steps)?.reshape((rows, m))?,
+                    q.logvar().narrow(1, j, steps)?.reshape((rows, m))?,
+                )?;
+                let shifted = r.shift(&later, &input)?.mean().reshape((n, steps, m))?;
+                let mean = Tensor::cat(&[q.mean().narrow(1, 0, j)?, shifted], 1)?;
+                Ok(DiagGaussian::new(mean, q.logvar().clone())?)
+            }
+            _ => Ok(q),
+        }
     }
 
     /// The latent dimension `M`.
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
+    }
+
+    /// `encoder.residual`: what the mean is a residual on.
+    pub fn residual_kind(&self) -> EncoderResidual {
+        self.residual
+    }
+}
+
+/// The residual posterior's prior: the transition whose predicted mean is added to the head's.
+#[derive(Debug, Clone, Copy)]
+struct Residual<'a> {
+    transition: &'a dyn Transition,
+    /// Whether the prediction is cut from the autograd graph.
+    detach: bool,
+    /// The model order `j`.
+    order: usize,
+}
+
+impl Residual<'_> {
+    /// `[T, j+1]`: the transition's absolute (1-based) times `t−j … t` of every step, in `like`'s
+    /// dtype and device (rows `t < j` are never read).
+    fn times(&self, t_len: usize, like: &Tensor) -> Result<Tensor> {
+        let j = self.order;
+        Ok(
+            Tensor::from_vec(slot_times(t_len, j + 1, 1), (t_len, j + 1), like.device())?
+                .to_dtype(like.dtype())?,
+        )
+    }
+
+    /// `q` with the transition's predicted mean on `input` added to its mean (Eq. 3 with SRNN's
+    /// parameterisation; [`EncoderResidual`]).
+    fn shift(&self, q: &DiagGaussian, input: &TransitionInput) -> Result<DiagGaussian> {
+        let prediction = self.transition.predicted_mean(input)?;
+        let prediction = if self.detach {
+            prediction.detach()
+        } else {
+            prediction
+        };
+        Ok(DiagGaussian::new(
+            (q.mean() + prediction)?,
+            q.logvar().clone(),
+        )?)
     }
 }

@@ -105,7 +105,12 @@ impl Model {
         let (b, t_len, _) = x.dims3()?;
         let z = self
             .encoder()
-            .sample_no_grad(&self.encoder_inputs(&x, batch)?, n, noise)?
+            .sample_no_grad(
+                &self.encoder_inputs(&x, batch)?,
+                n,
+                noise,
+                self.residual_prior(),
+            )?
             .z
             .detach();
         let (covariates, statics) = per_trajectory(batch, t_len, n)?;
@@ -144,9 +149,12 @@ impl Model {
                 u.dims(),
             )?;
         }
-        let traj = self
-            .encoder()
-            .sample_no_grad(&self.encoder_inputs(&x, batch)?, n, noise)?;
+        let traj = self.encoder().sample_no_grad(
+            &self.encoder_inputs(&x, batch)?,
+            n,
+            noise,
+            self.residual_prior(),
+        )?;
         let (covariates, statics) = per_trajectory(batch, total, n)?;
         let (z, future) = self.roll_forward(
             &traj.z.detach(),
@@ -233,7 +241,12 @@ impl Model {
         let j = self.config().order;
         let z = self
             .encoder()
-            .sample_no_grad(&self.encoder_inputs(&x, batch)?, n, noise)?
+            .sample_no_grad(
+                &self.encoder_inputs(&x, batch)?,
+                n,
+                noise,
+                self.residual_prior(),
+            )?
             .z
             .detach();
         let (covariates, statics) = per_trajectory(batch, t0 + 1, n)?;

@@ -40,9 +40,12 @@ impl Model {
         let (raw, x) = self.observations(batch)?;
         let (b, t_len, _) = x.dims3()?;
         let j = self.config().order;
-        let traj = self
-            .encoder()
-            .sample_no_grad(&self.encoder_inputs(&x, batch)?, k, noise)?;
+        let traj = self.encoder().sample_no_grad(
+            &self.encoder_inputs(&x, batch)?,
+            k,
+            noise,
+            self.residual_prior(),
+        )?;
         let z = traj.z.detach();
         let (covariates, statics) = per_trajectory(batch, t_len, k)?;
 

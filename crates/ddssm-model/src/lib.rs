@@ -35,8 +35,8 @@ mod transition_term;
 mod vhp;
 
 pub use config::{
-    config_difference, DecoderConfig, DiffusionTransitionConfig, EncoderConfig, Estimator,
-    GaussianTransitionConfig, LatentScale, ModelConfig, TransitionConfig, VhpConfig,
+    config_difference, DecoderConfig, DiffusionTransitionConfig, EncoderConfig, EncoderResidual,
+    Estimator, GaussianTransitionConfig, LatentScale, ModelConfig, TransitionConfig, VhpConfig,
 };
 pub use decoder::Decoder;
 pub use elbo::{ElboOptions, ElboSummary, ElboTerms};

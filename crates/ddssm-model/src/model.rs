@@ -264,6 +264,16 @@ impl Model {
         self.transition.as_ref()
     }
 
+    /// The prior the encoder's [`Encoder::sample`] and [`Encoder::posteriors`] take: the
+    /// transition where `encoder.residual` makes the encoder a residual posterior, else `None`.
+    pub fn residual_prior(&self) -> Option<&dyn Transition> {
+        if self.config.encoder.residual.is_none() {
+            None
+        } else {
+            Some(self.transition())
+        }
+    }
+
     /// Switches the diffusion transition's sampler (forecasts and predictives use it from now on;
     /// the config, and so a checkpoint written later, records it). An error for a Gaussian
     /// transition.

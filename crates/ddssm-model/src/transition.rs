@@ -13,8 +13,8 @@
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 use ddssm_diffusion::{
-    diffusion_loss, path_log_weight, sample, Conditioning, Denoiser, DiffusionLossConfig,
-    LatentShape, LevelSampling, NoiseSchedule, Sampler,
+    diffusion_loss, path_log_weight, sample, top_level_mean, Conditioning, Denoiser,
+    DiffusionLossConfig, LatentShape, LevelSampling, NoiseSchedule, Sampler,
 };
 use ddssm_nets::{ContextProducer, CsdiDenoiser, Dense, GaussianHead, SideInfo, TemporalSide};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
@@ -66,6 +66,13 @@ pub trait Transition: std::fmt::Debug + Send + Sync {
 
     /// One draw `z_t ~ p_ψ(z_t | input)` per row: `[N, M]`, without gradient.
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor>;
+
+    /// The transition's predicted mean `E_ψ[z_t | input]` for each row (`[N, M]`), with its
+    /// autograd graph (the caller detaches it where the gradient must not reach `ψ`): the
+    /// Gaussian transition's mean, or the diffusion transition's denoiser at the top noise level
+    /// with a zero input ([`ddssm_diffusion::top_level_mean`]). What the encoder's residual
+    /// posterior adds to its head's mean ([`crate::EncoderResidual`]).
+    fn predicted_mean(&self, input: &TransitionInput) -> Result<Tensor>;
 
     /// A log importance weight of `p_ψ(z_t | input)` for each row of `target` (`[N, M]`): `[N]`,
     /// detached, with `E[exp(·)] = p_ψ(z_t | input)`, so that an importance-weighted bound built on
@@ -240,6 +247,10 @@ impl Transition for GaussianTransition {
 
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor> {
         Ok(self.distribution(input)?.sample(noise)?.detach())
+    }
+
+    fn predicted_mean(&self, input: &TransitionInput) -> Result<Tensor> {
+        Ok(self.distribution(input)?.mean().clone())
     }
 
     fn log_weight(
@@ -440,6 +451,26 @@ impl Transition for DiffusionTransition {
 
     fn sample(&self, input: &TransitionInput, noise: &mut SeededNoise) -> Result<Tensor> {
         self.sample_using(input, &self.sampler, noise)
+    }
+
+    fn predicted_mean(&self, input: &TransitionInput) -> Result<Tensor> {
+        let (n, cond) = self.cond(input)?;
+        let shape = LatentShape {
+            n,
+            m: self.latent_dim,
+            dtype: input.history.dtype(),
+            device: input.history.device().clone(),
+        };
+        let mean = top_level_mean(
+            &ConditionedDenoiser(&self.net),
+            &self.schedule,
+            &cond,
+            &shape,
+        )?;
+        Ok(match &self.log_scale {
+            Some(ls) => mean.broadcast_mul(&ls.exp()?)?,
+            None => mean,
+        })
     }
 
     fn schedule(&self) -> Option<&NoiseSchedule> {

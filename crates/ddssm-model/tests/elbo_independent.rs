@@ -90,7 +90,9 @@ fn check(transition: TransitionConfig) -> Result<()> {
     let inputs = model
         .encoder()
         .prepare(&x, Some(&mask), Some(&u), Some(&statics))?;
-    let traj = model.encoder().sample(&inputs, s, &mut noise)?;
+    let traj = model
+        .encoder()
+        .sample(&inputs, s, &mut noise, model.residual_prior())?;
     let z = v3(&traj.z); // [N, T, M]
     let (q_mean, q_logvar) = (v3(traj.posterior.mean()), v3(traj.posterior.logvar()));
     let emission =

@@ -55,7 +55,12 @@ fn the_skip_starts_at_zero_and_shifts_the_mean_by_its_map() -> Result<()> {
         let z = SeededNoise::new(8).randn((3, 7, 1), DType::F32, &Device::Cpu)?;
         let means = |model: &Model| -> Result<Vec<f64>> {
             let inputs = model.encoder().prepare(&data.x, None, None, None)?;
-            common::scalars(model.encoder().posteriors(&inputs, &z)?.mean())
+            common::scalars(
+                model
+                    .encoder()
+                    .posteriors(&inputs, &z, model.residual_prior())?
+                    .mean(),
+            )
         };
         let before = means(&skip)?;
         let a = 0.75f32;

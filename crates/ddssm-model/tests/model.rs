@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use ddssm_model::{
-    checkpoint, ElboOptions, ElboTerms, Estimator, Model, ModelConfig, Standardization,
-    TransitionConfig,
+    checkpoint, ElboOptions, ElboTerms, EncoderResidual, Estimator, Model, ModelConfig,
+    Standardization, TransitionConfig,
 };
 use ddssm_tensor_ops::SeededNoise;
 
@@ -232,12 +232,31 @@ fn missing_entries_do_not_change_the_elbo() -> Result<()> {
     Ok(())
 }
 
-/// Both encoder paths: a causal convolution (summary slot once per sequence) and a GRU.
+/// Both encoder paths: a causal convolution (summary slot once per sequence) and a GRU; and the
+/// residual posterior (not in the paper) on a diffusion and on a Gaussian transition.
 #[test]
 fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
     let mut gru = common::general_config(TransitionConfig::default());
     gru.encoder.context.stack.time_mixer = ddssm_nets::TimeMixerConfig::Gru;
-    for config in [common::general_config(TransitionConfig::default()), gru] {
+    // With a time embedding in the transition, so that the times each step hands it matter.
+    let residual = |transition, kind| {
+        let mut config = common::general_config(transition);
+        config.encoder.residual = kind;
+        match &mut config.transition {
+            TransitionConfig::Diffusion(d) => d.denoiser.side.time_embedding_dim = 4,
+            TransitionConfig::Gaussian(g) => g.side.time_embedding_dim = 4,
+        }
+        config
+    };
+    for config in [
+        common::general_config(TransitionConfig::default()),
+        gru,
+        residual(TransitionConfig::default(), EncoderResidual::Transition),
+        residual(
+            TransitionConfig::Gaussian(Default::default()),
+            EncoderResidual::TransitionDetached,
+        ),
+    ] {
         trajectories_match_posteriors(&config)?;
     }
     Ok(())
@@ -245,6 +264,7 @@ fn sampled_trajectories_match_teacher_forced_posteriors() -> Result<()> {
 
 fn trajectories_match_posteriors(config: &ModelConfig) -> Result<()> {
     let model = Model::new(config, 21, DType::F64, &dev())?;
+    common::jitter_transition(&model, 24)?;
     let mut data = common::batch(config, 2, 5, 22)?;
     data.x = data.x.to_dtype(DType::F64)?;
     data.covariates = data
@@ -259,15 +279,16 @@ fn trajectories_match_posteriors(config: &ModelConfig) -> Result<()> {
         data.covariates.as_ref(),
         data.statics.as_ref(),
     )?;
-    let traj = enc.sample(&inputs, 3, &mut SeededNoise::new(23))?;
-    let q = enc.posteriors(&inputs.repeat(3)?, &traj.z)?;
+    let prior = model.residual_prior();
+    let traj = enc.sample(&inputs, 3, &mut SeededNoise::new(23), prior)?;
+    let q = enc.posteriors(&inputs.repeat(3)?, &traj.z, prior)?;
     let d = (q.mean() - traj.posterior.mean())?.abs()?.max_all()?;
     let e = (q.logvar() - traj.posterior.logvar())?.abs()?.max_all()?;
     assert!(d.to_scalar::<f64>()? < 1e-12 && e.to_scalar::<f64>()? < 1e-12);
 
     // The inference variant draws the same trajectories without keeping any autograd graph
     // (at thousands of chains a graph over all T steps does not fit in memory).
-    let free = enc.sample_no_grad(&inputs, 3, &mut SeededNoise::new(23))?;
+    let free = enc.sample_no_grad(&inputs, 3, &mut SeededNoise::new(23), prior)?;
     assert!(!free.z.track_op() && !free.posterior.mean().track_op());
     assert!(traj.z.track_op());
     let d = (&free.z - &traj.z)?.abs()?.max_all()?.to_scalar::<f64>()?;
@@ -288,7 +309,7 @@ fn the_encoder_sees_the_past_only_through_the_sampled_history() -> Result<()> {
     let enc = model.encoder();
     let q_of = |x: &Tensor| -> Result<Tensor> {
         let inputs = enc.prepare(x, None, Some(&u), Some(&s))?;
-        Ok(enc.posteriors(&inputs, &z)?.mean().clone())
+        Ok(enc.posteriors(&inputs, &z, None)?.mean().clone())
     };
     let base = q_of(&x)?;
     let t = 4;

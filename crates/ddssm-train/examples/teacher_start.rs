@@ -119,7 +119,7 @@ fn main() -> Result<()> {
         let inputs = model.encoder().prepare(&x, None, None, None)?;
         let encoder = model
             .encoder()
-            .posteriors(&inputs, &z)?
+            .posteriors(&inputs, &z, model.residual_prior())?
             .log_prob(&z)?
             .sum_all()?
             .neg()?;
@@ -177,7 +177,7 @@ fn main() -> Result<()> {
         .prepare(&splits.standardization.apply(&xv)?, None, None, None)?;
     let mean = model
         .encoder()
-        .posteriors(&inputs, &(&zv * gauge)?)?
+        .posteriors(&inputs, &(&zv * gauge)?, model.residual_prior())?
         .mean()
         .to_dtype(DType::F64)?
         .flatten_all()?

@@ -97,3 +97,17 @@ pub fn term_tensors(terms: &ElboTerms) -> [&Tensor; 5] {
         &terms.entropy,
     ]
 }
+
+/// Moves every transition parameter of `model` by seeded noise of scale 0.3: a fresh denoiser's
+/// output layer is zero (CSDI's), so without this its predictions are all zero and a test of
+/// what the transition's output feeds into has no teeth.
+pub fn jitter_transition(model: &Model, seed: u64) -> Result<()> {
+    let mut noise = SeededNoise::new(seed);
+    for (name, v) in model.named_parameters() {
+        if name.starts_with("transition.") {
+            let bump = (noise.randn_like(v.as_tensor())? * 0.3)?;
+            v.set(&(v.as_tensor() + bump)?)?;
+        }
+    }
+    Ok(())
+}

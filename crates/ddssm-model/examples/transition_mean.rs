@@ -36,7 +36,7 @@ fn main() -> Result<()> {
         ),
         _ => bail!("{usage}"),
     };
-    if points < 2 || !(hi > lo) {
+    if points < 2 || hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         bail!("need HI > LO and at least 2 points\n{usage}");
     }
     let model = Model::load(std::path::Path::new(&path), &Device::Cpu)?;

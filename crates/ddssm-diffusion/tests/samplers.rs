@@ -16,6 +16,16 @@ fn target() -> GaussianMixtureDenoiser {
     GaussianMixtureDenoiser::new(&[0.3, 0.7], &[-2.0, 1.5], &[0.3, 0.5]).unwrap()
 }
 
+/// A tensor's entries as f64, flattened.
+fn values(t: &candle_core::Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 fn jsd_of(samples: &[f64], t: &GaussianMixtureDenoiser) -> f64 {
     t.histogram_jsd(samples, LO, HI, BINS)
 }
@@ -52,13 +62,7 @@ fn check(sampler: Sampler, seed: u64) {
         &mut noise,
     )
     .unwrap();
-    let z: Vec<f64> = z
-        .flatten_all()
-        .unwrap()
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let z = values(&z);
     let j = jsd_of(&z, &t);
     // Mode weight: the left mode's share below the valley at −0.4 is 0.3 (to 1e-6); its
     // standard error for N draws is √(0.21/N) ≈ 0.0032; tolerance 4 standard errors.
@@ -182,13 +186,7 @@ fn top_level_mean_is_the_targets_mean() {
     let t = target();
     let m = top_level_mean(&t, &schedule, &(), &LatentShape::cpu_f32(3, 2)).unwrap();
     assert_eq!(m.dims(), [3, 2]);
-    let got: Vec<f64> = m
-        .flatten_all()
-        .unwrap()
-        .to_dtype(candle_core::DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let got = values(&m);
     let sigma_k = *schedule.sigma.last().unwrap();
     let exact = t.posterior_mean(0.0, sigma_k);
     let mean: f64 = t.weights().iter().zip(t.means()).map(|(w, m)| w * m).sum();

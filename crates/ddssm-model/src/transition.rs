@@ -387,6 +387,27 @@ impl DiffusionTransition {
         ))
     }
 
+    /// [`Self::cond`] and the shape of the `[N, M]` latents a sampler produces for it.
+    fn cond_and_shape(&self, input: &TransitionInput) -> Result<(DenoiserCond, LatentShape)> {
+        let (n, cond) = self.cond(input)?;
+        let shape = LatentShape {
+            n,
+            m: self.latent_dim,
+            dtype: input.history.dtype(),
+            device: input.history.device().clone(),
+        };
+        Ok((cond, shape))
+    }
+
+    /// `s·z`: a latent the diffusion produced back in the model's units (the inverse of
+    /// [`Self::scaled`]).
+    fn unscaled(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(match &self.log_scale {
+            Some(ls) => z.broadcast_mul(&ls.exp()?)?,
+            None => z.clone(),
+        })
+    }
+
     /// One draw per row with an explicit sampler (e.g. a few-step one) instead of the configured
     /// one.
     pub fn sample_using(
@@ -395,13 +416,7 @@ impl DiffusionTransition {
         sampler: &Sampler,
         noise: &mut SeededNoise,
     ) -> Result<Tensor> {
-        let (n, cond) = self.cond(input)?;
-        let shape = LatentShape {
-            n,
-            m: self.latent_dim,
-            dtype: input.history.dtype(),
-            device: input.history.device().clone(),
-        };
+        let (cond, shape) = self.cond_and_shape(input)?;
         let draws = sample(
             &ConditionedDenoiser(&self.net),
             &self.schedule,
@@ -410,10 +425,7 @@ impl DiffusionTransition {
             &shape,
             noise,
         )?;
-        Ok(match &self.log_scale {
-            Some(ls) => draws.broadcast_mul(&ls.exp()?)?.detach(),
-            None => draws,
-        })
+        Ok(self.unscaled(&draws)?.detach())
     }
 }
 
@@ -454,23 +466,14 @@ impl Transition for DiffusionTransition {
     }
 
     fn predicted_mean(&self, input: &TransitionInput) -> Result<Tensor> {
-        let (n, cond) = self.cond(input)?;
-        let shape = LatentShape {
-            n,
-            m: self.latent_dim,
-            dtype: input.history.dtype(),
-            device: input.history.device().clone(),
-        };
+        let (cond, shape) = self.cond_and_shape(input)?;
         let mean = top_level_mean(
             &ConditionedDenoiser(&self.net),
             &self.schedule,
             &cond,
             &shape,
         )?;
-        Ok(match &self.log_scale {
-            Some(ls) => mean.broadcast_mul(&ls.exp()?)?,
-            None => mean,
-        })
+        self.unscaled(&mean)
     }
 
     fn schedule(&self) -> Option<&NoiseSchedule> {

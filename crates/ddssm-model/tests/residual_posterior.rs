@@ -9,7 +9,9 @@ mod common;
 
 use anyhow::Result;
 use candle_core::{DType, Device};
-use ddssm_model::{ElboOptions, EncoderResidual, Model, ModelConfig, TransitionConfig};
+use ddssm_model::{
+    Batch, ElboOptions, EncoderInputs, EncoderResidual, Model, ModelConfig, TransitionConfig,
+};
 use ddssm_tensor_ops::SeededNoise;
 
 fn with(mut config: ModelConfig, residual: EncoderResidual) -> ModelConfig {
@@ -29,6 +31,16 @@ fn configs() -> [ModelConfig; 2] {
         g.side.time_embedding_dim = 4;
     }
     [diffusion, gaussian]
+}
+
+/// The encoder's inputs for `data` (its covariates and statics, no mask).
+fn inputs_of(model: &Model, data: &Batch) -> Result<EncoderInputs> {
+    Ok(model.encoder().prepare(
+        &data.x,
+        None,
+        data.covariates.as_ref(),
+        data.statics.as_ref(),
+    )?)
 }
 
 #[test]
@@ -137,12 +149,7 @@ fn the_gradient_reaches_the_transition_only_when_not_detached() -> Result<()> {
             let data = common::batch(&config, 3, 6, 4)?;
             let z =
                 SeededNoise::new(8).randn((3, 6, config.latent_dim), DType::F32, &Device::Cpu)?;
-            let inputs = model.encoder().prepare(
-                &data.x,
-                None,
-                data.covariates.as_ref(),
-                data.statics.as_ref(),
-            )?;
+            let inputs = inputs_of(&model, &data)?;
             let q = model
                 .encoder()
                 .posteriors(&inputs, &z, model.residual_prior())?;
@@ -177,12 +184,7 @@ fn the_prior_must_match_the_config_and_the_elbo_runs() -> Result<()> {
         &Device::Cpu,
     )?;
     let data = common::batch(&config, 2, 5, 4)?;
-    let inputs = model.encoder().prepare(
-        &data.x,
-        None,
-        data.covariates.as_ref(),
-        data.statics.as_ref(),
-    )?;
+    let inputs = inputs_of(&model, &data)?;
     let mut noise = SeededNoise::new(1);
     let missing = model
         .encoder()

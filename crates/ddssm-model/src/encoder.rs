@@ -25,6 +25,7 @@ use ddssm_nets::{ContextProducer, Dense, FutureSummary, GaussianHead, SideInfo, 
 use ddssm_tensor_ops::{history_windows, repeat_rows, DiagGaussian, SeededNoise, WindowKind};
 
 use crate::model::section;
+use crate::residual::Residual;
 use crate::{
     check_shape, EncoderConfig, EncoderResidual, ModelConfig, Result, Transition, TransitionInput,
 };
@@ -387,29 +388,6 @@ impl Encoder {
         self.head(&context, history)
     }
 
-    /// The residual posterior's prior (`prior` is the model's transition where
-    /// `encoder.residual` is set, and must be `None` where it is not).
-    fn residual<'a>(&self, prior: Option<&'a dyn Transition>) -> Result<Option<Residual<'a>>> {
-        match (self.residual, prior) {
-            (EncoderResidual::None, None) => Ok(None),
-            (EncoderResidual::None, Some(_)) => Err(crate::Error::InvalidData(
-                "a transition was given as the encoder's prior, but the encoder has no residual \
-                 posterior (encoder.residual = \"none\"); pass Model::residual_prior()"
-                    .into(),
-            )),
-            (r, None) => Err(crate::Error::InvalidData(format!(
-                "the encoder's residual posterior (encoder.residual = \"{}\") needs the transition as \
-                 its prior; pass Model::residual_prior()",
-                r.name()
-            ))),
-            (r, Some(transition)) => Ok(Some(Residual {
-                transition,
-                detach: r == EncoderResidual::TransitionDetached,
-                order: self.order,
-            })),
-        }
-    }
-
     /// Stage 2 (Algorithm 2): `samples` trajectories per sequence, drawing one `ε_t` of shape
     /// `[S·B, M]` per step from `noise`. `prior`: the transition where the encoder is a residual
     /// posterior ([`crate::Model::residual_prior`]), else `None`.
@@ -420,7 +398,7 @@ impl Encoder {
         noise: &mut SeededNoise,
         prior: Option<&dyn Transition>,
     ) -> Result<Trajectories> {
-        let residual = self.residual(prior)?;
+        let residual = Residual::of(self.residual, self.order, prior)?;
         self.sample_repeated(inputs, samples, noise, residual.as_ref(), true)
     }
 
@@ -434,9 +412,7 @@ impl Encoder {
         noise: &mut SeededNoise,
         prior: Option<&dyn Transition>,
     ) -> Result<Trajectories> {
-        let residual = self
-            .residual(prior)?
-            .map(|r| Residual { detach: true, ..r });
+        let residual = Residual::of(self.residual, self.order, prior)?.map(Residual::detached);
         self.sample_repeated(&inputs.detach(), samples, noise, residual.as_ref(), false)
     }
 
@@ -535,7 +511,7 @@ impl Encoder {
         z: &Tensor,
         prior: Option<&dyn Transition>,
     ) -> Result<DiagGaussian> {
-        let residual = self.residual(prior)?;
+        let residual = Residual::of(self.residual, self.order, prior)?;
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j, h) = (self.latent_dim, self.order, self.h_seq);
         check_shape(
@@ -573,34 +549,8 @@ impl Encoder {
             q.logvar().reshape((n, t_len, m))?,
         )?;
         match residual {
-            Some(r) if t_len > j => {
-                // Steps t > j (1-based) only, flattened as Model::transition_pairs does.
-                let steps = t_len - j;
-                let rows = n * steps;
-                let input = TransitionInput {
-                    history: history
-                        .reshape((n, t_len, j, m))?
-                        .narrow(1, j, steps)?
-                        .reshape((rows, j, m))?,
-                    times: per_row(&r.times(t_len, z)?.narrow(0, j, steps)?, n)?,
-                    covariates: inputs
-                        .transition_covariates
-                        .as_ref()
-                        .map(|u| {
-                            let v = u.dim(D::Minus1)?;
-                            u.narrow(1, j, steps)?.reshape((rows, j + 1, v))
-                        })
-                        .transpose()?,
-                };
-                let later = DiagGaussian::new(
-                    q.mean().narrow(1, j, steps)?.reshape((rows, m))?,
-                    q.logvar().narrow(1, j, steps)?.reshape((rows, m))?,
-                )?;
-                let shifted = r.shift(&later, &input)?.mean().reshape((n, steps, m))?;
-                let mean = Tensor::cat(&[q.mean().narrow(1, 0, j)?, shifted], 1)?;
-                Ok(DiagGaussian::new(mean, q.logvar().clone())?)
-            }
-            _ => Ok(q),
+            Some(r) => r.shift_steps(q, &history, inputs.transition_covariates.as_ref(), z),
+            None => Ok(q),
         }
     }
 
@@ -612,42 +562,5 @@ impl Encoder {
     /// `encoder.residual`: what the mean is a residual on.
     pub fn residual_kind(&self) -> EncoderResidual {
         self.residual
-    }
-}
-
-/// The residual posterior's prior: the transition whose predicted mean is added to the head's.
-#[derive(Debug, Clone, Copy)]
-struct Residual<'a> {
-    transition: &'a dyn Transition,
-    /// Whether the prediction is cut from the autograd graph.
-    detach: bool,
-    /// The model order `j`.
-    order: usize,
-}
-
-impl Residual<'_> {
-    /// `[T, j+1]`: the transition's absolute (1-based) times `t−j … t` of every step, in `like`'s
-    /// dtype and device (rows `t < j` are never read).
-    fn times(&self, t_len: usize, like: &Tensor) -> Result<Tensor> {
-        let j = self.order;
-        Ok(
-            Tensor::from_vec(slot_times(t_len, j + 1, 1), (t_len, j + 1), like.device())?
-                .to_dtype(like.dtype())?,
-        )
-    }
-
-    /// `q` with the transition's predicted mean on `input` added to its mean (Eq. 3 with SRNN's
-    /// parameterisation; [`EncoderResidual`]).
-    fn shift(&self, q: &DiagGaussian, input: &TransitionInput) -> Result<DiagGaussian> {
-        let prediction = self.transition.predicted_mean(input)?;
-        let prediction = if self.detach {
-            prediction.detach()
-        } else {
-            prediction
-        };
-        Ok(DiagGaussian::new(
-            (q.mean() + prediction)?,
-            q.logvar().clone(),
-        )?)
     }
 }

@@ -29,6 +29,7 @@ mod encoder;
 mod inference;
 mod iwae;
 mod model;
+mod residual;
 mod standardize;
 mod transition;
 mod transition_term;

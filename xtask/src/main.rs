@@ -257,21 +257,6 @@ enum Command {
     },
 }
 
-/// Every file directly in `dir` with its bytes, sorted: what a test compares to show that a
-/// refused command left a folder alone.
-#[cfg(test)]
-pub(crate) fn snapshot(dir: &std::path::Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_file() {
-            files.push((p.clone(), std::fs::read(&p)?));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 impl Command {
     /// The `--device` of a command that runs a model; `None` for one that only reads results.
     fn device(&self) -> Option<&str> {

@@ -22,7 +22,7 @@ mod windows;
 
 pub use columns::Columns;
 pub use reader::{read_csv, Panel, Series, Time};
-pub use windows::{rolling_origin, Scaling, Splits, Window, WindowSpec};
+pub use windows::{rolling_origin, ObservedStep, Scaling, Splits, Window, WindowSpec};
 
 /// Everything that can be wrong with a data file or a windowing request. Each names the file and,
 /// where there is one, the 1-based line of the file (the header is line 1) and the column.

@@ -184,3 +184,30 @@ pub fn rolling_origin(panel: &Panel, spec: &WindowSpec) -> Result<Splits> {
     }
     Ok(splits)
 }
+
+/// One observed step of a series: `(step, time, targets)`, `None` where a target is missing.
+pub type ObservedStep = (usize, String, Vec<Option<f64>>);
+
+impl Panel {
+    /// Each series' observed steps from the first start among its `windows` (its first step
+    /// where it has none) to its last observed step: the history a forecast plot shows behind
+    /// those windows.
+    pub fn observed_from(&self, windows: &[Window]) -> Vec<Vec<ObservedStep>> {
+        let d = self.target_dim();
+        self.series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let first = windows
+                    .iter()
+                    .filter(|w| w.series == i)
+                    .map(|w| w.start)
+                    .min()
+                    .unwrap_or(0);
+                (first..s.observed_len(d))
+                    .map(|t| (t, s.times[t].to_string(), s.targets_at(t, d)))
+                    .collect()
+            })
+            .collect()
+    }
+}

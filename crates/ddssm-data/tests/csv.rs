@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ddssm_data::{read_csv, rolling_origin, Columns, Error, Panel, Time, WindowSpec};
+use ddssm_data::{read_csv, rolling_origin, Columns, Error, Panel, Time, Window, WindowSpec};
 
 fn file(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ddssm-data-tests-{}", std::process::id()));
@@ -79,6 +79,33 @@ fn long_format_with_gaps_covariates_and_statics_is_read_as_written() {
     assert_eq!(south.covariates[7], 1.0);
     // Lines point into the file: the header is line 1, south's first row line 22.
     assert_eq!(south.lines[0], 22);
+}
+
+#[test]
+fn observed_from_starts_each_series_at_its_first_window() {
+    let path = file("observed.csv", &long_format());
+    let panel = read_csv(&path, &long_columns()).unwrap();
+    let windows = [
+        Window {
+            series: 1,
+            start: 9,
+        },
+        Window {
+            series: 1,
+            start: 4,
+        },
+    ];
+    let observed = panel.observed_from(&windows);
+    assert_eq!(observed.len(), 2);
+    // The first series has no window: from its first step.
+    assert_eq!(observed[0][0].0, 0);
+    let south = &panel.series[1];
+    assert_eq!(observed[1].len(), south.observed_len(2) - 4);
+    assert_eq!(
+        observed[1][0],
+        (4, south.times[4].to_string(), south.targets_at(4, 2))
+    );
+    assert_eq!(observed[1][2].2, south.targets_at(6, 2));
 }
 
 #[test]

@@ -558,9 +558,4 @@ impl Encoder {
     pub fn latent_dim(&self) -> usize {
         self.latent_dim
     }
-
-    /// `encoder.residual`: what the mean is a residual on.
-    pub fn residual_kind(&self) -> EncoderResidual {
-        self.residual
-    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
-use ddssm_data::{read_csv, rolling_origin, Columns, Panel, Splits, WindowSpec};
+use ddssm_data::{read_csv, rolling_origin, Columns, ObservedStep, Panel, Splits, WindowSpec};
 use ddssm_eval::forecasting::{baselines, quantile_fans, Evaluation, Fans, Horizon};
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
@@ -134,9 +134,6 @@ pub struct DatasetResults {
     #[serde(default)]
     pub marginal: Option<MarginalBaseline>,
 }
-
-/// `(step, time, targets)`: one observed step of a series (`None` where missing).
-pub type ObservedStep = (usize, String, Vec<Option<f64>>);
 
 const FITS: &str = "fits.json";
 
@@ -467,25 +464,6 @@ fn dataset_results(
     splits: &Splits,
     fits: BTreeMap<String, BTreeMap<u64, Fit>>,
 ) -> DatasetResults {
-    let d = panel.target_dim();
-    let observed = panel
-        .series
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let first = splits
-                .test
-                .iter()
-                .filter(|w| w.series == i)
-                .map(|w| w.start)
-                .min()
-                .unwrap_or(0);
-            let end = s.observed_len(d);
-            (first..end)
-                .map(|t| (t, s.times[t].to_string(), s.targets_at(t, d)))
-                .collect()
-        })
-        .collect();
     DatasetResults {
         config: ds.clone(),
         windows: [
@@ -493,7 +471,7 @@ fn dataset_results(
             splits.validation.len(),
             splits.test.len(),
         ],
-        observed,
+        observed: panel.observed_from(&splits.test),
         test: splits
             .test
             .iter()

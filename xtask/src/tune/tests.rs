@@ -177,7 +177,7 @@ fn a_damaged_study_file_is_refused_and_left_alone() -> Result<()> {
     cases.push(("empty file".into(), String::new(), "line 1"));
     for (what, text, needle) in cases {
         std::fs::write(&file, &text)?;
-        let before = crate::snapshot(&dir.join("study"))?;
+        let before = snapshot(&dir.join("study"))?;
         let outcome = std::panic::catch_unwind(|| study(&args(&dir, 3)?, tiny(1, 2)));
         let err = outcome
             .unwrap_or_else(|_| panic!("{what}: panicked"))
@@ -188,7 +188,7 @@ fn a_damaged_study_file_is_refused_and_left_alone() -> Result<()> {
             "{what}: {msg}"
         );
         assert_eq!(
-            crate::snapshot(&dir.join("study"))?,
+            snapshot(&dir.join("study"))?,
             before,
             "{what}: files changed"
         );
@@ -381,4 +381,18 @@ fn trials_read_back_bit_for_bit() -> Result<()> {
         assert_eq!(back.params["enc_lr"].as_f64(), Some(x));
     }
     Ok(())
+}
+
+/// Every file directly in `dir` with its bytes, sorted: what a test compares to show that a
+/// refused command left a folder alone.
+fn snapshot(dir: &std::path::Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_file() {
+            files.push((p.clone(), std::fs::read(&p)?));
+        }
+    }
+    files.sort();
+    Ok(files)
 }

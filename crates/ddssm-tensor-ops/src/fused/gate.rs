@@ -198,13 +198,21 @@ pub fn gated_activation(y: &Tensor) -> Result<Tensor> {
     if supported(y) {
         return Ok(y.contiguous()?.apply_op1(GatedOp)?);
     }
-    let c = two_c / 2;
+    gated_plain(y)
+}
+
+/// The plain-candle path of [`gated_activation`] (every device but a CPU with the fused ops on).
+/// The sigmoid is `½(1 + tanh(x/2))`: its backward `¼(1 − tanh²(x/2))` is finite everywhere.
+/// The textbook `1/(1 + e^(−x))` is not: below x ≈ −88 (f32) `e^(−x)` overflows, the forward
+/// still gives 0, but the backward multiplies a zero gradient by `e^(−x) = ∞` — NaN. A gate
+/// pre-activation that low appears within the first hundred steps of the bimodal experiment's
+/// DDSSM, which stopped every training run on a GPU (docs/performance.md).
+fn gated_plain(y: &Tensor) -> Result<Tensor> {
+    let c = y.dim(D::Minus1)? / 2;
     let gate = y.narrow(D::Minus1, 0, c)?;
     let filter = y.narrow(D::Minus1, c, c)?;
-    Ok((candle_core::Tensor::exp(&gate.neg()?)?
-        .affine(1.0, 1.0)?
-        .recip()?
-        * filter.tanh()?)?)
+    let sigmoid = gate.affine(0.5, 0.0)?.tanh()?.affine(0.5, 0.5)?;
+    Ok((sigmoid * filter.tanh()?)?)
 }
 
 crate::simd::wide_f32! {
@@ -231,5 +239,45 @@ mod tests {
         assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(exp_f32(-200.0), exp_f32(-87.0));
         assert!(exp_f32(200.0).is_finite());
+    }
+
+    /// The plain path's gradient is finite and right at gate pre-activations far past where
+    /// `e^(−x)` overflows (|x| ≥ 88 in f32): against the exact `σ'(g)·tanh(f)` and
+    /// `σ(g)·(1 − tanh²(f))` in f64, to f32 rounding (1e-6 absolute; every value here is O(1)).
+    #[test]
+    fn the_plain_path_has_finite_gradients_at_saturated_gates() -> candle_core::Result<()> {
+        let gates = [
+            -300.0f32, -100.0, -89.0, -20.0, -1.5, 0.0, 0.7, 20.0, 100.0, 300.0,
+        ];
+        let filters = [0.3f32, -1.2, 2.0, 0.5, -0.1, 1.0, -2.5, 0.9, -0.4, 0.05];
+        let n = gates.len();
+        let y = candle_core::Var::from_tensor(&Tensor::from_vec(
+            [gates, filters].concat(),
+            (1, 2 * n),
+            &candle_core::Device::Cpu,
+        )?)?;
+        let out = gated_plain(y.as_tensor()).unwrap();
+        let grad = out.sum_all()?.backward()?;
+        let grad = grad
+            .get(y.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let values = out.flatten_all()?.to_vec1::<f32>()?;
+        for i in 0..n {
+            let (g, f) = (gates[i] as f64, filters[i] as f64);
+            let sigma = 1.0 / (1.0 + (-g).exp());
+            let want = [
+                sigma * f.tanh(),
+                sigma * (1.0 - sigma) * f.tanh(),
+                sigma * (1.0 - f.tanh().powi(2)),
+            ];
+            let got = [values[i], grad[i], grad[n + i]];
+            for (w, v) in want.iter().zip(got) {
+                assert!(v.is_finite(), "gate {g}: {v}");
+                assert!((v as f64 - w).abs() < 1e-6, "gate {g}: {v} against {w}");
+            }
+        }
+        Ok(())
     }
 }

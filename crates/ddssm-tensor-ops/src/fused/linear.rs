@@ -30,7 +30,10 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
             None => flat.apply_op2(&weight, LinearOp)?,
         }
     } else {
-        let y = flat.matmul(&weight.t()?)?;
+        // candle's CUDA matmul takes only operands whose rows are packed (a transposed
+        // contiguous tensor is fine, a view of some of a weight's columns is not: the
+        // `AxisConv` tap weights are such views), so both are made contiguous first.
+        let y = flat.contiguous()?.matmul(&weight.contiguous()?.t()?)?;
         match bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

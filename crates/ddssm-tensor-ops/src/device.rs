@@ -45,9 +45,29 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// Opens CUDA device `ordinal`. candle's cudarc opens the CUDA libraries at run time
+/// (third_party/README.md) and panics when one is missing; that panic becomes
+/// [`Error::DeviceUnavailable`], with the library's message and no panic report on stderr.
 #[cfg(feature = "cuda")]
-fn open_cuda(_spec: &str, ordinal: usize) -> Result<Device> {
-    Ok(Device::new_cuda(ordinal)?)
+fn open_cuda(spec: &str, ordinal: usize) -> Result<Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(device) => Ok(device?),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the CUDA driver library could not be loaded".to_string());
+            Err(Error::DeviceUnavailable {
+                requested: spec.to_string(),
+                reason,
+            })
+        }
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -106,6 +126,23 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+
+    /// With the feature compiled in, `cuda:0` opens where a GPU and its driver are, and is a
+    /// [`Error::DeviceUnavailable`] naming the missing library where they are not — never a
+    /// panic. Runs only in a `--features cuda` build (`bash .ci/cuda-check cargo test --release
+    /// -p ddssm-tensor-ops --features cuda --lib`, or on a GPU machine).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_opens_or_says_which_library_is_missing() {
+        match parse_device("cuda:0") {
+            Ok(device) => assert!(device.is_cuda()),
+            Err(Error::DeviceUnavailable { requested, reason }) => {
+                assert_eq!(requested, "cuda:0");
+                assert!(reason.contains("cuda"), "{reason}");
+            }
+            Err(other) => panic!("neither a device nor DeviceUnavailable: {other}"),
+        }
     }
 
     #[cfg(not(feature = "metal"))]

@@ -45,6 +45,16 @@ pub enum Error {
         /// The devices this build supports.
         available: String,
     },
+
+    /// The device's feature is compiled in, but its libraries could not be opened on this
+    /// machine (no GPU driver, say).
+    #[error("device {requested:?} could not be opened: {reason}")]
+    DeviceUnavailable {
+        /// The device string that was asked for.
+        requested: String,
+        /// What failed, in the driver library's words.
+        reason: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

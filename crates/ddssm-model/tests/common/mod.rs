@@ -69,12 +69,58 @@ pub fn scalars(t: &Tensor) -> Result<Vec<f64>> {
 /// The pinned case of `pinned.rs`: `config`'s model from seed 7 (f32, CPU), three seeded
 /// sequences of length 6, and their ELBO terms under seed 9.
 pub fn pinned_case(config: &ModelConfig) -> Result<(Model, Batch, ElboTerms)> {
-    let dev = Device::Cpu;
-    let model = Model::new(config, 7, DType::F32, &dev)?;
-    let x = SeededNoise::new(8).randn((3, 6, 1), DType::F32, &dev)?;
+    pinned_case_on(config, &Device::Cpu)
+}
+
+/// [`pinned_case`] on `device`. Every random number comes from a host-side [`SeededNoise`], so
+/// the model, the data and the ELBO's noise are the same on every device.
+pub fn pinned_case_on(config: &ModelConfig, device: &Device) -> Result<(Model, Batch, ElboTerms)> {
+    let model = Model::new(config, 7, DType::F32, device)?;
+    let x = SeededNoise::new(8).randn((3, 6, 1), DType::F32, device)?;
     let batch = Batch::new(x);
     let terms = model.elbo(&batch, &ElboOptions::default(), &mut SeededNoise::new(9))?;
     Ok((model, batch, terms))
+}
+
+/// The pinned case's numbers on `device`, as f64: its ELBO terms, the gradient of the negative
+/// ELBO for every parameter (in parameter-name order) and two one-step predictive draws per
+/// sequence (seed 10).
+pub struct PinnedNumbers {
+    /// [`term_values`] of the pinned case.
+    pub terms: Vec<f64>,
+    /// Every parameter's gradient, flattened, in parameter-name order.
+    pub gradients: Vec<f64>,
+    /// The one-step predictive draws.
+    pub draws: Vec<f64>,
+}
+
+/// [`PinnedNumbers`] of `config` on `device`.
+pub fn pinned_numbers(config: &ModelConfig, device: &Device) -> Result<PinnedNumbers> {
+    let (model, batch, terms) = pinned_case_on(config, device)?;
+    let values = term_values(&terms)?;
+    let grads = terms.negative_elbo()?.backward()?;
+    let mut gradients = Vec::new();
+    for (name, var) in model.named_parameters() {
+        let g = grads
+            .get(var.as_tensor())
+            .ok_or_else(|| anyhow::anyhow!("no gradient for {name}"))?;
+        gradients.extend(scalars(g)?);
+    }
+    let draws = scalars(&model.one_step_predictive(&batch, 2, &mut SeededNoise::new(10))?)?;
+    Ok(PinnedNumbers {
+        terms: values,
+        gradients,
+        draws,
+    })
+}
+
+/// Largest `|a − b|` relative to `max(1, |b|)` over two equally long lists.
+pub fn worst_relative(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+        .fold(0.0, f64::max)
 }
 
 /// Every ELBO term per sequence, as f64, in the order recon, init_entropy, vhp, transition,

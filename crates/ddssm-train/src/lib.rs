@@ -13,7 +13,8 @@
 //! - [`experiment`]: the paper's Section 4 experiment (config, data splits, validation score);
 //! - [`study`]: the hyperparameter search's study file, search-space names and one trial;
 //! - [`dataset`]: windows of a user's CSV series (`ddssm-data`) as the model's batches;
-//! - [`start_process`]: what a binary does first in `main` (allocator, threads, logging);
+//! - [`start_process`]: what a binary does first in `main` (allocator, threads, logging, and
+//!   [`PLAIN_OPS_VAR`] to run the GPU's plain op path on the CPU);
 //! - [`series`]: a user's series end to end: configs sized to the data, fit on the rolling-origin
 //!   training windows, the test windows scored beside the baselines.
 
@@ -37,7 +38,7 @@ pub use config_file::{read_toml, read_toml_over};
 pub use fit::{fit, ModelRun};
 pub use lambda::{LambdaSchedule, LambdaShape};
 pub use lr_decay::LrDecay;
-pub use process::start_process;
+pub use process::{start_process, PLAIN_OPS_VAR};
 pub use trainer::{
     accumulated_gradients, batch_indices, clip_scale, gradient_norm, gradient_norms,
     group_clip_scales, keys, optimizer_for, resumable_step, select, step_noise, train, Accumulated,

@@ -79,16 +79,10 @@ fn elbo_and_gradients(
         &ElboOptions::default(),
         &mut SeededNoise::new(5),
     )?;
-    let values = common::term_values(&terms)?;
-    let grads = terms.negative_elbo()?.backward()?;
-    let mut gradients = Vec::new();
-    for (name, var) in model.named_parameters() {
-        let g = grads
-            .get(var.as_tensor())
-            .ok_or_else(|| anyhow::anyhow!("no gradient for {name}"))?;
-        gradients.extend(common::scalars(g)?);
-    }
-    Ok((values, gradients))
+    Ok((
+        common::term_values(&terms)?,
+        common::elbo_gradients(&model, &terms)?,
+    ))
 }
 
 #[test]

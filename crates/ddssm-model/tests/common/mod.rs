@@ -98,6 +98,18 @@ pub struct PinnedNumbers {
 pub fn pinned_numbers(config: &ModelConfig, device: &Device) -> Result<PinnedNumbers> {
     let (model, batch, terms) = pinned_case_on(config, device)?;
     let values = term_values(&terms)?;
+    let gradients = elbo_gradients(&model, &terms)?;
+    let draws = scalars(&model.one_step_predictive(&batch, 2, &mut SeededNoise::new(10))?)?;
+    Ok(PinnedNumbers {
+        terms: values,
+        gradients,
+        draws,
+    })
+}
+
+/// The gradient of the negative ELBO `terms` for every parameter of `model`, flattened, in
+/// parameter-name order, as f64; an error names a parameter that got none.
+pub fn elbo_gradients(model: &Model, terms: &ElboTerms) -> Result<Vec<f64>> {
     let grads = terms.negative_elbo()?.backward()?;
     let mut gradients = Vec::new();
     for (name, var) in model.named_parameters() {
@@ -106,12 +118,7 @@ pub fn pinned_numbers(config: &ModelConfig, device: &Device) -> Result<PinnedNum
             .ok_or_else(|| anyhow::anyhow!("no gradient for {name}"))?;
         gradients.extend(scalars(g)?);
     }
-    let draws = scalars(&model.one_step_predictive(&batch, 2, &mut SeededNoise::new(10))?)?;
-    Ok(PinnedNumbers {
-        terms: values,
-        gradients,
-        draws,
-    })
+    Ok(gradients)
 }
 
 /// Largest `|a − b|` relative to `max(1, |b|)` over two equally long lists.

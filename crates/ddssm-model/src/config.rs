@@ -237,8 +237,11 @@ pub enum EncoderResidual {
     /// The transition's predicted mean plus the head's, the ELBO's gradient reaching the
     /// transition's parameters through the encoder as well (SRNN's).
     Transition,
-    /// As `transition`, with the prediction detached: the transition is trained by its own
-    /// term only.
+    /// As `transition`, but the transition's parameters get no gradient through the encoder:
+    /// the prediction is made by the transition on detached views of its parameters
+    /// ([`crate::Model::residual_prior`]), so the transition is trained by its own term only,
+    /// while the history `z_{t−j:t−1}` the prediction reads still passes the gradient on (the
+    /// encoder's gradient is SRNN's).
     TransitionDetached,
 }
 

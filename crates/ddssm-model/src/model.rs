@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::VarMap;
+use candle_nn::{VarBuilder, VarMap};
 use ddssm_nets::SeededVarMap;
 use ddssm_tensor_ops::{history_windows, WindowKind};
 
 use crate::encoder::{per_row, slot_times};
 use crate::{
-    check_shape, Decoder, DiffusionTransition, Encoder, EncoderInputs, Error, GaussianTransition,
-    ModelConfig, Result, Standardization, Transition, TransitionConfig, TransitionInput, Vhp,
+    check_shape, Decoder, DiffusionTransition, Encoder, EncoderInputs, EncoderResidual, Error,
+    GaussianTransition, ModelConfig, Result, Standardization, Transition, TransitionConfig,
+    TransitionInput, Vhp,
 };
 
 /// Maps a network's configuration error to one naming the field by its full path in the model
@@ -181,9 +182,44 @@ pub struct Model {
     decoder: Decoder,
     vhp: Vhp,
     transition: Box<dyn Transition>,
+    /// The transition on detached views of its parameters, for `encoder.residual =
+    /// "transition_detached"` ([`frozen_transition`]).
+    frozen_transition: Option<Box<dyn Transition>>,
     standardization: Option<Standardization>,
     dtype: DType,
     device: Device,
+}
+
+/// The transition of `config` built from `vb` (`transition.*`).
+fn build_transition(config: &ModelConfig, vb: VarBuilder) -> Result<Box<dyn Transition>> {
+    Ok(match &config.transition {
+        TransitionConfig::Gaussian(c) => Box::new(GaussianTransition::new(config, c, vb)?),
+        TransitionConfig::Diffusion(c) => Box::new(DiffusionTransition::new(config, c, vb)?),
+    })
+}
+
+/// The transition of `config` rebuilt on detached views of the `transition.*` parameters in
+/// `varmap`: the same values — a view shares its parameter's storage, and the optimiser and
+/// checkpoint loading write parameters in place (`Var::set`), so it follows both — but no
+/// gradient reaches the parameters through it, while one still reaches its inputs. The prior of
+/// [`EncoderResidual::TransitionDetached`].
+fn frozen_transition(
+    config: &ModelConfig,
+    varmap: &VarMap,
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn Transition>> {
+    let views: HashMap<String, Tensor> = {
+        let data = varmap.data().lock().expect("varmap lock poisoned");
+        data.iter()
+            .filter(|(name, _)| name.starts_with("transition."))
+            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .collect()
+    };
+    build_transition(
+        config,
+        VarBuilder::from_tensors(views, dtype, device).pp("transition"),
+    )
 }
 
 impl std::fmt::Debug for Model {
@@ -206,11 +242,10 @@ impl Model {
         let encoder = Encoder::new(config, vb.pp("encoder"))?;
         let decoder = Decoder::new(config, vb.pp("decoder"))?;
         let vhp = Vhp::new(config, vb.pp("vhp"))?;
-        let tvb = vb.pp("transition");
-        let transition: Box<dyn Transition> = match &config.transition {
-            TransitionConfig::Gaussian(c) => Box::new(GaussianTransition::new(config, c, tvb)?),
-            TransitionConfig::Diffusion(c) => Box::new(DiffusionTransition::new(config, c, tvb)?),
-        };
+        let transition = build_transition(config, vb.pp("transition"))?;
+        let frozen_transition = (config.encoder.residual == EncoderResidual::TransitionDetached)
+            .then(|| frozen_transition(config, &varmap, dtype, device))
+            .transpose()?;
         Ok(Self {
             config: config.clone(),
             varmap,
@@ -218,6 +253,7 @@ impl Model {
             decoder,
             vhp,
             transition,
+            frozen_transition,
             standardization: None,
             dtype,
             device: device.clone(),
@@ -265,12 +301,14 @@ impl Model {
     }
 
     /// The prior the encoder's [`Encoder::sample`] and [`Encoder::posteriors`] take: the
-    /// transition where `encoder.residual` makes the encoder a residual posterior, else `None`.
+    /// transition where `encoder.residual` makes the encoder a residual posterior (under
+    /// `"transition_detached"` the transition on detached views of its parameters, so the
+    /// ELBO's gradient reaches the history it reads but not its parameters), else `None`.
     pub fn residual_prior(&self) -> Option<&dyn Transition> {
-        if self.config.encoder.residual.is_none() {
-            None
-        } else {
-            Some(self.transition())
+        match self.config.encoder.residual {
+            EncoderResidual::None => None,
+            EncoderResidual::Transition => Some(self.transition()),
+            EncoderResidual::TransitionDetached => self.frozen_transition.as_deref(),
         }
     }
 
@@ -279,6 +317,9 @@ impl Model {
     /// transition.
     pub fn set_sampler(&mut self, sampler: ddssm_diffusion::Sampler) -> Result<()> {
         self.transition.set_sampler(sampler)?;
+        if let Some(frozen) = &mut self.frozen_transition {
+            frozen.set_sampler(sampler)?;
+        }
         if let TransitionConfig::Diffusion(d) = &mut self.config.transition {
             d.sampler = sampler;
         }
@@ -290,6 +331,9 @@ impl Model {
     /// transition or a `uniform_fraction` outside `[0, 1]`.
     pub fn set_level_sampling(&mut self, levels: ddssm_diffusion::LevelSampling) -> Result<()> {
         self.transition.set_level_sampling(levels)?;
+        if let Some(frozen) = &mut self.frozen_transition {
+            frozen.set_level_sampling(levels)?;
+        }
         if let TransitionConfig::Diffusion(d) = &mut self.config.transition {
             d.loss.levels = levels;
         }

@@ -37,15 +37,19 @@ impl<'a> Residual<'a> {
                  transition as its prior; pass Model::residual_prior()",
                 r.name()
             ))),
-            (r, Some(transition)) => Ok(Some(Self {
+            // Under `TransitionDetached` the prior itself is the transition on detached
+            // parameters (`Model::residual_prior`): the prediction stays in the graph, so the
+            // gradient reaches the history it reads.
+            (_, Some(transition)) => Ok(Some(Self {
                 transition,
-                detach: r == EncoderResidual::TransitionDetached,
+                detach: false,
                 order,
             })),
         }
     }
 
-    /// The same prior with its prediction cut from the autograd graph (for inference).
+    /// The same prior with its prediction cut from the autograd graph, parameters and history
+    /// alike (for inference, where nothing needs a gradient).
     pub(crate) fn detached(self) -> Self {
         Self {
             detach: true,

@@ -3,7 +3,8 @@
 //! head's output. Off it is not written and changes nothing; on, it adds no parameters, shifts
 //! the teacher-forced means by exactly the transition's prediction (checked against the inputs
 //! `Model::transition_pairs` builds independently: times, covariates, history), and lets the
-//! ELBO's gradient reach the transition or not as configured.
+//! ELBO's gradient reach the transition's parameters or not as configured — and the history the
+//! prediction reads in both cases.
 
 mod common;
 
@@ -166,6 +167,55 @@ fn the_gradient_reaches_the_transition_only_when_not_detached() -> Result<()> {
                 _ => assert_eq!(reached, 0.0, "{kind:?}"),
             }
         }
+    }
+    Ok(())
+}
+
+/// Every parameter's gradient of the negative ELBO under `kind` (transition parameters
+/// jittered, so that the prediction depends on the history), by name.
+fn elbo_gradients(base: &ModelConfig, kind: EncoderResidual) -> Result<Vec<(String, Vec<f64>)>> {
+    let config = with(base.clone(), kind);
+    let model = Model::new(&config, 5, DType::F32, &Device::Cpu)?;
+    common::jitter_transition(&model, 6)?;
+    let data = common::batch(&config, 3, 6, 4)?;
+    let terms = model.elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(9))?;
+    let grads = terms.negative_elbo()?.backward()?;
+    model
+        .named_parameters()
+        .into_iter()
+        .map(|(name, var)| {
+            let g = match grads.get(var.as_tensor()) {
+                Some(g) => common::scalars(g)?,
+                None => vec![0.0; var.elem_count()],
+            };
+            Ok((name, g))
+        })
+        .collect()
+}
+
+/// Under `"transition_detached"` the ELBO's gradient is SRNN's (`"transition"`) for every
+/// parameter but the transition's: the prediction still passes the gradient on to the history
+/// it reads (the encoder's earlier draws), and only the transition's parameters lose the
+/// gradient that reaches them through the encoder. Cutting the prediction from the graph
+/// altogether — what this option did before — changes the encoder's gradient too, and fails here.
+#[test]
+fn detaching_cuts_the_transitions_parameters_and_nothing_else() -> Result<()> {
+    for base in configs() {
+        let srnn = elbo_gradients(&base, EncoderResidual::Transition)?;
+        let detached = elbo_gradients(&base, EncoderResidual::TransitionDetached)?;
+        let mut transition_moved = 0.0f64;
+        for ((name, a), (other, b)) in srnn.iter().zip(&detached) {
+            assert_eq!(name, other);
+            let diff = common::worst_relative(b, a);
+            if name.starts_with("transition.") {
+                transition_moved = transition_moved.max(diff);
+            } else {
+                // The same ops on the same values: f32 rounding at most.
+                assert!(diff < 1e-5, "{name}: gradients differ by {diff:e}");
+            }
+        }
+        // The gradient that reached the transition through the encoder is gone.
+        assert!(transition_moved > 1e-3, "{transition_moved:e}");
     }
     Ok(())
 }

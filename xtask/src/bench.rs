@@ -58,6 +58,8 @@ pub struct Args {
     pub out: Option<PathBuf>,
     /// Run only this block (`ddssm_train`, `dkf_train`, `ddssm_sampler`, `scaling`).
     pub only: Option<String>,
+    /// Overrides both training figures' `micro_batch` (the paper configs' 64).
+    pub micro_batch: Option<usize>,
     /// Device.
     pub device: Device,
 }
@@ -409,6 +411,9 @@ pub fn measure(args: &Args) -> Result<Value> {
         if args.quick {
             train_config.batch_size = 8;
         }
+        if let Some(m) = args.micro_batch {
+            train_config.micro_batch = m;
+        }
         let t = if args.quick { 8 } else { 32 };
         let x = data(train_config.batch_size.max(64), t, device)?;
         let v = time_steps(&model_config, &train_config, &x, args.runs, device)?;
@@ -462,6 +467,7 @@ mod tests {
             python: "python3".into(),
             out: None,
             only: None,
+            micro_batch: None,
             device: Device::Cpu,
         }
     }

@@ -220,6 +220,10 @@ enum Command {
         /// its peak memory as the process's (process_peak_rss_mib).
         #[arg(long)]
         only: Option<String>,
+        /// Sequences per forward/backward pass for both training figures instead of the paper
+        /// configs' 64 (0 = the whole batch in one pass): which micro-batch suits the cache.
+        #[arg(long)]
+        micro_batch: Option<usize>,
         /// Device: "cpu", "cuda:N" or "metal".
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -321,6 +325,7 @@ fn run(cli: Cli) -> Result<()> {
             quick,
             out,
             only,
+            micro_batch,
             ..
         } => bench::run(&bench::Args {
             runs,
@@ -333,6 +338,7 @@ fn run(cli: Cli) -> Result<()> {
             python,
             out,
             only,
+            micro_batch,
             device,
         }),
         Command::Tune {

@@ -494,6 +494,22 @@ mod tests {
         Ok(())
     }
 
+    /// `--micro-batch` reaches the timed steps (the quick batch of 8 in passes of 4) and is
+    /// recorded beside the figure.
+    #[test]
+    fn the_micro_batch_override_is_timed_and_recorded() -> Result<()> {
+        let args = Args {
+            only: Some("dkf_train".into()),
+            micro_batch: Some(4),
+            ..quick(1)
+        };
+        let out = measure(&args)?;
+        assert_eq!(out["dkf_train"]["micro_batch"], 4);
+        assert_eq!(out["dkf_train"]["batch"], 8);
+        assert!(out.get("ddssm_train").is_none());
+        Ok(())
+    }
+
     /// The paired summary takes each ratio over the rounds; a figure the peer lacks is null.
     #[test]
     fn paired_ratios_are_summarised_per_figure() {

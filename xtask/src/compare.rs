@@ -2,8 +2,8 @@
 //! (`ddssm_train::experiment::comparison_tables`).
 //! Each folder's `results.json` (and `diagnosis.json`, when `cargo xtask diagnose` ran on it)
 //! gives one row: what its DDSSM run changes against the paper's (every differing setting, seeds
-//! aside), its seed, `jsd_exact`, the predictive's within-mode width, −ELBO, −IWAE and the exact
-//! −log p(x). Rows with the same changes are then pooled over their seeds (mean ± standard error
+//! aside), its seed, `jsd_exact`, the predictive's within-mode width, its centring and the
+//! encoder's (where the diagnosis has them), −ELBO, −IWAE and the exact −log p(x). Rows with the same changes are then pooled over their seeds (mean ± standard error
 //! across seeds, the worst seed), and each change is paired with the paper's configuration on the
 //! seeds both ran.
 

@@ -27,6 +27,12 @@ pub struct FinishedRun {
     pub width: Option<(f64, f64)>,
     /// The largest IWAE `k` of the diagnosis with −IWAE-k's mean and SE.
     pub iwae: Option<(u64, f64, f64)>,
+    /// The predictive's centring and its standard error (from the diagnosis; the exact
+    /// predictive's is 1, an observation-copying one's 0: `ddssm_eval::diagnosis`).
+    pub centring: Option<(f64, f64)>,
+    /// The encoder's centring and its standard error, where the diagnosis has it (the
+    /// diagnoses of before 2026-12-03 do not).
+    pub encoder_centring: Option<(f64, f64)>,
     /// The exact −log p(x) per test sequence (mean).
     pub exact_nll: f64,
 }
@@ -47,6 +53,10 @@ impl FinishedRun {
         let d = diagnosis.as_ref().map(|v| &v["models"]["ddssm"]);
         let width =
             d.and_then(|d| Some((d["predictive"].as_f64()?, d["exact_predictive"].as_f64()?)));
+        let pair =
+            |value: &str, se: &str| d.and_then(|d| Some((d[value].as_f64()?, d[se].as_f64()?)));
+        let centring = pair("centring", "centring_se");
+        let encoder_centring = pair("encoder_centring", "encoder_centring_se");
         let iwae = diagnosis.as_ref().and_then(|v| {
             let last = v["likelihood"]["ddssm"]["negative_iwae"]
                 .as_array()?
@@ -65,6 +75,8 @@ impl FinishedRun {
             negative_elbo: ddssm.negative_elbo,
             width,
             iwae,
+            centring,
+            encoder_centring,
             exact_nll: r.exact_negative_log_likelihood.mean,
         })
     }
@@ -90,23 +102,28 @@ fn across(m: MeanSem, seeds: usize, digits: usize) -> String {
 }
 
 /// The ablation and seed tables of finished runs, in markdown: one row per run (its changes
-/// against the paper's config, seed, `jsd_exact`, the predictive's width, −ELBO, −IWAE, the exact
-/// −log p(x)), then the runs pooled over seeds by change ([`pool_over_seeds`]: mean ± SE across
+/// against the paper's config, seed, `jsd_exact`, the predictive's width, its centring and the
+/// encoder's, −ELBO, −IWAE, the exact −log p(x)), then the runs pooled over seeds by change ([`pool_over_seeds`]: mean ± SE across
 /// seeds, the worst seed, the paired difference to the paper's config on shared seeds).
 pub fn comparison_tables(rows: &[FinishedRun]) -> String {
     let mut s = String::from(
         "| run | seed | DDSSM changes against the paper's | jsd_exact | mode width (exact) | \
-         −ELBO | −IWAE-k | exact −log p(x) |\n|---|---|---|---|---|---|---|---|\n",
+         centring (exact 1) | encoder centring (exact 1) | −ELBO | −IWAE-k | exact −log p(x) |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let centring =
+        |c: Option<(f64, f64)>| c.map_or("–".into(), |(v, se)| format!("{v:.2} ± {se:.2}"));
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
             r.folder,
             r.seed,
             r.changes,
             r.jsd_exact,
             r.width
                 .map_or("–".into(), |(w, e)| format!("{w:.3} ({e:.3})")),
+            centring(r.centring),
+            centring(r.encoder_centring),
             r.negative_elbo
                 .map_or("–".into(), |e| format!("{:.2} ± {:.2}", e.mean, e.sem)),
             r.iwae.map_or("–".into(), |(k, m, se)| format!(
@@ -182,8 +199,32 @@ mod tests {
         assert_eq!(r.ablation_run().jsd_exact, r.jsd_exact.mean);
         let longer = FinishedRun::read(&runs.join("steps6000-s0")).unwrap();
         assert_eq!(longer.changes, "ddssm.train.steps = 6000");
+        // Diagnosed before the centring existed: no centring, and a dash in its column.
+        assert!(r.centring.is_none() && r.encoder_centring.is_none());
+        let split = FinishedRun::read(&runs.join("split-beta-tilde-clip5-s0")).unwrap();
+        let (c, se) = split.centring.unwrap();
+        assert!(
+            (c - 0.0433).abs() < 5e-5 && (se - 0.0816).abs() < 5e-5,
+            "{c} ± {se}"
+        );
+        let (e, _) = split.encoder_centring.unwrap();
+        assert!((e - 0.0124).abs() < 5e-5, "{e}");
+        let table = comparison_tables(&[r.clone(), split]);
+        let row = |folder: &str| {
+            table
+                .lines()
+                .find(|l| l.contains(folder))
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            row("split-beta-tilde-clip5-s0").contains("| 0.04 ± 0.08 | 0.01 ± "),
+            "{table}"
+        );
+        assert!(row("paper-s0").contains("| – | – |"), "{table}");
         let undiagnosed = FinishedRun::read(&runs.join("paper-s1")).unwrap();
         assert!(undiagnosed.width.is_none() && undiagnosed.iwae.is_none());
+        assert!(undiagnosed.centring.is_none());
         let err = FinishedRun::read(&runs.join("no-such-run")).unwrap_err();
         assert!(err.to_string().contains("results.json"), "{err}");
     }

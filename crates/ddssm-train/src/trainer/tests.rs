@@ -119,3 +119,35 @@ fn one_chunk_is_the_whole_batch() -> Result<()> {
     assert_eq!(a.objective, b.objective);
     Ok(())
 }
+
+/// The trainer's advice on passes and workers: idle CPU workers get the micro-batch that keeps
+/// them busy; a GPU with several passes gets the one-pass advice; a fitting split gets none.
+#[test]
+fn pass_advice_names_idle_workers_and_gpu_passes() {
+    let mut config = TrainConfig::paper_ddssm();
+    assert_eq!(pass_advice(&config, 2, true), None);
+    let idle = pass_advice(&config, 16, true).unwrap();
+    assert!(
+        idle.starts_with("2 of the 16 worker threads busy"),
+        "{idle}"
+    );
+    assert!(
+        idle.contains("micro_batch = 8 would keep 16 busy"),
+        "{idle}"
+    );
+    assert!(pass_advice(&config, 2, false)
+        .unwrap()
+        .contains("micro_batch = 0"));
+    config.micro_batch = 0;
+    assert_eq!(pass_advice(&config, 1, true), None);
+    assert!(pass_advice(&config, 2, true)
+        .unwrap()
+        .starts_with("1 of the 2"));
+    assert_eq!(pass_advice(&config, 2, false), None);
+    // Fewer sequences than workers: as many busy as there are sequences.
+    config.batch_size = 2;
+    let few = pass_advice(&config, 4, true).unwrap();
+    assert!(few.contains("micro_batch = 1 would keep 2 busy"), "{few}");
+    config.batch_size = 1;
+    assert_eq!(pass_advice(&config, 4, true), None);
+}

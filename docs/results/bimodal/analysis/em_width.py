@@ -13,7 +13,15 @@ within-mode width sqrt(w^2 + (phi*sd)^2 + 0.04) against the exact 0.2. A second 
 posterior (its covariance times gamma = 0.5, what `train.entropy_weight = 0.5` does to a Gaussian
 encoder): the same loop then contracts geometrically.
 
-Run: python3 docs/results/bimodal/analysis/em_width.py  (standard library only; ~40 s)
+A third table sets the exact posterior (a smoother: z_t given z_{t-1} and x_{t:T}) beside a filter
+(z_t given z_{t-1} and x_t only), each with the emission tempered by lambda (the lambda of the
+ELBO weighting, App. I.2: the optimal encoder of the lambda-weighted objective is the posterior
+under an emission variance lambda*0.04). The trained DDSSMs' encoders are as wide as the filter
+(docs/results/bimodal.md section 1, "the encoder is the posterior under the transition"): under
+the filter the loop has a fixed point above 0 for lambda near 1 and reaches 0 only for larger
+lambda, while the smoother's speed hardly depends on lambda.
+
+Run: python3 docs/results/bimodal/analysis/em_width.py  (standard library only; ~2 min)
 """
 
 import math
@@ -22,6 +30,7 @@ import random
 PHI, STEP, R, T, N = 0.9, 4.0, 0.04, 32, 256
 START_W = 0.24  # the 9000-step DDSSM's transition width (seed 0), data units
 REPORT = (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+LAMBDA_REPORT = (1, 3, 10, 30, 100, 300, 1000, 3000)
 
 
 def simulate(seed):
@@ -29,26 +38,27 @@ def simulate(seed):
     out = []
     for _ in range(N):
         z = rng.gauss(0.0, 1.0)
-        xs, us = [], []
+        xs, us, zs = [], [], []
         for _ in range(T):
             u = STEP if rng.random() < 0.5 else -STEP
             z = PHI * z + u
             xs.append(z + 0.2 * rng.gauss(0.0, 1.0))
             us.append(u)
-        out.append((xs, us))
+            zs.append(z)
+        out.append((xs, us, zs))
     return out
 
 
-def em_step(data, q, gamma):
-    """One EM iteration with the posterior's covariance tempered by gamma (1: exact EM): the new Q
-    and the mean (tempered) posterior variance of z_T."""
+def em_step(data, q, gamma, lam=1.0):
+    """One EM iteration with the posterior's covariance tempered by gamma (1: exact EM) and the
+    emission's variance by lam: the new Q and the mean (tempered) posterior variance of z_T."""
     total, count, last_var = 0.0, 0, 0.0
-    for xs, us in data:
+    for xs, us, _ in data:
         m, p, mp, pp = [0.0] * T, [0.0] * T, [0.0] * T, [0.0] * T
         for t in range(T):
             mp[t] = us[0] if t == 0 else PHI * m[t - 1] + us[t]
             pp[t] = (PHI * PHI + q) if t == 0 else PHI * PHI * p[t - 1] + q
-            k = pp[t] / (pp[t] + R)
+            k = pp[t] / (pp[t] + lam * R)
             m[t] = mp[t] + k * (xs[t] - mp[t])
             p[t] = (1.0 - k) * pp[t]
         last_var += gamma * p[T - 1]
@@ -65,6 +75,31 @@ def em_step(data, q, gamma):
     return total / count, last_var / len(data)
 
 
+def filter_step(data, q, lam):
+    """One round of the loop with a filtering encoder: z_t drawn from its posterior given z_{t-1}
+    and x_t alone (emission variance lam*R), chained along the sequence; the transition refitted to
+    the draws' increments. Returns the new Q and the mean variance of the draws' z_T."""
+    total, count, last_var = 0.0, 0, 0.0
+    for xs, us, zs in data:
+        # The draws' error e_t = z_t - z_t(true) has mean mu and variance v over the encoder.
+        mu, v = 0.0, 0.0
+        for t in range(T):
+            prior_var = q if t > 0 else PHI * PHI + q  # z_1's prior: z_0 ~ N(0, 1) integrated
+            k = prior_var / (prior_var + lam * R)
+            draw_var = (1.0 - k) * prior_var
+            noise = xs[t] - zs[t]
+            if t == 0:
+                # The prior mean u_1 misses the true z_1 by -phi*z_0(true).
+                mu, v = k * noise - (1.0 - k) * PHI * (zs[0] - us[0]) / PHI, draw_var
+                continue
+            # z_t - phi z_{t-1} - u_t = k (noise_t - phi e_{t-1}) + the draw's own noise.
+            total += k * k * ((noise - PHI * mu) ** 2 + PHI * PHI * v) + draw_var
+            count += 1
+            mu, v = k * noise + (1.0 - k) * PHI * mu, (1.0 - k) ** 2 * PHI * PHI * v + draw_var
+        last_var += v
+    return total / count, last_var / len(data)
+
+
 def main():
     data = simulate(0)
     print("| posterior | EM iterations | transition w | encoder sd of z_T | predictive width (exact 0.200) |")
@@ -78,6 +113,23 @@ def main():
                 print(
                     f"| gamma = {gamma} | {it} | {math.sqrt(q):.4f} | {math.sqrt(var_t):.4f} "
                     f"| {width:.3f} |"
+                )
+    print()
+    print("| encoder | lambda | start w | EM iterations | transition w | encoder sd of z_T |")
+    print("|---|---|---|---|---|---|")
+    runs = [("smoother (exact)", lambda d, q, lam: em_step(d, q, 1.0, lam), lam, START_W, 300)
+            for lam in (1.0, 1.243, 2.0)]
+    runs += [("filter (x_t only)", filter_step, lam, START_W, 3000) for lam in (1.0, 1.243, 1.5, 2.0)]
+    # From below: whether the filter's w = 0.112 at lambda = 1.243 is a stable fixed point.
+    runs.append(("filter (x_t only)", filter_step, 1.243, 0.05, 1000))
+    for name, step, lam, start, last in runs:
+        q = start**2
+        for it in range(1, last + 1):
+            q, var_t = step(data, q, lam)
+            if it in LAMBDA_REPORT:
+                print(
+                    f"| {name} | {lam} | {start} | {it} | {math.sqrt(q):.4f} "
+                    f"| {math.sqrt(var_t):.4f} |"
                 )
 
 

@@ -46,6 +46,10 @@ fn main() -> Result<()> {
         Some(v) => v.parse().context("DELTA: expected a number")?,
         None => 0.2,
     };
+    let (d, m) = (model.config().obs_dim, model.config().latent_dim);
+    if (d, m) != (1, 1) {
+        bail!("the probe is for the bimodal walk's models (one observed, one latent dimension); this one has D = {d}, M = {m}");
+    }
     let t_len = cfg.data.sim.t;
     if sequences == 0 || delta <= 0.0 || t_len < STEPS.end + AHEAD {
         bail!(

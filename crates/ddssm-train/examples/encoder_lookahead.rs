@@ -65,13 +65,9 @@ fn main() -> Result<()> {
     let x = test.to_tensor(DType::F32, &dev)?;
     // The encoder reads standardised observations; the moves are in data units.
     let (scaled, scale) = match model.standardization() {
-        Some(s) => (
-            s.apply(&x)?,
-            s.apply(&x.ones_like()?)? - s.apply(&x.zeros_like()?)?,
-        ),
-        None => (x.clone(), x.ones_like()),
+        Some(s) => (s.apply(&x)?, 1.0 / s.std[0]),
+        None => (x.clone(), 1.0),
     };
-    let scale = scale?.i((0, 0, 0))?.to_scalar::<f32>()? as f64;
     let encoder = model.encoder();
     let prior = model.residual_prior();
     let inputs = encoder.prepare(&scaled, None, None, None)?.detach();

@@ -30,8 +30,7 @@ use serde_json::Value;
 
 use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::study::{
-    best_trial, paper_run, rank_correlations, run_tpe_study, tuned_experiment, value, StudyOptions,
-    Trial,
+    best_trial, paper_run, rank_correlations, run_tpe_study, value, StudyOptions, Trial,
 };
 
 /// The command's options.
@@ -85,27 +84,8 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
         );
     };
     // The ready-to-use config, at the paper's 3000 steps.
-    let tuned = tuned_experiment(base, &args.study.model, best)?;
-    let toml_text = format!(
-        "# The best of a {}-trial TPE study of the {} ({} steps per trial, metric {}, seed {}),\n\
-         # trial {} with score {:.5}; written by `cargo xtask tune`. Run it with\n\
-         # `cargo xtask bimodal-experiment --config <this file>`.\n\n{}",
-        trials.len(),
-        args.study.model,
-        args.study.steps,
-        args.study.metric.name(),
-        args.study.seed,
-        best.number,
-        best.score.unwrap_or(f64::NAN),
-        toml::to_string(&tuned)?
-    );
-    ddssm_model::checkpoint::write_atomic(&args.study.out.join("best.toml"), toml_text.as_bytes())?;
-    if let Some(path) = &args.write_config {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        ddssm_model::checkpoint::write_atomic(path, toml_text.as_bytes())?;
-    }
+    args.study
+        .write_tuned_config(base, best, trials.len(), args.write_config.as_deref())?;
     let figures = crate::figures::study_history(trials, &args.study.out)?;
 
     let mut s = String::new();

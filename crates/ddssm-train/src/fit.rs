@@ -17,6 +17,14 @@ pub struct ModelRun {
 }
 
 impl ModelRun {
+    /// The same run with `batch` sequences per batch, capped at the `windows` training windows
+    /// (as [`crate::series::series_run`] caps the paper's), and the micro-batch no larger.
+    pub fn with_batch_size(mut self, batch: usize, windows: usize) -> Self {
+        self.train.batch_size = batch.min(windows);
+        self.train.micro_batch = self.train.micro_batch.min(self.train.batch_size);
+        self
+    }
+
     /// Checks both configs, naming a bad field by its path under `prefix` (`ddssm` →
     /// `ddssm.model.order`, `ddssm.train.steps`; `""` → `model.order`, as a run config file
     /// writes it).
@@ -52,4 +60,25 @@ pub fn fit(
     model.set_standardization(standardization)?;
     let report = train(&mut model, data, &run.train, options, validate)?;
     Ok((model, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chosen batch is capped at the training windows and the micro-batch follows it down.
+    #[test]
+    fn with_batch_size_caps_the_batch_and_the_micro_batch() {
+        let run = ModelRun {
+            model: ModelConfig::paper_ddssm(),
+            train: TrainConfig::paper_ddssm(),
+        };
+        let small = run.clone().with_batch_size(32, 100);
+        assert_eq!((small.train.batch_size, small.train.micro_batch), (32, 32));
+        let capped = run.with_batch_size(500, 100);
+        assert_eq!(
+            (capped.train.batch_size, capped.train.micro_batch),
+            (100, 64)
+        );
+    }
 }

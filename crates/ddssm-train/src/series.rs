@@ -317,20 +317,32 @@ pub fn forecast_and_score(
         samples,
         noise,
     )?;
-    Ok((score_draws(panel, windows, at, &draws, samples), draws))
+    Ok((score_draws(panel, windows, at, &draws, samples)?, draws))
 }
 
 /// Scores forecast draws of `windows` laid out `[W, H, D, n]` (`samples` = `n` per row, as
 /// [`window_forecast_draws`] gives them, or any other forecaster's) at `at` ([`score_windows`]).
+/// Fails, naming both counts, when `draws` does not hold exactly that many.
 pub fn score_draws(
     panel: &Panel,
     windows: &[Window],
     at: Horizon,
     draws: &[f64],
     samples: usize,
-) -> Evaluation {
+) -> Result<Evaluation> {
+    let expected = windows.len() * at.horizon * panel.target_dim() * samples;
+    if draws.len() != expected {
+        return Err(Error::State(format!(
+            "{} forecast draws for {} windows × {} steps × {} targets × {samples} samples: \
+             expected {expected}",
+            draws.len(),
+            windows.len(),
+            at.horizon,
+            panel.target_dim()
+        )));
+    }
     let rows = draws_in_rows(draws, at.horizon, panel.target_dim(), samples);
-    score_windows(panel, windows, at, &rows)
+    Ok(score_windows(panel, windows, at, &rows))
 }
 
 /// Where the test windows of `spec` start forecasting and how far they reach, with `season` as
@@ -468,5 +480,35 @@ mod tests {
         assert!(m.collapse_warning(m.nll_per_window).is_some());
         assert!(m.collapse_warning(m.nll_per_window - 3.5).is_none());
         assert!((m.gain_per_entry(m.nll_per_window - 3.5) - 1.0).abs() < 1e-12);
+    }
+
+    /// Draws of another forecaster are scored only when they hold every window's paths; a short
+    /// slice is an error naming both counts.
+    #[test]
+    fn score_draws_refuses_a_wrong_number_of_draws() {
+        let dir = std::env::temp_dir().join(format!("ddssm-score-draws-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.csv");
+        std::fs::write(&path, "t,a,b\n0,1,2\n1,3,4\n2,5,6\n").unwrap();
+        let panel = read_csv(&path, &Columns::new("t", &["a", "b"])).unwrap();
+        let windows = [Window {
+            series: 0,
+            start: 0,
+        }];
+        let at = Horizon {
+            context: 1,
+            horizon: 1,
+            season: 1,
+        };
+        // One window × one step × two targets × two samples.
+        let draws = [3.0, 3.5, 4.0, 4.5];
+        assert!(score_draws(&panel, &windows, at, &draws, 2).is_ok());
+        let err = score_draws(&panel, &windows, at, &draws[..3], 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3 forecast draws") && err.contains("expected 4"),
+            "{err}"
+        );
     }
 }

@@ -2,11 +2,12 @@
 //! starts, the study file's header, the data, and the trials ([`run_tpe_study`]). What is left
 //! to a command line is parsing and the report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use ddssm_model::checkpoint::write_atomic;
 
-use super::{check_space, load_space, run_study, Header, Metric, Trial};
+use super::{check_space, load_space, run_study, tuned_experiment, Header, Metric, Trial};
 use crate::experiment::{invalid, ExperimentConfig, Splits};
 use crate::tpe::Space;
 use crate::{Error, ModelRun, Result};
@@ -44,6 +45,41 @@ pub struct StudyOutcome {
 }
 
 impl StudyOptions {
+    /// The `best` of a study's `trials` trials as a ready-to-use experiment config
+    /// ([`tuned_experiment`] of `base`), TOML headed by where it came from (the study's model,
+    /// steps, metric and seed, the trial and its score): written to `best.toml` in the study
+    /// folder and, when given, to `also` (its folder created). Returns the text.
+    pub fn write_tuned_config(
+        &self,
+        base: &ModelRun,
+        best: &Trial,
+        trials: usize,
+        also: Option<&Path>,
+    ) -> Result<String> {
+        let tuned = tuned_experiment(base, &self.model, best)?;
+        let body = toml::to_string(&tuned).map_err(|e| Error::State(e.to_string()))?;
+        let text = format!(
+            "# The best of a {trials}-trial TPE study of the {} ({} steps per trial, metric {}, \
+             seed {}),\n# trial {} with score {:.5}; written by `cargo xtask tune`. Run it with\n\
+             # `cargo xtask bimodal-experiment --config <this file>`.\n\n{body}",
+            self.model,
+            self.steps,
+            self.metric.name(),
+            self.seed,
+            best.number,
+            best.score.unwrap_or(f64::NAN),
+        );
+        write_atomic(&self.out.join("best.toml"), text.as_bytes())?;
+        if let Some(path) = also {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::State(format!("{}: {e}", dir.display())))?;
+            }
+            write_atomic(path, text.as_bytes())?;
+        }
+        Ok(text)
+    }
+
     /// The experiment config a study starts from: the paper's, with `quick`, the seed and the
     /// steps per trial ([`ExperimentConfig::with_overrides`]), no validation or checkpoints.
     pub fn base_config(&self) -> Result<ExperimentConfig> {

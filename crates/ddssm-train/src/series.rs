@@ -446,13 +446,19 @@ mod tests {
         assert!(err.contains("sampler") && err.contains("Gaussian"), "{err}");
     }
 
+    /// The panel of `csv` (targets `a` and `b` over time `t`), read from a file in a scratch
+    /// folder named after `name`.
+    fn two_target_panel(name: &str, csv: &str) -> Panel {
+        let dir = std::env::temp_dir().join(format!("ddssm-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("panel.csv");
+        std::fs::write(&path, csv).unwrap();
+        read_csv(&path, &Columns::new("t", &["a", "b"])).unwrap()
+    }
+
     #[test]
     fn the_marginal_baseline_is_the_gaussian_nll_of_the_observed_entries() {
-        let dir = std::env::temp_dir().join(format!("ddssm-marginal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("m.csv");
-        std::fs::write(&path, "t,a,b\n0,1,\n1,3,4\n2,5,6\n").unwrap();
-        let panel = read_csv(&path, &Columns::new("t", &["a", "b"])).unwrap();
+        let panel = two_target_panel("marginal", "t,a,b\n0,1,\n1,3,4\n2,5,6\n");
         let scaling = Scaling {
             mean: vec![3.0, 5.0],
             std: vec![2.0, 1.0],
@@ -486,11 +492,7 @@ mod tests {
     /// slice is an error naming both counts.
     #[test]
     fn score_draws_refuses_a_wrong_number_of_draws() {
-        let dir = std::env::temp_dir().join(format!("ddssm-score-draws-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.csv");
-        std::fs::write(&path, "t,a,b\n0,1,2\n1,3,4\n2,5,6\n").unwrap();
-        let panel = read_csv(&path, &Columns::new("t", &["a", "b"])).unwrap();
+        let panel = two_target_panel("score-draws", "t,a,b\n0,1,2\n1,3,4\n2,5,6\n");
         let windows = [Window {
             series: 0,
             start: 0,

@@ -26,6 +26,15 @@ pub struct ElboOptions {
     /// (docs/paper-notes.md, "Noise on the encoder's view").
     #[serde(default)]
     pub encoder_input_noise: f64,
+    /// Probability in `[0, 1)` with which each observed entry is hidden from the *encoder*
+    /// (independently per sequence, step and dimension; its future summary then sees the entry as
+    /// missing), while the reconstruction still scores every observed entry. Not in the paper: 0
+    /// by default. Any `q` gives a lower bound, and one that cannot see `x_t` must place `z_t` from
+    /// `z_{t−1}` and the later observations, so the option asks the encoder for the lookahead a
+    /// smoothing posterior has and a filter lacks (docs/paper-notes.md, "Hiding observations
+    /// from the encoder").
+    #[serde(default)]
+    pub encoder_mask_rate: f64,
     /// `α` in `(0, 1]`: the transition term (Eq. 52, or the DKF's Gaussian cross-entropy) scores
     /// the encoder's draws pulled toward their means, `z̄ + α·(z − z̄)` (for the closed-form
     /// cross-entropy, the posterior with its variance times `α²`), instead of the draws
@@ -64,6 +73,12 @@ impl ElboOptions {
             "a finite number ≥ 0 (standard deviations of the standardised data; 0: off)",
         )?;
         crate::check_config(
+            (0.0..1.0).contains(&self.encoder_mask_rate),
+            "encoder_mask_rate",
+            self.encoder_mask_rate,
+            "in [0, 1) (the probability of hiding an observed entry from the encoder; 0: off)",
+        )?;
+        crate::check_config(
             self.transition_draw_scale > 0.0 && self.transition_draw_scale <= 1.0,
             "transition_draw_scale",
             self.transition_draw_scale,
@@ -78,6 +93,7 @@ impl Default for ElboOptions {
             samples: 2,
             estimator: Estimator::Analytic,
             encoder_input_noise: 0.0,
+            encoder_mask_rate: 0.0,
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
         }
@@ -340,7 +356,8 @@ impl Model {
     /// its standardisation; the terms are nats of the data as given): `S` encoder trajectories
     /// per sequence, the decoder, the VHP and the transition each in one batched call, averaged
     /// over `S`. Every random draw comes from `noise`, in this order: with
-    /// `options.encoder_input_noise > 0` the noise on the encoder's view of `x` (`[B, T, D]`), the
+    /// `options.encoder_input_noise > 0` the noise on the encoder's view of `x` (`[B, T, D]`), with
+    /// `options.encoder_mask_rate > 0` the uniform draws that hide entries from it (`[B, T, D]`), the
     /// encoder's `ε_t` (`[S·B, M]` per step), the VHP's auxiliary latents, the transition's draws
     /// (for the DDSSM, Eq. 52's `k` and `ε`).
     pub fn elbo(
@@ -363,8 +380,22 @@ impl Model {
         } else {
             x.clone()
         };
+        let hidden = options.encoder_mask_rate;
+        let view_mask = if hidden > 0.0 {
+            // 1 = the encoder sees the entry: kept with probability 1 − rate, and only if observed.
+            let keep = noise
+                .rand_uniform(x.shape().clone(), x.dtype(), x.device())?
+                .ge(hidden)?
+                .to_dtype(x.dtype())?;
+            Some(match &batch.mask {
+                Some(m) => (m * keep)?,
+                None => keep,
+            })
+        } else {
+            batch.mask.clone()
+        };
         let traj = self.encoder().sample(
-            &self.encoder_inputs(&seen, batch)?,
+            &self.encoder_view(&seen, view_mask.as_ref(), batch)?,
             s,
             noise,
             self.residual_prior(),

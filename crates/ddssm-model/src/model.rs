@@ -504,9 +504,20 @@ impl Model {
     /// The encoder's inputs for `x` (`[B, T, D]`, the model's units) with the batch's mask, its
     /// covariates up to `T` and its statics.
     pub(crate) fn encoder_inputs(&self, x: &Tensor, batch: &Batch) -> Result<EncoderInputs> {
+        self.encoder_view(x, batch.mask.as_ref(), batch)
+    }
+
+    /// [`Self::encoder_inputs`] with `mask` (`[B, T, D]`, 1 = the encoder sees the entry) in place
+    /// of the batch's own.
+    pub(crate) fn encoder_view(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        batch: &Batch,
+    ) -> Result<EncoderInputs> {
         self.encoder.prepare(
             x,
-            batch.mask.as_ref(),
+            mask,
             batch.covariates_upto(x.dim(1)?)?.as_ref(),
             batch.statics.as_ref(),
         )

@@ -86,6 +86,12 @@ pub struct TrainConfig {
     /// observations as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub encoder_input_noise: f64,
+    /// Probability of hiding each observed entry from the encoder during training
+    /// ([`ddssm_model::ElboOptions`]'s `encoder_mask_rate`; not in the paper: 0 by default, and
+    /// then left out of a written config; docs/paper-notes.md). Validation and evaluation always
+    /// show the encoder every observed entry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub encoder_mask_rate: f64,
     /// `α` in `(0, 1]`: the transition term scores the encoder's draws pulled toward their means
     /// by this factor ([`ddssm_model::ElboOptions`]'s `transition_draw_scale`; not in the paper
     /// and not the ELBO below 1: 1 by default, and then left out of a written config;
@@ -129,6 +135,7 @@ impl TrainConfig {
             samples: self.samples,
             estimator: self.estimator,
             encoder_input_noise: self.encoder_input_noise,
+            encoder_mask_rate: self.encoder_mask_rate,
             transition_draw_scale: self.transition_draw_scale,
             split_transition_gradient: self.split_transition_gradient,
         }
@@ -159,6 +166,7 @@ impl TrainConfig {
             entropy_weight: 1.0,
             pin_latent_scale: false,
             encoder_input_noise: 0.0,
+            encoder_mask_rate: 0.0,
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
             objective: Objective::Elbo,

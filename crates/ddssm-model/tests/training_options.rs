@@ -1,6 +1,7 @@
 //! Two training-only options of the ELBO evaluation (not in the paper, off by default):
 //! `ElboOptions::encoder_input_noise` reaches the encoder's view of the observations and nothing
-//! else, drawn first from the ELBO's noise stream; `ElboOptions::transition_draw_scale` changes the
+//! else, drawn first from the ELBO's noise stream; `ElboOptions::encoder_mask_rate` hides entries
+//! from the encoder's view and from nothing else; `ElboOptions::transition_draw_scale` changes the
 //! transition term and nothing else; `ElboOptions::split_transition_gradient` gives the
 //! transition's parameters the pulled term's gradient and everything else the ELBO's.
 
@@ -69,6 +70,80 @@ fn the_noise_reaches_the_encoder_only() -> Result<()> {
         assert_ne!(
             common::scalars(&clean.entropy)?,
             common::scalars(&noisy_terms.entropy)?
+        );
+    }
+    Ok(())
+}
+
+/// With the mask rate on, the ELBO equals, in every term that sees `x` only through the encoder,
+/// bit for bit, the ELBO of the same batch with the hidden entries marked missing (the uniform
+/// draws first from the stream, an entry seen where its draw is at least the rate and the batch
+/// observes it), while the reconstruction still scores every observed entry (so it differs). If
+/// the mask reached the reconstruction, `recon` would agree; if it did not reach the encoder, or
+/// revealed an entry the batch lacks, the other terms would differ.
+#[test]
+fn the_mask_rate_hides_entries_from_the_encoder_only() -> Result<()> {
+    for config in [ModelConfig::paper_ddssm(), ModelConfig::paper_dkf()] {
+        let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+        let mut data = common::batch(&config, 3, 6, 2)?;
+        // The batch's own mask: every third entry missing.
+        let own: Vec<f32> = (0..data.x.elem_count())
+            .map(|i| if i % 3 == 2 { 0.0 } else { 1.0 })
+            .collect();
+        data.mask = Some(candle_core::Tensor::from_vec(
+            own,
+            data.x.shape().clone(),
+            &Device::Cpu,
+        )?);
+        let rate = 0.4;
+        let options = ElboOptions {
+            encoder_mask_rate: rate,
+            ..ElboOptions::default()
+        };
+        let masked = model.elbo(&data, &options, &mut SeededNoise::new(11))?;
+
+        let mut noise = SeededNoise::new(11);
+        let keep = noise
+            .rand_uniform(data.x.shape().clone(), DType::F32, &Device::Cpu)?
+            .ge(rate)?
+            .to_dtype(DType::F32)?;
+        let seen = (data.mask.as_ref().unwrap() * &keep)?;
+        let observed = common::scalars(data.mask.as_ref().unwrap())?
+            .iter()
+            .sum::<f64>();
+        let shown = common::scalars(&seen)?.iter().sum::<f64>();
+        assert!(shown > 0.0 && shown < observed, "{shown} of {observed}");
+        let mut hidden = data.clone();
+        hidden.mask = Some(seen);
+        let by_hand = model.elbo(&hidden, &ElboOptions::default(), &mut noise)?;
+        for (what, a, b) in [
+            ("init_entropy", &masked.init_entropy, &by_hand.init_entropy),
+            ("entropy", &masked.entropy, &by_hand.entropy),
+            ("vhp", &masked.vhp, &by_hand.vhp),
+            ("transition", &masked.transition, &by_hand.transition),
+        ] {
+            assert_eq!(common::scalars(a)?, common::scalars(b)?, "{what}");
+        }
+        assert_ne!(
+            common::scalars(&masked.recon)?,
+            common::scalars(&by_hand.recon)?
+        );
+        // At 0 the stream is untouched: the ELBO of the batch as given.
+        let zero = ElboOptions {
+            encoder_mask_rate: 0.0,
+            ..ElboOptions::default()
+        };
+        assert_eq!(
+            common::scalars(
+                &model
+                    .elbo(&data, &zero, &mut SeededNoise::new(11))?
+                    .negative_elbo()?
+            )?,
+            common::scalars(
+                &model
+                    .elbo(&data, &ElboOptions::default(), &mut SeededNoise::new(11))?
+                    .negative_elbo()?
+            )?
         );
     }
     Ok(())
@@ -217,10 +292,17 @@ fn bad_option_values_name_the_field() -> Result<()> {
         transition_draw_scale: v,
         ..ElboOptions::default()
     };
+    let hide = |v| ElboOptions {
+        encoder_mask_rate: v,
+        ..ElboOptions::default()
+    };
     let cases = [
         (noise(-0.1), "encoder_input_noise", "≥ 0"),
         (noise(f64::NAN), "encoder_input_noise", "≥ 0"),
         (noise(f64::INFINITY), "encoder_input_noise", "≥ 0"),
+        (hide(-0.1), "encoder_mask_rate", "[0, 1)"),
+        (hide(1.0), "encoder_mask_rate", "[0, 1)"),
+        (hide(f64::NAN), "encoder_mask_rate", "[0, 1)"),
         (scale(0.0), "transition_draw_scale", "(0, 1]"),
         (scale(1.5), "transition_draw_scale", "(0, 1]"),
         (scale(f64::NAN), "transition_draw_scale", "(0, 1]"),

@@ -148,6 +148,19 @@ fn the_encoder_input_noise_defaults_to_zero_and_reaches_the_loop() -> Result<()>
     )
 }
 
+/// The encoder's mask rate: 0 by default, refused outside [0, 1).
+#[test]
+fn the_encoder_mask_rate_defaults_to_zero_and_reaches_the_loop() -> Result<()> {
+    optional_number_reaches_the_loop(
+        "encoder_mask_rate",
+        |c, v| c.encoder_mask_rate = v,
+        0.0,
+        &[-0.1, 1.0, f64::NAN],
+        "[0, 1)",
+        0.5,
+    )
+}
+
 /// The transition's draw scale α: 1 by default, refused outside (0, 1] and, below 1, with the
 /// importance-weighted objective.
 #[test]

@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn the_whole_pipeline_runs_writes_its_results_and_resumes() -> Result<()> {
-        let out = std::env::temp_dir().join(format!("ddssm-xtask-{}", std::process::id()));
+        let scratch = tempfile::tempdir()?;
+        let out = scratch.path().to_path_buf();
         let config = out.join("tiny.toml");
         std::fs::create_dir_all(&out)?;
         std::fs::write(&config, toml::to_string(&tiny())?)?;
@@ -241,8 +242,6 @@ mod tests {
             third.models["ddssm"].per_sequence_jsd_exact
         );
         assert!(alone.out.join("fig2.png").exists());
-        // Passed: nothing of it is needed again.
-        std::fs::remove_dir_all(&out)?;
         Ok(())
     }
 }

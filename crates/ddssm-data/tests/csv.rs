@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use ddssm_data::{read_csv, rolling_origin, Columns, Error, Panel, Time, Window, WindowSpec};
 
 fn file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddssm-data-tests-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-data-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -277,7 +278,8 @@ fn bad_files_and_requests_are_errors_naming_file_line_and_column() {
             assert!(err.contains(n), "{what}: {n:?} not in {err}");
         }
     }
-    let missing = std::env::temp_dir().join("ddssm-data-tests-no-such-file.csv");
+    let missing =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ddssm-data-tests-no-such-file.csv");
     let err = read_csv(&missing, &cols).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
 

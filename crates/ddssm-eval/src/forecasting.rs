@@ -331,9 +331,8 @@ mod tests {
 
     /// Two targets over 8 steps, `b` missing at step 6; context 4, horizon 3, one window.
     fn panel(test: &str) -> Panel {
-        let dir = std::env::temp_dir().join(format!("ddssm-forecasting-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("{test}.csv"));
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join(format!("{test}.csv"));
         std::fs::write(
             &path,
             "t,a,b\n0,1,10\n1,2,20\n2,3,30\n3,4,40\n4,5,50\n5,6,60\n6,7,\n7,8,80\n",

@@ -237,8 +237,8 @@ mod tests {
 
     #[test]
     fn a_fan_chart_is_written_whole_as_png_and_svg() {
-        let dir = std::env::temp_dir().join(format!("ddssm-fan-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let panel = FanPanel {
             title: "a series".into(),
             observed: vec![(0.0, 1.0), (1.0, 2.0), (3.0, 2.5), (4.0, 3.0)],
@@ -251,17 +251,16 @@ mod tests {
             x_labels: BTreeMap::from([(0, "2001-01".to_string())]),
             y_desc: "y".into(),
         };
-        let files = fan_chart(&[panel.clone(), panel], 2, (400, 300), &dir, "fans").unwrap();
+        let files = fan_chart(&[panel.clone(), panel], 2, (400, 300), dir, "fans").unwrap();
         assert_eq!(files, ["fans.png", "fans.svg"]);
         let svg = std::fs::read_to_string(dir.join("fans.svg")).unwrap();
         assert!(svg.contains("2001-01") && svg.contains("median") && svg.contains("50 % band"));
         assert!(std::fs::metadata(dir.join("fans.png")).unwrap().len() > 1000);
         // Nothing but the two figures is left (no temporaries).
-        let names: Vec<String> = std::fs::read_dir(&dir)
+        let names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

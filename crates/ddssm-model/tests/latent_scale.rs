@@ -203,7 +203,8 @@ fn the_setting_reads_and_writes() -> Result<()> {
 fn a_checkpoint_keeps_the_scale_and_the_setting() -> Result<()> {
     let (_, learned) = models()?;
     log_scale(&learned).set(&Tensor::new(&[0.7f32], &Device::Cpu)?)?;
-    let dir = std::env::temp_dir().join(format!("ddssm-latent-scale-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-latent-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("model.safetensors");
     learned.save(&path, &Default::default())?;

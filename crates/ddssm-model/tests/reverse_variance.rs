@@ -38,7 +38,8 @@ fn the_reverse_variance_reaches_the_transition_term_and_the_checkpoint() -> Resu
         tilde_terms
     );
 
-    let dir = std::env::temp_dir().join(format!("ddssm-reverse-variance-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-reverse-variance-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("model.safetensors");
     model.save(&path, &Default::default())?;

@@ -314,12 +314,9 @@ mod tests {
         path
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("ddssm-config-file-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh scratch folder, removed when the returned guard is dropped.
+    fn scratch() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
     }
 
     /// The error of reading `text`, written to `dir/name`, as a [`Doc`].
@@ -332,11 +329,12 @@ mod tests {
 
     #[test]
     fn a_file_writes_its_keys_over_its_base_tables_merge_and_arrays_replace() {
-        let dir = dir("merge");
-        write(&dir, "base.toml", BASE);
+        let scratch = scratch();
+        let dir = scratch.path();
+        write(dir, "base.toml", BASE);
         // The base is found relative to the file, not to the working directory.
         let child = write(
-            &dir,
+            dir,
             "sub/child.toml",
             "base = \"../base.toml\"\nlist = [9]\n[inner]\nb = \"child\"\n",
         );
@@ -354,7 +352,7 @@ mod tests {
         );
         // A chain: the grandchild sees both layers beneath it.
         let grandchild = write(
-            &dir,
+            dir,
             "sub/grandchild.toml",
             "base = \"child.toml\"\ntop = -2.0\n",
         );
@@ -370,9 +368,10 @@ mod tests {
 
     #[test]
     fn a_bad_key_is_named_with_the_file_that_sets_it() {
-        let dir = dir("errors");
-        write(&dir, "base.toml", BASE);
-        let err = error_of(&dir, "child.toml", "base = \"base.toml\"\n[inner]\nc = 1\n");
+        let scratch = scratch();
+        let dir = scratch.path();
+        write(dir, "base.toml", BASE);
+        let err = error_of(dir, "child.toml", "base = \"base.toml\"\n[inner]\nc = 1\n");
         assert!(
             err.contains("child.toml") && err.contains("`inner`"),
             "{err}"
@@ -384,8 +383,8 @@ mod tests {
             "{err}"
         );
         // A bad value set in the base is laid at the base's door, with the file that was read.
-        let base = write(&dir, "bad-base.toml", &BASE.replace("a = 7", "a = -7"));
-        let err = error_of(&dir, "child2.toml", "base = \"bad-base.toml\"\n");
+        let base = write(dir, "bad-base.toml", &BASE.replace("a = 7", "a = -7"));
+        let err = error_of(dir, "child2.toml", "base = \"bad-base.toml\"\n");
         assert!(err.starts_with(&base.display().to_string()), "{err}");
         assert!(
             err.contains("`inner.a`") && err.contains("a base of"),
@@ -394,9 +393,9 @@ mod tests {
         assert!(err.contains("line 4, column 1\n  |\n4 | a = -7\n"), "{err}");
         // An unknown key in a table that both files write is laid at the door of the one that
         // has the key.
-        let base = write(&dir, "unknown-base.toml", &format!("{BASE}d = 1\n"));
+        let base = write(dir, "unknown-base.toml", &format!("{BASE}d = 1\n"));
         let err = error_of(
-            &dir,
+            dir,
             "child3.toml",
             "base = \"unknown-base.toml\"\n[inner]\nb = \"child\"\n",
         );
@@ -406,7 +405,8 @@ mod tests {
 
     #[test]
     fn a_file_over_given_settings_changes_only_what_it_sets() {
-        let dir = dir("over");
+        let scratch = scratch();
+        let dir = scratch.path();
         let under = Doc {
             top: 1.5,
             inner: Inner {
@@ -415,7 +415,7 @@ mod tests {
             },
             list: vec![1, 2, 3],
         };
-        let file = write(&dir, "file.toml", "[inner]\nb = \"file\"\n");
+        let file = write(dir, "file.toml", "[inner]\nb = \"file\"\n");
         let doc = read_toml_over(&file, "doc", &under, "the defaults").unwrap();
         assert_eq!(
             doc.inner,
@@ -426,21 +426,21 @@ mod tests {
         );
         assert_eq!((doc.top, doc.list), (1.5, vec![1, 2, 3]));
         // A base of the file's own sits between the given settings and the file.
-        write(&dir, "base.toml", "top = -1.0\n[inner]\na = 9\n");
-        let file = write(&dir, "on-base.toml", "base = \"base.toml\"\nlist = [4]\n");
+        write(dir, "base.toml", "top = -1.0\n[inner]\na = 9\n");
+        let file = write(dir, "on-base.toml", "base = \"base.toml\"\nlist = [4]\n");
         let doc = read_toml_over(&file, "doc", &under, "the defaults").unwrap();
         assert_eq!(
             (doc.top, doc.inner.a, doc.inner.b.as_str(), doc.list),
             (-1.0, 9, "under", vec![4])
         );
         // An empty file gives the settings back.
-        let file = write(&dir, "empty.toml", "");
+        let file = write(dir, "empty.toml", "");
         assert_eq!(
             read_toml_over(&file, "doc", &under, "the defaults").unwrap(),
             under
         );
         // A bad key is named with the file and its line, as without given settings.
-        let file = write(&dir, "bad.toml", "top = 2.0\n[inner]\nc = 1\n");
+        let file = write(dir, "bad.toml", "top = 2.0\n[inner]\nc = 1\n");
         let err = read_toml_over(&file, "doc", &under, "the defaults")
             .unwrap_err()
             .to_string();
@@ -453,24 +453,25 @@ mod tests {
 
     #[test]
     fn a_missing_cyclic_or_malformed_base_is_an_error_naming_the_base_key() {
-        let dir = dir("bases");
-        let err = error_of(&dir, "missing.toml", "base = \"nowhere.toml\"\ntop = 1.0\n");
+        let scratch = scratch();
+        let dir = scratch.path();
+        let err = error_of(dir, "missing.toml", "base = \"nowhere.toml\"\ntop = 1.0\n");
         assert!(
             err.contains("`base`") && err.contains("no such file"),
             "{err}"
         );
-        write(&dir, "a.toml", "base = \"b.toml\"\n");
-        let err = error_of(&dir, "b.toml", "base = \"a.toml\"\n");
+        write(dir, "a.toml", "base = \"b.toml\"\n");
+        let err = error_of(dir, "b.toml", "base = \"a.toml\"\n");
         assert!(err.contains("cycle"), "{err}");
-        let err = error_of(&dir, "self.toml", "base = \"self.toml\"\n");
+        let err = error_of(dir, "self.toml", "base = \"self.toml\"\n");
         assert!(err.contains("cycle"), "{err}");
-        let err = error_of(&dir, "number.toml", "base = 3\n");
+        let err = error_of(dir, "number.toml", "base = 3\n");
         assert!(
             err.contains("`base`") && err.contains("expected a path"),
             "{err}"
         );
-        write(&dir, "broken.toml", "top = \n");
-        let err = error_of(&dir, "on-broken.toml", "base = \"broken.toml\"\n");
+        write(dir, "broken.toml", "top = \n");
+        let err = error_of(dir, "on-broken.toml", "base = \"broken.toml\"\n");
         assert!(err.contains("broken.toml: not a valid doc"), "{err}");
     }
 
@@ -490,7 +491,8 @@ mod tests {
 
     #[test]
     fn a_table_that_names_another_kind_replaces_the_one_beneath() {
-        let dir = dir("kind");
+        let scratch = scratch();
+        let dir = scratch.path();
         let under = Drawing {
             shape: Shape::Square { side: 2.0 },
             n: 3,
@@ -498,7 +500,7 @@ mod tests {
         // Another kind keeps none of the fields beneath it (the square's side would be unknown
         // to a circle) ...
         let file = write(
-            &dir,
+            dir,
             "circle.toml",
             "[shape]\nkind = \"circle\"\nradius = 1.0\n",
         );
@@ -511,20 +513,20 @@ mod tests {
             }
         );
         // ... so the new kind's own fields must be given in full.
-        let file = write(&dir, "bare.toml", "[shape]\nkind = \"circle\"\n");
+        let file = write(dir, "bare.toml", "[shape]\nkind = \"circle\"\n");
         let err = read_toml_over(&file, "drawing", &under, "the defaults")
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing field `radius`"), "{err}");
         // The same kind, or none named, merges key by key as every table does.
         let file = write(
-            &dir,
+            dir,
             "square.toml",
             "[shape]\nkind = \"square\"\nside = 5.0\n",
         );
         let doc = read_toml_over(&file, "drawing", &under, "the defaults").unwrap();
         assert_eq!(doc.shape, Shape::Square { side: 5.0 });
-        let file = write(&dir, "side.toml", "[shape]\nside = 6.0\n");
+        let file = write(dir, "side.toml", "[shape]\nside = 6.0\n");
         let doc = read_toml_over(&file, "drawing", &under, "the defaults").unwrap();
         assert_eq!(doc.shape, Shape::Square { side: 6.0 });
     }

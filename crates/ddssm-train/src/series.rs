@@ -447,18 +447,17 @@ mod tests {
     }
 
     /// The panel of `csv` (targets `a` and `b` over time `t`), read from a file in a scratch
-    /// folder named after `name`.
-    fn two_target_panel(name: &str, csv: &str) -> Panel {
-        let dir = std::env::temp_dir().join(format!("ddssm-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("panel.csv");
+    /// folder (removed once read).
+    fn two_target_panel(csv: &str) -> Panel {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("panel.csv");
         std::fs::write(&path, csv).unwrap();
         read_csv(&path, &Columns::new("t", &["a", "b"])).unwrap()
     }
 
     #[test]
     fn the_marginal_baseline_is_the_gaussian_nll_of_the_observed_entries() {
-        let panel = two_target_panel("marginal", "t,a,b\n0,1,\n1,3,4\n2,5,6\n");
+        let panel = two_target_panel("t,a,b\n0,1,\n1,3,4\n2,5,6\n");
         let scaling = Scaling {
             mean: vec![3.0, 5.0],
             std: vec![2.0, 1.0],
@@ -492,7 +491,7 @@ mod tests {
     /// slice is an error naming both counts.
     #[test]
     fn score_draws_refuses_a_wrong_number_of_draws() {
-        let panel = two_target_panel("score-draws", "t,a,b\n0,1,2\n1,3,4\n2,5,6\n");
+        let panel = two_target_panel("t,a,b\n0,1,2\n1,3,4\n2,5,6\n");
         let windows = [Window {
             series: 0,
             start: 0,

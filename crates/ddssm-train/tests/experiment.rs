@@ -48,7 +48,8 @@ fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
 /// 10 training steps (5 steps, then resumed with 10) ends with the uninterrupted run's numbers.
 #[test]
 fn quick_runs_repeat_exactly_and_survive_an_interruption() -> Result<()> {
-    let out = std::env::temp_dir().join(format!("ddssm-experiment-quick-{}", std::process::id()));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-experiment-quick-{}", std::process::id()));
     let run = |dir: &str, steps: usize| -> Result<Results> {
         Ok(experiment::run(
             &quick(5, steps),
@@ -88,7 +89,8 @@ fn quick_runs_repeat_exactly_and_survive_an_interruption() -> Result<()> {
 /// temporary file.
 #[test]
 fn a_finished_run_is_replaced_or_resumed_only_on_its_own_terms() -> Result<()> {
-    let out = std::env::temp_dir().join(format!("ddssm-experiment-guard-{}", std::process::id()));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-experiment-guard-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     experiment::run(&quick(0, 10), &options(&out, false, false))?;
     let stale = out.join(".dkf.safetensors.tmp4294967295");

@@ -30,7 +30,8 @@ fn the_section_4_run_reproduces_its_pre_library_numbers() -> Result<()> {
     let cfg: ExperimentConfig = toml::from_str(include_str!("data/pinned-short.toml"))?;
     let expected: serde_json::Value =
         serde_json::from_str(include_str!("data/pinned-short.expected.json"))?;
-    let out = std::env::temp_dir().join(format!("ddssm-pinned-{}", std::process::id()));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-pinned-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let results = run(
         &cfg,

@@ -23,11 +23,9 @@ statsmodels = { model = "varmax", order = 1 }
 seeds = { dkf = [1] }
 "#;
 
-fn folder(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddssm-real-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch folder, removed when the returned guard is dropped.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 fn args(dir: &Path, config: &str, python: Option<PathBuf>) -> Args {
@@ -70,9 +68,10 @@ fn last_value_interpreter(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_tiny_benchmark_scores_every_forecaster_reports_and_resumes() -> Result<()> {
-    let dir = folder("tiny");
-    let python = last_value_interpreter(&dir);
-    let mut a = args(&dir, TINY, Some(python));
+    let scratch = scratch();
+    let dir = scratch.path();
+    let python = last_value_interpreter(dir);
+    let mut a = args(dir, TINY, Some(python));
     run(&a)?;
     for file in [
         "results.json",
@@ -127,7 +126,8 @@ fn a_tiny_benchmark_scores_every_forecaster_reports_and_resumes() -> Result<()> 
 
 #[test]
 fn bad_configs_are_refused_before_any_work() {
-    let dir = folder("bad");
+    let scratch = scratch();
+    let dir = scratch.path();
     for (from, to, needle) in [
         ("steps = 2", "steps = 0", "steps = 0"),
         ("seeds = [0, 1]", "seeds = []", "seeds is empty"),
@@ -140,7 +140,7 @@ fn bad_configs_are_refused_before_any_work() {
         ("dkf = [1]", "lstm = [1]", "seeds.lstm"),
         ("dkf = [1]", "dkf = []", "seeds.dkf"),
     ] {
-        let a = args(&dir, &TINY.replace(from, to), None);
+        let a = args(dir, &TINY.replace(from, to), None);
         let err = match run(&a) {
             Ok(()) => panic!("{to}: accepted"),
             Err(e) => format!("{e:#}"),
@@ -152,8 +152,9 @@ fn bad_configs_are_refused_before_any_work() {
 
 #[test]
 fn the_config_batch_size_replaces_table_3s() -> Result<()> {
-    let dir = folder("batch");
-    let a = args(&dir, TINY, None);
+    let scratch = scratch();
+    let dir = scratch.path();
+    let a = args(dir, TINY, None);
     let (mut cfg, data) = prepare(&a)?;
     let (panel, splits) = &data[0];
     let windows = splits.train.len();

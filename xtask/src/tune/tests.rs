@@ -83,8 +83,8 @@ fn read_trials(dir: &Path) -> Result<Vec<Trial>> {
 
 #[test]
 fn a_quick_study_runs_resumes_and_writes_a_usable_config() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ddssm-tune-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().to_path_buf();
     // 2 trials, then continue to 3: the first two lines must be untouched.
     study(&args(&dir, 2)?, tiny(1, 2))?;
     let first = read_trials(&dir)?;
@@ -139,8 +139,8 @@ fn a_quick_study_runs_resumes_and_writes_a_usable_config() -> Result<()> {
 /// and line before any work, and the study folder is left exactly as it was.
 #[test]
 fn a_damaged_study_file_is_refused_and_left_alone() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ddssm-tune-damage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().to_path_buf();
     study(&args(&dir, 2)?, tiny(1, 2))?;
     let file = dir.join("study/study.jsonl");
     let good = std::fs::read_to_string(&file)?;
@@ -198,8 +198,8 @@ fn a_damaged_study_file_is_refused_and_left_alone() -> Result<()> {
 
 #[test]
 fn a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ddssm-tune-fail-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().to_path_buf();
     let mut a = args(&dir, 6)?;
     // λ_end = 1e300 makes the objective overflow: training stops with a non-finite gradient.
     std::fs::write(
@@ -316,8 +316,8 @@ fn shipped_tuned_configs_change_only_searched_parameters() -> Result<()> {
 
 #[test]
 fn bad_spaces_are_named() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ddssm-tune-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path().to_path_buf();
     let path = dir.join("space.toml");
     for (text, needle) in [
         (

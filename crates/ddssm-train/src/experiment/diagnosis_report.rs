@@ -206,9 +206,9 @@ mod tests {
             assert!(md.contains(expected), "{expected:?} not in\n{md}");
         }
 
-        let dir = std::env::temp_dir().join(format!("ddssm-diagnosis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (json, written_md) = d.write(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let (json, written_md) = d.write(dir).unwrap();
         let back: Diagnosis =
             serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
         assert_eq!(back, d);
@@ -221,6 +221,5 @@ mod tests {
         };
         assert!(widths_only.likelihood_table().is_empty());
         assert!(!widths_only.markdown("x").contains("IWAE"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

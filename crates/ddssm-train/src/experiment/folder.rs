@@ -61,14 +61,13 @@ mod tests {
 
     #[test]
     fn a_folder_without_config_or_models_is_named() {
-        let dir = std::env::temp_dir().join(format!("ddssm-folder-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let err = RunFolder::open(&dir, &Device::Cpu).unwrap_err().to_string();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
+        let err = RunFolder::open(dir, &Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("config.toml"), "{err}");
         let text = toml::to_string(&ExperimentConfig::paper()).unwrap();
         std::fs::write(dir.join("config.toml"), text).unwrap();
-        let err = RunFolder::open(&dir, &Device::Cpu).unwrap_err().to_string();
+        let err = RunFolder::open(dir, &Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("holds no ddssm.safetensors"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -356,8 +356,8 @@ mod tests {
             ExperimentConfig::load(None).unwrap(),
             ExperimentConfig::paper()
         );
-        let dir = std::env::temp_dir().join(format!("ddssm-load-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let path = dir.join("c.toml");
         let cfg = ExperimentConfig::paper().quick();
         std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();

@@ -162,7 +162,8 @@ mod tests {
     /// exists.
     #[test]
     fn bad_options_are_named_before_anything_is_written() {
-        let out = std::env::temp_dir().join(format!("ddssm-plan-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("study");
         let options = StudyOptions {
             model: "ddssm".into(),
             trials: 1,

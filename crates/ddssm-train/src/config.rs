@@ -92,6 +92,12 @@ pub struct TrainConfig {
     /// show the encoder every observed entry.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub encoder_mask_rate: f64,
+    /// The first step (0-based) whose ELBO hides entries at `encoder_mask_rate`; before it the
+    /// encoder sees every observed entry (0 by default, and then left out of a written config).
+    /// A run can be resumed under a mask that starts at or after its checkpoint's step
+    /// ([`TrainConfig::mask_agrees_before`]).
+    #[serde(default, skip_serializing_if = "is_zero_step")]
+    pub encoder_mask_start: usize,
     /// `α` in `(0, 1]`: the transition term scores the encoder's draws pulled toward their means
     /// by this factor ([`ddssm_model::ElboOptions`]'s `transition_draw_scale`; not in the paper
     /// and not the ELBO below 1: 1 by default, and then left out of a written config;
@@ -129,7 +135,37 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The options of every ELBO evaluation of a training step.
+    /// The options of the ELBO evaluations of training step `step` (0-based): those of
+    /// [`TrainConfig::elbo_options`], with the encoder's mask only from `encoder_mask_start` on.
+    pub fn elbo_options_at(&self, step: usize) -> ElboOptions {
+        ElboOptions {
+            encoder_mask_rate: self.mask_rate_at(step),
+            ..self.elbo_options()
+        }
+    }
+
+    /// The encoder's mask rate at training step `step`.
+    fn mask_rate_at(&self, step: usize) -> f64 {
+        if step >= self.encoder_mask_start {
+            self.encoder_mask_rate
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether `other` hides entries from the encoder at the same rate as `self` at every step
+    /// before `step` (then a checkpoint written at `step` under one can be resumed under the
+    /// other).
+    pub fn mask_agrees_before(&self, other: &TrainConfig, step: usize) -> bool {
+        let never = |c: &TrainConfig| c.encoder_mask_rate == 0.0 || c.encoder_mask_start >= step;
+        (never(self) && never(other))
+            || (self.encoder_mask_rate == other.encoder_mask_rate
+                && self.encoder_mask_start.min(step) == other.encoder_mask_start.min(step))
+    }
+
+    /// The options of every ELBO evaluation of a training step, with the encoder's mask at
+    /// `encoder_mask_rate` whatever `encoder_mask_start` says ([`TrainConfig::elbo_options_at`]
+    /// applies it).
     pub fn elbo_options(&self) -> ElboOptions {
         ElboOptions {
             samples: self.samples,
@@ -167,6 +203,7 @@ impl TrainConfig {
             pin_latent_scale: false,
             encoder_input_noise: 0.0,
             encoder_mask_rate: 0.0,
+            encoder_mask_start: 0,
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
             objective: Objective::Elbo,
@@ -351,6 +388,18 @@ impl TrainConfig {
                 "1 with objective = \"iwae\" (a tempered entropy is not an importance weight)",
             )?;
         }
+        if self.encoder_mask_start > 0 {
+            check(
+                self.encoder_mask_rate > 0.0 && self.encoder_mask_start < self.steps,
+                "encoder_mask_start",
+                self.encoder_mask_start.to_string(),
+                &format!(
+                    "a step below steps = {} with encoder_mask_rate > 0 (left out: from the \
+                     first step)",
+                    self.steps
+                ),
+            )?;
+        }
         self.lambda.validate()?;
         self.lr_decay.validate(self.steps)
     }
@@ -366,4 +415,8 @@ fn is_one(v: &f64) -> bool {
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn is_zero_step(v: &usize) -> bool {
+    *v == 0
 }

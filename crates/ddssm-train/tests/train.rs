@@ -554,3 +554,81 @@ fn a_finished_run_can_be_extended_with_a_decay_tail() -> Result<()> {
     assert_ne!(quiet_parameters(&mc, &data, &tc)?, whole);
     Ok(())
 }
+
+/// The encoder's mask is wired into the loop from `encoder_mask_start` on, and a finished run can
+/// be continued under a mask that starts at its last step, ending exactly where the masked run
+/// trained in one go does; a mask that would have changed a step already taken is refused, naming
+/// the mask's field, and leaves the checkpoint alone.
+#[test]
+fn a_finished_run_can_be_continued_under_a_later_mask() -> Result<()> {
+    let (mc, tc, data) = small();
+    let masked = |start| TrainConfig {
+        encoder_mask_rate: 0.5,
+        encoder_mask_start: start,
+        ..tc
+    };
+    let path = tmp("mask.safetensors");
+    let mut first = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    train(
+        &mut first,
+        &data,
+        &TrainConfig { steps: 3, ..tc },
+        &resuming(&path),
+        &mut no_validation,
+    )?;
+    let before = std::fs::read(&path)?;
+    for early in [0, 2] {
+        let err = ddssm_train::resumable_step(&path, &mc, &masked(early))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoder_mask") && err.contains("3 steps"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path)?, before);
+
+    let mut resumed = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
+    let report = train(
+        &mut resumed,
+        &data,
+        &masked(3),
+        &resuming(&path),
+        &mut no_validation,
+    )?;
+    assert_eq!(report.start_step, 3);
+    let whole = quiet_parameters(&mc, &data, &masked(3))?;
+    assert_eq!(parameter_values(&resumed), whole);
+    // The mask changed the last steps, and only them: unmasked, the six steps end elsewhere, and
+    // a mask from the first step ends elsewhere again.
+    let plain = quiet_parameters(&mc, &data, &tc)?;
+    assert_ne!(plain, whole);
+    assert_ne!(quiet_parameters(&mc, &data, &masked(0))?, whole);
+    Ok(())
+}
+
+/// The mask's start is refused without a rate, or at or past the run's last step.
+#[test]
+fn a_mask_start_needs_a_rate_and_a_step_inside_the_run() {
+    let tc = TrainConfig::paper_ddssm();
+    for bad in [
+        TrainConfig {
+            encoder_mask_start: 10,
+            ..tc
+        },
+        TrainConfig {
+            encoder_mask_rate: 0.1,
+            encoder_mask_start: tc.steps,
+            ..tc
+        },
+    ] {
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("encoder_mask_start") && err.contains("steps = 3000"),
+            "{err}"
+        );
+    }
+    let fine = TrainConfig {
+        encoder_mask_rate: 0.1,
+        encoder_mask_start: tc.steps - 1,
+        ..tc
+    };
+    assert!(fine.validate().is_ok());
+}

@@ -196,9 +196,10 @@ fn save(model: &Model, opt: &AdamW, config: &TrainConfig, path: &Path, step: usi
 /// The step of the training checkpoint at `path` if a run of `model` with `config` can continue
 /// from it: `None` when there is no file; an error naming the first differing field when the file
 /// was written for another model or training config, or when it is already past `config.steps`
-/// (training never goes back). Only `steps` may change, and `lr_decay` where the new decay gives
+/// (training never goes back). Only `steps` may change, `lr_decay` where the new decay gives
 /// every step already taken the rate the checkpoint's did ([`crate::LrDecay::agrees_before`]): a
-/// finished run can be extended with a decay tail that starts at or after its last step. Reads
+/// finished run can be extended with a decay tail that starts at or after its last step, and the
+/// encoder's mask likewise ([`TrainConfig::mask_agrees_before`]). Reads
 /// only the metadata, so a command can check every checkpoint before it writes anything.
 pub fn resumable_step(
     path: &Path,
@@ -236,15 +237,23 @@ pub fn resumable_step(
         } else {
             theirs.lr_decay
         };
+    let (mask_rate, mask_start) = if theirs.mask_agrees_before(config, step) {
+        (config.encoder_mask_rate, config.encoder_mask_start)
+    } else {
+        (theirs.encoder_mask_rate, theirs.encoder_mask_start)
+    };
     let theirs = TrainConfig {
         steps: config.steps,
         lr_decay,
+        encoder_mask_rate: mask_rate,
+        encoder_mask_start: mask_start,
         ..theirs
     };
     if let Some(diff) = ddssm_model::config_difference(config, &theirs) {
         return Err(bad(format!(
             "written with another training config ({diff}); only `steps` may change on resume, \
-             and `lr_decay` where it gives the {step} steps already taken the same rates"
+             and `lr_decay` and the encoder's mask where they give the {step} steps already \
+             taken the same rates"
         )));
     }
     if step > config.steps {
@@ -332,7 +341,7 @@ pub fn accumulated_gradients(
     lambda: f64,
     step: usize,
 ) -> Result<Accumulated> {
-    let elbo_options = config.elbo_options();
+    let elbo_options = config.elbo_options_at(step);
     let size = match config.micro_batch {
         0 => indices.len(),
         m => m.min(indices.len()),

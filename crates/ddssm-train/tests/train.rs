@@ -510,6 +510,48 @@ fn a_decay_to_zero_freezes_the_last_step() -> Result<()> {
     Ok(())
 }
 
+/// Trains `tc` for 3 steps into a checkpoint named `name`; checks that each of `refused` is
+/// refused for it with an error containing its needle and "3 steps", leaving the checkpoint
+/// alone; continues it under `later` and checks that it ends exactly where `later` trained in one
+/// go does. Returns those parameters.
+fn continues_a_finished_run(
+    name: &str,
+    refused: &[(TrainConfig, &str)],
+    later: &TrainConfig,
+) -> Result<Vec<Vec<f32>>> {
+    let (mc, tc, data) = small();
+    let path = tmp(name);
+    let mut first = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    train(
+        &mut first,
+        &data,
+        &TrainConfig { steps: 3, ..tc },
+        &resuming(&path),
+        &mut no_validation,
+    )?;
+    let before = std::fs::read(&path)?;
+    for (config, needle) in refused {
+        let err = ddssm_train::resumable_step(&path, &mc, config)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle) && err.contains("3 steps"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path)?, before);
+
+    let mut resumed = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
+    let report = train(
+        &mut resumed,
+        &data,
+        later,
+        &resuming(&path),
+        &mut no_validation,
+    )?;
+    assert_eq!(report.start_step, 3);
+    let whole = quiet_parameters(&mc, &data, later)?;
+    assert_eq!(parameter_values(&resumed), whole);
+    Ok(whole)
+}
+
 /// A finished constant-rate run extended with a decay tail that starts at its last step ends
 /// exactly where the tailed run trained in one go does; a tail that would have changed a step
 /// already taken is refused, naming `lr_decay`, and leaves the checkpoint alone.
@@ -520,36 +562,7 @@ fn a_finished_run_can_be_extended_with_a_decay_tail() -> Result<()> {
         lr_decay: ddssm_train::LrDecay::Cosine { floor: 0.1, start },
         ..tc
     };
-    let path = tmp("tail.safetensors");
-    let mut first = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-    train(
-        &mut first,
-        &data,
-        &TrainConfig { steps: 3, ..tc },
-        &resuming(&path),
-        &mut no_validation,
-    )?;
-    let before = std::fs::read(&path)?;
-    let err = ddssm_train::resumable_step(&path, &mc, &tail(1))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("`lr_decay") && err.contains("3 steps"),
-        "{err}"
-    );
-    assert_eq!(std::fs::read(&path)?, before);
-
-    let mut resumed = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
-    let report = train(
-        &mut resumed,
-        &data,
-        &tail(3),
-        &resuming(&path),
-        &mut no_validation,
-    )?;
-    assert_eq!(report.start_step, 3);
-    let whole = quiet_parameters(&mc, &data, &tail(3))?;
-    assert_eq!(parameter_values(&resumed), whole);
+    let whole = continues_a_finished_run("tail.safetensors", &[(tail(1), "`lr_decay")], &tail(3))?;
     // The tail changed the last steps: the constant run's six steps end elsewhere.
     assert_ne!(quiet_parameters(&mc, &data, &tc)?, whole);
     Ok(())
@@ -567,39 +580,14 @@ fn a_finished_run_can_be_continued_under_a_later_mask() -> Result<()> {
         encoder_mask_start: start,
         ..tc
     };
-    let path = tmp("mask.safetensors");
-    let mut first = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
-    train(
-        &mut first,
-        &data,
-        &TrainConfig { steps: 3, ..tc },
-        &resuming(&path),
-        &mut no_validation,
-    )?;
-    let before = std::fs::read(&path)?;
-    for early in [0, 2] {
-        let err = ddssm_train::resumable_step(&path, &mc, &masked(early))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("encoder_mask") && err.contains("3 steps"), "{err}");
-    }
-    assert_eq!(std::fs::read(&path)?, before);
-
-    let mut resumed = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
-    let report = train(
-        &mut resumed,
-        &data,
+    let whole = continues_a_finished_run(
+        "mask.safetensors",
+        &[(masked(0), "encoder_mask"), (masked(2), "encoder_mask")],
         &masked(3),
-        &resuming(&path),
-        &mut no_validation,
     )?;
-    assert_eq!(report.start_step, 3);
-    let whole = quiet_parameters(&mc, &data, &masked(3))?;
-    assert_eq!(parameter_values(&resumed), whole);
     // The mask changed the last steps, and only them: unmasked, the six steps end elsewhere, and
     // a mask from the first step ends elsewhere again.
-    let plain = quiet_parameters(&mc, &data, &tc)?;
-    assert_ne!(plain, whole);
+    assert_ne!(quiet_parameters(&mc, &data, &tc)?, whole);
     assert_ne!(quiet_parameters(&mc, &data, &masked(0))?, whole);
     Ok(())
 }

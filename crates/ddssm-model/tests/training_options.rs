@@ -149,6 +149,51 @@ fn the_mask_rate_hides_entries_from_the_encoder_only() -> Result<()> {
     Ok(())
 }
 
+/// With the hidden entries unscored as well, the ELBO is, in every term and bit for bit, the
+/// ELBO of the batch with those entries marked missing: the reconstruction leaves them out too.
+#[test]
+fn unscored_hidden_entries_give_the_elbo_of_the_entries_kept() -> Result<()> {
+    for config in [ModelConfig::paper_ddssm(), ModelConfig::paper_dkf()] {
+        let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+        let data = common::batch(&config, 3, 6, 2)?;
+        let rate = 0.4;
+        let options = ElboOptions {
+            encoder_mask_rate: rate,
+            encoder_mask_unscored: true,
+            ..ElboOptions::default()
+        };
+        let thinned = model.elbo(&data, &options, &mut SeededNoise::new(5))?;
+        let mut noise = SeededNoise::new(5);
+        let keep = noise
+            .rand_uniform(data.x.shape().clone(), DType::F32, &Device::Cpu)?
+            .ge(rate)?
+            .to_dtype(DType::F32)?;
+        let mut kept = data.clone();
+        kept.mask = Some(keep);
+        let by_hand = model.elbo(&kept, &ElboOptions::default(), &mut noise)?;
+        for (what, a, b) in [
+            ("recon", &thinned.recon, &by_hand.recon),
+            ("init_entropy", &thinned.init_entropy, &by_hand.init_entropy),
+            ("entropy", &thinned.entropy, &by_hand.entropy),
+            ("vhp", &thinned.vhp, &by_hand.vhp),
+            ("transition", &thinned.transition, &by_hand.transition),
+        ] {
+            assert_eq!(common::scalars(a)?, common::scalars(b)?, "{what}");
+        }
+        // Scored, the hidden entries count: the reconstruction differs.
+        let scored = ElboOptions {
+            encoder_mask_unscored: false,
+            ..options
+        };
+        let scored = model.elbo(&data, &scored, &mut SeededNoise::new(5))?;
+        assert_ne!(
+            common::scalars(&scored.recon)?,
+            common::scalars(&thinned.recon)?
+        );
+    }
+    Ok(())
+}
+
 /// `transition_draw_scale = 1` is the default ELBO bit for bit; below 1 it changes the transition
 /// term and leaves every other term bit-equal, for a diffusion and a Gaussian transition (closed
 /// form and sampled).

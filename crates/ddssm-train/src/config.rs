@@ -98,6 +98,11 @@ pub struct TrainConfig {
     /// ([`TrainConfig::mask_agrees_before`]).
     #[serde(default, skip_serializing_if = "is_zero_step")]
     pub encoder_mask_start: usize,
+    /// With `encoder_mask_rate > 0`: leave the hidden entries out of the reconstruction too
+    /// ([`ddssm_model::ElboOptions`]'s `encoder_mask_unscored`: the ELBO of the entries kept;
+    /// false by default, and then left out of a written config).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encoder_mask_unscored: bool,
     /// `α` in `(0, 1]`: the transition term scores the encoder's draws pulled toward their means
     /// by this factor ([`ddssm_model::ElboOptions`]'s `transition_draw_scale`; not in the paper
     /// and not the ELBO below 1: 1 by default, and then left out of a written config;
@@ -160,6 +165,7 @@ impl TrainConfig {
         let never = |c: &TrainConfig| c.encoder_mask_rate == 0.0 || c.encoder_mask_start >= step;
         (never(self) && never(other))
             || (self.encoder_mask_rate == other.encoder_mask_rate
+                && self.encoder_mask_unscored == other.encoder_mask_unscored
                 && self.encoder_mask_start.min(step) == other.encoder_mask_start.min(step))
     }
 
@@ -172,6 +178,7 @@ impl TrainConfig {
             estimator: self.estimator,
             encoder_input_noise: self.encoder_input_noise,
             encoder_mask_rate: self.encoder_mask_rate,
+            encoder_mask_unscored: self.encoder_mask_unscored,
             transition_draw_scale: self.transition_draw_scale,
             split_transition_gradient: self.split_transition_gradient,
         }
@@ -204,6 +211,7 @@ impl TrainConfig {
             encoder_input_noise: 0.0,
             encoder_mask_rate: 0.0,
             encoder_mask_start: 0,
+            encoder_mask_unscored: false,
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
             objective: Objective::Elbo,
@@ -386,6 +394,14 @@ impl TrainConfig {
                 "entropy_weight",
                 self.entropy_weight.to_string(),
                 "1 with objective = \"iwae\" (a tempered entropy is not an importance weight)",
+            )?;
+        }
+        if self.encoder_mask_unscored {
+            check(
+                self.encoder_mask_rate > 0.0,
+                "encoder_mask_unscored",
+                "true".into(),
+                "false unless encoder_mask_rate > 0 (there are no hidden entries to leave out)",
             )?;
         }
         if self.encoder_mask_start > 0 {

@@ -592,7 +592,8 @@ fn a_finished_run_can_be_continued_under_a_later_mask() -> Result<()> {
     Ok(())
 }
 
-/// The mask's start is refused without a rate, or at or past the run's last step.
+/// The mask's start is refused without a rate, or at or past the run's last step; leaving hidden
+/// entries unscored is refused without a rate.
 #[test]
 fn a_mask_start_needs_a_rate_and_a_step_inside_the_run() {
     let tc = TrainConfig::paper_ddssm();
@@ -616,7 +617,47 @@ fn a_mask_start_needs_a_rate_and_a_step_inside_the_run() {
     let fine = TrainConfig {
         encoder_mask_rate: 0.1,
         encoder_mask_start: tc.steps - 1,
+        encoder_mask_unscored: true,
         ..tc
     };
     assert!(fine.validate().is_ok());
+    let unscored = TrainConfig {
+        encoder_mask_unscored: true,
+        ..tc
+    };
+    let err = unscored.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("encoder_mask_unscored") && err.contains("encoder_mask_rate > 0"),
+        "{err}"
+    );
+}
+
+/// Two masks agree before a step when neither hides anything before it, or when both hide at
+/// the same rate, scored alike, from the same step (counted up to that step).
+#[test]
+fn masks_agree_before_a_step_only_when_no_step_before_it_differs() {
+    let tc = TrainConfig::paper_ddssm();
+    let mask = |rate, start, unscored| TrainConfig {
+        encoder_mask_rate: rate,
+        encoder_mask_start: start,
+        encoder_mask_unscored: unscored,
+        ..tc
+    };
+    for (a, b, step, agree) in [
+        (mask(0.0, 0, false), mask(0.3, 10, true), 10, true),
+        (mask(0.0, 0, false), mask(0.3, 9, false), 10, false),
+        (mask(0.3, 0, false), mask(0.3, 0, false), 10, true),
+        (mask(0.3, 0, false), mask(0.3, 0, true), 10, false),
+        (mask(0.3, 0, false), mask(0.2, 0, false), 10, false),
+        (mask(0.3, 4, false), mask(0.3, 5, false), 10, false),
+        (mask(0.3, 12, false), mask(0.3, 15, false), 10, true),
+        (mask(0.3, 0, false), mask(0.0, 0, false), 1, false),
+    ] {
+        assert_eq!(
+            a.mask_agrees_before(&b, step),
+            agree,
+            "{a:?} / {b:?} at {step}"
+        );
+        assert_eq!(b.mask_agrees_before(&a, step), agree, "symmetric");
+    }
 }

@@ -237,16 +237,17 @@ pub fn resumable_step(
         } else {
             theirs.lr_decay
         };
-    let (mask_rate, mask_start) = if theirs.mask_agrees_before(config, step) {
-        (config.encoder_mask_rate, config.encoder_mask_start)
+    let mask = if theirs.mask_agrees_before(config, step) {
+        config
     } else {
-        (theirs.encoder_mask_rate, theirs.encoder_mask_start)
+        &theirs
     };
     let theirs = TrainConfig {
         steps: config.steps,
         lr_decay,
-        encoder_mask_rate: mask_rate,
-        encoder_mask_start: mask_start,
+        encoder_mask_rate: mask.encoder_mask_rate,
+        encoder_mask_start: mask.encoder_mask_start,
+        encoder_mask_unscored: mask.encoder_mask_unscored,
         ..theirs
     };
     if let Some(diff) = ddssm_model::config_difference(config, &theirs) {

@@ -16,11 +16,13 @@
 //! of the walk with transition width `w` and emission `σ` (λ-tempered), the one-step-ahead ratio is
 //! `φλσ²/(w² + λσ²)` to first order (0.42 at `w` = 0.24, `σ` = 0.2, λ = 1.243).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, IndexOp, Tensor};
 use ddssm_model::Model;
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::experiment::ExperimentConfig;
+
+mod common;
 
 const USAGE: &str = "usage: encoder_lookahead CONFIG CHECKPOINT [SEQUENCES] [DELTA]";
 /// The steps `t` whose posteriors are probed (0-based), clear of both ends of `T = 32`.
@@ -29,23 +31,12 @@ const STEPS: std::ops::Range<usize> = 8..24;
 const AHEAD: usize = 4;
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(2..=4).contains(&args.len()) {
-        bail!("{USAGE}");
-    }
+    let args = common::start(USAGE, 2..=4)?;
     let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
     let dev = Device::Cpu;
     let model = Model::load(std::path::Path::new(&args[1]), &dev)?;
-    let sequences: usize = match args.get(2) {
-        Some(v) => v.parse().context("SEQUENCES: expected an integer")?,
-        None => 256,
-    };
-    let delta: f64 = match args.get(3) {
-        Some(v) => v.parse().context("DELTA: expected a number")?,
-        None => 0.2,
-    };
+    let sequences: usize = common::arg_or(&args, 2, 256, "SEQUENCES")?;
+    let delta: f64 = common::arg_or(&args, 3, 0.2, "DELTA")?;
     let (d, m) = (model.config().obs_dim, model.config().latent_dim);
     if (d, m) != (1, 1) {
         bail!("the probe is for the bimodal walk's models (one observed, one latent dimension); this one has D = {d}, M = {m}");

@@ -11,26 +11,20 @@
 //! checkpoint); `BATCHES` (default 4) are the batches of the steps after the checkpoint's, as the
 //! run would draw them.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::Device;
 use ddssm_model::checkpoint;
 use ddssm_train::experiment::{RunFolder, Splits};
 use ddssm_train::{accumulated_gradients, batch_indices, gradient_norms, keys};
 
+mod common;
+
 const USAGE: &str = "usage: group_norms RUN_DIR [BATCHES]";
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(1..=2).contains(&args.len()) {
-        bail!("{USAGE}");
-    }
+    let args = common::start(USAGE, 1..=2)?;
     let dir = std::path::Path::new(&args[0]);
-    let batches: usize = match args.get(1) {
-        Some(v) => v.parse().context("BATCHES: expected an integer")?,
-        None => 4,
-    };
+    let batches: usize = common::arg_or(&args, 1, 4, "BATCHES")?;
     let dev = Device::Cpu;
     let mut folder = RunFolder::open(dir, &dev)?;
     let model = folder.take("ddssm", dir)?;

@@ -18,7 +18,7 @@
 //! are estimated with `CONFIG`'s level sampling (`ddssm.model.transition.loss.levels`), not the
 //! checkpoint's, so one checkpoint can be scored under each estimator of Eq. 52.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_model::{
     effective_sample_size as ess, Batch, ElboOptions, Estimator, Model, TransitionConfig,
@@ -27,29 +27,18 @@ use ddssm_model::{
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
 
+mod common;
+
 const USAGE: &str = "usage: iwae_weights CONFIG CHECKPOINT K [SEQUENCES] [REPEATS]";
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(3..=5).contains(&args.len()) {
-        bail!("{USAGE}");
-    }
+    let args = common::start(USAGE, 3..=5)?;
     let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
     let dev = Device::Cpu;
     let model = with_config_levels(std::path::Path::new(&args[1]), &cfg, &dev)?;
-    let parse = |i: usize, default: usize, what: &str| -> Result<usize> {
-        match args.get(i) {
-            Some(v) => v
-                .parse()
-                .with_context(|| format!("{what}: expected an integer")),
-            None => Ok(default),
-        }
-    };
-    let k = parse(2, 0, "K")?;
-    let sequences = parse(3, 64, "SEQUENCES")?;
-    let repeats = parse(4, 8, "REPEATS")?;
+    let k: usize = common::arg(&args, 2, "K")?;
+    let sequences: usize = common::arg_or(&args, 3, 64, "SEQUENCES")?;
+    let repeats: usize = common::arg_or(&args, 4, 8, "REPEATS")?;
     if k < 2 || sequences == 0 || repeats < 2 {
         bail!("K ≥ 2, SEQUENCES ≥ 1 and REPEATS ≥ 2 required\n{USAGE}");
     }

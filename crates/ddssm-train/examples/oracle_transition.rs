@@ -29,13 +29,15 @@
 //! standard deviation around each side's own mean (the same split as `ddssm_eval::diagnosis`),
 //! and the scale `s` the diffusion divides the latent by (1 unless `latent_scale = "learned"`).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_diffusion::{ReverseVariance, Sampler};
 use ddssm_model::{Model, Transition};
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::{AdamW, ParamGroup};
+
+mod common;
 
 const USAGE: &str = "usage: oracle_transition [--seed N] CONFIG STEPS [INPUT_NOISE] [GAUGE] \
                      [ALSO: beta | beta_tilde]";
@@ -44,37 +46,17 @@ const EVAL_SEQUENCES: usize = 256;
 const EVAL_DRAWS: usize = 64;
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
+    common::setup()?;
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let seed =
-        match args.iter().position(|a| a == "--seed") {
-            Some(i) if i + 1 < args.len() => {
-                let v = args.remove(i + 1);
-                args.remove(i);
-                Some(v.parse::<u64>().with_context(|| {
-                    format!("--seed: expected a non-negative integer, got {v:?}")
-                })?)
-            }
-            Some(_) => bail!("--seed needs a value\n{USAGE}"),
-            None => None,
-        };
-    if !(2..=5).contains(&args.len()) {
-        bail!("{USAGE}");
-    }
+    let seed: Option<u64> = common::take_option(&mut args, "--seed", USAGE)?;
+    common::check_count(&args, USAGE, 2..=5)?;
     let mut cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?;
     if let Some(seed) = seed {
         cfg.seed = seed;
     }
-    let steps: usize = args[1].parse().context("STEPS: expected an integer")?;
-    let input_noise: f64 = match args.get(2) {
-        Some(v) => v.parse().context("INPUT_NOISE: expected a number ≥ 0")?,
-        None => 0.0,
-    };
-    let gauge: f64 = match args.get(3) {
-        Some(v) => v.parse().context("GAUGE: expected a number > 0")?,
-        None => 1.674,
-    };
+    let steps: usize = common::arg(&args, 1, "STEPS")?;
+    let input_noise: f64 = common::arg_or(&args, 2, 0.0, "INPUT_NOISE")?;
+    let gauge: f64 = common::arg_or(&args, 3, 1.674, "GAUGE")?;
     let also = match args.get(4).map(String::as_str) {
         None => None,
         Some("beta") => Some(ReverseVariance::Beta),

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_eval::negative_elbo_per_sequence;
 use ddssm_model::Model;
@@ -39,30 +39,22 @@ use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
 use ddssm_train::experiment::{validation_scores, ExperimentConfig, Splits};
 use ddssm_train::{batch_indices, keys, optimizer_for};
 
+mod common;
+
 const USAGE: &str = "usage: teacher_start CONFIG SEED STEPS RESUME_STEP OUT [GAUGE]";
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(5..=6).contains(&args.len()) {
-        bail!("{USAGE}");
-    }
-    let seed: u64 = args[1].parse().context("SEED: expected an integer")?;
+    let args = common::start(USAGE, 5..=6)?;
+    let seed: u64 = common::arg(&args, 1, "SEED")?;
     let cfg = ExperimentConfig::load(Some(std::path::Path::new(&args[0])))?.with_overrides(
         false,
         Some(seed),
         None,
     )?;
-    let steps: usize = args[2].parse().context("STEPS: expected an integer")?;
-    let resume_step: usize = args[3]
-        .parse()
-        .context("RESUME_STEP: expected an integer")?;
+    let steps: usize = common::arg(&args, 2, "STEPS")?;
+    let resume_step: usize = common::arg(&args, 3, "RESUME_STEP")?;
     let out = PathBuf::from(&args[4]);
-    let gauge: f64 = match args.get(5) {
-        Some(v) => v.parse().context("GAUGE: expected a number > 0")?,
-        None => 1.674,
-    };
+    let gauge: f64 = common::arg_or(&args, 5, 1.674, "GAUGE")?;
     let train = &cfg.ddssm.train;
     if steps == 0 || !(gauge > 0.0 && gauge.is_finite()) {
         bail!("STEPS ≥ 1 and GAUGE > 0 required\n{USAGE}");

@@ -8,32 +8,28 @@
 //! Paper learning rates and λ schedule (Table 3); `LAMBDA_END` overrides λ's final value
 //! (0 trains the reconstruction alone). Data and model seed 0, observations standardised.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_eval::BimodalRandomWalk;
 use ddssm_model::{Batch, Model, ModelConfig, Standardization};
 use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::{train, Metrics, TrainConfig, TrainOptions};
 
+mod common;
+
 const USAGE: &str = "usage: train_probe <ddssm|dkf> STEPS BATCH [LAMBDA_END]";
 
 fn main() -> Result<()> {
-    ddssm_tensor_ops::tune_allocator();
-    ddssm_tensor_ops::configure_threads(None).map_err(anyhow::Error::msg)?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(3..=4).contains(&args.len()) {
-        bail!("{USAGE}");
-    }
+    let args = common::start(USAGE, 3..=4)?;
     let (model_config, mut train_config) = match args[0].as_str() {
         "ddssm" => (ModelConfig::paper_ddssm(), TrainConfig::paper_ddssm()),
         "dkf" => (ModelConfig::paper_dkf(), TrainConfig::paper_dkf()),
         other => bail!("model `{other}`: expected ddssm or dkf\n{USAGE}"),
     };
-    train_config.steps = args[1].parse().context("STEPS: expected an integer")?;
-    train_config.batch_size = args[2].parse().context("BATCH: expected an integer")?;
-    if let Some(v) = args.get(3) {
-        train_config.lambda.lambda_end = v.parse().context("LAMBDA_END: expected a number")?;
-    }
+    train_config.steps = common::arg(&args, 1, "STEPS")?;
+    train_config.batch_size = common::arg(&args, 2, "BATCH")?;
+    let lambda_end = train_config.lambda.lambda_end;
+    train_config.lambda.lambda_end = common::arg_or(&args, 3, lambda_end, "LAMBDA_END")?;
     train_config.validate_every = 0;
     train_config.checkpoint_every = 0;
 

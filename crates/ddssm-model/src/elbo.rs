@@ -42,6 +42,14 @@ pub struct ElboOptions {
     /// (docs/paper-notes.md, "Hiding observations from the encoder").
     #[serde(default)]
     pub encoder_mask_unscored: bool,
+    /// With `encoder_mask_rate > 0`, the transition's parameters learn only from the pairs
+    /// `z_{t−j:t−1} → z_t` whose steps the encoder saw whole, while the encoder learns from every
+    /// pair (the term split by parameter as with `split_transition_gradient`, whose `α` it
+    /// honours; the terms' values stay the ELBO's). The transition is then not fitted to the
+    /// draws of steps the encoder could not see. Not in the paper and not the ELBO's gradient:
+    /// off by default (docs/paper-notes.md, "Hiding observations from the encoder").
+    #[serde(default)]
+    pub encoder_mask_transition_kept: bool,
     /// `α` in `(0, 1]`: the transition term (Eq. 52, or the DKF's Gaussian cross-entropy) scores
     /// the encoder's draws pulled toward their means, `z̄ + α·(z − z̄)` (for the closed-form
     /// cross-entropy, the posterior with its variance times `α²`), instead of the draws
@@ -102,6 +110,7 @@ impl Default for ElboOptions {
             encoder_input_noise: 0.0,
             encoder_mask_rate: 0.0,
             encoder_mask_unscored: false,
+            encoder_mask_transition_kept: false,
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
         }
@@ -150,6 +159,9 @@ pub struct ElboTerms {
     draw_scale: f64,
     /// [`ElboOptions::split_transition_gradient`] of the call.
     split_gradient: bool,
+    /// [`ElboOptions::encoder_mask_transition_kept`] of the call (with a mask): the values are
+    /// the ELBO's, the gradient is not.
+    transition_kept: bool,
 }
 
 impl ElboTerms {
@@ -196,6 +208,8 @@ impl ElboTerms {
             trajectory_transition: per_trajectory(&transition)?,
             draw_scale: options.transition_draw_scale,
             split_gradient: options.split_transition_gradient,
+            transition_kept: options.encoder_mask_transition_kept
+                && options.encoder_mask_rate > 0.0,
         })
     }
 
@@ -300,6 +314,12 @@ impl ElboTerms {
     /// those of the ELBO's draws; names the option and what the method needs.
     fn require_weights(&self, values_only: bool) -> Result<()> {
         crate::check_config(
+            values_only || !self.transition_kept,
+            "encoder_mask_transition_kept",
+            true,
+            "false: the importance-weighted objective needs the ELBO's own gradient",
+        )?;
+        crate::check_config(
             self.draw_scale == 1.0 || (values_only && self.split_gradient),
             "transition_draw_scale",
             self.draw_scale,
@@ -402,6 +422,22 @@ impl Model {
         } else {
             batch.mask.clone()
         };
+        // `[B, T]`: 1 where the encoder saw every observed entry of the step (with a mask).
+        let hidden_steps = match &view_mask {
+            Some(view) if hidden > 0.0 => {
+                let observed = match &batch.mask {
+                    Some(m) => m.clone(),
+                    None => Tensor::ones_like(view)?,
+                };
+                Some(
+                    (observed - view)?
+                        .sum(D::Minus1)?
+                        .eq(0.0)?
+                        .to_dtype(x.dtype())?,
+                )
+            }
+            _ => None,
+        };
         let traj = self.encoder().sample(
             &self.encoder_view(&seen, view_mask.as_ref(), batch)?,
             s,
@@ -443,10 +479,15 @@ impl Model {
         // the draws pulled toward their means (`ElboOptions::transition_draw_scale`), for every
         // parameter or (`split_transition_gradient`) for the transition's only.
         let draws = Scored::of(&traj);
-        let (transition, constant) = if options.split_transition_gradient {
+        let learn_from = match (&hidden_steps, options.encoder_mask_transition_kept) {
+            (Some(shown), true) => Some(repeat_rows(&pairs_shown(shown, j)?, s)?),
+            _ => None,
+        };
+        let (transition, constant) = if options.split_transition_gradient || learn_from.is_some() {
             self.split_transition_term(
                 &draws,
                 alpha,
+                learn_from.as_ref(),
                 covariates.as_ref(),
                 options.estimator,
                 noise,
@@ -473,6 +514,17 @@ impl Model {
             options,
         )
     }
+}
+
+/// `[B, T − j]` from `shown` (`[B, T]`, 1 where the encoder saw the step whole): 1 for the pairs
+/// `z_{t−j:t−1} → z_t` whose every step it saw.
+fn pairs_shown(shown: &Tensor, j: usize) -> Result<Tensor> {
+    let steps = shown.dim(1)? - j;
+    let mut all = shown.narrow(1, j, steps)?;
+    for back in 1..=j {
+        all = (all * shown.narrow(1, j - back, steps)?)?;
+    }
+    Ok(all)
 }
 
 #[cfg(test)]

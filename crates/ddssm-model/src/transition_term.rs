@@ -1,7 +1,8 @@
 //! The transition term of the ELBO (Eq. 52 for the DDSSM, the Gaussian cross-entropy for the
 //! DKF) on the encoder's draws: as the ELBO scores them, pulled toward their means
 //! ([`crate::ElboOptions::transition_draw_scale`]), or with its gradient split by parameter
-//! ([`crate::ElboOptions::split_transition_gradient`]).
+//! ([`crate::ElboOptions::split_transition_gradient`], also behind
+//! [`crate::ElboOptions::encoder_mask_transition_kept`]).
 
 use candle_core::Tensor;
 use ddssm_tensor_ops::{DiagGaussian, SeededNoise};
@@ -18,6 +19,20 @@ impl Model {
         estimator: Estimator,
         noise: &mut SeededNoise,
     ) -> Result<(Tensor, f64)> {
+        let (per_step, constant) = self.transition_steps(draws, covariates, estimator, noise)?;
+        let steps = per_step.dim(1)?;
+        Ok((per_step.sum(1)?, constant * steps as f64))
+    }
+
+    /// The transition term of each trajectory at each step `t > j` (`[S·B, T − j]`), and its
+    /// constant per step.
+    fn transition_steps(
+        &self,
+        draws: &Scored,
+        covariates: Option<&Tensor>,
+        estimator: Estimator,
+        noise: &mut SeededNoise,
+    ) -> Result<(Tensor, f64)> {
         let (n, t_len, m) = draws.z.dims3()?;
         let j = self.config().order;
         let steps = t_len - j;
@@ -28,21 +43,20 @@ impl Model {
         let loss = self
             .transition()
             .loss(&input, &target, &posterior, estimator, noise)?;
-        Ok((
-            loss.objective.reshape((n, steps))?.sum(1)?,
-            loss.constant * steps as f64,
-        ))
+        Ok((loss.objective.reshape((n, steps))?, loss.constant))
     }
 
     /// [`ElboOptions::split_transition_gradient`]: the ELBO's own transition term in value, whose
     /// gradient reaches the encoder as the full-spread term's would with the transition held,
-    /// and the transition's parameters as the pulled term's would with the encoder held. Both
-    /// evaluations use the same draws of the transition's noise (`k`, `ε`), and `noise` ends where
-    /// one evaluation leaves it.
+    /// and the transition's parameters as the pulled term's would with the encoder held — with
+    /// `learn_from` (`[S·B, T − j]`, 0 or 1; [`ElboOptions::encoder_mask_transition_kept`]) only
+    /// from the steps it marks. Both evaluations use the same draws of the transition's noise
+    /// (`k`, `ε`), and `noise` ends where one evaluation leaves it.
     pub(crate) fn split_transition_term(
         &self,
         draws: &Scored,
         alpha: f64,
+        learn_from: Option<&Tensor>,
         covariates: Option<&Tensor>,
         estimator: Estimator,
         noise: &mut SeededNoise,
@@ -71,12 +85,17 @@ impl Model {
             }
         }
         // The transition's side: the pulled draws, the encoder held, on the same noise.
-        let (pulled, _) = self.transition_term(
+        let (pulled, _) = self.transition_steps(
             &draws.detach().pulled(alpha)?,
             covariates,
             estimator,
             &mut replay,
         )?;
+        let pulled = match learn_from {
+            Some(w) => (pulled * w)?,
+            None => pulled,
+        }
+        .sum(1)?;
         Ok(((term + (&pulled - pulled.detach())?)?, constant))
     }
 }

@@ -323,6 +323,48 @@ fn the_split_gives_the_transition_the_pulled_gradient_and_the_rest_the_elbos() -
     Ok(())
 }
 
+/// With the mask, `encoder_mask_transition_kept` keeps the terms' values and every gradient but
+/// the transition's (within rounding) of the masked ELBO, and changes the transition's, which
+/// is not zero (some pairs are kept); when nothing is hidden it is the masked ELBO's gradient
+/// everywhere. If the hidden steps' pairs still reached the transition, its gradient would
+/// agree; if the encoder lost them, the encoder's would differ.
+#[test]
+fn the_transition_learns_only_from_the_pairs_the_encoder_saw() -> Result<()> {
+    for config in [ModelConfig::paper_ddssm(), ModelConfig::paper_dkf()] {
+        let model = Model::new(&config, 1, DType::F32, &Device::Cpu)?;
+        common::randomise_zero_parameters(&model, 9)?;
+        let data = common::batch(&config, 3, 6, 2)?;
+        let options = |rate: f64, kept: bool| ElboOptions {
+            encoder_mask_rate: rate,
+            encoder_mask_transition_kept: kept,
+            ..ElboOptions::default()
+        };
+        let (masked_values, masked) = gradients(&model, &data, &options(0.3, false))?;
+        let (kept_values, kept) = gradients(&model, &data, &options(0.3, true))?;
+        assert_eq!(kept_values, masked_values);
+        let mut transition_moved = false;
+        for ((name, m), (_, k)) in masked.iter().zip(&kept) {
+            if name.starts_with("transition.") {
+                transition_moved |= !close(m, k);
+                assert!(
+                    k.iter().any(|v| *v != 0.0) || m.iter().all(|v| *v == 0.0),
+                    "{name}"
+                );
+            } else {
+                assert!(close(m, k), "{name}: kept vs the masked ELBO");
+            }
+        }
+        assert!(transition_moved, "the transition's gradient changed");
+        // Nothing hidden (every uniform draw is ≥ 1e-12): the masked ELBO's gradient throughout.
+        let (_, none_hidden) = gradients(&model, &data, &options(1e-12, true))?;
+        let (_, plain) = gradients(&model, &data, &options(1e-12, false))?;
+        for ((name, a), (_, b)) in none_hidden.iter().zip(&plain) {
+            assert!(close(a, b), "{name}: nothing hidden");
+        }
+    }
+    Ok(())
+}
+
 /// Each option's bad values are refused naming the option and what it allows.
 #[test]
 fn bad_option_values_name_the_field() -> Result<()> {

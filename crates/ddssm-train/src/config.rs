@@ -103,6 +103,11 @@ pub struct TrainConfig {
     /// false by default, and then left out of a written config).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub encoder_mask_unscored: bool,
+    /// With `encoder_mask_rate > 0`: the transition's parameters learn only from the pairs whose
+    /// steps the encoder saw whole ([`ddssm_model::ElboOptions`]'s `encoder_mask_transition_kept`;
+    /// not the ELBO's gradient; false by default, and then left out of a written config).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encoder_mask_transition_kept: bool,
     /// `α` in `(0, 1]`: the transition term scores the encoder's draws pulled toward their means
     /// by this factor ([`ddssm_model::ElboOptions`]'s `transition_draw_scale`; not in the paper
     /// and not the ELBO below 1: 1 by default, and then left out of a written config;
@@ -166,6 +171,7 @@ impl TrainConfig {
         (never(self) && never(other))
             || (self.encoder_mask_rate == other.encoder_mask_rate
                 && self.encoder_mask_unscored == other.encoder_mask_unscored
+                && self.encoder_mask_transition_kept == other.encoder_mask_transition_kept
                 && self.encoder_mask_start.min(step) == other.encoder_mask_start.min(step))
     }
 
@@ -179,6 +185,7 @@ impl TrainConfig {
             encoder_input_noise: self.encoder_input_noise,
             encoder_mask_rate: self.encoder_mask_rate,
             encoder_mask_unscored: self.encoder_mask_unscored,
+            encoder_mask_transition_kept: self.encoder_mask_transition_kept,
             transition_draw_scale: self.transition_draw_scale,
             split_transition_gradient: self.split_transition_gradient,
         }
@@ -212,6 +219,7 @@ impl TrainConfig {
             encoder_mask_rate: 0.0,
             encoder_mask_start: 0,
             encoder_mask_unscored: false,
+            encoder_mask_transition_kept: false,
             transition_draw_scale: 1.0,
             split_transition_gradient: false,
             objective: Objective::Elbo,
@@ -396,14 +404,27 @@ impl TrainConfig {
                 "1 with objective = \"iwae\" (a tempered entropy is not an importance weight)",
             )?;
         }
-        if self.encoder_mask_unscored {
+        for (set, field) in [
+            (self.encoder_mask_unscored, "encoder_mask_unscored"),
+            (
+                self.encoder_mask_transition_kept,
+                "encoder_mask_transition_kept",
+            ),
+        ] {
             check(
-                self.encoder_mask_rate > 0.0,
-                "encoder_mask_unscored",
+                !set || self.encoder_mask_rate > 0.0,
+                field,
                 "true".into(),
-                "false unless encoder_mask_rate > 0 (there are no hidden entries to leave out)",
+                "false unless encoder_mask_rate > 0 (no entry is hidden)",
             )?;
         }
+        check(
+            !(self.encoder_mask_transition_kept && self.objective == Objective::Iwae),
+            "encoder_mask_transition_kept",
+            "true (with objective = \"iwae\")".into(),
+            "false with objective = \"iwae\" (the importance-weighted objective needs the \
+             ELBO's own gradient)",
+        )?;
         if self.encoder_mask_start > 0 {
             check(
                 self.encoder_mask_rate > 0.0 && self.encoder_mask_start < self.steps,

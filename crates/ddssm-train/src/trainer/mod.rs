@@ -248,6 +248,7 @@ pub fn resumable_step(
         encoder_mask_rate: mask.encoder_mask_rate,
         encoder_mask_start: mask.encoder_mask_start,
         encoder_mask_unscored: mask.encoder_mask_unscored,
+        encoder_mask_transition_kept: mask.encoder_mask_transition_kept,
         ..theirs
     };
     if let Some(diff) = ddssm_model::config_difference(config, &theirs) {

@@ -562,6 +562,7 @@ mod tests {
             trajectory_transition: v([1.0, 1.0]).reshape((1, 2)).unwrap(),
             draw_scale: 1.0,
             split_gradient: false,
+            transition_kept: false,
         }
     }
 
@@ -610,6 +611,7 @@ mod tests {
             trajectory_transition: r.as_tensor().clone(),
             draw_scale: 1.0,
             split_gradient: false,
+            transition_kept: false,
         }
     }
 

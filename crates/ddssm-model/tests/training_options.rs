@@ -355,6 +355,14 @@ fn the_transition_learns_only_from_the_pairs_the_encoder_saw() -> Result<()> {
             }
         }
         assert!(transition_moved, "the transition's gradient changed");
+        // Its values are the ELBO's, its gradient is not the importance-weighted objective's.
+        let terms = model.elbo(&data, &options(0.3, true), &mut SeededNoise::new(5))?;
+        assert!(terms.effective_sample_size(1.0).is_ok());
+        let err = terms
+            .importance_weighted_objective(1.0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoder_mask_transition_kept"), "{err}");
         // Nothing hidden (every uniform draw is ≥ 1e-12): the masked ELBO's gradient throughout.
         let (_, none_hidden) = gradients(&model, &data, &options(1e-12, true))?;
         let (_, plain) = gradients(&model, &data, &options(1e-12, false))?;

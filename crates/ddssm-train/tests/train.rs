@@ -593,7 +593,8 @@ fn a_finished_run_can_be_continued_under_a_later_mask() -> Result<()> {
 }
 
 /// The mask's start is refused without a rate, or at or past the run's last step; leaving hidden
-/// entries unscored is refused without a rate.
+/// entries unscored or the transition on kept pairs only is refused without a rate, and the
+/// latter with the importance-weighted objective.
 #[test]
 fn a_mask_start_needs_a_rate_and_a_step_inside_the_run() {
     let tc = TrainConfig::paper_ddssm();
@@ -628,6 +629,27 @@ fn a_mask_start_needs_a_rate_and_a_step_inside_the_run() {
     let err = unscored.validate().unwrap_err().to_string();
     assert!(
         err.contains("encoder_mask_unscored") && err.contains("encoder_mask_rate > 0"),
+        "{err}"
+    );
+    let kept = TrainConfig {
+        encoder_mask_transition_kept: true,
+        ..tc
+    };
+    let err = kept.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("encoder_mask_transition_kept") && err.contains("encoder_mask_rate > 0"),
+        "{err}"
+    );
+    let iwae = TrainConfig {
+        encoder_mask_rate: 0.1,
+        encoder_mask_transition_kept: true,
+        objective: ddssm_train::Objective::Iwae,
+        estimator: ddssm_model::Estimator::Sample,
+        ..tc
+    };
+    let err = iwae.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("encoder_mask_transition_kept") && err.contains("iwae"),
         "{err}"
     );
 }

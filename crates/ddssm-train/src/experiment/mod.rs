@@ -136,13 +136,16 @@ impl ExperimentConfig {
     }
 
     /// A smoke version of the whole pipeline: small splits, a few steps (a learning-rate decay
-    /// starts at the same fraction of them), few samples.
+    /// and the encoder's mask start at the same fraction of them), few samples.
     pub fn quick(mut self) -> Self {
         self.data.train = 128;
         self.data.validation = 32;
         self.data.test = 32;
         for run in [&mut self.ddssm, &mut self.dkf] {
-            run.train.lr_decay = run.train.lr_decay.rescaled(run.train.steps, 10);
+            let steps = run.train.steps.max(1);
+            run.train.lr_decay = run.train.lr_decay.rescaled(steps, 10);
+            run.train.encoder_mask_start =
+                (run.train.encoder_mask_start as u128 * 10 / steps as u128) as usize;
             run.train.steps = 10;
             run.train.batch_size = run.train.batch_size.min(32);
             run.train.validate_every = 5;

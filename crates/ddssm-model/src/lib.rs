@@ -25,6 +25,7 @@ pub mod checkpoint;
 mod config;
 mod decoder;
 mod elbo;
+mod elbo_options;
 mod encoder;
 mod inference;
 mod iwae;
@@ -40,7 +41,8 @@ pub use config::{
     Estimator, GaussianTransitionConfig, LatentScale, ModelConfig, TransitionConfig, VhpConfig,
 };
 pub use decoder::Decoder;
-pub use elbo::{ElboOptions, ElboSummary, ElboTerms};
+pub use elbo::{ElboSummary, ElboTerms};
+pub use elbo_options::ElboOptions;
 pub use encoder::{Encoder, EncoderInputs, Trajectories};
 pub use inference::{Forecast, OneStepParts, Reconstruction};
 pub use iwae::effective_sample_size;

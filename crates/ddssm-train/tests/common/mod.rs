@@ -79,3 +79,21 @@ pub fn small_quiet(steps: usize) -> (ModelConfig, TrainConfig, Batch) {
     };
     (mc, tc, data)
 }
+
+/// A path named `name` in this test process's scratch folder (under the target directory).
+pub fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-train-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Options that checkpoint to `path` and resume from it.
+pub fn resuming(path: &std::path::Path) -> TrainOptions {
+    TrainOptions {
+        checkpoint: Some(path.to_path_buf()),
+        resume: true,
+        progress: false,
+        label: "test".into(),
+    }
+}

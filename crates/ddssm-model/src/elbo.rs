@@ -314,19 +314,19 @@ impl Model {
         } else {
             batch.mask.clone()
         };
-        // `[B, T]`: 1 where the encoder saw every observed entry of the step (with a mask).
-        let hidden_steps = match &view_mask {
-            Some(view) if hidden > 0.0 => {
+        // `[S·B, T − j]`: the pairs the transition learns from, with
+        // `encoder_mask_transition_kept` (1 where the encoder saw every step of the pair whole).
+        let learn_from = match &view_mask {
+            Some(view) if hidden > 0.0 && options.encoder_mask_transition_kept => {
                 let observed = match &batch.mask {
                     Some(m) => m.clone(),
                     None => Tensor::ones_like(view)?,
                 };
-                Some(
-                    (observed - view)?
-                        .sum(D::Minus1)?
-                        .eq(0.0)?
-                        .to_dtype(x.dtype())?,
-                )
+                let shown = (observed - view)?
+                    .sum(D::Minus1)?
+                    .eq(0.0)?
+                    .to_dtype(x.dtype())?;
+                Some(repeat_rows(&pairs_shown(&shown, j)?, s)?)
             }
             _ => None,
         };
@@ -371,10 +371,6 @@ impl Model {
         // the draws pulled toward their means (`ElboOptions::transition_draw_scale`), for every
         // parameter or (`split_transition_gradient`) for the transition's only.
         let draws = Scored::of(&traj);
-        let learn_from = match (&hidden_steps, options.encoder_mask_transition_kept) {
-            (Some(shown), true) => Some(repeat_rows(&pairs_shown(shown, j)?, s)?),
-            _ => None,
-        };
         let (transition, constant) = if options.split_transition_gradient || learn_from.is_some() {
             self.split_transition_term(
                 &draws,

@@ -148,18 +148,39 @@ impl TrainConfig {
     /// The options of the ELBO evaluations of training step `step` (0-based): those of
     /// [`TrainConfig::elbo_options`], with the encoder's mask only from `encoder_mask_start` on.
     pub fn elbo_options_at(&self, step: usize) -> ElboOptions {
+        let masked = step >= self.encoder_mask_start;
         ElboOptions {
-            encoder_mask_rate: self.mask_rate_at(step),
+            encoder_mask_rate: if masked { self.encoder_mask_rate } else { 0.0 },
             ..self.elbo_options()
         }
     }
 
-    /// The encoder's mask rate at training step `step`.
-    fn mask_rate_at(&self, step: usize) -> f64 {
-        if step >= self.encoder_mask_start {
-            self.encoder_mask_rate
+    /// This run's config (a checkpoint's, written at `step`) with what a continuation under
+    /// `new` may change taken from `new`: `steps`, and `lr_decay` and the encoder's mask where
+    /// they give every step already taken what this config gave it
+    /// ([`crate::LrDecay::agrees_before`], [`TrainConfig::mask_agrees_before`]). A resume is
+    /// allowed when the result equals `new`.
+    pub fn continued_under(&self, new: &TrainConfig, step: usize) -> TrainConfig {
+        let decay_agrees = self
+            .lr_decay
+            .agrees_before(self.steps, &new.lr_decay, new.steps, step);
+        let mask = if self.mask_agrees_before(new, step) {
+            new
         } else {
-            0.0
+            self
+        };
+        TrainConfig {
+            steps: new.steps,
+            lr_decay: if decay_agrees {
+                new.lr_decay
+            } else {
+                self.lr_decay
+            },
+            encoder_mask_rate: mask.encoder_mask_rate,
+            encoder_mask_start: mask.encoder_mask_start,
+            encoder_mask_unscored: mask.encoder_mask_unscored,
+            encoder_mask_transition_kept: mask.encoder_mask_transition_kept,
+            ..*self
         }
     }
 

@@ -228,30 +228,9 @@ pub fn resumable_step(
         .get(keys::CONFIG)
         .and_then(|s| serde_json::from_str(s).ok())
         .ok_or_else(|| bad("no readable training config".into()))?;
-    let lr_decay =
-        if theirs
-            .lr_decay
-            .agrees_before(theirs.steps, &config.lr_decay, config.steps, step)
-        {
-            config.lr_decay
-        } else {
-            theirs.lr_decay
-        };
-    let mask = if theirs.mask_agrees_before(config, step) {
-        config
-    } else {
-        &theirs
-    };
-    let theirs = TrainConfig {
-        steps: config.steps,
-        lr_decay,
-        encoder_mask_rate: mask.encoder_mask_rate,
-        encoder_mask_start: mask.encoder_mask_start,
-        encoder_mask_unscored: mask.encoder_mask_unscored,
-        encoder_mask_transition_kept: mask.encoder_mask_transition_kept,
-        ..theirs
-    };
-    if let Some(diff) = ddssm_model::config_difference(config, &theirs) {
+    if let Some(diff) =
+        ddssm_model::config_difference(config, &theirs.continued_under(config, step))
+    {
         return Err(bad(format!(
             "written with another training config ({diff}); only `steps` may change on resume, \
              and `lr_decay` and the encoder's mask where they give the {step} steps already \

@@ -96,6 +96,40 @@ impl ElboOptions {
             "in (0, 1] (1: the ELBO's own draws)",
         )
     }
+
+    /// How the ELBO these options compute differs from the model's own ELBO (the one validation
+    /// and evaluation report, with these options at their defaults), in words for a training
+    /// log; `None` where it is that ELBO's estimate. Options that change only the gradient
+    /// (`split_transition_gradient`, and with it `transition_draw_scale`) or how it is estimated
+    /// (`samples`, `estimator`) do not count.
+    pub fn objective_differs(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.encoder_input_noise > 0.0 {
+            parts.push(format!(
+                "encoder input noised (σ {})",
+                self.encoder_input_noise
+            ));
+        }
+        if self.encoder_mask_rate > 0.0 {
+            let hidden = format!(
+                "{} of entries hidden from the encoder",
+                self.encoder_mask_rate
+            );
+            parts.push(if self.encoder_mask_unscored {
+                format!("{hidden} and unscored")
+            } else {
+                hidden
+            });
+        }
+        // Split, the draws are pulled for the transition's gradient only; the values stay the ELBO's.
+        if self.transition_draw_scale != 1.0 && !self.split_transition_gradient {
+            parts.push(format!(
+                "transition draws scaled by {}",
+                self.transition_draw_scale
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 impl Default for ElboOptions {

@@ -3,13 +3,14 @@
 //! else, drawn first from the ELBO's noise stream; `ElboOptions::encoder_mask_rate` hides entries
 //! from the encoder's view and from nothing else; `ElboOptions::transition_draw_scale` changes the
 //! transition term and nothing else; `ElboOptions::split_transition_gradient` gives the
-//! transition's parameters the pulled term's gradient and everything else the ELBO's.
+//! transition's parameters the pulled term's gradient and everything else the ELBO's; the options
+//! that change the ELBO's value are named for the training log.
 
 mod common;
 
 use anyhow::Result;
 use candle_core::{DType, Device};
-use ddssm_model::{ElboOptions, Model, ModelConfig};
+use ddssm_model::{ElboOptions, Estimator, Model, ModelConfig};
 use ddssm_tensor_ops::SeededNoise;
 
 /// With the noise on, the ELBO equals the ELBO of the noisy observations in every term that
@@ -446,4 +447,73 @@ fn the_weights_refuse_pulled_draws() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The training log labels a step's ELBO that is not the model's: every option that changes the
+/// value is named, the ones that change only the gradient or its estimate are not.
+#[test]
+fn options_that_change_the_elbo_value_are_named() {
+    let paper = ElboOptions::default();
+    assert_eq!(paper.objective_differs(), None);
+    let unchanged = [
+        ElboOptions {
+            samples: 4,
+            estimator: Estimator::Sample,
+            ..paper
+        },
+        ElboOptions {
+            split_transition_gradient: true,
+            transition_draw_scale: 0.5,
+            ..paper
+        },
+        ElboOptions {
+            encoder_mask_unscored: true,
+            ..paper
+        },
+    ];
+    for options in unchanged {
+        assert_eq!(options.objective_differs(), None, "{options:?}");
+    }
+    let named = [
+        (
+            ElboOptions {
+                encoder_input_noise: 0.1,
+                ..paper
+            },
+            "encoder input noised (σ 0.1)",
+        ),
+        (
+            ElboOptions {
+                encoder_mask_rate: 0.25,
+                ..paper
+            },
+            "0.25 of entries hidden from the encoder",
+        ),
+        (
+            ElboOptions {
+                encoder_mask_rate: 0.25,
+                encoder_mask_unscored: true,
+                ..paper
+            },
+            "0.25 of entries hidden from the encoder and unscored",
+        ),
+        (
+            ElboOptions {
+                transition_draw_scale: 0.5,
+                ..paper
+            },
+            "transition draws scaled by 0.5",
+        ),
+        (
+            ElboOptions {
+                encoder_input_noise: 0.1,
+                transition_draw_scale: 0.5,
+                ..paper
+            },
+            "encoder input noised (σ 0.1), transition draws scaled by 0.5",
+        ),
+    ];
+    for (options, words) in named {
+        assert_eq!(options.objective_differs().as_deref(), Some(words));
+    }
 }

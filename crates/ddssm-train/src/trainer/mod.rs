@@ -524,9 +524,15 @@ pub fn train(
             } else {
                 ""
             };
+            // Under a training-only option the step's ELBO is not the model's (validation's).
+            let differs = config
+                .elbo_options_at(step)
+                .objective_differs()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
             let g = group_norms;
             tracing::info!(
-                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{ess}, \
+                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{differs}{ess}, \
                  ‖∇‖ {gradient_norm:.3}{clipped} (encoder {:.3}, decoder {:.3}, transition \
                  {:.3}, zinit {:.3}) ({rate:.2} steps/s, ETA {:.0} s)",
                 options.label,

@@ -44,16 +44,11 @@ pub struct ElboTerms {
     /// `[S, B]`: the part of [`ElboTerms::trajectory_rate`] that is each trajectory's transition
     /// term (without the constant), for diagnosing the weights' noise.
     pub trajectory_transition: Tensor,
-    /// `α` of [`ElboOptions::transition_draw_scale`] the transition term was computed with.
-    /// Below 1 the per-trajectory terms are not importance weights' logs (unless
-    /// `split_gradient`) and their gradient is not the ELBO's (either way), so the methods built
-    /// on the weights refuse them.
-    draw_scale: f64,
-    /// [`ElboOptions::split_transition_gradient`] of the call.
-    split_gradient: bool,
-    /// [`ElboOptions::encoder_mask_transition_kept`] of the call (with a mask): the values are
-    /// the ELBO's, the gradient is not.
-    transition_kept: bool,
+    /// The options of the call. With a transition draw scale below 1 the per-trajectory terms are
+    /// not importance weights' logs (unless the gradient is split) and their gradient is not the
+    /// ELBO's (either way); with the transition kept off hidden steps the values are the ELBO's
+    /// and the gradient is not. The methods built on the weights refuse such terms.
+    options: ElboOptions,
 }
 
 impl ElboTerms {
@@ -98,10 +93,7 @@ impl ElboTerms {
             trajectory_distortion: distortion,
             trajectory_rate: per_trajectory(&rate)?,
             trajectory_transition: per_trajectory(&transition)?,
-            draw_scale: options.transition_draw_scale,
-            split_gradient: options.split_transition_gradient,
-            transition_kept: options.encoder_mask_transition_kept
-                && options.encoder_mask_rate > 0.0,
+            options: *options,
         })
     }
 
@@ -205,16 +197,21 @@ impl ElboTerms {
     /// Refuses terms whose per-trajectory values (`values_only`) or values and gradient are not
     /// those of the ELBO's draws; names the option and what the method needs.
     fn require_weights(&self, values_only: bool) -> Result<()> {
+        let options = &self.options;
         crate::check_config(
-            values_only || !self.transition_kept,
+            values_only || !options.transition_kept(),
             "encoder_mask_transition_kept",
             true,
             "false: the importance-weighted objective needs the ELBO's own gradient",
         )?;
         crate::check_config(
-            self.draw_scale == 1.0 || (values_only && self.split_gradient),
+            if values_only {
+                !options.values_pulled()
+            } else {
+                options.transition_draw_scale == 1.0
+            },
             "transition_draw_scale",
-            self.draw_scale,
+            options.transition_draw_scale,
             if values_only {
                 "1, or split_transition_gradient = true: importance weights need the ELBO's \
                  own draws"
@@ -317,7 +314,7 @@ impl Model {
         // `[S·B, T − j]`: the pairs the transition learns from, with
         // `encoder_mask_transition_kept` (1 where the encoder saw every step of the pair whole).
         let learn_from = match &view_mask {
-            Some(view) if hidden > 0.0 && options.encoder_mask_transition_kept => {
+            Some(view) if options.transition_kept() => {
                 let observed = match &batch.mask {
                     Some(m) => m.clone(),
                     None => Tensor::ones_like(view)?,
@@ -448,9 +445,7 @@ mod tests {
             trajectory_distortion: v([3.0, 4.0]).reshape((1, 2)).unwrap(),
             trajectory_rate: v([2.0, 3.0]).reshape((1, 2)).unwrap(),
             trajectory_transition: v([1.0, 1.0]).reshape((1, 2)).unwrap(),
-            draw_scale: 1.0,
-            split_gradient: false,
-            transition_kept: false,
+            options: ElboOptions::default(),
         }
     }
 
@@ -497,9 +492,7 @@ mod tests {
             trajectory_distortion: d.as_tensor().clone(),
             trajectory_rate: r.as_tensor().clone(),
             trajectory_transition: r.as_tensor().clone(),
-            draw_scale: 1.0,
-            split_gradient: false,
-            transition_kept: false,
+            options: ElboOptions::default(),
         }
     }
 

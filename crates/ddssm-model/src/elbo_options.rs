@@ -121,14 +121,26 @@ impl ElboOptions {
                 hidden
             });
         }
-        // Split, the draws are pulled for the transition's gradient only; the values stay the ELBO's.
-        if self.transition_draw_scale != 1.0 && !self.split_transition_gradient {
+        if self.values_pulled() {
             parts.push(format!(
                 "transition draws scaled by {}",
                 self.transition_draw_scale
             ));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// Whether the transition term's values score pulled draws: a draw scale below 1 without the
+    /// split (split, the draws are pulled for the transition's gradient only and the values stay
+    /// the ELBO's).
+    pub(crate) fn values_pulled(&self) -> bool {
+        self.transition_draw_scale != 1.0 && !self.split_transition_gradient
+    }
+
+    /// Whether the transition's parameters learn only from the pairs the encoder saw whole:
+    /// `encoder_mask_transition_kept` with a mask in effect.
+    pub(crate) fn transition_kept(&self) -> bool {
+        self.encoder_mask_transition_kept && self.encoder_mask_rate > 0.0
     }
 }
 

@@ -71,7 +71,7 @@ impl LrDecay {
             LrDecay::Constant => LrDecay::Constant,
             LrDecay::Cosine { floor, start } => LrDecay::Cosine {
                 floor,
-                start: (start as u128 * to as u128 / from.max(1) as u128) as usize,
+                start: rescale_step(start, from, to),
             },
         }
     }
@@ -97,6 +97,12 @@ impl LrDecay {
         }
         Ok(())
     }
+}
+
+/// Step `step` of a run of `from` steps moved to the same fraction of a run of `to` steps (rounded
+/// down): where `--quick` puts a configured start.
+pub(crate) fn rescale_step(step: usize, from: usize, to: usize) -> usize {
+    (step as u128 * to as u128 / from.max(1) as u128) as usize
 }
 
 #[cfg(test)]

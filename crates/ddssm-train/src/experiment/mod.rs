@@ -142,10 +142,10 @@ impl ExperimentConfig {
         self.data.validation = 32;
         self.data.test = 32;
         for run in [&mut self.ddssm, &mut self.dkf] {
-            let steps = run.train.steps.max(1);
+            let steps = run.train.steps;
             run.train.lr_decay = run.train.lr_decay.rescaled(steps, 10);
             run.train.encoder_mask_start =
-                (run.train.encoder_mask_start as u128 * 10 / steps as u128) as usize;
+                crate::lr_decay::rescale_step(run.train.encoder_mask_start, steps, 10);
             run.train.steps = 10;
             run.train.batch_size = run.train.batch_size.min(32);
             run.train.validate_every = 5;

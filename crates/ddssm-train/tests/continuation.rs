@@ -154,20 +154,20 @@ fn a_mask_start_needs_a_rate_and_a_step_inside_the_run() {
         encoder_mask_unscored: true,
         ..tc
     };
-    let err = unscored.validate().unwrap_err().to_string();
-    assert!(
-        err.contains("encoder_mask_unscored") && err.contains("encoder_mask_rate > 0"),
-        "{err}"
-    );
     let kept = TrainConfig {
         encoder_mask_transition_kept: true,
         ..tc
     };
-    let err = kept.validate().unwrap_err().to_string();
-    assert!(
-        err.contains("encoder_mask_transition_kept") && err.contains("encoder_mask_rate > 0"),
-        "{err}"
-    );
+    for (bad, field) in [
+        (unscored, "encoder_mask_unscored"),
+        (kept, "encoder_mask_transition_kept"),
+    ] {
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains(field) && err.contains("encoder_mask_rate > 0"),
+            "{err}"
+        );
+    }
     let iwae = TrainConfig {
         encoder_mask_rate: 0.1,
         encoder_mask_transition_kept: true,

@@ -33,6 +33,8 @@ pub struct Args {
     pub progress: bool,
     /// Train and score the DDSSM only (no DKF).
     pub ddssm_only: bool,
+    /// Warm-start the DDSSM from this checkpoint ([`RunOptions::ddssm_init`]).
+    pub init_ddssm: Option<PathBuf>,
 }
 
 /// The experiment config `args` ask for: the file (or the paper's settings), then `--quick`,
@@ -57,6 +59,7 @@ pub fn run(args: &Args) -> Result<()> {
             device: args.device.clone(),
             git_commit: ddssm_train::experiment::git_commit(),
             ddssm_only: args.ddssm_only,
+            ddssm_init: args.init_ddssm.clone(),
         },
     )?;
     let figures = crate::figures::write_all(&results, &args.out)?;
@@ -116,6 +119,7 @@ mod tests {
             force: false,
             progress: false,
             ddssm_only: false,
+            init_ddssm: None,
         };
         run(&args)?;
         let first: Results =

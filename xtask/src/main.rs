@@ -91,6 +91,12 @@ enum Command {
         /// ablations of the DDSSM; the DKF needs only its one run at the paper's settings.
         #[arg(long)]
         ddssm_only: bool,
+        /// Start the DDSSM from the parameters of this checkpoint (same model config, same data)
+        /// instead of the seed's initialisation: a warm start with a fresh optimiser, flagged in
+        /// the results; with a config that sets some learning rates to 0 it refits one part of a
+        /// trained model.
+        #[arg(long, value_name = "CHECKPOINT")]
+        init_ddssm: Option<PathBuf>,
     },
     /// Hyperparameter search with TPE (App. F.1.1).
     Tune {
@@ -294,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             print_config,
             ddssm_only,
+            init_ddssm,
             ..
         } => {
             let args = bimodal::Args {
@@ -307,6 +314,7 @@ fn run(cli: Cli) -> Result<()> {
                 force,
                 progress: std::io::stderr().is_terminal(),
                 ddssm_only,
+                init_ddssm,
             };
             if print_config {
                 print!("{}", toml::to_string(&bimodal::resolve_config(&args)?)?);

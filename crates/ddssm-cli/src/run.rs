@@ -147,6 +147,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         resume: args.resume,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         label: "fit".into(),
+        init: None,
     };
     let FittedSeries {
         model,

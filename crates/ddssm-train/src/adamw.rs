@@ -98,7 +98,8 @@ impl AdamW {
         self.step
     }
 
-    /// One update of every parameter that has a gradient in `grads`.
+    /// One update of every parameter that has a gradient in `grads` (groups with learning rate 0
+    /// are frozen: neither they nor their moments change).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step_scaled(grads, 1.0)
     }
@@ -137,6 +138,10 @@ impl AdamW {
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
         for ((_, base_lr, slots), &grad_scale) in self.groups.iter_mut().zip(grad_scales) {
+            // A frozen group (learning rate 0): parameters and moments stay as they are.
+            if *base_lr == 0.0 {
+                continue;
+            }
             let lr = *base_lr * scale;
             for slot in slots.iter_mut() {
                 let Some(g) = grads.get(slot.var.as_tensor()) else {

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AdamWConfig, Error, GroupBounds, LambdaSchedule, LambdaShape, LrDecay, Result};
 
-/// One learning rate per parameter group (App. I.1, Table 3).
+/// One learning rate per parameter group (App. I.1, Table 3). A rate of 0 freezes its group (not
+/// in the paper): the optimiser leaves those parameters and their moments untouched, e.g. to refit
+/// the encoder alone to a trained model (`TrainOptions::init`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LearningRates {
@@ -312,12 +314,20 @@ impl TrainConfig {
             ("learning_rates.zinit", lr.zinit),
         ] {
             check(
-                v.is_finite() && v > 0.0,
+                v.is_finite() && v >= 0.0,
                 field,
                 v.to_string(),
-                "a finite number > 0",
+                "a finite number ≥ 0 (0 freezes the group)",
             )?;
         }
+        check(
+            [lr.encoder, lr.decoder, lr.transition, lr.zinit]
+                .iter()
+                .any(|&v| v > 0.0),
+            "learning_rates",
+            "0 for every group".into(),
+            "at least one learning rate > 0 (all four at 0 would train nothing)",
+        )?;
         let o = self.optimizer;
         check(
             (0.0..1.0).contains(&o.beta1),

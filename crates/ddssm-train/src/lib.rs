@@ -40,7 +40,7 @@ pub use lambda::{LambdaSchedule, LambdaShape};
 pub use lr_decay::LrDecay;
 pub use process::{start_process, PLAIN_OPS_VAR};
 pub use trainer::{
-    accumulated_gradients, batch_indices, clip_scale, gradient_norm, gradient_norms,
+    accumulated_gradients, batch_indices, check_init, clip_scale, gradient_norm, gradient_norms,
     group_clip_scales, keys, optimizer_for, resumable_step, select, step_noise, train, Accumulated,
     GroupBounds, GroupNorms, Metrics, StepRecord, TrainOptions, TrainReport, Validator,
 };

@@ -28,6 +28,7 @@ fn options(out: &Path, resume: bool, force: bool) -> RunOptions {
         device: Device::Cpu,
         git_commit: "test".into(),
         ddssm_only: false,
+        ddssm_init: None,
     }
 }
 
@@ -115,5 +116,32 @@ fn a_finished_run_is_replaced_or_resumed_only_on_its_own_terms() -> Result<()> {
     experiment::run(&quick(0, 10), &options(&out, false, true))?;
     assert!(!stale.exists());
     std::fs::remove_dir_all(&out)?;
+    Ok(())
+}
+
+/// A warm start from a file that cannot start the DDSSM is refused before anything is written.
+#[test]
+fn a_bad_warm_start_is_refused_before_anything_is_written() -> Result<()> {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ddssm-experiment-init-{}", std::process::id()));
+    let missing = out.join("no-such.safetensors");
+    let err = experiment::run(
+        &quick(5, 2),
+        &RunOptions {
+            ddssm_init: Some(missing),
+            ..options(&out.join("run"), false, false)
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--init-ddssm") && err.contains("no-such"),
+        "{err}"
+    );
+    let written = match std::fs::read_dir(out.join("run")) {
+        Ok(dir) => dir.count(),
+        Err(_) => 0,
+    };
+    assert_eq!(written, 0, "files left in a refused run's folder");
     Ok(())
 }

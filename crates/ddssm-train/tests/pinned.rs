@@ -44,6 +44,7 @@ fn the_section_4_run_reproduces_its_pre_library_numbers() -> Result<()> {
             device: Device::Cpu,
             git_commit: "test".into(),
             ddssm_only: false,
+            ddssm_init: None,
         },
     )?;
     std::fs::remove_dir_all(&out)?;

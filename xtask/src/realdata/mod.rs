@@ -333,6 +333,7 @@ fn fit_model(
         resume: false,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         label: key.clone(),
+        init: None,
     };
     // One set of test draws serves the scores and, for the first seed, the fans.
     let mut noise = SeededNoise::new(seed).fork("real-data/test");

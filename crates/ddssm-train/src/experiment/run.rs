@@ -40,6 +40,10 @@ pub struct RunOptions {
     /// Train and score the DDSSM (and LOCF) only: for seeds and ablations of the DDSSM, where
     /// the DKF, which no DDSSM setting touches, needs only its one run at the paper's settings.
     pub ddssm_only: bool,
+    /// Start the DDSSM from the parameters of this checkpoint instead of the seed's initialisation
+    /// ([`TrainOptions::init`]; a warm start, flagged in the results' warnings): e.g. to refit one
+    /// part of a trained model with the others frozen (learning rate 0).
+    pub ddssm_init: Option<PathBuf>,
 }
 
 /// The short hash of the commit checked out in the working directory (`unknown` outside a git
@@ -307,14 +311,6 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
             .into_iter()
             .filter_map(|(name, run)| warmup_warning(name, run)),
     );
-    for w in &warnings {
-        tracing::warn!("{w}");
-    }
-    let config_text = toml::to_string(cfg).map_err(|e| Error::State(e.to_string()))?;
-    ddssm_model::checkpoint::write_atomic(
-        &options.out.join("config.toml"),
-        config_text.as_bytes(),
-    )?;
     let dev = &options.device;
 
     // 1. Data.
@@ -325,6 +321,24 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         validation: val_sub,
         test: test_x,
     } = Splits::new(cfg, dev)?;
+    if let Some(init) = &options.ddssm_init {
+        crate::check_init(init, &cfg.ddssm.model, Some(&standardization))
+            .map_err(|e| Error::State(format!("--init-ddssm: {e}")))?;
+        warnings.push(format!(
+            "ddssm: a warm start from the parameters of {} (not seed {}'s initialisation); its \
+             training history and time are the warm start's alone",
+            init.display(),
+            cfg.seed
+        ));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let config_text = toml::to_string(cfg).map_err(|e| Error::State(e.to_string()))?;
+    ddssm_model::checkpoint::write_atomic(
+        &options.out.join("config.toml"),
+        config_text.as_bytes(),
+    )?;
     let sim = cfg.data.sim;
     let t = sim.t;
     let val_n = val_sub.n;
@@ -353,6 +367,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
             resume: options.resume,
             progress: options.progress,
             label: name.to_string(),
+            init: options.ddssm_init.clone().filter(|_| name == "ddssm"),
         };
         tracing::info!(
             "{name}: {} steps at batch {}",

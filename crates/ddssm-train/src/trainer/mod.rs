@@ -8,12 +8,11 @@
 //! produced.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, TensorId};
-use ddssm_model::checkpoint::{self, write_atomic};
 use ddssm_model::{Batch, ElboSummary, Model};
 use ddssm_tensor_ops::SeededNoise;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,17 +21,12 @@ use serde::{Deserialize, Serialize};
 use crate::{AdamW, Error, Objective, ParamGroup, Result, TrainConfig};
 
 mod clip;
+mod start;
 pub use clip::{
     clip_scale, gradient_norm, gradient_norms, group_clip_scales, GroupBounds, GroupNorms,
 };
-
-/// Metadata keys a training checkpoint adds to the model's.
-pub mod keys {
-    /// Steps completed.
-    pub const STEP: &str = "train.step";
-    /// The [`crate::TrainConfig`] as JSON.
-    pub const CONFIG: &str = "train.config";
-}
+pub use start::{check_init, keys, resumable_step};
+use start::{restore, save};
 
 /// The sequences of batch row `i` for step `step`: a fresh seeded permutation of the `n`
 /// training sequences every epoch (`⌊n / batch⌋` steps; the remainder is dropped).
@@ -120,6 +114,12 @@ pub struct TrainOptions {
     pub progress: bool,
     /// A label for the progress bar and the logs (e.g. `ddssm`).
     pub label: String,
+    /// Start from the parameters in this file (a checkpoint or saved model of the same model
+    /// config; its standardisation, if any, must be the data's) instead of the seed's
+    /// initialisation: a warm start, with a fresh optimiser at step 0 and the whole schedule
+    /// (λ, learning-rate decay) run from its start. Ignored when `resume` finds a checkpoint to
+    /// continue.
+    pub init: Option<PathBuf>,
 }
 
 /// The outcome of [`train`].
@@ -179,83 +179,6 @@ pub fn optimizer_for(model: &Model, config: &TrainConfig) -> Result<AdamW> {
         ],
         config.optimizer,
     )
-}
-
-fn save(model: &Model, opt: &AdamW, config: &TrainConfig, path: &Path, step: usize) -> Result<()> {
-    let mut meta = BTreeMap::new();
-    meta.insert(keys::STEP.to_string(), step.to_string());
-    meta.insert(
-        keys::CONFIG.to_string(),
-        serde_json::to_string(config).map_err(|e| Error::State(e.to_string()))?,
-    );
-    let bytes = model.checkpoint_bytes_with_state(&meta, &opt.state_tensors())?;
-    write_atomic(path, &bytes)?;
-    Ok(())
-}
-
-/// The step of the training checkpoint at `path` if a run of `model` with `config` can continue
-/// from it: `None` when there is no file; an error naming the first differing field when the file
-/// was written for another model or training config, or when it is already past `config.steps`
-/// (training never goes back). Only `steps` may change, `lr_decay` where the new decay gives
-/// every step already taken the rate the checkpoint's did ([`crate::LrDecay::agrees_before`]): a
-/// finished run can be extended with a decay tail that starts at or after its last step, and the
-/// encoder's mask likewise ([`TrainConfig::mask_agrees_before`]). Reads
-/// only the metadata, so a command can check every checkpoint before it writes anything.
-pub fn resumable_step(
-    path: &Path,
-    model: &ddssm_model::ModelConfig,
-    config: &TrainConfig,
-) -> Result<Option<usize>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let meta = checkpoint::read_metadata(path)?;
-    let bad = |reason: String| Error::State(format!("{}: {reason}", path.display()));
-    let step: usize = meta
-        .get(keys::STEP)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("not a training checkpoint (no step)".into()))?;
-    let theirs = meta
-        .get(checkpoint::keys::CONFIG)
-        .and_then(|s| ddssm_model::ModelConfig::from_json(s).ok())
-        .ok_or_else(|| bad("no readable model config".into()))?;
-    if let Some(diff) = ddssm_model::config_difference(model, &theirs) {
-        return Err(bad(format!(
-            "written for another model config, {diff}; use another output folder"
-        )));
-    }
-    let theirs: TrainConfig = meta
-        .get(keys::CONFIG)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| bad("no readable training config".into()))?;
-    if let Some(diff) =
-        ddssm_model::config_difference(config, &theirs.continued_under(config, step))
-    {
-        return Err(bad(format!(
-            "written with another training config ({diff}); only `steps` may change on resume, \
-             and `lr_decay` and the encoder's mask where they give the {step} steps already \
-             taken the same rates"
-        )));
-    }
-    if step > config.steps {
-        return Err(bad(format!(
-            "the checkpoint is at step {step}, past the {} steps asked for: a run never trains \
-             backwards (ask for ≥ {step} steps, or use another output folder)",
-            config.steps
-        )));
-    }
-    Ok(Some(step))
-}
-
-/// Restores model, optimizer and step from a training checkpoint; returns the step. The model
-/// is changed only when everything in the file fits.
-fn restore(model: &mut Model, opt: &mut AdamW, config: &TrainConfig, path: &Path) -> Result<usize> {
-    let step = resumable_step(path, model.config(), config)?
-        .ok_or_else(|| Error::State(format!("{}: no such checkpoint", path.display())))?;
-    let (_, state) = checkpoint::read_state(path)?;
-    opt.load_state(&state, step)?;
-    model.load_weights(path)?;
-    Ok(step)
 }
 
 /// What the trainer tells the user about how a step's passes (micro-batches) meet the hardware,
@@ -453,15 +376,26 @@ pub fn train(
     }
     let mut opt = optimizer_for(model, config)?;
     let mut start = 0;
+    let mut resumed = false;
     if let (true, Some(path)) = (options.resume, &options.checkpoint) {
         if path.exists() {
             start = restore(model, &mut opt, config, path)?;
+            resumed = true;
             tracing::info!(
                 "{}: resumed from {} at step {start}",
                 options.label,
                 path.display()
             );
         }
+    }
+    if let (false, Some(init)) = (resumed, &options.init) {
+        check_init(init, model.config(), model.standardization())?;
+        model.load_weights(init)?;
+        tracing::info!(
+            "{}: starting from the parameters of {}",
+            options.label,
+            init.display()
+        );
     }
     let mut report = TrainReport {
         start_step: start,

@@ -53,6 +53,7 @@ pub fn quiet_run(
         resume: false,
         progress: false,
         label: "test".into(),
+        init: None,
     };
     let mut m = Model::new(mc, 1, DType::F32, &Device::Cpu)?;
     let report = train(&mut m, data, config, &quiet, &mut no_validation)?;
@@ -95,5 +96,6 @@ pub fn resuming(path: &std::path::Path) -> TrainOptions {
         resume: true,
         progress: false,
         label: "test".into(),
+        init: None,
     }
 }

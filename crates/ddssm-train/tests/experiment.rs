@@ -119,26 +119,37 @@ fn a_finished_run_is_replaced_or_resumed_only_on_its_own_terms() -> Result<()> {
     Ok(())
 }
 
-/// A warm start from a file that cannot start the DDSSM is refused before anything is written.
+/// A warm start from a finished run's DDSSM is flagged in its results and in the ablation
+/// tables' label; one from a file that cannot start the DDSSM is refused before anything is
+/// written.
 #[test]
-fn a_bad_warm_start_is_refused_before_anything_is_written() -> Result<()> {
+fn warm_starts_are_flagged_and_bad_ones_refused_before_anything_is_written() -> Result<()> {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("ddssm-experiment-init-{}", std::process::id()));
+    let ddssm_only = |dir: &str, init: Option<PathBuf>| RunOptions {
+        ddssm_only: true,
+        ddssm_init: init,
+        ..options(&out.join(dir), false, false)
+    };
+    experiment::run(&quick(5, 2), &ddssm_only("source", None))?;
+    let source = out.join("source/ddssm.safetensors");
+    let warm = experiment::run(&quick(5, 2), &ddssm_only("warm", Some(source.clone())))?;
+    assert_eq!(warm.ddssm_init, Some(source.display().to_string()));
+    assert!(warm.warnings.iter().any(|w| w.contains("warm start")));
+    let row = experiment::FinishedRun::read(&out.join("warm"))?;
+    assert!(row.changes.ends_with("; warm start"), "{}", row.changes);
+    let cold = experiment::FinishedRun::read(&out.join("source"))?;
+    assert!(!cold.changes.contains("warm start"), "{}", cold.changes);
+
     let missing = out.join("no-such.safetensors");
-    let err = experiment::run(
-        &quick(5, 2),
-        &RunOptions {
-            ddssm_init: Some(missing),
-            ..options(&out.join("run"), false, false)
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = experiment::run(&quick(5, 2), &ddssm_only("refused", Some(missing)))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("--init-ddssm") && err.contains("no-such"),
         "{err}"
     );
-    let written = match std::fs::read_dir(out.join("run")) {
+    let written = match std::fs::read_dir(out.join("refused")) {
         Ok(dir) => dir.count(),
         Err(_) => 0,
     };

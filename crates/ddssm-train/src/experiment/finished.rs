@@ -17,7 +17,8 @@ pub struct FinishedRun {
     pub folder: String,
     /// The experiment's seed.
     pub seed: u64,
-    /// What the run changes against the paper ([`super::ExperimentConfig::ddssm_changes`]).
+    /// What the run changes against the paper ([`super::ExperimentConfig::ddssm_changes`]),
+    /// and "warm start" where its DDSSM started from a trained model's parameters.
     pub changes: String,
     /// The DDSSM's one-step `jsd_exact` over the test sequences.
     pub jsd_exact: MeanSem,
@@ -70,7 +71,10 @@ impl FinishedRun {
         Ok(Self {
             folder: folder.display().to_string(),
             seed: r.config.seed,
-            changes: r.config.ddssm_changes()?,
+            changes: match &r.ddssm_init {
+                None => r.config.ddssm_changes()?,
+                Some(_) => format!("{}; warm start", r.config.ddssm_changes()?),
+            },
             jsd_exact: ddssm.jsd_exact,
             negative_elbo: ddssm.negative_elbo,
             width,

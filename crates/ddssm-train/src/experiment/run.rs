@@ -118,6 +118,9 @@ pub struct Results {
     /// `--quick` run), also at the top of the report.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The checkpoint the DDSSM was warm-started from ([`RunOptions::ddssm_init`]), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddssm_init: Option<String>,
     /// Wall time of the whole command, seconds.
     pub wall_seconds: f64,
     /// Threads candle used (CANDLE_NUM_THREADS / RAYON_NUM_THREADS / all cores).
@@ -470,6 +473,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         examples,
         training,
         warnings,
+        ddssm_init: options.ddssm_init.as_ref().map(|p| p.display().to_string()),
         wall_seconds: began.elapsed().as_secs_f64(),
         threads: ddssm_tensor_ops::ThreadSettings::current().to_string(),
         git_commit: options.git_commit.clone(),

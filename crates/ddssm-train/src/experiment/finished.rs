@@ -71,9 +71,14 @@ impl FinishedRun {
         Ok(Self {
             folder: folder.display().to_string(),
             seed: r.config.seed,
-            changes: match &r.ddssm_init {
-                None => r.config.ddssm_changes()?,
-                Some(_) => format!("{}; warm start", r.config.ddssm_changes()?),
+            changes: if r.ddssm_init.is_some()
+                || r.warnings
+                    .iter()
+                    .any(|w| w.starts_with(super::run::WARM_START))
+            {
+                format!("{}; warm start", r.config.ddssm_changes()?)
+            } else {
+                r.config.ddssm_changes()?
             },
             jsd_exact: ddssm.jsd_exact,
             negative_elbo: ddssm.negative_elbo,

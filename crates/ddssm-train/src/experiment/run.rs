@@ -129,6 +129,10 @@ pub struct Results {
     pub git_commit: String,
 }
 
+/// How the warning of a warm-started DDSSM begins ([`RunOptions::ddssm_init`]); results written
+/// before `Results::ddssm_init` existed (commit a0980de) record the warm start only here.
+pub(crate) const WARM_START: &str = "ddssm: a warm start from the parameters of";
+
 /// Files a run writes into its folder (what `--force` may replace).
 const RUN_FILES: [&str; 5] = [
     "config.toml",
@@ -328,7 +332,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         crate::check_init(init, &cfg.ddssm.model, Some(&standardization))
             .map_err(|e| Error::State(format!("--init-ddssm: {e}")))?;
         warnings.push(format!(
-            "ddssm: a warm start from the parameters of {} (not seed {}'s initialisation); its \
+            "{WARM_START} {} (not seed {}'s initialisation); its \
              training history and time are the warm start's alone",
             init.display(),
             cfg.seed

@@ -104,9 +104,9 @@ fn same_model(
 }
 
 /// Checks that `path` can start a run of `model` whose data are standardised by
-/// `standardization` ([`TrainOptions::init`]): a checkpoint or saved model of the same model config,
-/// standardised the same way (or the file has no standardisation). Reads only the metadata, so a
-/// command can check it before it writes anything.
+/// `standardization` ([`crate::TrainOptions::init`]): a checkpoint or saved model of the same
+/// model config, standardised the same way (or the file has no standardisation). Reads only the
+/// metadata, so a command can check it before it writes anything.
 pub fn check_init(
     path: &Path,
     model: &ddssm_model::ModelConfig,

@@ -137,7 +137,11 @@ fn warm_starts_are_flagged_and_bad_ones_refused_before_anything_is_written() -> 
     assert_eq!(warm.ddssm_init, Some(source.display().to_string()));
     assert!(warm.warnings.iter().any(|w| w.contains("warm start")));
     let row = experiment::FinishedRun::read(&out.join("warm"))?;
-    assert!(row.changes.ends_with("; warm start"), "{}", row.changes);
+    assert!(
+        row.changes.ends_with("; warm start from source"),
+        "{}",
+        row.changes
+    );
     // Results written before the field existed record the warm start only in their warnings.
     let mut older: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("warm/results.json"))?)?;
@@ -148,7 +152,11 @@ fn warm_starts_are_flagged_and_bad_ones_refused_before_anything_is_written() -> 
     std::fs::create_dir_all(out.join("older"))?;
     std::fs::write(out.join("older/results.json"), older.to_string())?;
     let row = experiment::FinishedRun::read(&out.join("older"))?;
-    assert!(row.changes.ends_with("; warm start"), "{}", row.changes);
+    assert!(
+        row.changes.ends_with("; warm start from source"),
+        "{}",
+        row.changes
+    );
     let cold = experiment::FinishedRun::read(&out.join("source"))?;
     assert!(!cold.changes.contains("warm start"), "{}", cold.changes);
 

@@ -17,8 +17,9 @@ pub struct FinishedRun {
     pub folder: String,
     /// The experiment's seed.
     pub seed: u64,
-    /// What the run changes against the paper ([`super::ExperimentConfig::ddssm_changes`]),
-    /// and "warm start" where its DDSSM started from a trained model's parameters.
+    /// What the run changes against the paper ([`super::ExperimentConfig::ddssm_changes`]), and
+    /// "warm start from FOLDER" where its DDSSM started from the checkpoint of another run (in
+    /// FOLDER): runs from different starting points are never pooled as seeds of one change.
     pub changes: String,
     /// The DDSSM's one-step `jsd_exact` over the test sequences.
     pub jsd_exact: MeanSem,
@@ -36,6 +37,24 @@ pub struct FinishedRun {
     pub encoder_centring: Option<(f64, f64)>,
     /// The exact −log p(x) per test sequence (mean).
     pub exact_nll: f64,
+}
+
+/// The folder of the checkpoint a run's DDSSM was warm-started from, if it was: from
+/// `Results::ddssm_init`, or for results written before that field (commit a0980de) from the
+/// warm start's warning.
+fn warm_start(r: &Results) -> Option<String> {
+    let path = r.ddssm_init.clone().or_else(|| {
+        r.warnings.iter().find_map(|w| {
+            let rest = w.strip_prefix(super::run::WARM_START)?.trim_start();
+            Some(rest.split(" (not seed").next().unwrap_or(rest).to_string())
+        })
+    })?;
+    let p = Path::new(&path);
+    Some(
+        p.parent()
+            .and_then(|d| d.file_name())
+            .map_or(path.clone(), |f| f.to_string_lossy().into_owned()),
+    )
 }
 
 impl FinishedRun {
@@ -71,14 +90,9 @@ impl FinishedRun {
         Ok(Self {
             folder: folder.display().to_string(),
             seed: r.config.seed,
-            changes: if r.ddssm_init.is_some()
-                || r.warnings
-                    .iter()
-                    .any(|w| w.starts_with(super::run::WARM_START))
-            {
-                format!("{}; warm start", r.config.ddssm_changes()?)
-            } else {
-                r.config.ddssm_changes()?
+            changes: match warm_start(&r) {
+                Some(from) => format!("{}; warm start from {from}", r.config.ddssm_changes()?),
+                None => r.config.ddssm_changes()?,
             },
             jsd_exact: ddssm.jsd_exact,
             negative_elbo: ddssm.negative_elbo,

@@ -126,7 +126,7 @@ fn every_bad_config_field_is_named_and_nothing_is_written() {
         ),
         (
             "dkf.train.learning_rates.zinit",
-            "0.0",
+            "-0.001",
             "dkf.train.learning_rates.zinit",
         ),
         (

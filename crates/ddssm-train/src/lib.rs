@@ -19,6 +19,7 @@
 //!   training windows, the test windows scored beside the baselines.
 
 mod adamw;
+pub mod benchmark;
 mod config;
 mod config_file;
 pub mod dataset;

@@ -9,78 +9,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
-use ddssm_data::{read_csv, rolling_origin, Columns, ObservedStep, Panel, Splits, WindowSpec};
-use ddssm_eval::forecasting::{baselines, quantile_fans, Evaluation, Fans, Horizon};
+use ddssm_data::{read_csv, rolling_origin, Panel, Splits};
+use ddssm_eval::forecasting::{baselines, quantile_fans, Fans};
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_tensor_ops::SeededNoise;
-use ddssm_train::series::{
-    fit_and_score, horizon, panel_sizes, score_draws, series_run, MarginalBaseline, Transition,
-};
+use ddssm_train::benchmark::{DatasetConfig, DatasetResults, Fit, RealDataConfig};
+use ddssm_train::series::{fit_and_score, panel_sizes, score_draws, series_run, Transition};
 use ddssm_train::TrainOptions;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 mod report;
 
 use report::write_report;
-
-/// The benchmark's settings (`configs/real-data.toml`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RealDataConfig {
-    /// Training steps of every fit.
-    pub steps: usize,
-    /// One fit per model and seed.
-    pub seeds: Vec<u64>,
-    /// Sample paths per test window.
-    pub samples: usize,
-    /// Sequences per training batch (None: the paper's, Table 3, capped at the training windows).
-    #[serde(default)]
-    pub batch_size: Option<usize>,
-    /// The data sets.
-    pub dataset: Vec<DatasetConfig>,
-}
-
-/// One data set of the benchmark.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetConfig {
-    /// A short name (results keys, figure names).
-    pub name: String,
-    /// The CSV file, relative to the repository root.
-    pub file: PathBuf,
-    /// Its column roles.
-    pub columns: Columns,
-    /// The windowing (validation windows: as many as test windows).
-    pub context: usize,
-    /// Steps forecast.
-    pub horizon: usize,
-    /// Test origins per series.
-    pub test_windows: usize,
-    /// The season of the seasonal-naive baseline and of the MASE scale.
-    pub season: usize,
-    /// The statsmodels model, passed to `xtask/python/statsmodels_ref.py` as it is.
-    pub statsmodels: serde_json::Value,
-    /// Seeds per model for this data set where they differ from the global list (a model too
-    /// slow for several fits here), e.g. `seeds = { dkf = [0] }`.
-    #[serde(default)]
-    pub seeds: BTreeMap<String, Vec<u64>>,
-}
-
-impl DatasetConfig {
-    /// Where the test windows' forecasts start, how far they reach, and the MASE season.
-    fn at(&self) -> Horizon {
-        horizon(&self.spec(), self.season)
-    }
-
-    fn spec(&self) -> WindowSpec {
-        WindowSpec {
-            context: self.context,
-            horizon: self.horizon,
-            test_windows: self.test_windows,
-            validation_windows: self.test_windows,
-        }
-    }
-}
 
 /// The options of `cargo xtask real-data`.
 #[derive(Debug, Clone)]
@@ -101,38 +41,6 @@ pub struct Args {
     pub report_only: bool,
     /// The device.
     pub device: Device,
-}
-
-/// One forecaster's fit on one data set and seed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Fit {
-    /// Scores on the test windows.
-    pub evaluation: Evaluation,
-    /// Seconds of training (or of the statsmodels fits).
-    pub fit_seconds: f64,
-    /// The last validation's mean negative ELBO (nats per window, data units), for the models.
-    pub validation_nelbo: Option<f64>,
-    /// Quantiles 5, 25, 50, 75, 95 % per test window, step and target (the first seed only).
-    pub fans: Option<Fans>,
-}
-
-/// Everything a report needs about one data set.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DatasetResults {
-    /// The config entry.
-    pub config: DatasetConfig,
-    /// Training, validation and test windows.
-    pub windows: [usize; 3],
-    /// The panel's targets over the plotted span, per series: `(step, time, values)`.
-    pub observed: Vec<Vec<ObservedStep>>,
-    /// Test windows as `(series, first forecast step)`.
-    pub test: Vec<(usize, usize)>,
-    /// Forecaster → seed → fit (baselines: one entry, seed 0).
-    pub fits: BTreeMap<String, BTreeMap<u64, Fit>>,
-    /// The per-target marginal Gaussian on the validation windows (the models' validation −ELBO
-    /// is read against it).
-    #[serde(default)]
-    pub marginal: Option<MarginalBaseline>,
 }
 
 const FITS: &str = "fits.json";
@@ -289,7 +197,7 @@ pub fn run(args: &Args) -> Result<()> {
             };
             fits.insert("statsmodels".into(), by_seed);
         }
-        all.push(dataset_results(ds, panel, splits, fits));
+        all.push(DatasetResults::new(ds, panel, splits, fits));
     }
     write_atomic(
         &args.out.join("results.json"),
@@ -449,37 +357,6 @@ fn statsmodels(
         );
     }
     Ok(by_seed)
-}
-
-/// The data set's results with the observations over the plotted span (one context before the
-/// first test origin to the series' last step).
-fn dataset_results(
-    ds: &DatasetConfig,
-    panel: &Panel,
-    splits: &Splits,
-    fits: BTreeMap<String, BTreeMap<u64, Fit>>,
-) -> DatasetResults {
-    DatasetResults {
-        config: ds.clone(),
-        windows: [
-            splits.train.len(),
-            splits.validation.len(),
-            splits.test.len(),
-        ],
-        observed: panel.observed_from(&splits.test),
-        test: splits
-            .test
-            .iter()
-            .map(|w| (w.series, w.start + ds.context))
-            .collect(),
-        fits,
-        marginal: Some(MarginalBaseline::of(
-            panel,
-            &splits.validation,
-            ds.context + ds.horizon,
-            &splits.scaling,
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use ddssm_eval::plot::{fan_chart, Fan, FanPanel};
 use ddssm_eval::MeanSem;
 use ddssm_train::series::COLLAPSE_NATS_PER_ENTRY;
 
-use super::{DatasetResults, Fans, Fit, RealDataConfig};
+use ddssm_train::benchmark::{DatasetResults, Fit, RealDataConfig};
+
+use super::Fans;
 
 /// Mean ± SE over seeds of one score.
 fn over_seeds(

@@ -1,0 +1,137 @@
+//! A forecasting benchmark over real series (`cargo xtask real-data`, `configs/real-data.toml`):
+//! its settings — data sets, column roles, windows, seeds — and what it records per data set (each
+//! forecaster's fits over seeds, scored on the rolling-origin test windows by [`crate::series`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ddssm_data::{Columns, ObservedStep, Panel, Splits, WindowSpec};
+use ddssm_eval::forecasting::{Evaluation, Fans, Horizon};
+use serde::{Deserialize, Serialize};
+
+use crate::series::{horizon, MarginalBaseline};
+
+/// The benchmark's settings (`configs/real-data.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealDataConfig {
+    /// Training steps of every fit.
+    pub steps: usize,
+    /// One fit per model and seed.
+    pub seeds: Vec<u64>,
+    /// Sample paths per test window.
+    pub samples: usize,
+    /// Sequences per training batch (None: the paper's, Table 3, capped at the training windows).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// The data sets.
+    pub dataset: Vec<DatasetConfig>,
+}
+
+/// One data set of the benchmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// A short name (results keys, figure names).
+    pub name: String,
+    /// The CSV file, relative to the repository root.
+    pub file: PathBuf,
+    /// Its column roles.
+    pub columns: Columns,
+    /// The windowing (validation windows: as many as test windows).
+    pub context: usize,
+    /// Steps forecast.
+    pub horizon: usize,
+    /// Test origins per series.
+    pub test_windows: usize,
+    /// The season of the seasonal-naive baseline and of the MASE scale.
+    pub season: usize,
+    /// The statsmodels model, passed to `xtask/python/statsmodels_ref.py` as it is.
+    pub statsmodels: serde_json::Value,
+    /// Seeds per model for this data set where they differ from the global list (a model too
+    /// slow for several fits here), e.g. `seeds = { dkf = [0] }`.
+    #[serde(default)]
+    pub seeds: BTreeMap<String, Vec<u64>>,
+}
+
+impl DatasetConfig {
+    /// Where the test windows' forecasts start, how far they reach, and the MASE season.
+    pub fn at(&self) -> Horizon {
+        horizon(&self.spec(), self.season)
+    }
+
+    /// The rolling-origin windowing (as many validation windows as test windows).
+    pub fn spec(&self) -> WindowSpec {
+        WindowSpec {
+            context: self.context,
+            horizon: self.horizon,
+            test_windows: self.test_windows,
+            validation_windows: self.test_windows,
+        }
+    }
+}
+
+/// One forecaster's fit on one data set and seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fit {
+    /// Scores on the test windows.
+    pub evaluation: Evaluation,
+    /// Seconds of training (or of the statsmodels fits).
+    pub fit_seconds: f64,
+    /// The last validation's mean negative ELBO (nats per window, data units), for the models.
+    pub validation_nelbo: Option<f64>,
+    /// Quantiles 5, 25, 50, 75, 95 % per test window, step and target (the first seed only).
+    pub fans: Option<Fans>,
+}
+
+/// Everything a report needs about one data set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetResults {
+    /// The config entry.
+    pub config: DatasetConfig,
+    /// Training, validation and test windows.
+    pub windows: [usize; 3],
+    /// The panel's targets over the plotted span, per series: `(step, time, values)`.
+    pub observed: Vec<Vec<ObservedStep>>,
+    /// Test windows as `(series, first forecast step)`.
+    pub test: Vec<(usize, usize)>,
+    /// Forecaster → seed → fit (baselines: one entry, seed 0).
+    pub fits: BTreeMap<String, BTreeMap<u64, Fit>>,
+    /// The per-target marginal Gaussian on the validation windows (the models' validation −ELBO
+    /// is read against it).
+    #[serde(default)]
+    pub marginal: Option<MarginalBaseline>,
+}
+
+impl DatasetResults {
+    /// The data set's results with the observations over the plotted span (one context before the
+    /// first test origin to the series' last step).
+    pub fn new(
+        ds: &DatasetConfig,
+        panel: &Panel,
+        splits: &Splits,
+        fits: BTreeMap<String, BTreeMap<u64, Fit>>,
+    ) -> Self {
+        Self {
+            config: ds.clone(),
+            windows: [
+                splits.train.len(),
+                splits.validation.len(),
+                splits.test.len(),
+            ],
+            observed: panel.observed_from(&splits.test),
+            test: splits
+                .test
+                .iter()
+                .map(|w| (w.series, w.start + ds.context))
+                .collect(),
+            fits,
+            marginal: Some(MarginalBaseline::of(
+                panel,
+                &splits.validation,
+                ds.context + ds.horizon,
+                &splits.scaling,
+            )),
+        }
+    }
+}

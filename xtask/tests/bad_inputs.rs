@@ -130,6 +130,16 @@ fn every_bad_config_field_is_named_and_nothing_is_written() {
             "dkf.train.learning_rates.zinit",
         ),
         (
+            "ddssm.train.alternation",
+            "{ start = 0, encoder_steps = 0, model_steps = 5 }",
+            "ddssm.train.alternation.encoder_steps",
+        ),
+        (
+            "ddssm.train.alternation",
+            "{ start = 100000, encoder_steps = 5, model_steps = 5 }",
+            "ddssm.train.alternation.start",
+        ),
+        (
             "ddssm.train.optimizer.beta1",
             "1.0",
             "ddssm.train.optimizer.beta1",

@@ -125,24 +125,44 @@ impl AdamW {
         scale: f64,
         grad_scales: &[f64],
     ) -> Result<()> {
-        if grad_scales.len() != self.groups.len() {
-            return Err(Error::State(format!(
-                "{} gradient factors for {} parameter groups",
-                grad_scales.len(),
-                self.groups.len()
-            )));
+        let scales = vec![scale; self.groups.len()];
+        self.step_groups(grads, &scales, grad_scales)
+    }
+
+    /// The general step: group `i`'s learning rate multiplied by `lr_scales[i]` (a decay and an
+    /// alternation's phase: [`crate::TrainConfig::rate_factors`]) and its gradient by
+    /// `grad_scales[i]`, in the groups' order. A group whose rate is 0 at this step (a rate or a
+    /// factor of 0) is frozen for it: neither its parameters nor its moments change.
+    pub fn step_groups(
+        &mut self,
+        grads: &GradStore,
+        lr_scales: &[f64],
+        grad_scales: &[f64],
+    ) -> Result<()> {
+        for (what, len) in [
+            ("learning-rate", lr_scales.len()),
+            ("gradient", grad_scales.len()),
+        ] {
+            if len != self.groups.len() {
+                return Err(Error::State(format!(
+                    "{len} {what} factors for {} parameter groups",
+                    self.groups.len()
+                )));
+            }
         }
         self.step += 1;
         let c = self.config;
         let t = self.step as i32;
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
-        for ((_, base_lr, slots), &grad_scale) in self.groups.iter_mut().zip(grad_scales) {
-            // A frozen group (learning rate 0): parameters and moments stay as they are.
-            if *base_lr == 0.0 {
+        for (((_, base_lr, slots), &grad_scale), &scale) in
+            self.groups.iter_mut().zip(grad_scales).zip(lr_scales)
+        {
+            let lr = *base_lr * scale;
+            // A frozen group: parameters and moments stay as they are.
+            if lr == 0.0 {
                 continue;
             }
-            let lr = *base_lr * scale;
             for slot in slots.iter_mut() {
                 let Some(g) = grads.get(slot.var.as_tensor()) else {
                     continue;

@@ -3,7 +3,9 @@
 use ddssm_model::{ElboOptions, Estimator};
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamWConfig, Error, GroupBounds, LambdaSchedule, LambdaShape, LrDecay, Result};
+use crate::{
+    AdamWConfig, Alternation, Error, GroupBounds, LambdaSchedule, LambdaShape, LrDecay, Result,
+};
 
 /// One learning rate per parameter group (App. I.1, Table 3). A rate of 0 freezes its group (not
 /// in the paper): the optimiser leaves those parameters and their moments untouched, e.g. to refit
@@ -70,6 +72,11 @@ pub struct TrainConfig {
     /// left out of a written config).
     #[serde(default, skip_serializing_if = "LrDecay::is_constant")]
     pub lr_decay: LrDecay,
+    /// Train the encoder and the generative model in turn instead of together after a start
+    /// ([`Alternation`]; not in the paper: off by default, and then left out of a written config;
+    /// docs/paper-notes.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternation: Option<Alternation>,
     /// `γ`: the weight of the encoder's negative entropies in the rate
     /// ([`ddssm_model::ElboTerms::tempered_objective`]; not in the paper: 1 by default, and then
     /// left out of a written config). Below 1 it tempers the posterior (docs/paper-notes.md).
@@ -236,6 +243,7 @@ impl TrainConfig {
                 lambda_warmup_steps: 889,
             },
             lr_decay: LrDecay::Constant,
+            alternation: None,
             entropy_weight: 1.0,
             pin_latent_scale: false,
             encoder_input_noise: 0.0,
@@ -469,15 +477,28 @@ impl TrainConfig {
             )?;
         }
         self.lambda.validate()?;
+        if let Some(alternation) = &self.alternation {
+            alternation.validate(self.steps, &self.learning_rates)?;
+        }
         self.lr_decay.validate(self.steps)
+    }
+
+    /// The factor on each group's learning rate at optimiser step `step` (0-based), in the
+    /// optimiser's group order (encoder, decoder, transition, zinit): the decay's
+    /// ([`LrDecay::scale`]) times the alternation's ([`Alternation::factors`]); 0 freezes a group
+    /// for the step.
+    pub fn rate_factors(&self, step: usize) -> [f64; 4] {
+        let decay = self.lr_decay.scale(step, self.steps);
+        let blocks = self.alternation.map_or([1.0; 4], |a| a.factors(step));
+        blocks.map(|f| f * decay)
     }
 }
 
-fn one() -> f64 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 
-fn is_one(v: &f64) -> bool {
+pub(crate) fn is_one(v: &f64) -> bool {
     *v == 1.0
 }
 

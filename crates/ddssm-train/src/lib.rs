@@ -5,6 +5,7 @@
 //! - [`AdamW`] with one learning rate per parameter group (encoder, decoder, transition, VHP) and
 //!   a state that checkpoints save;
 //! - [`LambdaSchedule`]: the annealing of the rate weight λ (App. I.2);
+//! - [`Alternation`]: the encoder and the generative model trained in turn (not in the paper);
 //! - [`tpe`]: the Tree-structured Parzen Estimator of the hyperparameter search (App. F.1.1);
 //! - [`train`]: the loop, with seeded batches, progress, validation, atomic checkpoints, exact
 //!   resume and a clear stop on a non-finite loss or gradient;
@@ -19,6 +20,7 @@
 //!   training windows, the test windows scored beside the baselines.
 
 mod adamw;
+mod alternation;
 pub mod benchmark;
 mod config;
 mod config_file;
@@ -34,6 +36,7 @@ pub mod tpe;
 mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig, ParamGroup};
+pub use alternation::{Alternation, Phase};
 pub use config::{LearningRates, Objective, TrainConfig};
 pub use config_file::{read_toml, read_toml_over};
 pub use fit::{fit, ModelRun};

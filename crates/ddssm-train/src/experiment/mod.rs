@@ -135,8 +135,8 @@ impl ExperimentConfig {
         }
     }
 
-    /// A smoke version of the whole pipeline: small splits, a few steps (a learning-rate decay
-    /// and the encoder's mask start at the same fraction of them), few samples.
+    /// A smoke version of the whole pipeline: small splits, a few steps (a learning-rate decay,
+    /// an alternation and the encoder's mask start at the same fraction of them), few samples.
     pub fn quick(mut self) -> Self {
         self.data.train = 128;
         self.data.validation = 32;
@@ -144,6 +144,7 @@ impl ExperimentConfig {
         for run in [&mut self.ddssm, &mut self.dkf] {
             let steps = run.train.steps;
             run.train.lr_decay = run.train.lr_decay.rescaled(steps, 10);
+            run.train.alternation = run.train.alternation.map(|a| a.rescaled(steps, 10));
             run.train.encoder_mask_start =
                 crate::lr_decay::rescale_step(run.train.encoder_mask_start, steps, 10);
             run.train.steps = 10;

@@ -427,11 +427,7 @@ pub fn train(
         } = accumulated_gradients(model, data, &indices, config, lambda, step)?;
         let (gradient_norm, group_norms) = gradient_norms(&grads, model, step)?;
         let grad_scales = group_clip_scales(config, gradient_norm, &group_norms);
-        opt.step_group_clipped(
-            &grads,
-            config.lr_decay.scale(step, config.steps),
-            &grad_scales,
-        )?;
+        opt.step_groups(&grads, &config.rate_factors(step), &grad_scales)?;
         report.history.push(StepRecord {
             step,
             lambda,
@@ -465,8 +461,13 @@ pub fn train(
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
             let g = group_norms;
+            // Which block trained, when the run alternates ([`crate::Alternation`]).
+            let phase = config
+                .alternation
+                .map(|a| format!(" [{}]", a.phase(step)))
+                .unwrap_or_default();
             tracing::info!(
-                "{} step {done}/{}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{differs}{ess}, \
+                "{} step {done}/{}{phase}: λ {lambda:.3}, loss {objective_value:.3}, −ELBO {:.3}{differs}{ess}, \
                  ‖∇‖ {gradient_norm:.3}{clipped} (encoder {:.3}, decoder {:.3}, transition \
                  {:.3}, zinit {:.3}) ({rate:.2} steps/s, ETA {:.0} s)",
                 options.label,

@@ -160,6 +160,21 @@ fn warm_starts_are_flagged_and_bad_ones_refused_before_anything_is_written() -> 
     let cold = experiment::FinishedRun::read(&out.join("source"))?;
     assert!(!cold.changes.contains("warm start"), "{}", cold.changes);
 
+    // A resume reports the start its checkpoint records, whatever its command line says: the
+    // warm-started run extended without `--init-ddssm` is still flagged, the seed-started run
+    // extended with it is not.
+    let resumed = |dir: &str, init: Option<PathBuf>| RunOptions {
+        resume: true,
+        ..ddssm_only(dir, init)
+    };
+    let warm = experiment::run(&quick(5, 3), &resumed("warm", None))?;
+    assert_eq!(warm.training["ddssm"].start_step, 2, "not a resume");
+    assert_eq!(warm.ddssm_init, Some(source.display().to_string()));
+    let cold = experiment::run(&quick(5, 3), &resumed("source", Some(source.clone())))?;
+    assert_eq!(cold.training["ddssm"].start_step, 2, "not a resume");
+    assert_eq!(cold.ddssm_init, None);
+    assert!(!cold.warnings.iter().any(|w| w.contains("warm start")));
+
     let missing = out.join("no-such.safetensors");
     let err = experiment::run(&quick(5, 2), &ddssm_only("refused", Some(missing)))
         .unwrap_err()

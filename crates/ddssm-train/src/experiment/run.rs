@@ -289,6 +289,43 @@ impl Progress {
     }
 }
 
+/// Where the DDSSM's parameters start: a run that resumes from its checkpoint started where that
+/// checkpoint records ([`crate::warm_start_of`]; `--init-ddssm` is ignored then, with a warning if
+/// it names another start), a fresh run from `--init-ddssm` if given (checked against the model
+/// and the data's standardisation before anything is written) or its seed's initialisation.
+fn ddssm_start(
+    options: &RunOptions,
+    model: &ddssm_model::ModelConfig,
+    standardization: &ddssm_model::Standardization,
+) -> Result<Option<std::path::PathBuf>> {
+    let checkpoint = options.out.join("ddssm.safetensors");
+    if options.resume && checkpoint.exists() {
+        let recorded = crate::warm_start_of(&checkpoint)?;
+        if let Some(asked) = options
+            .ddssm_init
+            .as_ref()
+            .filter(|a| Some(*a) != recorded.as_ref())
+        {
+            let from = recorded
+                .as_ref()
+                .map_or("its seed's initialisation".into(), |r| {
+                    format!("the parameters of {}", r.display())
+                });
+            tracing::warn!(
+                "--init-ddssm {} ignored: the DDSSM resumes from {}, which started from {from}",
+                asked.display(),
+                checkpoint.display()
+            );
+        }
+        return Ok(recorded);
+    }
+    if let Some(init) = &options.ddssm_init {
+        crate::check_init(init, model, Some(standardization))
+            .map_err(|e| Error::State(format!("--init-ddssm: {e}")))?;
+    }
+    Ok(options.ddssm_init.clone())
+}
+
 /// Runs the experiment `cfg` (validated first) into `options.out`: the folder checks, the data,
 /// both models trained with validation and checkpoints (each through [`crate::fit`]), the test
 /// evaluation with the LOCF baseline and the exact references, Fig. 2's examples; writes
@@ -328,9 +365,8 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         validation: val_sub,
         test: test_x,
     } = Splits::new(cfg, dev)?;
-    if let Some(init) = &options.ddssm_init {
-        crate::check_init(init, &cfg.ddssm.model, Some(&standardization))
-            .map_err(|e| Error::State(format!("--init-ddssm: {e}")))?;
+    let ddssm_init = ddssm_start(options, &cfg.ddssm.model, &standardization)?;
+    if let Some(init) = &ddssm_init {
         warnings.push(format!(
             "{WARM_START} {} (not seed {}'s initialisation); its \
              training history and time are the warm start's alone",
@@ -374,7 +410,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
             resume: options.resume,
             progress: options.progress,
             label: name.to_string(),
-            init: options.ddssm_init.clone().filter(|_| name == "ddssm"),
+            init: ddssm_init.clone().filter(|_| name == "ddssm"),
         };
         tracing::info!(
             "{name}: {} steps at batch {}",
@@ -477,7 +513,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         examples,
         training,
         warnings,
-        ddssm_init: options.ddssm_init.as_ref().map(|p| p.display().to_string()),
+        ddssm_init: ddssm_init.as_ref().map(|p| p.display().to_string()),
         wall_seconds: began.elapsed().as_secs_f64(),
         threads: ddssm_tensor_ops::ThreadSettings::current().to_string(),
         git_commit: options.git_commit.clone(),

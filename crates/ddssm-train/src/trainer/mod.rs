@@ -25,7 +25,7 @@ mod start;
 pub use clip::{
     clip_scale, gradient_norm, gradient_norms, group_clip_scales, GroupBounds, GroupNorms,
 };
-pub use start::{check_init, keys, resumable_step};
+pub use start::{check_init, keys, resumable_step, warm_start_of};
 use start::{restore, save};
 
 /// The sequences of batch row `i` for step `step`: a fresh seeded permutation of the `n`
@@ -388,6 +388,12 @@ pub fn train(
             );
         }
     }
+    // Where the parameters came from, carried into every checkpoint: a resumed run keeps its
+    // checkpoint's record, whatever `options.init` says (it is ignored on resume).
+    let init_record = match (resumed, &options.checkpoint) {
+        (true, Some(path)) => warm_start_of(path)?,
+        _ => options.init.clone(),
+    };
     if let (false, Some(init)) = (resumed, &options.init) {
         check_init(init, model.config(), model.standardization())?;
         model.load_weights(init)?;
@@ -488,14 +494,21 @@ pub fn train(
         }
         if let Some(path) = &options.checkpoint {
             if config.checkpoint_every > 0 && done % config.checkpoint_every == 0 {
-                save(model, &opt, config, path, done)?;
+                save(model, &opt, config, path, done, init_record.as_deref())?;
             }
         }
     }
     report.seconds = began.elapsed().as_secs_f64();
     bar.finish_and_clear();
     if let Some(path) = &options.checkpoint {
-        save(model, &opt, config, path, config.steps)?;
+        save(
+            model,
+            &opt,
+            config,
+            path,
+            config.steps,
+            init_record.as_deref(),
+        )?;
     }
     let metrics = validate(model, config.steps)?;
     tracing::info!("{} final: {metrics:?}", options.label);

@@ -16,17 +16,26 @@ pub mod keys {
     pub const STEP: &str = "train.step";
     /// The [`crate::TrainConfig`] as JSON.
     pub const CONFIG: &str = "train.config";
+    /// The file a warm-started run took its first parameters from ([`crate::TrainOptions::init`]),
+    /// as given; absent for a run from its seed's initialisation.
+    pub const INIT: &str = "train.init";
 }
 
+/// Writes the training checkpoint of `model` at `step` to `path`, with the run's warm start
+/// `init` recorded if it had one.
 pub(super) fn save(
     model: &Model,
     opt: &AdamW,
     config: &TrainConfig,
     path: &Path,
     step: usize,
+    init: Option<&Path>,
 ) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert(keys::STEP.to_string(), step.to_string());
+    if let Some(init) = init {
+        meta.insert(keys::INIT.to_string(), init.display().to_string());
+    }
     meta.insert(
         keys::CONFIG.to_string(),
         serde_json::to_string(config).map_err(|e| Error::State(e.to_string()))?,
@@ -127,6 +136,15 @@ pub fn check_init(
         ))),
         _ => Ok(()),
     }
+}
+
+/// The file the run that wrote the training checkpoint at `path` was warm-started from
+/// ([`crate::TrainOptions::init`], recorded in every checkpoint of such a run), or `None` for a run
+/// from its seed's initialisation: what a resumed run reports as its start, whatever its command
+/// line says.
+pub fn warm_start_of(path: &Path) -> Result<Option<std::path::PathBuf>> {
+    let meta = checkpoint::read_metadata(path)?;
+    Ok(meta.get(keys::INIT).map(std::path::PathBuf::from))
 }
 
 /// Restores model, optimizer and step from a training checkpoint; returns the step. The model

@@ -100,14 +100,25 @@ pub struct SeedPool {
     pub negative_elbo: Option<MeanSem>,
     /// `jsd_exact` minus the paper configuration's on each seed both ran (empty for "paper").
     pub paired_with_paper: Vec<(u64, f64)>,
+    /// Seeds with more than one run under this label (reruns): only the first given is pooled,
+    /// so that a rerun never counts as another seed.
+    pub reruns: Vec<u64>,
 }
 
-/// Pools `runs` by label (labels in order), each over its seeds, and pairs each label with the
-/// label "paper" on shared seeds.
+/// Pools `runs` by label (labels in order), each over its seeds (one run per seed: the first given;
+/// later runs of a seed are named in [`SeedPool::reruns`]), and pairs each label with the label
+/// "paper" on shared seeds.
 pub fn pool_over_seeds(runs: &[AblationRun]) -> Vec<SeedPool> {
+    // One run per label and seed, the first given; the others are reruns.
     let mut groups: BTreeMap<&str, Vec<&AblationRun>> = BTreeMap::new();
+    let mut reruns: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for r in runs {
-        groups.entry(r.changes.as_str()).or_default().push(r);
+        let g = groups.entry(r.changes.as_str()).or_default();
+        if g.iter().any(|seen| seen.seed == r.seed) {
+            reruns.entry(r.changes.as_str()).or_default().push(r.seed);
+        } else {
+            g.push(r);
+        }
     }
     let paper: BTreeMap<u64, f64> = groups
         .get("paper")
@@ -117,6 +128,9 @@ pub fn pool_over_seeds(runs: &[AblationRun]) -> Vec<SeedPool> {
         .into_iter()
         .map(|(changes, mut g)| {
             g.sort_by_key(|r| r.seed);
+            let mut reruns = reruns.remove(changes).unwrap_or_default();
+            reruns.sort_unstable();
+            reruns.dedup();
             let jsd: Vec<f64> = g.iter().map(|r| r.jsd_exact).collect();
             let elbo: Vec<f64> = g.iter().filter_map(|r| r.negative_elbo).collect();
             SeedPool {
@@ -132,6 +146,7 @@ pub fn pool_over_seeds(runs: &[AblationRun]) -> Vec<SeedPool> {
                         .filter_map(|r| paper.get(&r.seed).map(|p| (r.seed, r.jsd_exact - p)))
                         .collect()
                 },
+                reruns,
             }
         })
         .collect()
@@ -178,5 +193,23 @@ mod tests {
         assert_eq!(pools[1].paired_with_paper.len(), 1);
         assert!((pools[1].paired_with_paper[0].1 + 0.05).abs() < 1e-12);
         assert!(pools[1].negative_elbo.is_none());
+        assert!(pools.iter().all(|p| p.reruns.is_empty()));
+    }
+
+    /// A rerun of a seed under the same label is not another seed: the first run given is pooled,
+    /// and the rerun is named.
+    #[test]
+    fn a_rerun_of_a_seed_is_left_out_and_named() {
+        let run = |seed, jsd| AblationRun {
+            changes: "x = 1".into(),
+            seed,
+            jsd_exact: jsd,
+            negative_elbo: None,
+        };
+        let pools = pool_over_seeds(&[run(0, 0.12), run(1, 0.10), run(0, 0.30), run(0, 0.31)]);
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0].jsd_exact, vec![(0, 0.12), (1, 0.10)]);
+        assert!((pools[0].pooled.mean - 0.11).abs() < 1e-12 && pools[0].worst == 0.12);
+        assert_eq!(pools[0].reruns, vec![0]);
     }
 }

@@ -169,8 +169,16 @@ pub fn comparison_tables(rows: &[FinishedRun]) -> String {
             .iter()
             .map(|(seed, d)| format!("seed {seed}: {d:+.4}"))
             .collect();
+        let reruns = if p.reruns.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (reruns of seeds {:?} left out: the first run of each is pooled)",
+                p.reruns
+            )
+        };
         s.push_str(&format!(
-            "| {} | {seeds:?} | {} ({}) | {:.4} | {} | {} |\n",
+            "| {} | {seeds:?}{reruns} | {} ({}) | {:.4} | {} | {} |\n",
             p.changes,
             across(p.pooled, seeds.len(), 4),
             values.join(", "),

@@ -122,6 +122,13 @@ enum Command {
         /// Replace a run already in `out`.
         #[arg(long, conflicts_with = "resume")]
         force: bool,
+        /// Start from the parameters of this file (another run's model.safetensors or
+        /// train.safetensors, of the same model config and fitted on the same data) instead of
+        /// the seed's initialisation, with the whole training schedule from step 0: a warm start,
+        /// e.g. to refit one part of a fitted model with the others frozen (a learning rate of 0
+        /// in --config's `[train.learning_rates]`) or to train on under another schedule.
+        #[arg(long, conflicts_with = "resume")]
+        init: Option<PathBuf>,
     },
     /// Forecast every series of a file after its last observation with a fitted run.
     Forecast {
@@ -230,6 +237,7 @@ fn execute(cli: Cli) -> Result<()> {
             out,
             resume,
             force,
+            init,
         } => run::fit(&run::FitArgs {
             data,
             columns: ddssm_data::Columns {
@@ -254,6 +262,7 @@ fn execute(cli: Cli) -> Result<()> {
             out,
             resume,
             force,
+            init,
         }),
         Command::Forecast {
             run,

@@ -55,6 +55,8 @@ pub struct FitArgs {
     pub resume: bool,
     /// Replace a run in `out`.
     pub force: bool,
+    /// Start from this file's parameters (a warm start, [`TrainOptions::init`]).
+    pub init: Option<PathBuf>,
 }
 
 /// Trains a model on `args.data` and writes the run folder.
@@ -130,6 +132,11 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         ddssm_train::resumable_step(&train_path, &run.model, &run.train)
             .with_context(|| format!("--resume in {}", out.display()))?;
     }
+    if let Some(init) = &args.init {
+        // The model config now, before anything is written; the standardisation when training
+        // starts (the data's is computed there).
+        ddssm_train::check_init(init, &run.model, None).context("--init")?;
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     checkpoint::remove_stale_temp_files(out)?;
     tracing::info!(
@@ -147,7 +154,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         resume: args.resume,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         label: "fit".into(),
-        init: None,
+        init: args.init.clone(),
     };
     let FittedSeries {
         model,
@@ -168,6 +175,7 @@ pub fn fit(args: &FitArgs) -> Result<()> {
         "validation_windows": splits.validation.len(),
         "test_windows": splits.test.len(),
         "config": run,
+        "init": ddssm_train::warm_start_of(&out.join(TRAIN_FILE))?,
         "validation_negative_elbo": validation_nelbo,
         "marginal_gaussian": marginal,
         "collapse_warning": validation_nelbo.and_then(|v| marginal.collapse_warning(v)),

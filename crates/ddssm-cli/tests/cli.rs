@@ -153,6 +153,28 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
     );
     // A second fit into the same folder needs --resume or --force.
     refused(&ddssm(&fit), "--resume");
+    // A warm start from the configured run: recorded in training.json. From the first run (one
+    // latent dimension) it is refused before anything is written.
+    let warm = tmp("macro-warm");
+    let configured_model = configured.join("model.safetensors");
+    let mut warm_fit = with_config.clone();
+    *warm_fit.iter_mut().find(|a| **a == configured_out).unwrap() = warm.to_str().unwrap();
+    warm_fit.extend(["--init", configured_model.to_str().unwrap()]);
+    ok(&ddssm(&warm_fit));
+    let training: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(warm.join("training.json")).unwrap())
+            .unwrap();
+    assert_eq!(training["init"], configured_model.to_str().unwrap());
+    let refused_out = tmp("macro-warm-refused");
+    let mut bad_init = with_config.clone();
+    *bad_init.iter_mut().find(|a| **a == configured_out).unwrap() = refused_out.to_str().unwrap();
+    let first_model = run.join("model.safetensors");
+    bad_init.extend(["--init", first_model.to_str().unwrap()]);
+    refused(&ddssm(&bad_init), "--init");
+    assert!(
+        !refused_out.exists(),
+        "a refused warm start wrote its folder"
+    );
     // A DKF has no diffusion sampler to choose.
     let never = tmp("macro-never.csv");
     refused(

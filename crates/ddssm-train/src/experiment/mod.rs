@@ -19,6 +19,7 @@ mod diagnosis;
 mod diagnosis_report;
 mod finished;
 mod folder;
+mod provenance;
 mod results_report;
 mod run;
 mod tradeoff;
@@ -27,9 +28,10 @@ pub use changes::{pool_over_seeds, AblationRun, SeedPool};
 pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
 pub use finished::{comparison_tables, FinishedRun};
 pub use folder::RunFolder;
+pub use provenance::git_commit;
 pub use run::{
-    check_output_folder, git_commit, run, warmup_warning, ExamplePanel, ExampleSequence, Progress,
-    Results, RunOptions,
+    check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
+    RunOptions,
 };
 pub use tradeoff::{sampler_tradeoff, sampler_tradeoff_of_run, SamplerRow, TRADEOFF_SEQUENCES};
 

@@ -46,18 +46,6 @@ pub struct RunOptions {
     pub ddssm_init: Option<PathBuf>,
 }
 
-/// The short hash of the commit checked out in the working directory (`unknown` outside a git
-/// checkout or without `git`): what [`RunOptions::git_commit`] records.
-pub fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 impl RunOptions {
     /// The model runs of `cfg` this run trains, by name: `ddssm`, then `dkf` unless
     /// [`RunOptions::ddssm_only`].
@@ -289,43 +277,6 @@ impl Progress {
     }
 }
 
-/// Where the DDSSM's parameters start: a run that resumes from its checkpoint started where that
-/// checkpoint records ([`crate::warm_start_of`]; `--init-ddssm` is ignored then, with a warning if
-/// it names another start), a fresh run from `--init-ddssm` if given (checked against the model
-/// and the data's standardisation before anything is written) or its seed's initialisation.
-fn ddssm_start(
-    options: &RunOptions,
-    model: &ddssm_model::ModelConfig,
-    standardization: &ddssm_model::Standardization,
-) -> Result<Option<std::path::PathBuf>> {
-    let checkpoint = options.out.join("ddssm.safetensors");
-    if options.resume && checkpoint.exists() {
-        let recorded = crate::warm_start_of(&checkpoint)?;
-        if let Some(asked) = options
-            .ddssm_init
-            .as_ref()
-            .filter(|a| Some(*a) != recorded.as_ref())
-        {
-            let from = recorded
-                .as_ref()
-                .map_or("its seed's initialisation".into(), |r| {
-                    format!("the parameters of {}", r.display())
-                });
-            tracing::warn!(
-                "--init-ddssm {} ignored: the DDSSM resumes from {}, which started from {from}",
-                asked.display(),
-                checkpoint.display()
-            );
-        }
-        return Ok(recorded);
-    }
-    if let Some(init) = &options.ddssm_init {
-        crate::check_init(init, model, Some(standardization))
-            .map_err(|e| Error::State(format!("--init-ddssm: {e}")))?;
-    }
-    Ok(options.ddssm_init.clone())
-}
-
 /// Runs the experiment `cfg` (validated first) into `options.out`: the folder checks, the data,
 /// both models trained with validation and checkpoints (each through [`crate::fit`]), the test
 /// evaluation with the LOCF baseline and the exact references, Fig. 2's examples; writes
@@ -365,7 +316,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
         validation: val_sub,
         test: test_x,
     } = Splits::new(cfg, dev)?;
-    let ddssm_init = ddssm_start(options, &cfg.ddssm.model, &standardization)?;
+    let ddssm_init = super::provenance::ddssm_start(options, &cfg.ddssm.model, &standardization)?;
     if let Some(init) = &ddssm_init {
         warnings.push(format!(
             "{WARM_START} {} (not seed {}'s initialisation); its \

@@ -153,17 +153,40 @@ pub fn clip_scale(norm: f64, max_grad_norm: Option<f64>) -> f64 {
     }
 }
 
-/// The factor for each parameter group (the optimizer's order) under `config`: with
-/// `max_group_grad_norms` each group's own [`clip_scale`] under its own bound (1 for a group
-/// without one), else the whole gradient's under `max_grad_norm` for every group.
-pub fn group_clip_scales(config: &TrainConfig, whole: f64, groups: &GroupNorms) -> [f64; 4] {
+/// The factor for each parameter group (the optimizer's order) under `config` at optimiser step
+/// `step`: with `max_group_grad_norms` each group's own [`clip_scale`] under its own bound (1 for a
+/// group without one), else the whole gradient's under `max_grad_norm` for every group. "Whole"
+/// means the groups that train at `step`: when one is frozen (a learning rate of 0, or an
+/// alternation's phase: [`TrainConfig::rate_factors`]) the bound applies to the norm of the
+/// others, whose step it scales; with every group training it is `whole`, as given.
+pub fn group_clip_scales(
+    config: &TrainConfig,
+    step: usize,
+    whole: f64,
+    groups: &GroupNorms,
+) -> [f64; 4] {
+    let norms = groups.in_group_order();
     match &config.max_group_grad_norms {
         Some(bounds) => {
-            let norms = groups.in_group_order();
             let bounds = bounds.in_group_order();
             std::array::from_fn(|i| clip_scale(norms[i], bounds[i]))
         }
-        None => [clip_scale(whole, config.max_grad_norm); 4],
+        None => {
+            let lr = config.learning_rates;
+            let base = [lr.encoder, lr.decoder, lr.transition, lr.zinit];
+            let factors = config.rate_factors(step);
+            let trains: [bool; 4] = std::array::from_fn(|i| base[i] * factors[i] != 0.0);
+            let trained = if trains.iter().all(|&t| t) {
+                whole
+            } else {
+                (0..4)
+                    .filter(|&i| trains[i])
+                    .map(|i| norms[i] * norms[i])
+                    .sum::<f64>()
+                    .sqrt()
+            };
+            [clip_scale(trained, config.max_grad_norm); 4]
+        }
     }
 }
 
@@ -188,7 +211,7 @@ mod tests {
             ..TrainConfig::paper_ddssm()
         };
         assert_eq!(
-            group_clip_scales(&transition_only, whole, &groups),
+            group_clip_scales(&transition_only, 0, whole, &groups),
             [1.0, 1.0, 0.4, 1.0]
         );
         let all = TrainConfig {
@@ -196,7 +219,7 @@ mod tests {
             ..TrainConfig::paper_ddssm()
         };
         assert_eq!(
-            group_clip_scales(&all, whole, &groups),
+            group_clip_scales(&all, 0, whole, &groups),
             [0.8, 0.4, 1.0, 1.0]
         );
         // The whole gradient's bound scales every group alike; no bound, nothing.
@@ -204,10 +227,60 @@ mod tests {
             max_grad_norm: Some(11.45),
             ..TrainConfig::paper_ddssm()
         };
-        assert_eq!(group_clip_scales(&whole_bound, whole, &groups), [0.5; 4]);
+        assert_eq!(group_clip_scales(&whole_bound, 0, whole, &groups), [0.5; 4]);
         assert_eq!(
-            group_clip_scales(&TrainConfig::paper_ddssm(), whole, &groups),
+            group_clip_scales(&TrainConfig::paper_ddssm(), 0, whole, &groups),
             [1.0; 4]
+        );
+    }
+
+    /// With a group frozen the whole gradient's bound applies to the groups that train: by a
+    /// learning rate of 0, or by an alternation's phase.
+    #[test]
+    fn the_whole_bound_counts_only_the_groups_that_train() {
+        let groups = GroupNorms {
+            encoder: 3.0,
+            decoder: 20.0,
+            transition: 4.0,
+            zinit: 0.0,
+        };
+        let whole = (9.0f64 + 400.0 + 16.0).sqrt();
+        let bound = TrainConfig {
+            max_grad_norm: Some(2.5),
+            ..TrainConfig::paper_ddssm()
+        };
+        assert_eq!(
+            group_clip_scales(&bound, 0, whole, &groups),
+            [2.5 / whole; 4]
+        );
+        // The decoder frozen: the encoder and transition's norm is 5.
+        let frozen = TrainConfig {
+            learning_rates: crate::LearningRates {
+                decoder: 0.0,
+                ..bound.learning_rates
+            },
+            ..bound
+        };
+        assert_eq!(group_clip_scales(&frozen, 0, whole, &groups), [0.5; 4]);
+        // An encoder phase: only the encoder's 3 counts.
+        let alternating = TrainConfig {
+            steps: 10,
+            alternation: Some(crate::Alternation {
+                start: 0,
+                encoder_steps: 2,
+                model_steps: 2,
+                encoder_rate_factor: 1.0,
+            }),
+            ..bound
+        };
+        assert_eq!(
+            group_clip_scales(&alternating, 1, whole, &groups),
+            [2.5 / 3.0; 4]
+        );
+        // A model phase: the decoder, transition and VHP's.
+        assert_eq!(
+            group_clip_scales(&alternating, 2, whole, &groups),
+            [2.5 / (400.0f64 + 16.0).sqrt(); 4]
         );
     }
 }

@@ -432,7 +432,7 @@ pub fn train(
             effective_sample_size,
         } = accumulated_gradients(model, data, &indices, config, lambda, step)?;
         let (gradient_norm, group_norms) = gradient_norms(&grads, model, step)?;
-        let grad_scales = group_clip_scales(config, gradient_norm, &group_norms);
+        let grad_scales = group_clip_scales(config, step, gradient_norm, &group_norms);
         opt.step_groups(&grads, &config.rate_factors(step), &grad_scales)?;
         report.history.push(StepRecord {
             step,

@@ -13,7 +13,7 @@
 //!   energy score, MAE, RMSE, MASE, coverage), with the last-value and seasonal-naive baselines;
 //! - [`plot`] (feature `plot`, default): fan charts as PNG and SVG with a bundled font;
 //! - [`diagnosis`]: where a model's one-step predictive gets its width (encoder, transition,
-//!   emission) beside the exact values;
+//!   emission) beside the exact values; [`encoder_lookahead`]: how far ahead the encoder reads;
 //! - scoring a model on a set of sequences ([`score_one_step`], [`negative_elbo_per_sequence`],
 //!   the importance-weighted bound [`iwae_per_sequence`])
 //!   and the LOCF baseline ([`locf_samples`]).
@@ -25,6 +25,7 @@ pub mod diagnosis;
 mod forecast_metrics;
 pub mod forecasting;
 mod linear_gaussian;
+mod lookahead;
 mod metrics;
 mod onestep;
 #[cfg(feature = "plot")]
@@ -36,6 +37,7 @@ mod series;
 pub use bimodal::BimodalRandomWalk;
 pub use forecast_metrics::{covered, crps_fair, energy_score, mase_scale, sorted_quantile};
 pub use linear_gaussian::LinearGaussianSsm;
+pub use lookahead::{encoder_lookahead, Lookahead};
 pub use metrics::{crps, sample_mixture, spearman, JsdHistogram, MeanSem, Tails};
 pub use onestep::{
     model_predictive_samples, model_predictive_samples_with_progress, paper_reference,

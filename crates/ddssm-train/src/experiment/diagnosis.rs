@@ -2,13 +2,16 @@
 //! the truth, on the Section 4 test split: the width decomposition of
 //! [`ddssm_eval::diagnosis::width_diagnosis`] and the negative ELBO split into bound slack and
 //! model misfit by the importance-weighted bound ([`ddssm_eval::iwae_per_sequence`]) against the
-//! exact `−log p(x)`. `cargo xtask diagnose` is the command around [`diagnose`].
+//! exact `−log p(x)`, and how far ahead the encoder reads ([`ddssm_eval::encoder_lookahead`]).
+//! `cargo xtask diagnose` is the command around [`diagnose`].
 
 use std::collections::BTreeMap;
 
 use candle_core::DType;
 use ddssm_eval::diagnosis::{width_diagnosis, WidthDiagnosis};
-use ddssm_eval::{iwae_per_sequence, negative_elbo_per_sequence, MeanSem, Series};
+use ddssm_eval::{
+    encoder_lookahead, iwae_per_sequence, negative_elbo_per_sequence, Lookahead, MeanSem, Series,
+};
 use ddssm_model::Model;
 use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
@@ -39,7 +42,18 @@ pub struct Diagnosis {
     pub models: BTreeMap<String, WidthDiagnosis>,
     /// The likelihood split of each model (empty when `iwae_sequences` is 0).
     pub likelihood: BTreeMap<String, LikelihoodSplit>,
+    /// How far ahead each model's encoder reads ([`ddssm_eval::encoder_lookahead`] on the
+    /// width decomposition's sequences, steps [`LOOKAHEAD_STEPS`], the emission's noise as the
+    /// move; empty for sequences too short, and in a diagnosis written before it was measured).
+    #[serde(default)]
+    pub lookahead: BTreeMap<String, Lookahead>,
 }
+
+/// The steps whose posteriors [`diagnose`] probes for the encoder's lookahead (0-based), clear of
+/// both ends of the paper's `T = 32`, with [`LOOKAHEAD_AHEAD`] observations at and after each.
+pub const LOOKAHEAD_STEPS: std::ops::Range<usize> = 8..24;
+/// How many observations, from `x_t` on, the lookahead probe moves.
+pub const LOOKAHEAD_AHEAD: usize = 4;
 
 /// Diagnoses each named model of the experiment `cfg` on its test split (`data`), every draw
 /// from a fork of the experiment's seed named after the model.
@@ -72,6 +86,7 @@ pub fn diagnose(
         options: *options,
         models: BTreeMap::new(),
         likelihood: BTreeMap::new(),
+        lookahead: BTreeMap::new(),
     };
     for (name, model) in models {
         let mut noise = root.fork(&format!("{name}/diagnosis"));
@@ -85,6 +100,25 @@ pub fn diagnose(
             &mut noise,
         )?;
         out.models.insert(name.to_string(), d);
+        if LOOKAHEAD_STEPS.end + LOOKAHEAD_AHEAD <= cfg.data.sim.t + 1 {
+            let x = Series {
+                n: options.sequences,
+                t: data.test.t,
+                d: data.test.d,
+                values: data.test.values[..options.sequences * data.test.t * data.test.d].to_vec(),
+            }
+            .to_tensor(DType::F32, model.device())?;
+            let look = encoder_lookahead(
+                model,
+                &x,
+                LOOKAHEAD_STEPS,
+                LOOKAHEAD_AHEAD,
+                cfg.data.sim.obs_noise_std,
+                &mut root.fork(&format!("{name}/lookahead")),
+            )?;
+            tracing::info!("{name}: encoder lookahead {:?}", look.gains);
+            out.lookahead.insert(name.to_string(), look);
+        }
         if options.iwae_sequences > 0 {
             let mut noise = root.fork(&format!("{name}/iwae"));
             let split = likelihood_split(
@@ -202,5 +236,34 @@ mod tests {
             let e = diagnose(&cfg, &data, &[], &bad).unwrap_err().to_string();
             assert!(e.starts_with(&format!("invalid {field} = ")), "{e}");
         }
+    }
+
+    /// A model's diagnosis carries its encoder's lookahead on the paper's T = 32, probed with the
+    /// emission's noise as the move, and a sequence too short for the probe leaves it out.
+    #[test]
+    fn the_diagnosis_measures_the_encoders_lookahead() -> Result<()> {
+        let cfg = ExperimentConfig::paper().quick();
+        let data = Splits::new(&cfg, &Device::Cpu)?;
+        let mut model = Model::new(&cfg.ddssm.model, 1, DType::F32, &Device::Cpu)?;
+        model.set_standardization(Some(data.standardization.clone()))?;
+        let options = DiagnosisOptions {
+            sequences: 2,
+            draws: 4,
+            iwae_sequences: 0,
+            iwae_draws: 2,
+        };
+        let found = diagnose(&cfg, &data, &[("ddssm", &model)], &options)?;
+        let look = &found.lookahead["ddssm"];
+        assert_eq!((look.sequences, look.steps), (2, (8, 24)));
+        assert_eq!(look.delta, cfg.data.sim.obs_noise_std);
+        assert_eq!(look.gains.len(), LOOKAHEAD_AHEAD);
+        assert!(look.gains.iter().all(|g| g.is_finite()) && look.gains[0] != 0.0);
+
+        let mut short = cfg.clone();
+        short.data.sim.t = 20;
+        let data = Splits::new(&short, &Device::Cpu)?;
+        let found = diagnose(&short, &data, &[("ddssm", &model)], &options)?;
+        assert!(found.lookahead.is_empty() && found.models.contains_key("ddssm"));
+        Ok(())
     }
 }

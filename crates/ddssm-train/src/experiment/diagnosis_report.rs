@@ -129,6 +129,29 @@ impl Diagnosis {
         s
     }
 
+    /// The encoder's lookahead table (one row per model with a probe; empty when there is none)
+    /// in markdown: the gain on `x_t` and the ratios of the gains on the later observations to
+    /// it.
+    pub fn lookahead_table(&self) -> String {
+        let Some(first) = self.lookahead.values().next() else {
+            return String::new();
+        };
+        let ahead = first.gains.len();
+        let mut s = String::from("| model | gain on x_t (latent units per data unit) |");
+        for k in 1..ahead {
+            let _ = write!(s, " x_(t+{k}) / x_t |");
+        }
+        let _ = writeln!(s, "\n|---|---|{}", "---|".repeat(ahead.saturating_sub(1)));
+        for (name, l) in &self.lookahead {
+            let _ = write!(s, "| {name} | {:.4} |", l.gains[0]);
+            for k in 1..l.gains.len() {
+                let _ = write!(s, " {:.3} |", l.ratio(k));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
     /// The whole report in markdown: what was measured on `source` (the run folder's name), the
     /// width table and, when there is one, the likelihood table.
     pub fn markdown(&self, source: &str) -> String {
@@ -148,6 +171,20 @@ impl Diagnosis {
             o.draws,
             self.width_table()
         );
+        if let Some(l) = self.lookahead.values().next() {
+            let _ = write!(
+                text,
+                "\nHow far ahead the encoder reads: the mean derivative of E_q[z_t] along one \
+                 encoder trajectory per sequence with respect to x_t and to each later \
+                 observation (central differences of ±{} data units, steps {}–{}, the same \
+                 sequences); the ratio to the gain on x_t is 0 for a filter and about 0.3 for \
+                 the exact posterior of the paper's walk:\n\n{}",
+                l.delta,
+                l.steps.0 + 1,
+                l.steps.1,
+                self.lookahead_table()
+            );
+        }
         if !self.likelihood.is_empty() {
             let _ = write!(
                 text,
@@ -214,6 +251,28 @@ mod tests {
         assert_eq!(back, d);
         let md_back = std::fs::read_to_string(written_md).unwrap();
         assert_eq!(md_back, d.markdown(&dir.display().to_string()));
+
+        // The paper run's diagnosis predates the lookahead: no table.
+        assert!(d.lookahead.is_empty() && d.lookahead_table().is_empty());
+        let mut with_lookahead = d.clone();
+        with_lookahead.lookahead.insert(
+            "ddssm".into(),
+            ddssm_eval::Lookahead {
+                sequences: 128,
+                delta: 0.2,
+                steps: (8, 24),
+                gains: vec![2.0, 0.5, 0.1, -0.02],
+            },
+        );
+        let md = with_lookahead.markdown("x");
+        for expected in [
+            "| model | gain on x_t (latent units per data unit) | x_(t+1) / x_t | x_(t+2) / x_t \
+             | x_(t+3) / x_t |\n|---|---|---|---|---|\n",
+            "| ddssm | 2.0000 | 0.250 | 0.050 | -0.010 |",
+            "±0.2 data units, steps 9–24",
+        ] {
+            assert!(md.contains(expected), "{expected:?} not in\n{md}");
+        }
 
         let widths_only = Diagnosis {
             likelihood: Default::default(),

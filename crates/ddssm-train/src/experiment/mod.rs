@@ -25,7 +25,10 @@ mod run;
 mod tradeoff;
 
 pub use changes::{pool_over_seeds, AblationRun, SeedPool};
-pub use diagnosis::{diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit};
+pub use diagnosis::{
+    diagnose, likelihood_split, Diagnosis, DiagnosisOptions, LikelihoodSplit, LOOKAHEAD_AHEAD,
+    LOOKAHEAD_STEPS,
+};
 pub use finished::{comparison_tables, FinishedRun};
 pub use folder::RunFolder;
 pub use provenance::git_commit;

@@ -186,7 +186,14 @@ mod tests {
                 .as_array()
                 .map(|v| v.iter().map(|p| p[0].as_u64()).collect::<Vec<_>>());
             assert_eq!(ks, Some(vec![Some(1), Some(4)]), "{name}");
+            // The encoder's lookahead, for both models.
+            let gains = diagnosis["lookahead"][name]["gains"]
+                .as_array()
+                .map(Vec::len);
+            assert_eq!(gains, Some(4), "{name}: {diagnosis}");
         }
+        assert!(std::fs::read_to_string(args.out.join("diagnosis.md"))?
+            .contains("| model | gain on x_t (latent units per data unit) |"));
         let md = std::fs::read_to_string(args.out.join("diagnosis.md"))?;
         assert!(
             md.lines()

@@ -35,6 +35,9 @@ pub struct FinishedRun {
     /// The encoder's centring and its standard error, where the diagnosis has it (the
     /// diagnoses of before 2026-12-03 do not).
     pub encoder_centring: Option<(f64, f64)>,
+    /// How far ahead the encoder reads: its gain on `x_{t+1}` over its gain on `x_t`, where the
+    /// diagnosis has it (those of before 2026-12-05 do not; `ddssm_eval::encoder_lookahead`).
+    pub lookahead: Option<f64>,
     /// The exact −log p(x) per test sequence (mean).
     pub exact_nll: f64,
 }
@@ -87,6 +90,10 @@ impl FinishedRun {
                 last[1]["sem"].as_f64()?,
             ))
         });
+        let lookahead = diagnosis.as_ref().and_then(|v| {
+            let gains = v["lookahead"]["ddssm"]["gains"].as_array()?;
+            Some(gains.get(1)?.as_f64()? / gains.first()?.as_f64()?)
+        });
         Ok(Self {
             folder: folder.display().to_string(),
             seed: r.config.seed,
@@ -100,6 +107,7 @@ impl FinishedRun {
             iwae,
             centring,
             encoder_centring,
+            lookahead,
             exact_nll: r.exact_negative_log_likelihood.mean,
         })
     }
@@ -126,19 +134,20 @@ fn across(m: MeanSem, seeds: usize, digits: usize) -> String {
 
 /// The ablation and seed tables of finished runs, in markdown: one row per run (its changes
 /// against the paper's config, seed, `jsd_exact`, the predictive's width, its centring and the
-/// encoder's, −ELBO, −IWAE, the exact −log p(x)), then the runs pooled over seeds by change ([`pool_over_seeds`]: mean ± SE across
+/// encoder's, the encoder's lookahead, −ELBO, −IWAE, the exact −log p(x)), then the runs pooled over seeds by change ([`pool_over_seeds`]: mean ± SE across
 /// seeds, the worst seed, the paired difference to the paper's config on shared seeds).
 pub fn comparison_tables(rows: &[FinishedRun]) -> String {
     let mut s = String::from(
         "| run | seed | DDSSM changes against the paper's | jsd_exact | mode width (exact) | \
-         centring (exact 1) | encoder centring (exact 1) | −ELBO | −IWAE-k | exact −log p(x) |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         centring (exact 1) | encoder centring (exact 1) | encoder lookahead x_(t+1)/x_t | \
+         −ELBO | −IWAE-k | exact −log p(x) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let centring =
         |c: Option<(f64, f64)>| c.map_or("–".into(), |(v, se)| format!("{v:.2} ± {se:.2}"));
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |\n",
             r.folder,
             r.seed,
             r.changes,
@@ -147,6 +156,7 @@ pub fn comparison_tables(rows: &[FinishedRun]) -> String {
                 .map_or("–".into(), |(w, e)| format!("{w:.3} ({e:.3})")),
             centring(r.centring),
             centring(r.encoder_centring),
+            r.lookahead.map_or("–".into(), |l| format!("{l:.3}")),
             r.negative_elbo
                 .map_or("–".into(), |e| format!("{:.2} ± {:.2}", e.mean, e.sem)),
             r.iwae.map_or("–".into(), |(k, m, se)| format!(
@@ -240,7 +250,7 @@ mod tests {
         );
         let (e, _) = split.encoder_centring.unwrap();
         assert!((e - 0.0124).abs() < 5e-5, "{e}");
-        let table = comparison_tables(&[r.clone(), split]);
+        let table = comparison_tables(&[r.clone(), split.clone()]);
         let row = |folder: &str| {
             table
                 .lines()
@@ -253,6 +263,23 @@ mod tests {
             "{table}"
         );
         assert!(row("paper-s0").contains("| – | – |"), "{table}");
+        // A diagnosis with the encoder's lookahead: the ratio of the gains on x_(t+1) and x_t.
+        assert!(split.lookahead.is_none());
+        let scratch = tempfile::tempdir().unwrap();
+        let from = runs.join("split-beta-tilde-clip5-s0");
+        std::fs::copy(
+            from.join("results.json"),
+            scratch.path().join("results.json"),
+        )
+        .unwrap();
+        let mut d: Value =
+            serde_json::from_str(&std::fs::read_to_string(from.join("diagnosis.json")).unwrap())
+                .unwrap();
+        d["lookahead"] = serde_json::json!({ "ddssm": { "gains": [0.8, 0.2, 0.01, 0.0] } });
+        std::fs::write(scratch.path().join("diagnosis.json"), d.to_string()).unwrap();
+        let probed = FinishedRun::read(scratch.path()).unwrap();
+        assert_eq!(probed.lookahead, Some(0.25));
+        assert!(comparison_tables(&[probed]).contains("| 0.250 |"));
         let undiagnosed = FinishedRun::read(&runs.join("paper-s1")).unwrap();
         assert!(undiagnosed.width.is_none() && undiagnosed.iwae.is_none());
         assert!(undiagnosed.centring.is_none());

@@ -186,14 +186,11 @@ mod tests {
                 .as_array()
                 .map(|v| v.iter().map(|p| p[0].as_u64()).collect::<Vec<_>>());
             assert_eq!(ks, Some(vec![Some(1), Some(4)]), "{name}");
-            // The encoder's lookahead, for both models.
-            let gains = diagnosis["lookahead"][name]["gains"]
-                .as_array()
-                .map(Vec::len);
-            assert_eq!(gains, Some(4), "{name}: {diagnosis}");
         }
-        assert!(std::fs::read_to_string(args.out.join("diagnosis.md"))?
-            .contains("| model | gain on x_t (latent units per data unit) |"));
+        // T = 6 is too short for the encoder's lookahead probe (steps 9–24 and three ahead):
+        // left out, not measured on steps the sequences do not have (the library's tests
+        // measure it at T = 32).
+        assert_eq!(diagnosis["lookahead"], serde_json::json!({}), "{diagnosis}");
         let md = std::fs::read_to_string(args.out.join("diagnosis.md"))?;
         assert!(
             md.lines()

@@ -13,7 +13,7 @@ use crate::{Error, LearningRates, Result};
 
 /// After `start` joint steps, cycles of `encoder_steps` steps that train the encoder alone (at
 /// `encoder_rate_factor` × its rate) and `model_steps` steps that train the decoder, transition
-/// and VHP alone, until the run ends. A frozen group's parameters and optimiser moments stay as
+/// and VHP alone, until the run ends (or until `end`, after which every group trains again). A frozen group's parameters and optimiser moments stay as
 /// they are; the moments of a group carry over from its last phase (one optimiser for the run, so
 /// that a checkpoint resumes exactly). λ's schedule and the learning-rate decay run on over every
 /// step, whichever block trains.
@@ -23,6 +23,11 @@ pub struct Alternation {
     /// The first step (0-based) of the first encoder phase; every group trains before it.
     #[serde(default)]
     pub start: usize,
+    /// The first step after the alternation: from it every group trains again until the run
+    /// ends (left out: the alternation runs to the end), e.g. a joint decayed tail after rounds
+    /// at constant rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<usize>,
     /// Steps of each encoder phase: the encoder trains, everything else is frozen.
     pub encoder_steps: usize,
     /// Steps of each model phase: the decoder, transition and VHP train, the encoder is frozen.
@@ -60,7 +65,7 @@ impl std::fmt::Display for Phase {
 impl Alternation {
     /// The block that step `step` (0-based) trains.
     pub fn phase(&self, step: usize) -> Phase {
-        if step < self.start {
+        if step < self.start || self.end.is_some_and(|end| step >= end) {
             return Phase::Joint;
         }
         let cycle = self.encoder_steps + self.model_steps;
@@ -88,6 +93,7 @@ impl Alternation {
         let at = |s: usize| crate::lr_decay::rescale_step(s, from, to);
         Alternation {
             start: at(self.start),
+            end: self.end.map(|end| at(end).max(at(self.start) + 1)),
             encoder_steps: at(self.encoder_steps).max(1),
             model_steps: at(self.model_steps).max(1),
             ..*self
@@ -114,6 +120,18 @@ impl Alternation {
             self.start.to_string(),
             format!("a step below `steps` ({steps}); 0 alternates from the first step"),
         )?;
+        if let Some(end) = self.end {
+            check(
+                end > self.start && end <= steps,
+                "end",
+                end.to_string(),
+                format!(
+                    "a step above `start` ({}) and at most `steps` ({steps}); left out, the \
+                     alternation runs to the end",
+                    self.start
+                ),
+            )?;
+        }
         for (field, v) in [
             ("encoder_steps", self.encoder_steps),
             ("model_steps", self.model_steps),
@@ -168,6 +186,7 @@ mod tests {
     fn phases_follow_the_start_and_cycle() {
         let a = Alternation {
             start: 3,
+            end: None,
             encoder_steps: 2,
             model_steps: 1,
             encoder_rate_factor: 4.0,
@@ -179,6 +198,13 @@ mod tests {
             [Joint, Joint, Joint, Encoder, Encoder, Model, Encoder, Encoder, Model, Encoder]
         );
         assert_eq!(a.factors(0), [1.0; 4]);
+        // With an end every group trains again from it.
+        let ended = Alternation { end: Some(8), ..a };
+        let phases: Vec<Phase> = (0..10).map(|s| ended.phase(s)).collect();
+        assert_eq!(
+            phases,
+            [Joint, Joint, Joint, Encoder, Encoder, Model, Encoder, Encoder, Joint, Joint]
+        );
         assert_eq!(a.factors(3), [4.0, 0.0, 0.0, 0.0]);
         assert_eq!(a.factors(5), [0.0, 1.0, 1.0, 1.0]);
     }
@@ -193,6 +219,7 @@ mod tests {
             },
             alternation: Some(Alternation {
                 start: 10,
+                end: None,
                 encoder_steps: 10,
                 model_steps: 10,
                 encoder_rate_factor: 4.0,
@@ -220,6 +247,7 @@ mod tests {
     fn rescaling_keeps_fractions_and_at_least_one_step_per_phase() {
         let a = Alternation {
             start: 3000,
+            end: Some(7500),
             encoder_steps: 3000,
             model_steps: 1500,
             encoder_rate_factor: 1.0,
@@ -235,12 +263,14 @@ mod tests {
             (0, 1, 1)
         );
         assert!(short.validate(10, &rates()).is_ok());
+        assert_eq!((short.end, tiny.end), (Some(8), Some(1)));
     }
 
     #[test]
     fn every_refusal_names_its_field() {
         let ok = Alternation {
             start: 0,
+            end: None,
             encoder_steps: 5,
             model_steps: 5,
             encoder_rate_factor: 1.0,
@@ -251,6 +281,23 @@ mod tests {
                 Alternation { start: 20, ..ok },
                 rates(),
                 "alternation.start",
+            ),
+            (
+                Alternation {
+                    start: 5,
+                    end: Some(5),
+                    ..ok
+                },
+                rates(),
+                "alternation.end",
+            ),
+            (
+                Alternation {
+                    end: Some(21),
+                    ..ok
+                },
+                rates(),
+                "alternation.end",
             ),
             (
                 Alternation {

@@ -34,6 +34,7 @@ fn each_phase_moves_its_own_block_and_a_resume_across_phases_is_exact() -> Resul
     let alternating = TrainConfig {
         alternation: Some(Alternation {
             start: 0,
+            end: None,
             encoder_steps: 2,
             model_steps: 2,
             encoder_rate_factor: 4.0,

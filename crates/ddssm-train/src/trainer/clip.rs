@@ -267,6 +267,7 @@ mod tests {
             steps: 10,
             alternation: Some(crate::Alternation {
                 start: 0,
+                end: None,
                 encoder_steps: 2,
                 model_steps: 2,
                 encoder_rate_factor: 1.0,

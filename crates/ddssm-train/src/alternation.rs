@@ -13,9 +13,9 @@ use crate::{Error, LearningRates, Result};
 
 /// After `start` joint steps, cycles of `encoder_steps` steps that train the encoder alone (at
 /// `encoder_rate_factor` × its rate) and `model_steps` steps that train the decoder, transition
-/// and VHP alone, until the run ends (or until `end`, after which every group trains again). A frozen group's parameters and optimiser moments stay as
-/// they are; the moments of a group carry over from its last phase (one optimiser for the run, so
-/// that a checkpoint resumes exactly). λ's schedule and the learning-rate decay run on over every
+/// and VHP alone, until the run ends (or until `end`, after which every group trains again). A
+/// frozen group's parameters and optimiser moments stay as they are; the moments of a group carry
+/// over from its last phase (one optimiser for the run, so that a checkpoint resumes exactly). λ's schedule and the learning-rate decay run on over every
 /// step, whichever block trains.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,9 +86,9 @@ impl Alternation {
         }
     }
 
-    /// The same alternation for a run shortened or lengthened from `from` to `to` steps: the start
-    /// and both phases at the same fractions of the run (rounded down, each phase at least one
-    /// step), so a smoke run of a config still alternates.
+    /// The same alternation for a run shortened or lengthened from `from` to `to` steps: the
+    /// start, the end and both phases at the same fractions of the run (rounded down; each phase
+    /// at least one step, the end after the start), so a smoke run of a config still alternates.
     pub fn rescaled(&self, from: usize, to: usize) -> Self {
         let at = |s: usize| crate::lr_decay::rescale_step(s, from, to);
         Alternation {

@@ -1,15 +1,21 @@
 //! A forecasting benchmark over real series (`cargo xtask real-data`, `configs/real-data.toml`):
-//! its settings — data sets, column roles, windows, seeds — and what it records per data set (each
-//! forecaster's fits over seeds, scored on the rolling-origin test windows by [`crate::series`]).
+//! its settings — data sets, column roles, windows, seeds —, one model's fit and scores on a data
+//! set ([`RealDataConfig::fit`]) and what it records per data set (each forecaster's fits over
+//! seeds, scored on the rolling-origin test windows by [`crate::series`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use candle_core::Device;
 use ddssm_data::{Columns, ObservedStep, Panel, Splits, WindowSpec};
-use ddssm_eval::forecasting::{Evaluation, Fans, Horizon};
+use ddssm_eval::forecasting::{quantile_fans, Evaluation, Fans, Horizon};
+use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
 
-use crate::series::{horizon, MarginalBaseline};
+use crate::series::{
+    fit_and_score, horizon, panel_sizes, series_run, MarginalBaseline, Transition,
+};
+use crate::{ModelRun, Result, TrainOptions};
 
 /// The benchmark's settings (`configs/real-data.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +32,71 @@ pub struct RealDataConfig {
     pub batch_size: Option<usize>,
     /// The data sets.
     pub dataset: Vec<DatasetConfig>,
+}
+
+impl RealDataConfig {
+    /// The paper's configs for `transition` sized to `panel` ([`series_run`]), with this config's
+    /// `batch_size` when it sets one (capped at the `windows` training windows).
+    pub fn model_run(
+        &self,
+        transition: Transition,
+        seed: u64,
+        panel: &Panel,
+        windows: usize,
+    ) -> ModelRun {
+        let run = series_run(transition, self.steps, seed, panel_sizes(panel), windows);
+        match self.batch_size {
+            Some(b) => run.with_batch_size(b, windows),
+            None => run,
+        }
+    }
+
+    /// Fits one model on one data set `ds` (its panel and windows) and seed and scores its test
+    /// windows ([`fit_and_score`], the draws from the seed's `real-data/test` fork); with `first`
+    /// the draws also give the fan charts' quantiles.
+    pub fn fit(
+        &self,
+        ds: &DatasetConfig,
+        (panel, splits): (&Panel, &Splits),
+        (transition, seed): (Transition, u64),
+        first: bool,
+        device: &Device,
+    ) -> Result<Fit> {
+        let key = format!("{}/{}/{seed}", ds.name, transition.name());
+        let (d, n) = (panel.target_dim(), self.samples);
+        let run = self.model_run(transition, seed, panel, splits.train.len());
+        run.validate(&key)?;
+        let options = TrainOptions {
+            checkpoint: None,
+            resume: false,
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            label: key.clone(),
+            init: None,
+        };
+        // One set of test draws serves the scores and, for the first seed, the fans.
+        let mut noise = SeededNoise::new(seed).fork("real-data/test");
+        let scored = fit_and_score(
+            panel,
+            &ds.spec(),
+            &run,
+            &options,
+            (ds.season, n),
+            &mut noise,
+            device,
+        )?;
+        let fans = first.then(|| quantile_fans(&scored.draws, ds.horizon, d, n));
+        tracing::info!(
+            "{key}: CRPS {:.4} in {:.0} s",
+            scored.evaluation.overall.crps,
+            scored.fit_seconds
+        );
+        Ok(Fit {
+            evaluation: scored.evaluation,
+            fit_seconds: scored.fit_seconds,
+            validation_nelbo: scored.fitted.validation_nelbo,
+            fans,
+        })
+    }
 }
 
 /// One data set of the benchmark.

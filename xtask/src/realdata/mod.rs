@@ -12,10 +12,8 @@ use candle_core::Device;
 use ddssm_data::{read_csv, rolling_origin, Panel, Splits};
 use ddssm_eval::forecasting::{baselines, quantile_fans, Fans};
 use ddssm_model::checkpoint::write_atomic;
-use ddssm_tensor_ops::SeededNoise;
 use ddssm_train::benchmark::{DatasetConfig, DatasetResults, Fit, RealDataConfig};
-use ddssm_train::series::{fit_and_score, panel_sizes, score_draws, series_run, Transition};
-use ddssm_train::TrainOptions;
+use ddssm_train::series::{score_draws, Transition};
 use serde::Deserialize;
 
 mod report;
@@ -153,14 +151,8 @@ pub fn run(args: &Args) -> Result<()> {
                     Some(fit) => fit.clone(),
                     None => {
                         let first = seed == seeds[0];
-                        let fit = fit_model(
-                            &cfg,
-                            ds,
-                            (panel, splits),
-                            (transition, seed),
-                            first,
-                            &args.device,
-                        )?;
+                        let fit =
+                            cfg.fit(ds, (panel, splits), (transition, seed), first, &args.device)?;
                         done.insert(key.clone(), fit.clone());
                         write_atomic(
                             &fits_path,
@@ -204,68 +196,6 @@ pub fn run(args: &Args) -> Result<()> {
         serde_json::to_string_pretty(&(&cfg, &all))?.as_bytes(),
     )?;
     write_report(&cfg, &all, &args.out)
-}
-
-/// The paper's configs for `transition` sized to `panel` ([`series_run`]), with the config's
-/// `batch_size` when it sets one (capped at the `windows` training windows).
-fn model_run(
-    cfg: &RealDataConfig,
-    transition: Transition,
-    seed: u64,
-    panel: &Panel,
-    windows: usize,
-) -> ddssm_train::ModelRun {
-    let run = series_run(transition, cfg.steps, seed, panel_sizes(panel), windows);
-    match cfg.batch_size {
-        Some(b) => run.with_batch_size(b, windows),
-        None => run,
-    }
-}
-
-/// Fits one model on one data set and seed and scores its test windows; the first seed's draws
-/// also give the fan charts' quantiles.
-fn fit_model(
-    cfg: &RealDataConfig,
-    ds: &DatasetConfig,
-    (panel, splits): (&Panel, &Splits),
-    (transition, seed): (Transition, u64),
-    first: bool,
-    device: &Device,
-) -> Result<Fit> {
-    let key = format!("{}/{}/{seed}", ds.name, transition.name());
-    let (d, n) = (panel.target_dim(), cfg.samples);
-    let run = model_run(cfg, transition, seed, panel, splits.train.len());
-    run.validate(&key)?;
-    let options = TrainOptions {
-        checkpoint: None,
-        resume: false,
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        label: key.clone(),
-        init: None,
-    };
-    // One set of test draws serves the scores and, for the first seed, the fans.
-    let mut noise = SeededNoise::new(seed).fork("real-data/test");
-    let scored = fit_and_score(
-        panel,
-        &ds.spec(),
-        &run,
-        &options,
-        (ds.season, n),
-        &mut noise,
-        device,
-    )?;
-    let fans = first.then(|| quantile_fans(&scored.draws, ds.horizon, d, n));
-    tracing::info!(
-        "{key}: CRPS {:.4} in {:.0} s",
-        scored.evaluation.overall.crps,
-        scored.fit_seconds
-    );
-    Ok(Fit {
-        evaluation: scored.evaluation,
-        fit_seconds: scored.fit_seconds,
-        validation_nelbo: scored.fitted.validation_nelbo,
-        fans,
-    })
 }
 
 /// The statsmodels reference on the test windows: one fit per window on the series' history

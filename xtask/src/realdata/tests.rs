@@ -158,7 +158,7 @@ fn the_config_batch_size_replaces_table_3s() -> Result<()> {
     let (mut cfg, data) = prepare(&a)?;
     let (panel, splits) = &data[0];
     let windows = splits.train.len();
-    let run = |cfg: &RealDataConfig, t| model_run(cfg, t, 0, panel, windows).train.batch_size;
+    let run = |cfg: &RealDataConfig, t| cfg.model_run(t, 0, panel, windows).train.batch_size;
     assert_eq!(run(&cfg, Transition::Ddssm), 16);
     assert_eq!(run(&cfg, Transition::Dkf), 16);
     cfg.batch_size = None;

@@ -21,6 +21,15 @@ impl Series {
         self.values[(i * self.t + t) * self.d + k]
     }
 
+    /// The first `n` series (at most [`Series::n`]; more panics).
+    pub fn first(&self, n: usize) -> Series {
+        Series {
+            n,
+            values: self.values[..n * self.t * self.d].to_vec(),
+            ..*self
+        }
+    }
+
     /// The series as a `[N, T, D]` tensor of `dtype` on `device`.
     pub fn to_tensor(&self, dtype: DType, device: &Device) -> crate::Result<Tensor> {
         Ok(

@@ -23,6 +23,13 @@ pub struct LearningRates {
     pub zinit: f64,
 }
 
+impl LearningRates {
+    /// The rates in the optimiser's group order (encoder, decoder, transition, zinit).
+    pub fn in_group_order(&self) -> [f64; 4] {
+        [self.encoder, self.decoder, self.transition, self.zinit]
+    }
+}
+
 /// What each training step minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -329,9 +336,7 @@ impl TrainConfig {
             )?;
         }
         check(
-            [lr.encoder, lr.decoder, lr.transition, lr.zinit]
-                .iter()
-                .any(|&v| v > 0.0),
+            lr.in_group_order().iter().any(|&v| v > 0.0),
             "learning_rates",
             "0 for every group".into(),
             "at least one learning rate > 0 (all four at 0 would train nothing)",

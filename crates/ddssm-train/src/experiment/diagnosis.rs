@@ -101,13 +101,10 @@ pub fn diagnose(
         )?;
         out.models.insert(name.to_string(), d);
         if LOOKAHEAD_STEPS.end + LOOKAHEAD_AHEAD <= cfg.data.sim.t + 1 {
-            let x = Series {
-                n: options.sequences,
-                t: data.test.t,
-                d: data.test.d,
-                values: data.test.values[..options.sequences * data.test.t * data.test.d].to_vec(),
-            }
-            .to_tensor(DType::F32, model.device())?;
+            let x = data
+                .test
+                .first(options.sequences)
+                .to_tensor(DType::F32, model.device())?;
             let look = encoder_lookahead(
                 model,
                 &x,
@@ -165,12 +162,7 @@ pub fn likelihood_split(
     noise: &mut SeededNoise,
 ) -> Result<LikelihoodSplit> {
     let t = test.t;
-    let sub = Series {
-        n,
-        t,
-        d: 1,
-        values: test.values[..n * t].to_vec(),
-    };
+    let sub = test.first(n);
     let x = sub.to_tensor(DType::F32, model.device())?;
     let elbo = negative_elbo_per_sequence(model, &x, 4, noise)?;
     let mut ks: Vec<usize> = vec![1, 16, draws];

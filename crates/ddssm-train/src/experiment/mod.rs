@@ -316,12 +316,7 @@ impl Splits {
             standardization.std[0]
         );
         let n = cfg.evaluation.validation_sequences;
-        let validation = Series {
-            n,
-            t: sim.t,
-            d: 1,
-            values: val_x.values[..n * sim.t].to_vec(),
-        };
+        let validation = val_x.first(n);
         Ok(Self {
             train: Batch::new(train_raw),
             standardization,

@@ -384,12 +384,7 @@ pub fn run(cfg: &ExperimentConfig, options: &RunOptions) -> Result<Results> {
     // 3. Test evaluation.
     let e = cfg.evaluation;
     let n_test = e.test_sequences;
-    let test_sub = Series {
-        n: n_test,
-        t,
-        d: 1,
-        values: test_x.values[..n_test * t].to_vec(),
-    };
+    let test_sub = test_x.first(n_test);
     let test_raw = test_sub.to_tensor(DType::F32, dev)?;
     let prefix = test_raw.narrow(1, 0, t - 1)?;
     let mut models = BTreeMap::new();

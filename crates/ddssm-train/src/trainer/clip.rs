@@ -172,8 +172,7 @@ pub fn group_clip_scales(
             std::array::from_fn(|i| clip_scale(norms[i], bounds[i]))
         }
         None => {
-            let lr = config.learning_rates;
-            let base = [lr.encoder, lr.decoder, lr.transition, lr.zinit];
+            let base = config.learning_rates.in_group_order();
             let factors = config.rate_factors(step);
             let trains: [bool; 4] = std::array::from_fn(|i| base[i] * factors[i] != 0.0);
             let trained = if trains.iter().all(|&t| t) {

@@ -172,10 +172,11 @@ impl TrainConfig {
     }
 
     /// This run's config (a checkpoint's, written at `step`) with what a continuation under
-    /// `new` may change taken from `new`: `steps`, and `lr_decay` and the encoder's mask where
-    /// they give every step already taken what this config gave it
-    /// ([`crate::LrDecay::agrees_before`], [`TrainConfig::mask_agrees_before`]). A resume is
-    /// allowed when the result equals `new`.
+    /// `new` may change taken from `new`: `steps`, and `lr_decay`, the encoder's mask and the
+    /// alternation where they give every step already taken what this config gave it
+    /// ([`crate::LrDecay::agrees_before`], [`TrainConfig::mask_agrees_before`],
+    /// [`TrainConfig::alternation_agrees_before`]). A resume is allowed when the result equals
+    /// `new`.
     pub fn continued_under(&self, new: &TrainConfig, step: usize) -> TrainConfig {
         let decay_agrees = self
             .lr_decay
@@ -196,8 +197,22 @@ impl TrainConfig {
             encoder_mask_start: mask.encoder_mask_start,
             encoder_mask_unscored: mask.encoder_mask_unscored,
             encoder_mask_transition_kept: mask.encoder_mask_transition_kept,
+            alternation: if self.alternation_agrees_before(new, step) {
+                new.alternation
+            } else {
+                self.alternation
+            },
             ..*self
         }
+    }
+
+    /// Whether `other`'s alternation trains the same groups at the same rate factors as `self`'s
+    /// at every step before `step` (then a checkpoint written at `step` under one can be resumed
+    /// under the other): e.g. a joint run continued under an alternation that starts at or after
+    /// `step`, or an alternation whose `end` moves while it lies ahead.
+    pub fn alternation_agrees_before(&self, other: &TrainConfig, step: usize) -> bool {
+        let factors = |c: &TrainConfig, s| c.alternation.map_or([1.0; 4], |a| a.factors(s));
+        (0..step).all(|s| factors(self, s) == factors(other, s))
     }
 
     /// Whether `other` hides entries from the encoder at the same rate as `self` at every step

@@ -1,6 +1,6 @@
 //! Continuing and changing a run over its steps: a learning-rate decay, a finished run extended
-//! with a decay tail or continued under the encoder's mask, and the rules that say which changes
-//! a checkpoint accepts.
+//! with a decay tail or continued under the encoder's mask or an alternation, and the rules that
+//! say which changes a checkpoint accepts.
 
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -8,7 +8,7 @@ use ddssm_model::Model;
 mod common;
 
 use common::{no_validation, parameter_values, quiet_parameters, resuming, small, tmp};
-use ddssm_train::{train, TrainConfig};
+use ddssm_train::{train, Alternation, TrainConfig};
 
 /// The decay is wired into the loop: a cosine that starts after step 1 and ends at 0 makes the
 /// third step a no-op (learning rate and weight decay both 0), so three decayed steps end
@@ -118,6 +118,98 @@ fn a_finished_run_can_be_continued_under_a_later_mask() -> Result<()> {
     assert_ne!(quiet_parameters(&mc, &data, &tc)?, whole);
     assert_ne!(quiet_parameters(&mc, &data, &masked(0))?, whole);
     Ok(())
+}
+
+/// A finished joint run can be continued under an alternation that starts at its last step,
+/// ending exactly where the alternating run trained in one go does; an alternation that would
+/// have frozen a group at a step already taken is refused, naming it, and leaves the checkpoint
+/// alone.
+#[test]
+fn a_finished_run_can_be_continued_under_a_later_alternation() -> Result<()> {
+    let (mc, tc, data) = small();
+    let alternating = |start| TrainConfig {
+        alternation: Some(Alternation {
+            start,
+            end: None,
+            encoder_steps: 1,
+            model_steps: 1,
+            encoder_rate_factor: 2.0,
+        }),
+        ..tc
+    };
+    let whole = continues_a_finished_run(
+        "alternation-later.safetensors",
+        &[(alternating(2), "alternation")],
+        &alternating(3),
+    )?;
+    assert_ne!(quiet_parameters(&mc, &data, &tc)?, whole);
+    Ok(())
+}
+
+/// Two alternations agree before a step when they give every earlier step the same factors:
+/// none before the step on either side, or the same phases with an `end` that lies ahead.
+#[test]
+fn alternations_agree_before_a_step_only_when_no_step_before_it_differs() {
+    let tc = TrainConfig::paper_ddssm();
+    let alternating = |start, end, encoder_steps, factor| TrainConfig {
+        alternation: Some(Alternation {
+            start,
+            end,
+            encoder_steps,
+            model_steps: 5,
+            encoder_rate_factor: factor,
+        }),
+        ..tc
+    };
+    for (a, b, step, agree) in [
+        (tc, alternating(10, None, 5, 4.0), 10, true),
+        (tc, alternating(9, None, 5, 4.0), 10, false),
+        (
+            alternating(0, None, 5, 4.0),
+            alternating(0, Some(40), 5, 4.0),
+            30,
+            true,
+        ),
+        (
+            alternating(0, Some(20), 5, 4.0),
+            alternating(0, Some(40), 5, 4.0),
+            30,
+            false,
+        ),
+        (
+            alternating(0, None, 5, 4.0),
+            alternating(0, None, 6, 4.0),
+            5,
+            true,
+        ),
+        (
+            alternating(0, None, 5, 4.0),
+            alternating(0, None, 6, 4.0),
+            6,
+            false,
+        ),
+        (
+            alternating(0, None, 5, 4.0),
+            alternating(0, None, 5, 2.0),
+            1,
+            false,
+        ),
+        (
+            alternating(10, Some(20), 5, 4.0),
+            alternating(10, Some(20), 5, 4.0),
+            30,
+            true,
+        ),
+    ] {
+        assert_eq!(
+            a.alternation_agrees_before(&b, step),
+            agree,
+            "{:?} / {:?} at {step}",
+            a.alternation,
+            b.alternation
+        );
+        assert_eq!(b.alternation_agrees_before(&a, step), agree, "symmetric");
+    }
 }
 
 /// The mask's start is refused without a rate, or at or past the run's last step; leaving hidden

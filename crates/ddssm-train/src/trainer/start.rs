@@ -51,7 +51,8 @@ pub(super) fn save(
 /// (training never goes back). Only `steps` may change, `lr_decay` where the new decay gives
 /// every step already taken the rate the checkpoint's did ([`crate::LrDecay::agrees_before`]): a
 /// finished run can be extended with a decay tail that starts at or after its last step, and the
-/// encoder's mask likewise ([`TrainConfig::mask_agrees_before`]). Reads
+/// encoder's mask and the alternation likewise ([`TrainConfig::mask_agrees_before`],
+/// [`TrainConfig::alternation_agrees_before`]). Reads
 /// only the metadata, so a command can check every checkpoint before it writes anything.
 pub fn resumable_step(
     path: &Path,
@@ -77,8 +78,8 @@ pub fn resumable_step(
     {
         return Err(bad(format!(
             "written with another training config ({diff}); only `steps` may change on resume, \
-             and `lr_decay` and the encoder's mask where they give the {step} steps already \
-             taken the same rates"
+             and `lr_decay`, the encoder's mask and the alternation where they give the {step} \
+             steps already taken the same rates"
         )));
     }
     if step > config.steps {

@@ -133,9 +133,10 @@ pub fn fit(args: &FitArgs) -> Result<()> {
             .with_context(|| format!("--resume in {}", out.display()))?;
     }
     if let Some(init) = &args.init {
-        // The model config now, before anything is written; the standardisation when training
-        // starts (the data's is computed there).
-        ddssm_train::check_init(init, &run.model, None).context("--init")?;
+        // The model config and the data's standardisation (the training part's scaling, as
+        // `fit_series` gives it to the model), before anything is written.
+        let ours = ddssm_train::dataset::standardization(&splits.scaling);
+        ddssm_train::check_init(init, &run.model, Some(&ours)).context("--init")?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     checkpoint::remove_stale_temp_files(out)?;

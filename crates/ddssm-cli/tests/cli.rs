@@ -175,6 +175,23 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
         !refused_out.exists(),
         "a refused warm start wrote its folder"
     );
+    // The same model config on data standardised otherwise (one more test window, so a shorter
+    // training part): refused too, also before anything is written.
+    let mut other_data = warm_fit.clone();
+    *other_data
+        .iter_mut()
+        .find(|a| **a == warm.to_str().unwrap())
+        .unwrap() = refused_out.to_str().unwrap();
+    let windows = other_data
+        .iter()
+        .position(|a| *a == "--test-windows")
+        .unwrap();
+    other_data[windows + 1] = "3";
+    refused(&ddssm(&other_data), "standardised for other data");
+    assert!(
+        !refused_out.exists(),
+        "a warm start refused for its standardisation wrote its folder"
+    );
     // A DKF has no diffusion sampler to choose.
     let never = tmp("macro-never.csv");
     refused(

@@ -360,7 +360,7 @@ pub fn measure(args: &Args) -> Result<Value> {
     let device = &args.device;
     let threads = ddssm_tensor_ops::ThreadSettings::current().total();
     let mut out = json!({
-        "git_commit": ddssm_train::experiment::git_commit(),
+        "git_commit": crate::BUILD_COMMIT.to_string(),
         "cpu": host::cpu_model(),
         "threads": threads,
         "device": format!("{device:?}"),

@@ -57,7 +57,7 @@ pub fn run(args: &Args) -> Result<()> {
             progress: args.progress,
             quick: args.quick,
             device: args.device.clone(),
-            git_commit: ddssm_train::experiment::git_commit(),
+            git_commit: crate::BUILD_COMMIT.to_string(),
             ddssm_only: args.ddssm_only,
             ddssm_init: args.init_ddssm.clone(),
         },

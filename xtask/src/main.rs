@@ -11,6 +11,8 @@
 
 mod bench;
 mod bimodal;
+#[cfg(test)]
+mod commit; // build.rs runs it; compiled here for its tests
 mod compare;
 mod diagnose;
 mod figures;
@@ -25,9 +27,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// The commit this binary was built from (src/commit.rs's `describe` of the checkout at build
+/// time, run by `build.rs`): what every `results.json` and benchmark file records as `git_commit`.
+pub const BUILD_COMMIT: &str = env!("DDSSM_BUILD_COMMIT");
+
 /// ddssm's experiments and tools.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DDSSM_BUILD_COMMIT"), ")"),
+    about
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -31,7 +31,6 @@ pub use diagnosis::{
 };
 pub use finished::{comparison_tables, FinishedRun};
 pub use folder::RunFolder;
-pub use provenance::git_commit;
 pub use run::{
     check_output_folder, run, warmup_warning, ExamplePanel, ExampleSequence, Progress, Results,
     RunOptions,

@@ -63,7 +63,8 @@ mod tests {
     use super::*;
 
     /// A clean checkout gives its commit's short hash; a changed tracked file under the code
-    /// paths adds `-dirty`; an untracked file or a changed document does not.
+    /// paths adds `-dirty`; an untracked file or a changed document does not. The files watched for
+    /// a moved commit exist.
     #[test]
     fn the_commit_is_marked_dirty_when_tracked_code_changed() {
         let dir = std::env::temp_dir().join(format!("ddssm-git-commit-{}", std::process::id()));
@@ -86,6 +87,13 @@ mod tests {
         git(&["commit", "-q", "-m", "one"]);
         let head = git(&["rev-parse", "--short", "HEAD"]);
         assert_eq!(describe(&dir), head);
+        // What build.rs watches: HEAD and the branch heads, as they exist.
+        let watched = head_files(&dir);
+        assert!(
+            watched.iter().any(|p| p.ends_with(".git/HEAD")),
+            "{watched:?}"
+        );
+        assert!(watched.iter().all(|p| p.exists()), "{watched:?}");
         std::fs::write(dir.join("crates/untracked.rs"), "x").unwrap();
         std::fs::write(dir.join("docs/b.md"), "two").unwrap();
         assert_eq!(describe(&dir), head);
@@ -93,6 +101,7 @@ mod tests {
         assert_eq!(describe(&dir), format!("{head}-dirty"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(describe(&dir.join("gone")), "unknown");
+        assert!(head_files(&dir.join("gone")).is_empty());
     }
 
     /// The binary under test was built from this checkout's code as it is now (tests are always

@@ -2,23 +2,19 @@
 //! state space model on the real series in `data/`, scored on the same rolling-origin test windows
 //! by the same code (`ddssm_train::series`, `ddssm_eval::forecasting`), over several seeds: the
 //! results (`results.json`), a report with mean ± SE over seeds, and fan charts of every test
-//! window ([`report`]). Fits are recorded as they finish (`fits.json`), so `--resume` skips the finished ones.
+//! window (`ddssm_train::benchmark::write_report`). Fits are recorded as they finish (`fits.json`), so `--resume` skips the finished ones.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
-use ddssm_data::{read_csv, rolling_origin, Panel, Splits};
-use ddssm_eval::forecasting::{baselines, quantile_fans, Fans};
+use ddssm_data::{Panel, Splits};
+use ddssm_eval::forecasting::{baselines, quantile_fans};
 use ddssm_model::checkpoint::write_atomic;
-use ddssm_train::benchmark::{DatasetConfig, DatasetResults, Fit, RealDataConfig};
+use ddssm_train::benchmark::{write_report, DatasetConfig, DatasetResults, Fit, RealDataConfig};
 use ddssm_train::series::{score_draws, Transition};
 use serde::Deserialize;
-
-mod report;
-
-use report::write_report;
 
 /// The options of `cargo xtask real-data`.
 #[derive(Debug, Clone)]
@@ -49,47 +45,9 @@ fn prepare(args: &Args) -> Result<(RealDataConfig, Vec<(Panel, Splits)>)> {
     if let Some(steps) = args.steps {
         cfg.steps = steps;
     }
-    ensure!(
-        cfg.steps >= 1,
-        "{}: steps = 0: at least 1",
-        args.config.display()
-    );
-    ensure!(
-        !cfg.seeds.is_empty(),
-        "{}: seeds is empty",
-        args.config.display()
-    );
-    ensure!(
-        cfg.samples >= 2,
-        "{}: samples = {}: at least 2",
-        args.config.display(),
-        cfg.samples
-    );
-    ensure!(
-        cfg.batch_size != Some(0),
-        "{}: batch_size = 0: at least 1",
-        args.config.display()
-    );
-    ensure!(
-        !cfg.dataset.is_empty(),
-        "{}: no [[dataset]]",
-        args.config.display()
-    );
-    let mut data = Vec::new();
-    for (i, ds) in cfg.dataset.iter().enumerate() {
-        let at = || format!("{}: dataset[{i}] ({})", args.config.display(), ds.name);
-        ensure!(ds.season >= 1, "{}: season = 0: at least 1", at());
-        for (model, seeds) in &ds.seeds {
-            ensure!(
-                ["ddssm", "dkf"].contains(&model.as_str()) && !seeds.is_empty(),
-                "{}: seeds.{model}: a non-empty list for `ddssm` or `dkf`",
-                at()
-            );
-        }
-        let panel = read_csv(&ds.file, &ds.columns).with_context(at)?;
-        let splits = rolling_origin(&panel, &ds.spec()).with_context(at)?;
-        data.push((panel, splits));
-    }
+    let at = || args.config.display().to_string();
+    cfg.validate().with_context(at)?;
+    let data = cfg.read_datasets().with_context(at)?;
     Ok((cfg, data))
 }
 
@@ -100,7 +58,7 @@ pub fn run(args: &Args) -> Result<()> {
             format!("--report-only: reading {}/results.json", args.out.display())
         })?;
         let (cfg, results): (RealDataConfig, Vec<DatasetResults>) = serde_json::from_str(&text)?;
-        return write_report(&cfg, &results, &args.out);
+        return Ok(write_report(&cfg, &results, &args.out)?);
     }
     let (cfg, data) = prepare(args)?;
     let fits_path = args.out.join(FITS);
@@ -195,7 +153,7 @@ pub fn run(args: &Args) -> Result<()> {
         &args.out.join("results.json"),
         serde_json::to_string_pretty(&(&cfg, &all))?.as_bytes(),
     )?;
-    write_report(&cfg, &all, &args.out)
+    Ok(write_report(&cfg, &all, &args.out)?)
 }
 
 /// The statsmodels reference on the test windows: one fit per window on the series' history

@@ -1,18 +1,16 @@
-//! The real-data benchmark's report (`real-data.md`: per data set a table of every score, mean ±
-//! SE over seeds) and fan charts (`NAME-fans.png` / `.svg`), drawn from its results alone.
+//! The benchmark's report (`real-data.md`: per data set a table of every score, mean ± SE over
+//! seeds) and fan charts (`NAME-fans.png` / `.svg`), drawn from its results alone.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Result;
-use ddssm_eval::forecasting::Scores;
+use ddssm_eval::forecasting::{Fans, Scores};
 use ddssm_eval::plot::{fan_chart, Fan, FanPanel};
 use ddssm_eval::MeanSem;
-use ddssm_train::series::COLLAPSE_NATS_PER_ENTRY;
 
-use ddssm_train::benchmark::{DatasetResults, Fit, RealDataConfig};
-
-use super::Fans;
+use super::{DatasetResults, Fit, RealDataConfig};
+use crate::series::COLLAPSE_NATS_PER_ENTRY;
+use crate::Result;
 
 /// Mean ± SE over seeds of one score.
 fn over_seeds(
@@ -31,8 +29,9 @@ pub fn write_report(cfg: &RealDataConfig, all: &[DatasetResults], out: &Path) ->
     for r in all {
         fan_charts(r, out)?;
     }
-    std::fs::write(out.join("real-data.md"), report(cfg, all))?;
-    tracing::info!("wrote {}", out.join("real-data.md").display());
+    let path = out.join("real-data.md");
+    ddssm_model::checkpoint::write_atomic(&path, report(cfg, all).as_bytes())?;
+    tracing::info!("wrote {}", path.display());
     Ok(())
 }
 

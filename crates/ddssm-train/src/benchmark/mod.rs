@@ -1,7 +1,8 @@
 //! A forecasting benchmark over real series (`cargo xtask real-data`, `configs/real-data.toml`):
 //! its settings — data sets, column roles, windows, seeds —, one model's fit and scores on a data
 //! set ([`RealDataConfig::fit`]) and what it records per data set (each forecaster's fits over
-//! seeds, scored on the rolling-origin test windows by [`crate::series`]).
+//! seeds, scored on the rolling-origin test windows by [`crate::series`]), and its report
+//! ([`write_report`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::series::{
     fit_and_score, horizon, panel_sizes, series_run, MarginalBaseline, Transition,
 };
-use crate::{ModelRun, Result, TrainOptions};
+use crate::{Error, ModelRun, Result, TrainOptions};
+
+mod report;
+
+pub use report::{report, write_report};
 
 /// The benchmark's settings (`configs/real-data.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +40,53 @@ pub struct RealDataConfig {
 }
 
 impl RealDataConfig {
+    /// Checks every setting before any work: at least one step, seed and data set, at least two
+    /// samples, a batch size of at least one when set, and per data set a season of at least one
+    /// and seed lists only for `ddssm` and `dkf`, none empty. The error names the setting (and
+    /// the data set, as `dataset[i] (NAME)`).
+    pub fn validate(&self) -> Result<()> {
+        let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(Error::State(what)) };
+        check(self.steps >= 1, "steps = 0: at least 1".into())?;
+        check(!self.seeds.is_empty(), "seeds is empty".into())?;
+        check(
+            self.samples >= 2,
+            format!("samples = {}: at least 2", self.samples),
+        )?;
+        check(
+            self.batch_size != Some(0),
+            "batch_size = 0: at least 1".into(),
+        )?;
+        check(!self.dataset.is_empty(), "no [[dataset]]".into())?;
+        for (i, ds) in self.dataset.iter().enumerate() {
+            let at = format!("dataset[{i}] ({})", ds.name);
+            check(ds.season >= 1, format!("{at}: season = 0: at least 1"))?;
+            for (model, seeds) in &ds.seeds {
+                check(
+                    ["ddssm", "dkf"].contains(&model.as_str()) && !seeds.is_empty(),
+                    format!("{at}: seeds.{model}: a non-empty list for `ddssm` or `dkf`"),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every data set's file and cuts its rolling-origin windows, in the config's order;
+    /// the error names the data set as `dataset[i] (NAME)`.
+    pub fn read_datasets(&self) -> Result<Vec<(Panel, Splits)>> {
+        self.dataset
+            .iter()
+            .enumerate()
+            .map(|(i, ds)| {
+                let at = |e: &dyn std::fmt::Display| {
+                    Error::State(format!("dataset[{i}] ({}): {e}", ds.name))
+                };
+                let panel = ddssm_data::read_csv(&ds.file, &ds.columns).map_err(|e| at(&e))?;
+                let splits = ddssm_data::rolling_origin(&panel, &ds.spec()).map_err(|e| at(&e))?;
+                Ok((panel, splits))
+            })
+            .collect()
+    }
+
     /// The paper's configs for `transition` sized to `panel` ([`series_run`]), with this config's
     /// `batch_size` when it sets one (capped at the `windows` training windows).
     pub fn model_run(

@@ -19,21 +19,12 @@ pub const CODE_PATHS: [&str; 6] = [
 /// The short hash of the commit checked out at `dir`, with `-dirty` when a tracked file under
 /// [`CODE_PATHS`] differs from it (`unknown` outside a git checkout or without `git`).
 pub fn describe(dir: &Path) -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+    let Some(head) = git(dir, &["rev-parse", "--short", "HEAD"]) else {
         return "unknown".into();
     };
     let mut status = vec!["status", "--porcelain", "--untracked-files=no", "--"];
     status.extend(CODE_PATHS);
-    match git(&status) {
+    match git(dir, &status) {
         Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
         _ => head,
     }
@@ -42,13 +33,7 @@ pub fn describe(dir: &Path) -> String {
 /// The files git changes when the checked-out commit moves (`HEAD`, the branch heads), under the
 /// checkout's git directory; empty outside a checkout.
 pub fn head_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let git_dir = std::process::Command::new("git")
-        .current_dir(dir)
-        .args(["rev-parse", "--absolute-git-dir"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let git_dir = git(dir, &["rev-parse", "--absolute-git-dir"]).map(std::path::PathBuf::from);
     git_dir.map_or_else(Vec::new, |g| {
         ["HEAD", "refs/heads", "packed-refs"]
             .iter()
@@ -56,6 +41,17 @@ pub fn head_files(dir: &Path) -> Vec<std::path::PathBuf> {
             .filter(|p| p.exists())
             .collect()
     })
+}
+
+/// `git ARGS` run in `dir`: its trimmed output, or `None` when git is missing or fails.
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
 use ddssm_data::{Panel, Splits};
-use ddssm_eval::forecasting::{baselines, quantile_fans};
+use ddssm_eval::forecasting::quantile_fans;
 use ddssm_model::checkpoint::write_atomic;
 use ddssm_train::benchmark::{write_report, DatasetConfig, DatasetResults, Fit, RealDataConfig};
-use ddssm_train::series::{score_draws, Transition};
+use ddssm_train::series::score_draws;
 use serde::Deserialize;
 
 /// The options of `cargo xtask real-data`.
@@ -66,15 +66,8 @@ pub fn run(args: &Args) -> Result<()> {
     if args.resume && fits_path.exists() {
         let (old, fits): (RealDataConfig, BTreeMap<String, Fit>) =
             serde_json::from_str(&std::fs::read_to_string(&fits_path)?)?;
-        // A fit is keyed by data set, model and seed: which seeds run may change.
-        let settings = |c: &RealDataConfig| {
-            let mut c = c.clone();
-            c.seeds.clear();
-            c.dataset.iter_mut().for_each(|d| d.seeds.clear());
-            c
-        };
         ensure!(
-            settings(&old) == settings(&cfg),
+            cfg.same_but_seeds(&old),
             "--resume: {} was written for another config",
             fits_path.display()
         );
@@ -90,40 +83,14 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let mut all = Vec::new();
     for (ds, (panel, splits)) in cfg.dataset.iter().zip(&data) {
-        let at = ds.at();
-        let mut fits: BTreeMap<String, BTreeMap<u64, Fit>> = BTreeMap::new();
-        for (name, evaluation) in baselines(panel, &splits.test, at) {
-            let fit = Fit {
-                evaluation,
-                fit_seconds: 0.0,
-                validation_nelbo: None,
-                fans: None,
-            };
-            fits.entry(name).or_default().insert(0, fit);
-        }
-        for transition in [Transition::Ddssm, Transition::Dkf] {
-            let seeds = ds.seeds.get(transition.name()).unwrap_or(&cfg.seeds);
-            for &seed in seeds {
-                let key = format!("{}/{}/{seed}", ds.name, transition.name());
-                let fit = match done.get(&key) {
-                    Some(fit) => fit.clone(),
-                    None => {
-                        let first = seed == seeds[0];
-                        let fit =
-                            cfg.fit(ds, (panel, splits), (transition, seed), first, &args.device)?;
-                        done.insert(key.clone(), fit.clone());
-                        write_atomic(
-                            &fits_path,
-                            serde_json::to_string(&(&cfg, &done))?.as_bytes(),
-                        )?;
-                        fit
-                    }
-                };
-                fits.entry(transition.name().into())
-                    .or_default()
-                    .insert(seed, fit);
-            }
-        }
+        let mut fits = cfg.fit_models(ds, (panel, splits), &mut done, &args.device, |done| {
+            Ok(write_atomic(
+                &fits_path,
+                serde_json::to_string(&(&cfg, done))
+                    .map_err(|e| ddssm_train::Error::State(e.to_string()))?
+                    .as_bytes(),
+            )?)
+        })?;
         if let Some(python) = &args.python {
             let key = |seed: u64| format!("{}/statsmodels/{seed}", ds.name);
             let recorded: Option<BTreeMap<u64, Fit>> = cfg

@@ -4,6 +4,7 @@
 //! and bad configs refused before any work.
 
 use super::*;
+use ddssm_train::series::Transition;
 
 const TINY: &str = r#"
 steps = 2

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 use ddssm_data::{Columns, ObservedStep, Panel, Splits, WindowSpec};
-use ddssm_eval::forecasting::{quantile_fans, Evaluation, Fans, Horizon};
+use ddssm_eval::forecasting::{baselines, quantile_fans, Evaluation, Fans, Horizon};
 use ddssm_tensor_ops::SeededNoise;
 use serde::{Deserialize, Serialize};
 
@@ -191,6 +191,69 @@ impl DatasetConfig {
             test_windows: self.test_windows,
             validation_windows: self.test_windows,
         }
+    }
+}
+
+/// Fits recorded so far, keyed `data set/model/seed` ([`RealDataConfig::fit_models`]).
+pub type RecordedFits = BTreeMap<String, Fit>;
+
+impl RealDataConfig {
+    /// Whether fits recorded under `other` hold under `self`: every setting agrees except which
+    /// seeds run (a fit is keyed by its seed, so seeds may be added or dropped).
+    pub fn same_but_seeds(&self, other: &Self) -> bool {
+        let settings = |c: &Self| {
+            let mut c = c.clone();
+            c.seeds.clear();
+            c.dataset.iter_mut().for_each(|d| d.seeds.clear());
+            c
+        };
+        settings(self) == settings(other)
+    }
+
+    /// Every model fit of data set `ds`: the point baselines (as seed 0), then the DDSSM and the
+    /// DKF on each of their seeds, by model name and seed. A fit already in `done` is reused;
+    /// each new one is added to `done`, and `record` is called with it then, so a caller can keep
+    /// finished fits across an interruption.
+    pub fn fit_models(
+        &self,
+        ds: &DatasetConfig,
+        (panel, splits): (&Panel, &Splits),
+        done: &mut RecordedFits,
+        device: &Device,
+        mut record: impl FnMut(&RecordedFits) -> Result<()>,
+    ) -> Result<BTreeMap<String, BTreeMap<u64, Fit>>> {
+        let at = ds.at();
+        let mut fits: BTreeMap<String, BTreeMap<u64, Fit>> = BTreeMap::new();
+        for (name, evaluation) in baselines(panel, &splits.test, at) {
+            let fit = Fit {
+                evaluation,
+                fit_seconds: 0.0,
+                validation_nelbo: None,
+                fans: None,
+            };
+            fits.entry(name).or_default().insert(0, fit);
+        }
+        for transition in [Transition::Ddssm, Transition::Dkf] {
+            let seeds = ds.seeds.get(transition.name()).unwrap_or(&self.seeds);
+            for &seed in seeds {
+                let key = format!("{}/{}/{seed}", ds.name, transition.name());
+                let fit = match done.get(&key) {
+                    Some(fit) => fit.clone(),
+                    None => {
+                        let first = seed == seeds[0];
+                        let fit =
+                            self.fit(ds, (panel, splits), (transition, seed), first, device)?;
+                        done.insert(key, fit.clone());
+                        record(done)?;
+                        fit
+                    }
+                };
+                fits.entry(transition.name().into())
+                    .or_default()
+                    .insert(seed, fit);
+            }
+        }
+        Ok(fits)
     }
 }
 

@@ -82,14 +82,16 @@ pub fn run(args: &Args) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let mut all = Vec::new();
+    // Records the fits finished so far (`--resume` reads them back).
+    let save = |done: &BTreeMap<String, Fit>| -> Result<()> {
+        Ok(write_atomic(
+            &fits_path,
+            serde_json::to_string(&(&cfg, done))?.as_bytes(),
+        )?)
+    };
     for (ds, (panel, splits)) in cfg.dataset.iter().zip(&data) {
         let mut fits = cfg.fit_models(ds, (panel, splits), &mut done, &args.device, |done| {
-            Ok(write_atomic(
-                &fits_path,
-                serde_json::to_string(&(&cfg, done))
-                    .map_err(|e| ddssm_train::Error::State(e.to_string()))?
-                    .as_bytes(),
-            )?)
+            save(done).map_err(|e| ddssm_train::Error::State(e.to_string()))
         })?;
         if let Some(python) = &args.python {
             let key = |seed: u64| format!("{}/statsmodels/{seed}", ds.name);
@@ -105,10 +107,7 @@ pub fn run(args: &Args) -> Result<()> {
                     for (&s, fit) in &by_seed {
                         done.insert(key(s), fit.clone());
                     }
-                    write_atomic(
-                        &fits_path,
-                        serde_json::to_string(&(&cfg, &done))?.as_bytes(),
-                    )?;
+                    save(&done)?;
                     by_seed
                 }
             };

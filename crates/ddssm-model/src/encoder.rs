@@ -21,7 +21,9 @@
 
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
-use ddssm_nets::{ContextProducer, Dense, FutureSummary, GaussianHead, SideInfo, TemporalSide};
+use ddssm_nets::{
+    ContextProducer, ContextWeights, Dense, FutureSummary, GaussianHead, SideInfo, TemporalSide,
+};
 use ddssm_tensor_ops::{history_windows, repeat_rows, DiagGaussian, SeededNoise, WindowKind};
 
 use crate::model::section;
@@ -345,7 +347,12 @@ impl Encoder {
     /// `inputs`: the slot depends on the sequence only, not on the sampled history, because the
     /// time mixers are causal, so it is computed once per sequence instead of once per chain
     /// ([`ContextProducer::prefix`]); only where [`Encoder::shares_summary_slot`].
-    fn summary_slot(&self, inputs: &EncoderInputs, t: usize) -> Result<ddssm_nets::ContextPrefix> {
+    fn summary_slot(
+        &self,
+        weights: &ContextWeights,
+        inputs: &EncoderInputs,
+        t: usize,
+    ) -> Result<ddssm_nets::ContextPrefix> {
         let summary = inputs
             .summary
             .narrow(1, t, 1)?
@@ -359,7 +366,7 @@ impl Encoder {
                 .transpose()?,
             static_: inputs.static_.clone(),
         };
-        Ok(self.context.prefix(&summary, &side)?)
+        Ok(self.context.prefix(weights, &summary, &side)?)
     }
 
     /// Whether the summary slot can be computed once per sequence: the model has history slots
@@ -372,6 +379,7 @@ impl Encoder {
     /// sequences: `history` `[R, j, M]`, `side` the history slots' side information.
     fn posterior_after(
         &self,
+        weights: &ContextWeights,
         prefix: &ddssm_nets::ContextPrefix,
         samples: usize,
         history: &Tensor,
@@ -384,7 +392,7 @@ impl Encoder {
             .contiguous()?;
         let context = self
             .context
-            .forward_with_prefix(prefix, samples, &input, side)?;
+            .forward_with_prefix(weights, prefix, samples, &input, side)?;
         self.head(&context, history)
     }
 
@@ -430,7 +438,11 @@ impl Encoder {
         let times = residual
             .map(|r| r.times(inputs.len(), &inputs.summary))
             .transpose()?;
-        let shared = self.shares_summary_slot();
+        // The context producer's weights cut once for the `T` steps (each cut is a graph node).
+        let shared = self
+            .shares_summary_slot()
+            .then(|| self.context.weights())
+            .transpose()?;
         let (n, t_len) = (inputs.batch(), inputs.len());
         let (m, j) = (self.latent_dim, self.order);
         let (dtype, dev) = (inputs.summary.dtype(), inputs.summary.device().clone());
@@ -454,16 +466,16 @@ impl Encoder {
                 .temporal
                 .as_ref()
                 .map(|s| s.narrow(1, t, 1)?.squeeze(1));
-            let q = if shared {
+            let q = if let Some(weights) = &shared {
                 // The history slots only, after the summary slot computed per sequence.
-                let prefix = self.summary_slot(base, t)?;
+                let prefix = self.summary_slot(weights, base, t)?;
                 let side = SideInfo {
                     temporal: temporal
                         .map(|s| s?.narrow(1, 1, j)?.contiguous())
                         .transpose()?,
                     static_: inputs.static_.clone(),
                 };
-                self.posterior_after(&prefix, samples, &history, &side)?
+                self.posterior_after(weights, &prefix, samples, &history, &side)?
             } else {
                 let side = SideInfo {
                     temporal: temporal.map(|s| s?.contiguous()).transpose()?,

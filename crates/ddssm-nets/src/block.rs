@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer, TimeMixerConfig,
+    ConvTaps, Dense, FeatureMixer, FeatureMixerConfig, Result, SideInfo, TimeMixer, TimeMixerConfig,
 };
 
 /// A per-row diffusion-level embedding stored once per distinct level: row `r` uses
@@ -127,10 +127,11 @@ impl ResidualBlock {
         diffusion_emb: Option<&LevelEmbedding>,
         skip_sum: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
-        not_last(self.forward_as(x, side, diffusion_emb, skip_sum, None)?)
+        not_last(self.forward_as(x, side, diffusion_emb, skip_sum, None, None)?)
     }
 
-    /// [`ResidualBlock::forward`] in a stack: `last` as in [`ResidualBlock::after_time_mixer`].
+    /// [`ResidualBlock::forward`] in a stack: `last` and `weights` as in
+    /// [`ResidualBlock::after_time_mixer`].
     fn forward_as(
         &self,
         x: &Tensor,
@@ -138,13 +139,16 @@ impl ResidualBlock {
         diffusion_emb: Option<&LevelEmbedding>,
         skip_sum: Option<&Tensor>,
         last: Option<f64>,
+        weights: Option<&BlockWeights>,
     ) -> Result<(Option<Tensor>, Tensor)> {
         let mut y = x.clone();
         if let (Some(proj), Some(e)) = (&self.diffusion_projection, diffusion_emb) {
             y = y.broadcast_add(&e.project(proj)?.unsqueeze(1)?.unsqueeze(1)?)?;
         }
-        let y = self.time_mixer.forward(&y)?;
-        self.after_time_mixer(&y, x, side, skip_sum, last)
+        let y = self
+            .time_mixer
+            .forward_with(&y, weights.and_then(|w| w.time.as_ref()))?;
+        self.after_time_mixer(&y, x, side, skip_sum, last, weights)
     }
 
     /// [`ResidualBlock::forward`] on the last slots of the time axis only, for a block without a
@@ -152,7 +156,8 @@ impl ResidualBlock {
     /// `P…P+L_s−1`, `prefix` (`[B, H, P, C]`) this block's input at slots `0…P−1`, which the
     /// time mixer reads (prefix row `b` precedes rows `r·B + b` of `x`); `side` and `skip_sum`
     /// cover the `L_s` slots. Every slot's result has the bits of the whole-sequence call's
-    /// ([`TimeMixer::forward_after`]; every other part works row by row).
+    /// ([`TimeMixer::forward_after`]; every other part works row by row). `weights`: this
+    /// block's weights cut beforehand ([`ResidualBlock::weights`]), else cut for this call.
     pub fn forward_suffix(
         &self,
         prefix: &Tensor,
@@ -160,12 +165,14 @@ impl ResidualBlock {
         x: &Tensor,
         side: &SideInfo,
         skip_sum: Option<&Tensor>,
+        weights: Option<&BlockWeights>,
     ) -> Result<(Tensor, Tensor)> {
-        not_last(self.forward_suffix_as(prefix, repeat, x, side, skip_sum, None)?)
+        not_last(self.forward_suffix_as(prefix, repeat, x, side, skip_sum, None, weights)?)
     }
 
     /// [`ResidualBlock::forward_suffix`] in a stack: `last` as in
     /// [`ResidualBlock::after_time_mixer`].
+    #[allow(clippy::too_many_arguments)]
     fn forward_suffix_as(
         &self,
         prefix: &Tensor,
@@ -174,14 +181,59 @@ impl ResidualBlock {
         side: &SideInfo,
         skip_sum: Option<&Tensor>,
         last: Option<f64>,
+        weights: Option<&BlockWeights>,
     ) -> Result<(Option<Tensor>, Tensor)> {
-        let y = self.time_mixer.forward_after(prefix, x, repeat)?;
-        self.after_time_mixer(&y, x, side, skip_sum, last)
+        let y = self.time_mixer.forward_after(
+            prefix,
+            x,
+            repeat,
+            weights.and_then(|w| w.time.as_ref()),
+        )?;
+        self.after_time_mixer(&y, x, side, skip_sum, last, weights)
+    }
+
+    /// The pieces of this block's weights that its ops take separately — the output
+    /// projection's residual and skip halves, the mixers' convolution taps — cut once, to be
+    /// passed to many calls on the same parameters (the encoder's `T` sequential steps): each
+    /// cut is an autograd node whose backward pass pads its gradient back to the whole weight,
+    /// so cutting once per ELBO evaluation instead of once per call removes those nodes from
+    /// every step but one. The same bits as cutting at each call.
+    pub fn weights(&self) -> Result<BlockWeights> {
+        Ok(BlockWeights {
+            time: self.time_mixer.taps()?,
+            feature: self.feature_mixer.taps()?,
+            ..self.weights_for_one_call()?
+        })
+    }
+
+    /// The weights' pieces for a single call: the output projection's halves (views of its
+    /// weight and bias); the taps are left to the mixers to cut where they need them (a
+    /// whole-sequence convolution takes the whole weight and cuts none).
+    fn weights_for_one_call(&self) -> Result<BlockWeights> {
+        let (w, b) = (
+            self.output_projection.weight(),
+            self.output_projection.bias(),
+        );
+        let c = w.dim(1)?;
+        let half = |i: usize| -> Result<(Tensor, Option<Tensor>)> {
+            Ok((
+                w.narrow(0, i * c, c)?,
+                b.map(|b| b.narrow(0, i * c, c)).transpose()?,
+            ))
+        };
+        Ok(BlockWeights {
+            time: None,
+            feature: None,
+            residual: half(0)?,
+            skip: half(1)?,
+        })
     }
 
     /// Everything after the time mixer: `y` is the time mixer's output, `x` the block's input.
     /// `last`: the stack's `1/√layers` when this is its last block, whose residual output no
     /// one reads (then `None` is returned for it, and the scale is applied to the skip sum).
+    /// `weights`: the weights' pieces cut beforehand ([`ResidualBlock::weights`]), else they are
+    /// cut for this call.
     fn after_time_mixer(
         &self,
         y: &Tensor,
@@ -189,8 +241,19 @@ impl ResidualBlock {
         side: &SideInfo,
         skip_sum: Option<&Tensor>,
         last: Option<f64>,
+        weights: Option<&BlockWeights>,
     ) -> Result<(Option<Tensor>, Tensor)> {
-        let y = self.feature_mixer.forward(y)?;
+        let cut;
+        let weights = match weights {
+            Some(w) => w,
+            None => {
+                cut = self.weights_for_one_call()?;
+                &cut
+            }
+        };
+        let y = self
+            .feature_mixer
+            .forward_with(y, weights.feature.as_ref())?;
         let y = self.mid_projection.forward(&y)?;
         let temporal = match (&self.cond_temporal, &side.temporal) {
             (Some(proj), Some(t)) => Some(proj.forward(t)?),
@@ -204,20 +267,13 @@ impl ResidualBlock {
         // The output projection (`C → 2C`) as its residual and skip halves, two `C → C`
         // projections, each added as it is stored: the residual half into the residual update,
         // the skip half into the running sum of skips.
-        let (w, b) = (
-            self.output_projection.weight(),
-            self.output_projection.bias(),
-        );
-        let c = w.dim(1)?;
-        let half = |t: &Tensor, i: usize| t.narrow(0, i * c, c);
-        let (w_res, w_skip) = (half(w, 0)?, half(w, 1)?);
-        let b_res = b.map(|b| half(b, 0)).transpose()?;
-        let b_skip = b.map(|b| half(b, 1)).transpose()?;
+        let (w_res, b_res) = &weights.residual;
+        let (w_skip, b_skip) = &weights.skip;
         let next = match last {
             Some(_) => None,
             None => Some(ddssm_tensor_ops::linear_residual(
                 &y,
-                &w_res,
+                w_res,
                 b_res.as_ref(),
                 x,
             )?),
@@ -225,14 +281,28 @@ impl ResidualBlock {
         let b_skip = b_skip.as_ref();
         let sum = match (skip_sum, last) {
             (Some(s), Some(k)) => {
-                ddssm_tensor_ops::linear_accumulate_scaled(&y, &w_skip, b_skip, s, k)?
+                ddssm_tensor_ops::linear_accumulate_scaled(&y, w_skip, b_skip, s, k)?
             }
-            (Some(s), None) => ddssm_tensor_ops::linear_accumulate(&y, &w_skip, b_skip, s)?,
-            (None, Some(k)) => (ddssm_tensor_ops::linear(&y, &w_skip, b_skip)? * k)?,
-            (None, None) => ddssm_tensor_ops::linear(&y, &w_skip, b_skip)?,
+            (Some(s), None) => ddssm_tensor_ops::linear_accumulate(&y, w_skip, b_skip, s)?,
+            (None, Some(k)) => (ddssm_tensor_ops::linear(&y, w_skip, b_skip)? * k)?,
+            (None, None) => ddssm_tensor_ops::linear(&y, w_skip, b_skip)?,
         };
         Ok((next, sum))
     }
+}
+
+/// The pieces of a residual block's weights its ops take separately, cut once for many calls
+/// ([`ResidualBlock::weights`]).
+#[derive(Debug, Clone)]
+pub struct BlockWeights {
+    /// The time mixer's convolution taps.
+    time: Option<ConvTaps>,
+    /// The feature mixer's convolution taps.
+    feature: Option<ConvTaps>,
+    /// The output projection's residual half: weight `[C, C]`, bias `[C]`.
+    residual: (Tensor, Option<Tensor>),
+    /// The output projection's skip half.
+    skip: (Tensor, Option<Tensor>),
 }
 
 /// The `(next x, skip sum)` of a block run outside a stack's last position, where the residual
@@ -293,21 +363,35 @@ impl ResidualStack {
         diffusion_emb: Option<&LevelEmbedding>,
     ) -> Result<Tensor> {
         self.run(x, |block, x, skip, last| {
-            block.forward_as(x, side, diffusion_emb, skip, last)
+            block.forward_as(x, side, diffusion_emb, skip, last, None)
         })
     }
 
+    /// Every block's weights cut once for many calls on the same parameters
+    /// ([`ResidualBlock::weights`]).
+    pub fn weights(&self) -> Result<StackWeights> {
+        Ok(StackWeights(
+            self.blocks
+                .iter()
+                .map(ResidualBlock::weights)
+                .collect::<Result<_>>()?,
+        ))
+    }
+
     /// [`ResidualStack::forward`], also returning each block's input (for
-    /// [`ResidualStack::forward_suffix`] on later slots).
+    /// [`ResidualStack::forward_suffix`] on later slots); `weights` from
+    /// [`ResidualStack::weights`].
     pub fn forward_keeping_inputs(
         &self,
+        weights: &StackWeights,
         x: &Tensor,
         side: &SideInfo,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut inputs = Vec::with_capacity(self.blocks.len());
+        let mut weights = weights.blocks();
         let total = self.run(x, |block, x, skip, last| {
             inputs.push(x.clone());
-            block.forward_as(x, side, None, skip, last)
+            block.forward_as(x, side, None, skip, last, weights.next())
         })?;
         Ok((total, inputs))
     }
@@ -315,18 +399,20 @@ impl ResidualStack {
     /// [`ResidualStack::forward`] on the last slots of the time axis
     /// ([`ResidualBlock::forward_suffix`]): `prefix_inputs` holds each block's input at the earlier
     /// slots for `B` rows, as [`ResidualStack::forward_keeping_inputs`] returned them, and `x` has
-    /// `repeat·B` rows.
+    /// `repeat·B` rows; `weights` from [`ResidualStack::weights`].
     pub fn forward_suffix(
         &self,
+        weights: &StackWeights,
         prefix_inputs: &[Tensor],
         repeat: usize,
         x: &Tensor,
         side: &SideInfo,
     ) -> Result<Tensor> {
         let mut prefixes = prefix_inputs.iter();
+        let mut weights = weights.blocks();
         self.run(x, |block, x, skip, last| {
             let prefix = prefixes.next().expect("one prefix per block");
-            block.forward_suffix_as(prefix, repeat, x, side, skip, last)
+            block.forward_suffix_as(prefix, repeat, x, side, skip, last, weights.next())
         })
     }
 
@@ -364,5 +450,17 @@ impl ResidualStack {
         self.blocks
             .iter()
             .all(|b| b.diffusion_projection.is_none() && b.time_mixer.continues_prefix())
+    }
+}
+
+/// A stack's weights cut once for many calls ([`ResidualStack::weights`]): one
+/// [`BlockWeights`] per block.
+#[derive(Debug, Clone)]
+pub struct StackWeights(Vec<BlockWeights>);
+
+impl StackWeights {
+    /// Each block's weights, in the stack's order.
+    fn blocks(&self) -> impl Iterator<Item = &BlockWeights> {
+        self.0.iter()
     }
 }

@@ -12,7 +12,9 @@ use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::{check_shape, Dense, ResidualStack, ResidualStackConfig, Result, SideInfo};
+use crate::{
+    check_shape, Dense, ResidualStack, ResidualStackConfig, Result, SideInfo, StackWeights,
+};
 
 /// Configuration of a context producer; the default is the paper's encoder/decoder context
 /// (Table 1: 2 layers, 16 channels, Conv(k = 2) time and feature mixers).
@@ -105,6 +107,13 @@ impl ContextProducer {
         self.pool(&self.project(&y)?)
     }
 
+    /// The residual stack's weights cut once for many calls of [`ContextProducer::prefix`] and
+    /// [`ContextProducer::forward_with_prefix`] on the same parameters (the encoder's `T`
+    /// sequential steps; [`ddssm_nets::ResidualBlock::weights`](crate::ResidualBlock::weights)).
+    pub fn weights(&self) -> Result<ContextWeights> {
+        Ok(ContextWeights(self.stack.weights()?))
+    }
+
     /// Whether [`ContextProducer::prefix`] and [`ContextProducer::forward_with_prefix`] apply:
     /// every time mixer is a causal convolution or the identity.
     pub fn supports_prefix(&self) -> bool {
@@ -114,8 +123,14 @@ impl ContextProducer {
     /// The work on the first `P` slots of inputs `[B, H_seq, P]` (`P < L`), which a causal time
     /// mixer lets [`ContextProducer::forward_with_prefix`] reuse for every continuation of them:
     /// the encoder's summary slot is shared by all of a sequence's chains. `side` covers the `P`
-    /// slots. Fails where [`ContextProducer::supports_prefix`] is false.
-    pub fn prefix(&self, input: &Tensor, side: &SideInfo) -> Result<ContextPrefix> {
+    /// slots; `weights` from [`ContextProducer::weights`]. Fails where
+    /// [`ContextProducer::supports_prefix`] is false.
+    pub fn prefix(
+        &self,
+        weights: &ContextWeights,
+        input: &Tensor,
+        side: &SideInfo,
+    ) -> Result<ContextPrefix> {
         let dims = input.dims();
         check_shape(
             self.supports_prefix()
@@ -127,9 +142,9 @@ impl ContextProducer {
             format!("[B, {}, P] with 1 ≤ P < {}", self.h_seq, self.len),
             dims,
         )?;
-        let (y, block_inputs) = self
-            .stack
-            .forward_keeping_inputs(&self.lift(input)?, side)?;
+        let (y, block_inputs) =
+            self.stack
+                .forward_keeping_inputs(&weights.0, &self.lift(input)?, side)?;
         Ok(ContextPrefix {
             block_inputs,
             output: self.project(&y)?,
@@ -139,9 +154,11 @@ impl ContextProducer {
     /// [`ContextProducer::forward`] of inputs whose first `P` slots `prefix` (over `B` rows)
     /// already holds: `input` `[repeat·B, H_seq, L − P]` is the rest, row `r·B + b` continuing
     /// prefix row `b`, and `side` covers those `L − P` slots. Returns `[repeat·B, H_seq·C]`, with
-    /// the bits of [`ContextProducer::forward`] on the joined input.
+    /// the bits of [`ContextProducer::forward`] on the joined input. `weights` from
+    /// [`ContextProducer::weights`].
     pub fn forward_with_prefix(
         &self,
+        weights: &ContextWeights,
         prefix: &ContextPrefix,
         repeat: usize,
         input: &Tensor,
@@ -158,9 +175,13 @@ impl ContextProducer {
             format!("[{}, {}, {}]", repeat * b, self.h_seq, self.len - p),
             dims,
         )?;
-        let y =
-            self.stack
-                .forward_suffix(&prefix.block_inputs, repeat, &self.lift(input)?, side)?;
+        let y = self.stack.forward_suffix(
+            &weights.0,
+            &prefix.block_inputs,
+            repeat,
+            &self.lift(input)?,
+            side,
+        )?;
         let head = ddssm_tensor_ops::repeat_rows(&prefix.output, repeat)?;
         self.pool(&Tensor::cat(&[&head, &self.project(&y)?], 2)?)
     }
@@ -205,3 +226,8 @@ impl ContextPrefix {
         Ok(self.output.dim(2)?)
     }
 }
+
+/// A context producer's residual-stack weights cut once for many calls on the same parameters
+/// ([`ContextProducer::weights`]).
+#[derive(Debug, Clone)]
+pub struct ContextWeights(StackWeights);

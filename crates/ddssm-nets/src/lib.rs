@@ -27,8 +27,10 @@ mod mixer;
 mod side;
 mod summary;
 
-pub use block::{LevelEmbedding, ResidualBlock, ResidualStack, ResidualStackConfig};
-pub use context::{ContextPrefix, ContextProducer, ContextProducerConfig};
+pub use block::{
+    BlockWeights, LevelEmbedding, ResidualBlock, ResidualStack, ResidualStackConfig, StackWeights,
+};
+pub use context::{ContextPrefix, ContextProducer, ContextProducerConfig, ContextWeights};
 pub use denoiser::{CsdiDenoiser, CsdiDenoiserConfig};
 pub use dense::Dense;
 pub(crate) use error::{check_config, check_shape, require};
@@ -36,7 +38,7 @@ pub use error::{Error, Result};
 pub use head::{GaussianHead, GaussianHeadConfig};
 pub use init::SeededVarMap;
 pub use mixer::{
-    gru_sequence, AxisConv, FeatureMixer, FeatureMixerConfig, TimeMixer, TimeMixerConfig,
+    gru_sequence, AxisConv, ConvTaps, FeatureMixer, FeatureMixerConfig, TimeMixer, TimeMixerConfig,
 };
 pub use side::{SideInfo, TemporalSide, TemporalSideConfig};
 pub use summary::{FutureSummary, FutureSummaryConfig};

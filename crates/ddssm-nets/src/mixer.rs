@@ -105,6 +105,12 @@ impl AxisConv {
     /// and are skipped: a single remaining tap at offset 0 is a plain 1×1 projection, anything else
     /// is [`ddssm_tensor_ops::axis_conv`] (one fused op).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, None)
+    }
+
+    /// [`AxisConv::forward`] taking a tap's weights from `taps` where one tap is used alone
+    /// (else cut from the weight for this call); the same bits.
+    pub fn forward_with(&self, x: &Tensor, taps: Option<&ConvTaps>) -> Result<Tensor> {
         if self.kernel == 1 {
             return self.proj.forward(x);
         }
@@ -112,11 +118,10 @@ impl AxisConv {
         let valid: Vec<usize> = (0..self.kernel)
             .filter(|&i| i.abs_diff(self.pad_before) < n)
             .collect();
-        let c = x.dim(3)?;
         if let [only] = valid[..] {
             // One tap with offset 0 — a plain 1×1 projection with that tap's weights.
             if only == self.pad_before {
-                let w = self.proj.weight().narrow(1, only * c, c)?;
+                let w = self.tap(only, taps)?;
                 return Ok(ddssm_tensor_ops::linear(x, &w, self.proj.bias())?);
             }
         }
@@ -132,7 +137,38 @@ impl AxisConv {
             self.pad_before,
         )?)
     }
+
+    /// Every tap's `[C, C]` weights, cut from the weight `[C, k·C]` and made contiguous, to be
+    /// passed to many calls on the same parameters ([`AxisConv::forward_with`],
+    /// [`AxisConv::forward_after`]): each cut is an autograd node whose backward pass pads its
+    /// gradient back to the whole weight, so cutting once per sequence of calls (the encoder's
+    /// `T` sequential steps) instead of once per call removes `T − 1` of them.
+    pub fn taps(&self) -> Result<ConvTaps> {
+        let w = self.proj.weight();
+        let c = w.dim(0)?;
+        let taps = (0..self.kernel)
+            .map(|i| Ok(w.narrow(1, i * c, c)?.contiguous()?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ConvTaps(taps))
+    }
+
+    /// Tap `i`'s weights `[C, C]`: from `taps`, or a view of the weight's columns.
+    fn tap(&self, i: usize, taps: Option<&ConvTaps>) -> Result<Tensor> {
+        match taps {
+            Some(taps) => Ok(taps.0[i].clone()),
+            None => {
+                let w = self.proj.weight();
+                let c = w.dim(0)?;
+                Ok(w.narrow(1, i * c, c)?)
+            }
+        }
+    }
 }
+
+/// An [`AxisConv`]'s taps cut from its weight once ([`AxisConv::taps`]): tap `i` holds columns
+/// `i·C … (i+1)·C − 1` of the weight, contiguous.
+#[derive(Debug, Clone)]
+pub struct ConvTaps(Vec<Tensor>);
 
 impl AxisConv {
     /// A causal convolution along time (axis 2) evaluated at the slots of `x` (`[R·B, H, L_s,
@@ -141,19 +177,25 @@ impl AxisConv {
     /// paper's kernel 2 and one slot after the prefix, the past tap and the bias are applied to
     /// the `B` prefix rows only (`(b + W₀x_{P−1}) + W₁x_P`, the forward pass's order); otherwise
     /// the repeated prefix and `x` are joined, convolved and cut.
-    pub fn forward_after(&self, prefix: &Tensor, x: &Tensor, repeat: usize) -> Result<Tensor> {
-        let (p, c) = (prefix.dim(2)?, x.dim(3)?);
+    /// The taps' weights come from `taps` where given (else they are cut for this call).
+    pub fn forward_after(
+        &self,
+        prefix: &Tensor,
+        x: &Tensor,
+        repeat: usize,
+        taps: Option<&ConvTaps>,
+    ) -> Result<Tensor> {
+        let p = prefix.dim(2)?;
         if self.axis == 2 && self.kernel == 2 && self.pad_before == 1 && x.dim(2)? == 1 {
-            let w = self.proj.weight();
             let past = ddssm_tensor_ops::linear(
                 &prefix.narrow(2, p - 1, 1)?,
-                &w.narrow(1, 0, c)?,
+                &self.tap(0, taps)?,
                 self.proj.bias(),
             )?;
             let past = ddssm_tensor_ops::repeat_rows(&past, repeat)?;
             return Ok(ddssm_tensor_ops::linear_accumulate(
                 x,
-                &w.narrow(1, c, c)?,
+                &self.tap(1, taps)?,
                 None,
                 &past,
             )?);
@@ -194,13 +236,26 @@ impl TimeMixer {
 
     /// Mixes `x` (`[B, H, L, C]`) along `L`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, None)
+    }
+
+    /// [`TimeMixer::forward`] with a convolution's taps cut beforehand ([`TimeMixer::taps`]).
+    pub fn forward_with(&self, x: &Tensor, taps: Option<&ConvTaps>) -> Result<Tensor> {
         match self {
-            Self::Conv(c) => c.forward(x),
+            Self::Conv(c) => c.forward_with(x, taps),
             Self::Gru(gru) => {
                 let (b, h, l, c) = x.dims4()?;
                 Ok(gru_sequence(gru, &x.reshape((b * h, l, c))?)?.reshape((b, h, l, c))?)
             }
             Self::Identity => Ok(x.clone()),
+        }
+    }
+
+    /// A convolution's taps, cut once for many calls ([`AxisConv::taps`]); `None` for the others.
+    pub fn taps(&self) -> Result<Option<ConvTaps>> {
+        match self {
+            Self::Conv(c) => c.taps().map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -212,10 +267,17 @@ impl TimeMixer {
 
     /// The mixer's output at the slots of `x` (`[R·B, H, L_s, C]`) that follow the slots of
     /// `prefix` (`[B, H, P, C]`, prefix row `b` preceding rows `r·B + b`), with the bits of
-    /// [`TimeMixer::forward`] on the joined slots ([`AxisConv::forward_after`]). Fails for a GRU.
-    pub fn forward_after(&self, prefix: &Tensor, x: &Tensor, repeat: usize) -> Result<Tensor> {
+    /// [`TimeMixer::forward`] on the joined slots ([`AxisConv::forward_after`], with `taps` as
+    /// there). Fails for a GRU.
+    pub fn forward_after(
+        &self,
+        prefix: &Tensor,
+        x: &Tensor,
+        repeat: usize,
+        taps: Option<&ConvTaps>,
+    ) -> Result<Tensor> {
         match self {
-            Self::Conv(c) => c.forward_after(prefix, x, repeat),
+            Self::Conv(c) => c.forward_after(prefix, x, repeat, taps),
             Self::Identity => Ok(x.clone()),
             Self::Gru(_) => Err(crate::Error::InvalidConfig {
                 field: "time_mixer.kind",
@@ -256,9 +318,24 @@ impl FeatureMixer {
 
     /// Mixes `x` (`[B, H, L, C]`) along `H`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, None)
+    }
+
+    /// [`FeatureMixer::forward`] with a convolution's taps cut beforehand
+    /// ([`FeatureMixer::taps`]).
+    pub fn forward_with(&self, x: &Tensor, taps: Option<&ConvTaps>) -> Result<Tensor> {
         match self {
-            Self::Conv(c) => c.forward(x),
+            Self::Conv(c) => c.forward_with(x, taps),
             Self::Identity => Ok(x.clone()),
+        }
+    }
+
+    /// A convolution's taps, cut once for many calls ([`AxisConv::taps`]); `None` for the
+    /// identity.
+    pub fn taps(&self) -> Result<Option<ConvTaps>> {
+        match self {
+            Self::Conv(c) => c.taps().map(Some),
+            Self::Identity => Ok(None),
         }
     }
 }

@@ -79,9 +79,10 @@ fn run(case: &Case, seed: u64) -> (Tensor, Tensor, f32) {
             .map(|t| t.narrow(1, p, l - p).unwrap()),
         static_: full_side.static_.clone(),
     };
-    let prefix = cp.prefix(&head, &prefix_side).unwrap();
+    let cut = cp.weights().unwrap();
+    let prefix = cp.prefix(&cut, &head, &prefix_side).unwrap();
     let continued = cp
-        .forward_with_prefix(&prefix, repeat, &tail, &tail_side)
+        .forward_with_prefix(&cut, &prefix, repeat, &tail, &tail_side)
         .unwrap();
 
     let grads = |out: &Tensor| {
@@ -222,5 +223,86 @@ fn a_gru_time_mixer_refuses_a_prefix() {
     let cp = ContextProducer::new(&config, 4, 2, 0, 0, vb).unwrap();
     assert!(!cp.supports_prefix());
     let head = randn(&mut SeededNoise::new(51), &[2, 4, 1]);
-    assert!(cp.prefix(&head, &SideInfo::none()).is_err());
+    let cut = cp.weights().unwrap();
+    assert!(cp.prefix(&cut, &head, &SideInfo::none()).is_err());
+}
+
+/// Weights cut once and passed to several calls (the encoder's `T` steps, each a prefix and its
+/// continuation, the next step's input depending on the last one's output) give what cutting
+/// them at every call gives: the same outputs bit for bit, and the same parameter gradients up
+/// to the order of their sums (each cut's gradients are summed over the calls before being
+/// padded back into the whole weight, instead of padded per call and then summed), so to 1e-6
+/// of each gradient's largest entry for sums of a few terms (unit roundoff 6e-8).
+#[test]
+fn weights_cut_once_serve_many_calls() {
+    let (h, l, c, b, repeat, steps) = (3, 2, 16, 2, 3, 4);
+    let config = ContextProducerConfig {
+        stack: ResidualStackConfig::paper(2),
+    };
+    let (varmap, vb): (VarMap, _) = SeededVarMap::builder(60, DType::F32, &Device::Cpu);
+    let cp = ContextProducer::new(&config, h, l, 5, 0, vb).unwrap();
+    let mut noise = SeededNoise::new(61);
+    let heads: Vec<Tensor> = (0..steps).map(|_| randn(&mut noise, &[b, h, 1])).collect();
+    let temporal = randn(&mut noise, &[repeat * b, l, 5]);
+    let start = randn(&mut noise, &[repeat * b, h, 1]);
+    let mixing = randn(&mut noise, &[h * c, h]);
+    let chain = |once: bool| {
+        let shared = cp.weights().unwrap();
+        let side = |slots: usize, rows: usize| SideInfo {
+            temporal: Some(
+                temporal
+                    .narrow(0, 0, rows)
+                    .unwrap()
+                    .narrow(1, l - slots, slots)
+                    .unwrap(),
+            ),
+            static_: None,
+        };
+        let mut tail = start.clone();
+        let mut outputs = Vec::new();
+        for head in &heads {
+            let fresh;
+            let cut = if once {
+                &shared
+            } else {
+                fresh = cp.weights().unwrap();
+                &fresh
+            };
+            let prefix = cp
+                .prefix(
+                    cut,
+                    head,
+                    &SideInfo {
+                        temporal: Some(temporal.narrow(0, 0, b).unwrap().narrow(1, 0, 1).unwrap()),
+                        static_: None,
+                    },
+                )
+                .unwrap();
+            let out = cp
+                .forward_with_prefix(cut, &prefix, repeat, &tail, &side(1, repeat * b))
+                .unwrap();
+            tail = out
+                .matmul(&mixing)
+                .unwrap()
+                .tanh()
+                .unwrap()
+                .unsqueeze(2)
+                .unwrap();
+            outputs.push(out);
+        }
+        let all = Tensor::cat(&outputs, 1).unwrap();
+        let grads = all.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        (all, grads)
+    };
+    let (once, g_once) = chain(true);
+    let (each, g_each) = chain(false);
+    assert!(bits(&once) == bits(&each), "the outputs' bits differ");
+    for var in varmap.all_vars() {
+        let (a, e) = (
+            g_once.get(var.as_tensor()).expect("a gradient"),
+            g_each.get(var.as_tensor()).expect("a gradient"),
+        );
+        let diff = max_abs(&(a - e).unwrap()) / max_abs(e).max(1e-3);
+        assert!(diff < 1e-6, "a gradient differs by {diff}");
+    }
 }

@@ -28,7 +28,6 @@ use ddssm_train::tpe::Space;
 use ddssm_train::ModelRun;
 use serde_json::Value;
 
-use ddssm_train::experiment::ExperimentConfig;
 use ddssm_train::study::{
     best_trial, paper_run, rank_correlations, run_tpe_study, value, StudyOptions, Trial,
 };
@@ -44,15 +43,10 @@ pub struct Args {
     pub device: Device,
 }
 
-/// Runs (or continues) the study and writes its outputs.
+/// Runs (or continues) the study from its base config ([`StudyOptions::base_config`]) with
+/// [`run_tpe_study`], then writes the tuned config, the figure and the report.
 pub fn run(args: &Args) -> Result<()> {
-    study(args, args.study.base_config()?)
-}
-
-/// [`run`] from an explicit base config (its `seed`, and each run's `steps`, must already be
-/// the study's): [`run_tpe_study`], then the report.
-fn study(args: &Args, cfg: ExperimentConfig) -> Result<()> {
-    let outcome = run_tpe_study(&args.study, cfg, &args.device)?;
+    let outcome = run_tpe_study(&args.study, args.study.base_config()?, &args.device)?;
     finish(args, &outcome.base, &outcome.space, &outcome.trials)
 }
 

@@ -2,11 +2,15 @@
 //! repeatable, resumable after an interruption with the uninterrupted numbers, and never run over
 //! an existing folder on other terms.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use candle_core::Device;
 use ddssm_train::experiment::{self, ExperimentConfig, Results, RunOptions};
+
+use common::snapshot;
 
 fn quick(seed: u64, steps: usize) -> ExperimentConfig {
     let mut cfg = ExperimentConfig::paper().quick();
@@ -30,19 +34,6 @@ fn options(out: &Path, resume: bool, force: bool) -> RunOptions {
         ddssm_only: false,
         ddssm_init: None,
     }
-}
-
-/// Every file directly in `dir` with its bytes.
-fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        if p.is_file() {
-            files.push((p.clone(), std::fs::read(&p)?));
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// The same seed gives the same numbers in a fresh folder, and a run interrupted after 5 of its

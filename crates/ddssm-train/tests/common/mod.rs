@@ -99,3 +99,17 @@ pub fn resuming(path: &std::path::Path) -> TrainOptions {
         init: None,
     }
 }
+
+/// Every file directly in `dir` with its bytes, sorted: what a test compares to show that a
+/// refused or repeated call left a folder alone.
+pub fn snapshot(dir: &std::path::Path) -> Result<Vec<(std::path::PathBuf, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_file() {
+            files.push((p.clone(), std::fs::read(&p)?));
+        }
+    }
+    files.sort();
+    Ok(files)
+}

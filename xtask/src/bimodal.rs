@@ -218,12 +218,17 @@ mod tests {
         );
         assert!(Model::load(&args.out.join("dkf.safetensors"), &Device::Cpu).is_ok());
 
-        // Resuming a finished run trains nothing and reproduces the evaluation.
+        // Resuming a finished run trains nothing, keeps the training's report (carried from
+        // the history beside each checkpoint) and reproduces the evaluation.
         run(&args)?;
         let second: Results =
             serde_json::from_str(&std::fs::read_to_string(args.out.join("results.json"))?)?;
         assert_eq!(second.training["ddssm"].start_step, 3);
-        assert!(second.training["ddssm"].history.is_empty());
+        for name in ["ddssm", "dkf"] {
+            let (a, b) = (&first.training[name], &second.training[name]);
+            assert_eq!(b.history, a.history, "{name}");
+            assert_eq!(b.validations, a.validations, "{name}");
+        }
         for name in ["ddssm", "dkf"] {
             assert_eq!(
                 first.models[name].per_sequence_jsd_exact,

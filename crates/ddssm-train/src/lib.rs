@@ -45,8 +45,8 @@ pub use lr_decay::LrDecay;
 pub use process::{start_process, PLAIN_OPS_VAR};
 pub use trainer::{
     accumulated_gradients, batch_indices, check_init, clip_scale, gradient_norm, gradient_norms,
-    group_clip_scales, keys, optimizer_for, resumable_step, select, step_noise, train,
-    warm_start_of, Accumulated, GroupBounds, GroupNorms, Metrics, StepRecord, TrainOptions,
+    group_clip_scales, history_path, keys, optimizer_for, resumable_step, select, step_noise,
+    train, warm_start_of, Accumulated, GroupBounds, GroupNorms, Metrics, StepRecord, TrainOptions,
     TrainReport, Validator,
 };
 

@@ -9,8 +9,8 @@ mod common;
 
 use common::{no_validation, parameter_values, resuming, small, tmp};
 use ddssm_train::{
-    batch_indices, train, AdamW, AdamWConfig, Error, Objective, ParamGroup, TrainConfig,
-    TrainOptions,
+    batch_indices, history_path, train, AdamW, AdamWConfig, Error, Metrics, Objective, ParamGroup,
+    TrainConfig, TrainOptions,
 };
 
 #[test]
@@ -182,12 +182,81 @@ fn an_interrupted_and_resumed_run_ends_with_the_same_numbers() -> Result<()> {
     let rb = train(&mut b2, &data, &tc, &opts(&path_b), &mut no_validation)?;
     assert_eq!(rb.start_step, 3);
     assert_eq!(params(&a)?, params(&b2)?);
-    for (x, y) in ra.history[3..].iter().zip(&rb.history) {
-        assert_eq!(x, y);
-    }
+    // The short run's history, left beside its checkpoint, is carried: the whole run's records.
+    assert_eq!(rb.history, ra.history);
     // The finished checkpoint loads as a plain model.
     let loaded = Model::load(&path_a, &Device::Cpu)?;
     assert_eq!(params(&loaded)?, params(&a)?);
+    Ok(())
+}
+
+/// A run killed between checkpoints resumes with its whole report: the history beside the
+/// checkpoint (`history_path`) carries the steps and validations before it, so the resumed
+/// report is the uninterrupted one's, record for record. Without that file, or with one written
+/// at another step, the run still resumes, its history beginning at the checkpoint.
+#[test]
+fn a_killed_run_resumes_with_its_whole_history() -> Result<()> {
+    let (mc, tc, data) = small();
+    // Uninterrupted (checkpoints at steps 3 and 6, validations at 2, 4, 6); at the validation
+    // of step 4 its files are copied: what a `kill -9` during step 4 or 5 would leave.
+    let path_a = tmp("whole-a.safetensors");
+    let path_k = tmp("whole-k.safetensors");
+    let mut copy_at_4 = |_: &Model, step: usize| -> ddssm_train::Result<Metrics> {
+        if step == 4 {
+            std::fs::copy(&path_a, &path_k).unwrap();
+            std::fs::copy(history_path(&path_a), history_path(&path_k)).unwrap();
+        }
+        Ok(Metrics::from([("step".to_string(), step as f64)]))
+    };
+    let mut a = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+    let ra = train(&mut a, &data, &tc, &resuming(&path_a), &mut copy_at_4)?;
+    assert_eq!(history_path(&path_k), tmp("whole-k.history.json"));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(history_path(&path_k))?)?;
+    assert_eq!(saved["step"], 3);
+
+    let mut validate = |_: &Model, step: usize| -> ddssm_train::Result<Metrics> {
+        Ok(Metrics::from([("step".to_string(), step as f64)]))
+    };
+    let mut k = Model::new(&mc, 99, DType::F32, &Device::Cpu)?;
+    let rk = train(&mut k, &data, &tc, &resuming(&path_k), &mut validate)?;
+    assert_eq!(rk.start_step, 3);
+    assert_eq!(rk.history, ra.history);
+    assert_eq!(rk.validations, ra.validations);
+    let steps: Vec<usize> = rk.validations.iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, [2, 4, 6]);
+    assert!(rk.seconds > saved["report"]["seconds"].as_f64().unwrap());
+    assert_eq!(params(&k)?, params(&a)?);
+
+    // A finished run resumed again keeps its last validation once.
+    let again = train(&mut k, &data, &tc, &resuming(&path_k), &mut validate)?;
+    assert_eq!(again.history, ra.history);
+    assert_eq!(again.validations, ra.validations);
+
+    // No history beside the checkpoint, or one written at another step: resumed, with the
+    // history from step 3.
+    for case in ["missing", "another step"] {
+        let path = tmp(&format!("whole-{}.safetensors", case.replace(' ', "-")));
+        let mut m = Model::new(&mc, 1, DType::F32, &Device::Cpu)?;
+        let short = TrainConfig { steps: 3, ..tc };
+        train(&mut m, &data, &short, &resuming(&path), &mut validate)?;
+        let history = history_path(&path);
+        if case == "missing" {
+            std::fs::remove_file(&history)?;
+        } else {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&history)?)?;
+            v["step"] = 2.into();
+            std::fs::write(&history, v.to_string())?;
+        }
+        let r = train(&mut m, &data, &tc, &resuming(&path), &mut validate)?;
+        assert_eq!(r.start_step, 3);
+        assert_eq!(r.history, ra.history[3..]);
+        assert_eq!(
+            r.validations.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [4, 6]
+        );
+    }
     Ok(())
 }
 

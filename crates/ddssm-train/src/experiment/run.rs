@@ -122,12 +122,14 @@ pub struct Results {
 pub(crate) const WARM_START: &str = "ddssm: a warm start from the parameters of";
 
 /// Files a run writes into its folder (what `--force` may replace).
-const RUN_FILES: [&str; 5] = [
+const RUN_FILES: [&str; 7] = [
     "config.toml",
     "results.json",
     "report.md",
     "ddssm.safetensors",
     "dkf.safetensors",
+    "ddssm.history.json",
+    "dkf.history.json",
 ];
 
 /// Everything checked about the output folder `options.out` before a file is written: a fresh run goes only

@@ -25,8 +25,8 @@ mod start;
 pub use clip::{
     clip_scale, gradient_norm, gradient_norms, group_clip_scales, GroupBounds, GroupNorms,
 };
-pub use start::{check_init, keys, resumable_step, warm_start_of};
-use start::{restore, save};
+pub use start::{check_init, history_path, keys, resumable_step, warm_start_of};
+use start::{restore, restore_history, save, save_history};
 
 /// The sequences of batch row `i` for step `step`: a fresh seeded permutation of the `n`
 /// training sequences every epoch (`⌊n / batch⌋` steps; the remainder is dropped).
@@ -122,16 +122,18 @@ pub struct TrainOptions {
     pub init: Option<PathBuf>,
 }
 
-/// The outcome of [`train`].
+/// The outcome of [`train`]. A resumed run carries the report its earlier processes left beside
+/// the checkpoint ([`history_path`]), so `history`, `validations` and `seconds` cover the whole
+/// run; where that file was missing or unusable (a warning says so) they begin at `start_step`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TrainReport {
-    /// The step the run started from (0, or the resumed checkpoint's step).
+    /// The step this process started from (0, or the resumed checkpoint's step).
     pub start_step: usize,
-    /// One record per step run here.
+    /// One record per step, in order (a record's `step` says where the history begins).
     pub history: Vec<StepRecord>,
     /// `(step, metrics)` of every validation.
     pub validations: Vec<(usize, Metrics)>,
-    /// Wall time of the steps run here, seconds.
+    /// Wall time of the steps in `history`, seconds, summed over the processes that ran them.
     pub seconds: f64,
 }
 
@@ -403,10 +405,19 @@ pub fn train(
             init.display()
         );
     }
-    let mut report = TrainReport {
-        start_step: start,
-        ..TrainReport::default()
-    };
+    let mut report = TrainReport::default();
+    if let (true, Some(path)) = (resumed, &options.checkpoint) {
+        match restore_history(path, start) {
+            Ok(carried) => report = carried,
+            Err(why) => tracing::warn!(
+                "{}: the history before step {start} is not carried ({why}); this run's \
+                 history and time begin at step {start}",
+                options.label
+            ),
+        }
+    }
+    report.start_step = start;
+    let carried_seconds = report.seconds;
     let bar = if options.progress {
         let bar = ProgressBar::new(config.steps as u64);
         bar.set_style(
@@ -495,10 +506,12 @@ pub fn train(
         if let Some(path) = &options.checkpoint {
             if config.checkpoint_every > 0 && done % config.checkpoint_every == 0 {
                 save(model, &opt, config, path, done, init_record.as_deref())?;
+                report.seconds = carried_seconds + began.elapsed().as_secs_f64();
+                save_history(path, done, &report)?;
             }
         }
     }
-    report.seconds = began.elapsed().as_secs_f64();
+    report.seconds = carried_seconds + began.elapsed().as_secs_f64();
     bar.finish_and_clear();
     if let Some(path) = &options.checkpoint {
         save(
@@ -509,10 +522,16 @@ pub fn train(
             config.steps,
             init_record.as_deref(),
         )?;
+        save_history(path, config.steps, &report)?;
     }
     let metrics = validate(model, config.steps)?;
     tracing::info!("{} final: {metrics:?}", options.label);
+    // A finished run resumed validates its last step again (the same numbers): kept once.
+    report.validations.retain(|(s, _)| *s != config.steps);
     report.validations.push((config.steps, metrics));
+    if let Some(path) = &options.checkpoint {
+        save_history(path, config.steps, &report)?;
+    }
     Ok(report)
 }
 

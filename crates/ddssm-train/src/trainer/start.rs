@@ -1,14 +1,16 @@
 //! Where a run starts and what it leaves behind: the training checkpoint (model, optimiser state,
-//! step and config), the checks that let a run continue from one (`--resume`) or start from another
-//! run's parameters (a warm start, [`crate::TrainOptions::init`]).
+//! step and config) and the history beside it, the checks that let a run continue from one
+//! (`--resume`) or start from another run's parameters (a warm start,
+//! [`crate::TrainOptions::init`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ddssm_model::checkpoint::{self, write_atomic};
 use ddssm_model::Model;
+use serde::{Deserialize, Serialize};
 
-use crate::{AdamW, Error, Result, TrainConfig};
+use crate::{AdamW, Error, Result, TrainConfig, TrainReport};
 
 /// Metadata keys a training checkpoint adds to the model's.
 pub mod keys {
@@ -146,6 +148,55 @@ pub fn check_init(
 pub fn warm_start_of(path: &Path) -> Result<Option<std::path::PathBuf>> {
     let meta = checkpoint::read_metadata(path)?;
     Ok(meta.get(keys::INIT).map(std::path::PathBuf::from))
+}
+
+/// The file beside the training checkpoint `checkpoint` that keeps the run's report so far (every
+/// step's record, the validations, the wall time): `ddssm.safetensors` → `ddssm.history.json`.
+/// Written after each checkpoint, so a resumed run's report covers every step from 0, not only
+/// those of its last process.
+pub fn history_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("history.json")
+}
+
+/// The content of [`history_path`]: the report as it stood when the checkpoint of `step` was
+/// written.
+#[derive(Serialize, Deserialize)]
+struct SavedHistory {
+    step: usize,
+    report: TrainReport,
+}
+
+/// Writes `report`, as it stands at the checkpoint of `step`, beside `checkpoint` (atomically).
+pub(super) fn save_history(checkpoint: &Path, step: usize, report: &TrainReport) -> Result<()> {
+    let text = serde_json::to_string(&SavedHistory {
+        step,
+        report: report.clone(),
+    })
+    .map_err(|e| Error::State(e.to_string()))?;
+    write_atomic(&history_path(checkpoint), text.as_bytes())?;
+    Ok(())
+}
+
+/// The report saved beside `checkpoint` when its checkpoint of `step` was written, or why it
+/// cannot be used: missing (a checkpoint written before histories were kept), unreadable, or
+/// written at another step (a process stopped between the two writes). The run goes on without
+/// it; the caller says so.
+pub(super) fn restore_history(
+    checkpoint: &Path,
+    step: usize,
+) -> std::result::Result<TrainReport, String> {
+    let path = history_path(checkpoint);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let saved: SavedHistory = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a training history ({e})", path.display()))?;
+    if saved.step != step {
+        return Err(format!(
+            "{} was written at step {}, the checkpoint at step {step}",
+            path.display(),
+            saved.step
+        ));
+    }
+    Ok(saved.report)
 }
 
 /// Restores model, optimizer and step from a training checkpoint; returns the step. The model

@@ -7,7 +7,8 @@
 //!   (validating the negative ELBO on the validation windows, checkpointing, `--resume`), and
 //!   writes the run folder: `model.safetensors` (the trained model, with the file's column roles
 //!   and the windowing inside, so the folder alone serves `forecast`), `train.safetensors` (the
-//!   training checkpoint), `training.json`.
+//!   training checkpoint) with `train.history.json` beside it (the training report so far, which
+//!   `--resume` carries on), `training.json`.
 //! - `ddssm forecast`: `--horizon` steps after the last observation of every series, quantiles
 //!   and mean per series, variable and step, as CSV; `--plot` fan charts (PNG, SVG),
 //!   `--samples-out` the raw paths (safetensors).

@@ -30,9 +30,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use ddssm_eval::{model_predictive_samples, BimodalRandomWalk};
-use ddssm_model::{Batch, Model, ModelConfig, Standardization};
+use ddssm_model::{Model, ModelConfig, Standardization};
 use ddssm_tensor_ops::{host, SeededNoise};
-use ddssm_train::{accumulated_gradients, optimizer_for, TrainConfig};
+use ddssm_train::timing::{time_training_steps, WARMUP_STEPS};
+use ddssm_train::TrainConfig;
 use serde_json::{json, Value};
 
 /// The command's options.
@@ -88,10 +89,6 @@ fn loadavg() -> Value {
 /// (DPM-Solver++(2M) on 20 levels), so the figure is the throughput at that default.
 const FEW_STEP_SAMPLER: ddssm_diffusion::Sampler = ddssm_train::series::FORECAST_SAMPLER;
 
-/// Warm-up steps before the timed ones (the first steps of a process are slower while the heap
-/// grows to its working size).
-const WARMUP: usize = 3;
-
 /// Standardised bimodal training sequences, `[n, t, 1]`.
 fn data(n: usize, t: usize, device: &Device) -> Result<Tensor> {
     let walk = BimodalRandomWalk {
@@ -103,8 +100,8 @@ fn data(n: usize, t: usize, device: &Device) -> Result<Tensor> {
     Ok(Standardization::fit(&raw, None)?.apply(&raw)?)
 }
 
-/// Times `runs` training steps (after one warm-up step) of `model_config` with `train_config`'s
-/// batch size, S, S_k and learning rates on `x` (`[≥ batch, T, 1]`).
+/// [`time_training_steps`] as the benchmark's JSON: median, min and max, the sizes, the peak
+/// memory.
 fn time_steps(
     model_config: &ModelConfig,
     train_config: &TrainConfig,
@@ -112,27 +109,10 @@ fn time_steps(
     runs: usize,
     device: &Device,
 ) -> Result<Value> {
-    let model = Model::new(model_config, 0, DType::F32, device)?;
-    let mut opt = optimizer_for(&model, train_config)?;
-    let data = Batch::new(x.clone());
+    let timed = time_training_steps(model_config, train_config, x, runs, device)?;
     let batch = train_config.batch_size;
-    let n = x.dim(0)? as u32;
-    let mut times = Vec::with_capacity(runs);
-    let reset = host::reset_peak_memory();
-    for step in 0..WARMUP + runs {
-        let indices: Vec<u32> = (0..batch as u32).map(|i| (i + step as u32) % n).collect();
-        let began = Instant::now();
-        let lambda = train_config.lambda.at(step);
-        let grads =
-            accumulated_gradients(&model, &data, &indices, train_config, lambda, step)?.grads;
-        opt.step(&grads)?;
-        device.synchronize()?;
-        if step >= WARMUP {
-            times.push(began.elapsed().as_secs_f64());
-        }
-    }
-    let mut v = stats(times);
-    v["warmup_steps"] = json!(WARMUP);
+    let mut v = stats(timed.seconds);
+    v["warmup_steps"] = json!(WARMUP_STEPS);
     v["batch"] = json!(batch);
     v["T"] = json!(x.dim(1)?);
     v["S"] = json!(train_config.samples);
@@ -143,7 +123,7 @@ fn time_steps(
     });
     // Without a working reset the process-wide peak is all there is: run one block alone
     // (`--only`) and read `process_peak_rss_mib`.
-    v["peak_rss_mib"] = json!(host::peak_memory_mib().filter(|_| reset));
+    v["peak_rss_mib"] = json!(timed.peak_rss_mib);
     Ok(v)
 }
 
@@ -244,7 +224,7 @@ fn run_peer(args: &Args, threads: usize) -> Result<Value> {
     let output = Command::new(&args.python)
         .arg(script)
         .args(["--threads", &threads, "--steps", &steps])
-        .args(["--warmup", &WARMUP.to_string()])
+        .args(["--warmup", &WARMUP_STEPS.to_string()])
         .args(["--sample-examples", &examples, "--sample-n", &samples])
         .output()
         .with_context(|| {

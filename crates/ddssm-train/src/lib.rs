@@ -32,6 +32,7 @@ mod lr_decay;
 mod process;
 pub mod series;
 pub mod study;
+pub mod timing;
 pub mod tpe;
 mod trainer;
 

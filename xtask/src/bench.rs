@@ -25,14 +25,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use ddssm_eval::{model_predictive_samples, BimodalRandomWalk};
+use ddssm_eval::BimodalRandomWalk;
 use ddssm_model::{Model, ModelConfig, Standardization};
 use ddssm_tensor_ops::{host, SeededNoise};
-use ddssm_train::timing::{time_training_steps, WARMUP_STEPS};
+use ddssm_train::timing::{predictive_samples_per_second, time_training_steps, WARMUP_STEPS};
 use ddssm_train::TrainConfig;
 use serde_json::{json, Value};
 
@@ -152,15 +151,14 @@ fn time_sampler(
     let max_chains = ddssm_train::experiment::ExperimentConfig::paper()
         .evaluation
         .max_chains;
-    let mut noise = SeededNoise::new(1);
-    model_predictive_samples(&model, &prefix.narrow(0, 0, 1)?, 4, max_chains, &mut noise)?;
-    let mut rates = Vec::with_capacity(args.runs);
-    for _ in 0..args.runs {
-        let began = Instant::now();
-        let draws = model_predictive_samples(&model, &prefix, n, max_chains, &mut noise)?;
-        let total: usize = draws.iter().map(Vec::len).sum();
-        rates.push(total as f64 / began.elapsed().as_secs_f64());
-    }
+    let rates = predictive_samples_per_second(
+        &model,
+        &prefix,
+        n,
+        max_chains,
+        args.runs,
+        &mut SeededNoise::new(1),
+    )?;
     let mut v = stats(rates);
     v["examples"] = json!(args.sampler_examples);
     v["samples_per_example"] = json!(n);

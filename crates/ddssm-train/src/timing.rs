@@ -1,5 +1,6 @@
-//! How long one training step of a configuration takes on given data: the figure `cargo xtask
-//! bench` reports, and what a user sizing a run for their own series would measure.
+//! How long one training step of a configuration takes on given data, and how many one-step
+//! predictive samples a model draws per second: the figures `cargo xtask bench` reports, and what
+//! a user sizing a run for their own series would measure.
 
 use std::time::Instant;
 
@@ -59,6 +60,30 @@ pub fn time_training_steps(
     })
 }
 
+/// Samples per second of `model`'s one-step predictive `p(x_T | x_(1:T−1))` for the prefixes
+/// `prefix` (`[N, T−1, D]`, data units), `samples` draws each, in chunks of at most
+/// `max_chains` chains: one rate per timed call, `runs` calls after one untimed call on the
+/// first prefix. The draws come from `noise`.
+pub fn predictive_samples_per_second(
+    model: &Model,
+    prefix: &Tensor,
+    samples: usize,
+    max_chains: usize,
+    runs: usize,
+    noise: &mut ddssm_tensor_ops::SeededNoise,
+) -> Result<Vec<f64>> {
+    ddssm_eval::model_predictive_samples(model, &prefix.narrow(0, 0, 1)?, 4, max_chains, noise)?;
+    let mut rates = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let began = Instant::now();
+        let draws =
+            ddssm_eval::model_predictive_samples(model, prefix, samples, max_chains, noise)?;
+        let total: usize = draws.iter().map(Vec::len).sum();
+        rates.push(total as f64 / began.elapsed().as_secs_f64());
+    }
+    Ok(rates)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +103,18 @@ mod tests {
         let timed = time_training_steps(&model, &train, &x, 2, &Device::Cpu)?;
         assert_eq!(timed.seconds.len(), 2);
         assert!(timed.seconds.iter().all(|&s| s > 0.0), "{timed:?}");
+        Ok(())
+    }
+
+    /// One positive rate per asked run.
+    #[test]
+    fn one_sampler_rate_per_run() -> Result<()> {
+        let model = Model::new(&ModelConfig::paper_ddssm(), 0, DType::F32, &Device::Cpu)?;
+        let prefix = SeededNoise::new(2).randn((2, 4, 1), DType::F32, &Device::Cpu)?;
+        let rates =
+            predictive_samples_per_second(&model, &prefix, 3, 8, 2, &mut SeededNoise::new(1))?;
+        assert_eq!(rates.len(), 2);
+        assert!(rates.iter().all(|&r| r > 0.0), "{rates:?}");
         Ok(())
     }
 }

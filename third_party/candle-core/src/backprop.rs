@@ -680,6 +680,48 @@ impl Tensor {
 #[derive(Default, Debug)]
 pub struct GradStore(HashMap<TensorId, Tensor>);
 
+/// ddssm patch: adds `grad` into `sum` in place, without allocating a new tensor, when that
+/// cannot change any other tensor's value: `sum` is a contiguous f32 or f64 CPU tensor of
+/// `grad`'s shape and dtype that nothing else can see ([`Tensor::is_sole_owner`]; a gradient sum
+/// the store made with `add` is), `grad` is contiguous, and gradients are detached (with
+/// `CANDLE_GRAD_DO_NOT_DETACH` a second-order graph may read `sum`'s recorded value). Returns
+/// whether it did; otherwise the caller adds as upstream does. Each element gets the one IEEE
+/// addition `sum.add(grad)` would give it, so the result has the same bits.
+fn add_in_place(sum: &Tensor, grad: &Tensor) -> Result<bool> {
+    use crate::{cpu_backend::CpuStorage, storage::Storage};
+    if CANDLE_GRAD_DO_NOT_DETACH.with(|b| *b)
+        || sum.shape() != grad.shape()
+        || sum.dtype() != grad.dtype()
+        || !sum.is_sole_owner()
+    {
+        return Ok(false);
+    }
+    let (Some((s0, s1)), Some((g0, g1))) = (
+        sum.layout().contiguous_offsets(),
+        grad.layout().contiguous_offsets(),
+    ) else {
+        return Ok(false);
+    };
+    // `sum`'s storage is its own (checked above), so it is not `grad`'s: the write lock below
+    // and the read lock on `grad` are on different locks.
+    let mut storage = sum.storage_mut();
+    let grad_storage = grad.storage();
+    match (&mut *storage, &*grad_storage) {
+        (Storage::Cpu(CpuStorage::F32(s)), Storage::Cpu(CpuStorage::F32(g))) => {
+            for (s, g) in s[s0..s1].iter_mut().zip(&g[g0..g1]) {
+                *s += *g;
+            }
+        }
+        (Storage::Cpu(CpuStorage::F64(s)), Storage::Cpu(CpuStorage::F64(g))) => {
+            for (s, g) in s[s0..s1].iter_mut().zip(&g[g0..g1]) {
+                *s += *g;
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 impl GradStore {
     /// Create a new gradient store
     fn new() -> Self {
@@ -719,8 +761,10 @@ impl GradStore {
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
-                let sum = entry.get().add(grad)?;
-                entry.insert(sum);
+                if !add_in_place(entry.get(), grad)? {
+                    let sum = entry.get().add(grad)?;
+                    entry.insert(sum);
+                }
             }
             Entry::Vacant(entry) => {
                 if grad.shape() != tensor.shape() {

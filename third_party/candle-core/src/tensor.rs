@@ -2763,6 +2763,16 @@ impl Tensor {
         self.storage.read_recursive()
     }
 
+    /// ddssm patch: whether no other tensor can see this one's data — this handle is the only one
+    /// to it and no other tensor (a view, a detached copy) shares its storage — so that the data
+    /// may be changed in place without any other tensor's value changing.
+    pub(crate) fn is_sole_owner(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+            && Arc::weak_count(&self.0) == 0
+            && Arc::strong_count(&self.storage) == 1
+            && Arc::weak_count(&self.storage) == 0
+    }
+
     /// Acquire write lock on storage and returns guard.
     pub(crate) fn storage_mut(&self) -> StorageMutRef<'_> {
         self.storage.write()

@@ -559,6 +559,11 @@ fn bad_files_through_the_command_name_file_line_and_column() {
     std::fs::write(&other, "t,z,c\n0,1,0\n1,2,1\n").unwrap();
     refused(&forecast(other.to_str().unwrap()), "no target column `y`");
     // The last observation is the file's last row: no covariates for the 2 steps to forecast.
-    refused(&forecast(&good), "rows after the last observation");
+    let no_future = forecast(&good);
+    refused(&no_future, &format!("{good}: the model has covariates"));
+    refused(
+        &no_future,
+        "the series has 0 rows after its last observation",
+    );
     assert!(!out.exists(), "a refused forecast wrote its CSV");
 }

@@ -69,11 +69,12 @@ pub enum Error {
         message: String,
     },
     /// A series as a whole does not fit (all missing, too short, times out of order, …).
-    #[error("{path}: series `{series}`: {message}")]
+    #[error("{path}: {series}: {message}")]
     Series {
         /// The file.
         path: String,
-        /// The series' id (`""` for a file holding one series).
+        /// Which series, as the message names it: a [`SeriesName`] (``series `id` ``, or `the
+        /// series` in a file holding one), or a phrase such as `every series`.
         series: String,
         /// What is wrong.
         message: String,
@@ -88,6 +89,21 @@ pub enum Error {
         /// What would be accepted.
         allowed: String,
     },
+}
+
+/// How a message names a series: ``series `id` ``, or `the series` for the one series of a file
+/// without an id column (whose id is `""`), where an empty name in backquotes would read as a bug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesName<'a>(pub &'a str);
+
+impl std::fmt::Display for SeriesName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("the series")
+        } else {
+            write!(f, "series `{}`", self.0)
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

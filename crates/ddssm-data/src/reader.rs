@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Columns, Error, Result};
+use crate::{Columns, Error, Result, SeriesName};
 
 /// A time stamp: a number, or text that sorts in time order (an ISO date).
 #[derive(Debug, Clone, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -277,9 +277,10 @@ pub(crate) fn read_from<R: std::io::Read>(
                 return Err(cell_error(
                     time_col,
                     format!(
-                        "time {what} {time} after {last} (line {}) in series `{id}`: times must \
-                         increase within a series",
-                        s.lines[s.lines.len() - 1]
+                        "time {what} {time} after {last} (line {}) in {}: times must increase \
+                         within a series",
+                        s.lines[s.lines.len() - 1],
+                        SeriesName(&id)
                     ),
                 ));
             }
@@ -321,9 +322,9 @@ pub(crate) fn read_from<R: std::io::Read>(
             return Err(Error::Series {
                 path: name.to_string(),
                 series: if series.len() == 1 {
-                    series[0].id.clone()
+                    SeriesName(&series[0].id).to_string()
                 } else {
-                    "(every series)".into()
+                    "every series".into()
                 },
                 message: format!("target column `{col}` has no observed value"),
             });

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Panel, Result};
+use crate::{Error, Panel, Result, SeriesName};
 
 /// How series are cut into windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ pub fn rolling_origin(panel: &Panel, spec: &WindowSpec) -> Result<Splits> {
         if t_len < needed {
             return Err(Error::Series {
                 path: panel.path.clone(),
-                series: s.id.clone(),
+                series: SeriesName(&s.id).to_string(),
                 message: format!(
                     "{t_len} observed steps; context {l} + horizon {h} × ({test_windows} test + \
                      {validation_windows} validation + 1 training window) = {needed} are needed"
@@ -148,8 +148,9 @@ pub fn rolling_origin(panel: &Panel, spec: &WindowSpec) -> Result<Splits> {
                         line: s.lines[t],
                         column: panel.columns.covariates[j].clone(),
                         message: format!(
-                            "covariate missing at time {} of series `{}`, inside a window",
-                            s.times[t], s.id
+                            "covariate missing at time {} of {}, inside a window",
+                            s.times[t],
+                            SeriesName(&s.id)
                         ),
                     });
                 }
@@ -162,7 +163,7 @@ pub fn rolling_origin(panel: &Panel, spec: &WindowSpec) -> Result<Splits> {
         if n < 2 {
             return Err(Error::Series {
                 path: panel.path.clone(),
-                series: "(training part of every series)".into(),
+                series: "the training part of every series".into(),
                 message: format!("target `{column}` has {n} observed values; at least 2 needed"),
             });
         }
@@ -175,7 +176,7 @@ pub fn rolling_origin(panel: &Panel, spec: &WindowSpec) -> Result<Splits> {
         if var.sqrt() <= 1e-12 * mean.abs().max(1.0) {
             return Err(Error::Series {
                 path: panel.path.clone(),
-                series: "(training part of every series)".into(),
+                series: "the training part of every series".into(),
                 message: format!("target `{column}` is constant ({mean}); it cannot be scaled"),
             });
         }

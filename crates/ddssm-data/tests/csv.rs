@@ -210,7 +210,7 @@ fn bad_files_and_requests_are_errors_naming_file_line_and_column() {
             "duplicate",
             "t,y\n0,1\n0,2\n".into(),
             cols.clone(),
-            vec!["line 3", "`t`", "repeats"],
+            vec!["line 3", "`t`", "repeats", "in the series:"],
         ),
         (
             "unsorted",
@@ -277,6 +277,8 @@ fn bad_files_and_requests_are_errors_naming_file_line_and_column() {
         for n in needles {
             assert!(err.contains(n), "{what}: {n:?} not in {err}");
         }
+        // A file without an id column holds one series, whose id is "": never named as "``".
+        assert!(!err.contains("``"), "{what}: an empty series name in {err}");
     }
     let missing =
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ddssm-data-tests-no-such-file.csv");
@@ -308,13 +310,23 @@ fn bad_files_and_requests_are_errors_naming_file_line_and_column() {
         (spec(0, 2, 1), vec!["context = 0"]),
         (spec(3, 0, 1), vec!["horizon = 0"]),
         (spec(3, 2, 0), vec!["test_windows = 0"]),
-        (spec(8, 2, 1), vec!["12 observed steps", "14 are needed"]),
-        (spec(3, 2, 1), vec!["line 6", "`u`", "covariate missing"]),
+        (
+            spec(8, 2, 1),
+            vec![
+                "windows.csv: the series: 12 observed steps",
+                "14 are needed",
+            ],
+        ),
+        (
+            spec(3, 2, 1),
+            vec!["line 6", "`u`", "covariate missing", "of the series"],
+        ),
     ] {
         let err = rolling_origin(&panel, &s).unwrap_err().to_string();
         for n in needles {
             assert!(err.contains(n), "{s:?}: {n:?} not in {err}");
         }
+        assert!(!err.contains("``"), "{s:?}: an empty series name in {err}");
     }
     let constant = read_csv(
         &file("constant.csv", "t,y\n0,1\n1,1\n2,1\n3,1\n4,1\n5,1\n"),

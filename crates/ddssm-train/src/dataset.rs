@@ -3,7 +3,7 @@
 //! units (the model applies its standardisation).
 
 use candle_core::{DType, Device, Tensor};
-use ddssm_data::{Panel, Window};
+use ddssm_data::{Panel, SeriesName, Window};
 use ddssm_model::{Batch, Standardization};
 
 use crate::{Error, Result};
@@ -47,10 +47,11 @@ pub fn window_batch(
         let s = &panel.series[w.series];
         if w.start + len > s.len() {
             return Err(Error::State(format!(
-                "series `{}`: a window of {len} steps from step {} runs past its {} rows",
-                s.id,
+                "{}: a window of {len} steps from step {} runs past the {} rows of {}",
+                panel.path,
                 w.start,
-                s.len()
+                s.len(),
+                SeriesName(&s.id)
             )));
         }
         for t in w.start..w.start + len {
@@ -61,9 +62,13 @@ pub fn window_batch(
             for k in 0..v {
                 if !s.covariates_present[t * v + k] {
                     return Err(Error::State(format!(
-                        "{}: line {}, column `{}`: covariate missing at time {} of series `{}`, \
-                         inside a window",
-                        panel.path, s.lines[t], panel.columns.covariates[k], s.times[t], s.id
+                        "{}: line {}, column `{}`: covariate missing at time {} of {}, inside a \
+                         window",
+                        panel.path,
+                        s.lines[t],
+                        panel.columns.covariates[k],
+                        s.times[t],
+                        SeriesName(&s.id)
                     )));
                 }
                 cov.push(s.covariates[t * v + k] as f32);
@@ -101,15 +106,17 @@ pub fn forecast_batch(
         let end = s.observed_len(d);
         if end < context {
             return Err(Error::State(format!(
-                "series `{}` has {end} observed steps; the model needs {context} of context",
-                s.id
+                "{}: {} has {end} observed steps; the model needs {context} of context",
+                panel.path,
+                SeriesName(&s.id)
             )));
         }
         if v > 0 && s.len() < end + horizon {
             return Err(Error::State(format!(
-                "series `{}`: the model has covariates, so the file must give them for the \
-                 {horizon} steps to forecast; it has {} rows after the last observation",
-                s.id,
+                "{}: the model has covariates, so the file must give them for the {horizon} \
+                 steps to forecast; {} has {} rows after its last observation",
+                panel.path,
+                SeriesName(&s.id),
                 s.len() - end
             )));
         }

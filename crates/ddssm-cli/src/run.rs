@@ -251,8 +251,12 @@ pub fn info(path: &Path) -> Result<()> {
     );
     println!("time:         {}", columns.time);
     println!("targets:      {}", columns.targets.join(", "));
-    println!("covariates:   {}", columns.covariates.join(", "));
-    println!("statics:      {}", columns.statics.join(", "));
+    let list = |names: &[String]| match names {
+        [] => "(none)".to_string(),
+        _ => names.join(", "),
+    };
+    println!("covariates:   {}", list(&columns.covariates));
+    println!("statics:      {}", list(&columns.statics));
     println!(
         "id:           {}",
         columns.id.as_deref().unwrap_or("(one series)")

@@ -108,6 +108,9 @@ fn fit_info_and_forecast_a_shipped_multivariate_series() {
         "{info}"
     );
     assert!(info.contains("M = 1, D = 3"), "{info}");
+    // No covariate or static column: said, not left blank.
+    assert!(info.contains("covariates:   (none)"), "{info}");
+    assert!(info.contains("statics:      (none)"), "{info}");
     // A run config file changes only what it sets: two latent dimensions and clipping here.
     let config = tmp("macro-config.toml");
     std::fs::write(

@@ -2,7 +2,7 @@
 //! the library's [`ddssm_train::experiment::run`] (data, both models trained with validation and
 //! checkpoints that `--resume` continues, test evaluation, LOCF, exact references, `results.json`):
 //! the config from `--config`, `--quick`, `--seed` and `--steps`, then the figures
-//! ([`crate::figures`]) and the report printed.
+//! ([`ddssm_train::figures`]) and the report printed.
 
 use std::path::PathBuf;
 
@@ -62,7 +62,7 @@ pub fn run(args: &Args) -> Result<()> {
             ddssm_init: args.init_ddssm.clone(),
         },
     )?;
-    let figures = crate::figures::write_all(&results, &args.out)?;
+    let figures = ddssm_train::figures::write_all(&results, &args.out)?;
     tracing::info!("figures: {}", figures.join(", "));
     println!("{}", results.markdown());
     Ok(())

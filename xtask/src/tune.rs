@@ -80,7 +80,7 @@ fn finish(args: &Args, base: &ModelRun, space: &Space, trials: &[Trial]) -> Resu
     // The ready-to-use config, at the paper's 3000 steps.
     args.study
         .write_tuned_config(base, best, trials.len(), args.write_config.as_deref())?;
-    let figures = crate::figures::study_history(trials, &args.study.out)?;
+    let figures = ddssm_train::figures::study_history(trials, &args.study.out)?;
 
     let mut s = String::new();
     s.push_str(&format!(

@@ -26,6 +26,7 @@ mod config;
 mod config_file;
 pub mod dataset;
 pub mod experiment;
+pub mod figures;
 mod fit;
 mod lambda;
 mod lr_decay;
